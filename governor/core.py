@@ -1,0 +1,501 @@
+"""The governor's pure core: jobs, dependencies, dispatch, and the requests.
+
+``handle(event) -> actions``.  Events are client requests and partition reports,
+each stamped with the time by the shell; actions are replies, messages to
+partitions, finished jobs (for the report) and the end of the service.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+
+from hpilot.governor import queries
+from hpilot.governor.dag import Dag, Edge
+from hpilot.governor.jobspec import FieldError, JobSpec, parse_job
+from hpilot.governor.registry import Drop, IterRun, JobRecord, Registry
+from hpilot.governor.states import JobState
+from hpilot.governor.validate import check_submit
+from hpilot.partition.messages import (
+    CancelJob,
+    FromPartition,
+    IterationFinished,
+    IterationsDropped,
+    IterationStarted,
+    Shutdown,
+    TaskSpec,
+    ToPartition,
+    Work,
+)
+from hpilot.partition.models import LOCAL_MODELS
+from hpilot.partition.resources import ResourceSet
+from hpilot.partition.spec import Execution
+
+log = logging.getLogger("hpilot.governor")
+
+OK, ERROR = 0, -1
+MAX_MESSAGES = 20  # per job: a sweep of 10^6 failing iterations must not keep 10^6 strings
+
+# ---- events ----
+
+
+@dataclass(frozen=True)
+class ClientRequest:
+    payload: Any
+    now: float
+    reply_to: Any = None
+
+
+@dataclass(frozen=True)
+class FromPart:
+    partition: str
+    message: FromPartition
+
+
+Event = Union[ClientRequest, FromPart]
+
+# ---- actions ----
+
+
+@dataclass(frozen=True)
+class Reply:
+    reply_to: Any
+    response: Dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SendToPartition:
+    partition: str
+    message: ToPartition
+
+
+@dataclass(frozen=True)
+class JobDone:
+    job: JobRecord
+
+
+@dataclass(frozen=True)
+class FinishService:
+    reason: str
+
+
+Action = Union[Reply, SendToPartition, JobDone, FinishService]
+
+
+@dataclass(frozen=True)
+class GovernorConfig:
+    root_wd: str
+    sname: str = "local"
+    models: Sequence[str] = LOCAL_MODELS
+    address: Optional[str] = None
+    started: float = 0.0  # the service's start, given by the shell (the core reads no clock)
+
+
+@dataclass
+class PartitionView:
+    name: str
+    resources: ResourceSet
+    used_cores: int = 0
+
+
+def response(code: int, message: str = "", data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    out: Dict[str, Any] = {"code": code}
+    if message:
+        out["message"] = message
+    if data is not None:
+        out["data"] = data
+    return out
+
+
+class GovernorCore:
+    def __init__(self, cfg: GovernorConfig, partitions: Sequence[PartitionView]) -> None:
+        self.cfg = cfg
+        self.partitions = {p.name: p for p in partitions}
+        self.registry = Registry()
+        self.dag = Dag()
+        self.rcnt = 0
+        self.started = cfg.started
+        self.finish_when_done = False
+        self.finishing = False
+        self.active = 0  # jobs not yet in a final state
+        self._waiting_whole: Dict[str, List[str]] = {}
+        self._waiting_it: Dict[Tuple[str, int], List[str]] = {}
+
+    # ---- the one entry point ----
+
+    def handle(self, ev: Event) -> List[Action]:
+        out: List[Action] = []
+        if isinstance(ev, FromPart):
+            self._from_partition(ev.partition, ev.message, out)
+        elif isinstance(ev, ClientRequest):
+            resp = self._request(ev.payload, ev.now, out)
+            out.insert(0, Reply(ev.reply_to, resp))
+        else:
+            raise TypeError(f"governor: unknown event {ev!r}")
+        self._check_done(out)
+        return out
+
+    def _check_done(self, out: List[Action]) -> None:
+        if self.finish_when_done and self.active == 0 and not self.finishing:
+            self.finishing = True
+            out.append(FinishService("all jobs finished"))
+
+    # ---- requests ----
+
+    def _request(self, payload: Any, now: float, out: List[Action]) -> Dict[str, Any]:
+        if not isinstance(payload, dict):
+            return response(ERROR, f"a request must be a JSON object, not {type(payload).__name__}")
+        kind = payload.get("request")
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            known = ", ".join(sorted(_HANDLERS))
+            return response(ERROR, f"unknown request {kind!r}; known requests: {known}")
+        return handler(self, payload, now, out)
+
+    def _req_submit(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
+        raw_jobs = payload.get("jobs")
+        if not isinstance(raw_jobs, list) or not raw_jobs:
+            return response(ERROR, "submit: 'jobs' must be a non-empty list of job descriptions")
+        if self.finishing:
+            return response(ERROR, "submit: the service is finishing and accepts no more jobs")
+        specs: List[JobSpec] = []
+        errors: List[FieldError] = []
+        for i, raw in enumerate(raw_jobs):
+            spec, errs = parse_job(raw, i)
+            errors.extend(errs)
+            if spec is not None:
+                specs.append(spec)
+        if not errors:
+            errors = self._check(specs)
+        if errors:
+            lines = "\n".join(f"  {e}" for e in errors)
+            bad = sorted({e.job for e in errors})
+            return response(ERROR, f"submit refused, no job accepted ({len(errors)} problem(s) in "
+                                   f"{', '.join(bad)}):\n{lines}",
+                            {"errors": [dataclasses.asdict(e) for e in errors]})
+        self.rcnt += 1
+        for spec in specs:
+            self._accept(spec, now, out)
+        names = [s.name for s in specs]
+        return response(OK, f"{len(names)} jobs submitted", {"submitted": len(names), "jobs": names})
+
+    def _check(self, specs: List[JobSpec]) -> List[FieldError]:
+        def known(name: str):
+            rec = self.registry.get(name)
+            if rec is None:
+                return None
+            return rec.iterations() if rec.task.iterative else ()
+
+        single = next(iter(self.partitions.values())).resources if len(self.partitions) == 1 else None
+        errors = check_submit(specs, known, self.cfg.root_wd, single, self.cfg.models)
+        if errors:
+            return errors
+        edges: List[Edge] = [(d.job, s.name, d.iteration) for s in specs for d in s.after]
+        cycle = self.dag.find_cycle(edges) if edges else None
+        if cycle:
+            return [FieldError(cycle[0], "dependencies.after", f"dependency cycle: {' -> '.join(cycle)}")]
+        return []
+
+    def _accept(self, spec: JobSpec, now: float, out: List[Action]) -> None:
+        rec = JobRecord(spec, self._task_spec(spec, now), now, self.registry.next_order())
+        self.registry.add(rec)
+        self.active += 1
+        if spec.after:
+            self.dag.add((d.job, spec.name, d.iteration) for d in spec.after)
+        broken = None
+        for dep in spec.after:
+            state = self._dep_state(dep.job, dep.iteration)
+            if state is JobState.SUCCEED:
+                continue
+            if state.is_final:
+                broken = f"dependency {dep} ended {state.value}"
+                continue
+            rec.unmet += 1
+            if dep.iteration is None:
+                self._waiting_whole.setdefault(dep.job, []).append(spec.name)
+            else:
+                self._waiting_it.setdefault((dep.job, dep.iteration), []).append(spec.name)
+        if broken:
+            self._omit([spec.name], broken, now, out)
+        elif rec.unmet == 0:
+            self._dispatch(rec, out)
+
+    def _task_spec(self, spec: JobSpec, now: float) -> TaskSpec:
+        t = time.localtime(now)
+        values = {
+            "rcnt": str(self.rcnt),
+            "sname": self.cfg.sname,
+            "date": time.strftime("%Y-%m-%d", t),
+            "time": time.strftime("%H:%M:%S", t),
+            "dateTime": time.strftime("%Y-%m-%dT%H:%M:%S", t),
+        }
+        ex = _fill_submit_vars(spec.execution, values)
+        it = spec.iteration
+        return TaskSpec(
+            job=spec.name, execution=ex, resources=spec.resources, iterative=it is not None,
+            it_start=it.start if it else 0, it_count=it.count if it else 1,
+            it_values=it.values if it else None,
+        )
+
+    def _dep_state(self, job: str, it: Optional[int]) -> JobState:
+        rec = self.registry.get(job)
+        assert rec is not None, f"dependency {job} vanished"
+        return rec.state if it is None else rec.it_state(it)
+
+    def _dispatch(self, rec: JobRecord, out: List[Action]) -> None:
+        rec.dispatched = True
+        part = self._route(rec)
+        out.append(SendToPartition(part, Work(rec.task, rec.iterations(), rec.submitted)))
+
+    def _route(self, rec: JobRecord) -> str:
+        return next(iter(self.partitions))
+
+    def _req_cancel(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
+        names, err = _job_names(payload)
+        if err:
+            return err
+        results: Dict[str, Dict[str, Any]] = {}
+        for name in names:
+            rec = self.registry.get(name)
+            if rec is None:
+                results[name] = {"status": ERROR, "message": f"job {name!r} does not exist"}
+            elif rec.state.is_final or rec.canceled:
+                results[name] = {"status": ERROR, "message": f"job {name!r} already {rec.state.value}"}
+            else:
+                self._cancel(rec, now, out)
+                results[name] = {"status": OK, "message": "canceled"}
+        ok = sum(1 for r in results.values() if r["status"] == OK)
+        code = OK if ok == len(names) else ERROR
+        return response(code, f"{ok} of {len(names)} jobs canceled", {"canceled": ok, "jobs": results})
+
+    def _cancel(self, rec: JobRecord, now: float, out: List[Action]) -> None:
+        rec.canceled = True
+        reason = "canceled by the user"
+        if rec.dispatched:
+            for part in self.partitions:
+                out.append(SendToPartition(part, CancelJob(rec.name, reason, now)))
+        else:
+            self._drop(rec, rec.iterations(), JobState.CANCELED, reason, now, out)
+        self._break_dependants(rec.name, f"dependency {rec.name} was canceled", now, out)
+
+    def _req_remove(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
+        names, err = _job_names(payload)
+        if err:
+            return err
+        removed, problems = 0, {}
+        for name in names:
+            rec = self.registry.get(name)
+            if rec is None:
+                problems[name] = f"job {name!r} does not exist"
+            elif not rec.state.is_final:
+                problems[name] = f"job {name!r} is {rec.state.value}; cancel it first"
+            else:
+                self.registry.remove(name)
+                self.dag.remove(name)
+                removed += 1
+        data: Dict[str, Any] = {"removed": removed}
+        if problems:
+            data["errors"] = problems
+            return response(ERROR, "; ".join(problems.values()), data)
+        return response(OK, f"{removed} jobs removed", data)
+
+    def _req_control(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
+        command = payload.get("command")
+        if command == "finishAfterAllTasksDone":
+            self.finish_when_done = True
+            return response(OK, "the service will finish when all jobs are done")
+        return response(ERROR, f"control: unknown command {command!r}; known: finishAfterAllTasksDone")
+
+    def _req_finish(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
+        self.finishing = True
+        reason = "the service was asked to finish"
+        for rec in list(self.registry):
+            if not rec.state.is_final and not rec.dispatched:
+                self._drop(rec, rec.iterations(), JobState.CANCELED, reason, now, out)
+        for part in self.partitions:
+            out.append(SendToPartition(part, Shutdown(reason, now)))
+        out.append(FinishService("finish request"))
+        return response(OK, "finishing")
+
+    def _req_query(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
+        return queries.answer(self, payload, now)
+
+    # ---- partition reports ----
+
+    def _from_partition(self, part: str, msg: FromPartition, out: List[Action]) -> None:
+        rec = self.registry.get(msg.job)
+        if rec is None:
+            log.warning("report for unknown job %s from %s dropped", msg.job, part)
+            return
+        view = self.partitions[part]
+        if isinstance(msg, IterationStarted):
+            view.used_cores += msg.cores
+            rec.set_it_state(msg.iteration, JobState.EXECUTING)
+            run = IterRun(msg.allocation, msg.wd, msg.scheduled, msg.started)
+            run.pid = msg.pid
+            old = rec.runs.get(msg.iteration)
+            if old is not None:
+                run.attempts = old.attempts + 1
+            rec.runs[msg.iteration] = run
+            if rec.state is JobState.QUEUED:
+                rec.set_state(JobState.EXECUTING, msg.started)
+        elif isinstance(msg, IterationFinished):
+            self._finished(rec, view, msg, out)
+        elif isinstance(msg, IterationsDropped):
+            state = JobState.CANCELED if msg.canceled else JobState.FAILED
+            self._drop(rec, msg.iterations, state, msg.reason, msg.when, out)
+
+    def _finished(self, rec: JobRecord, view: PartitionView, msg: IterationFinished,
+                  out: List[Action]) -> None:
+        run = rec.runs.get(msg.iteration)
+        if run is None:  # never started (the program could not be spawned)
+            run = rec.runs[msg.iteration] = IterRun(msg.allocation, msg.wd, msg.started, msg.started)
+        else:
+            view.used_cores -= msg.cores
+        run.finished, run.exit_code, run.reason = msg.finished, msg.exit_code, msg.reason
+        if msg.ok:
+            state = JobState.SUCCEED
+        elif msg.canceled:
+            state = JobState.CANCELED
+        else:
+            state = JobState.FAILED
+            self._message(rec, f"{rec.task.task_name(msg.iteration)}: "
+                               f"{msg.reason or f'exit code {msg.exit_code}'}")
+        rec.set_it_state(msg.iteration, state)
+        self._iteration_final(rec, msg.iteration, state, msg.finished, out)
+
+    def _drop(self, rec: JobRecord, its: Sequence[int], state: JobState, reason: str, now: float,
+              out: List[Action]) -> None:
+        if not its:
+            return
+        rec.drops.append(Drop(its, state, now, reason))
+        if state is not JobState.CANCELED or not rec.canceled:
+            self._message(rec, reason if len(its) == rec.total else f"{len(its)} iteration(s): {reason}")
+        for it in its:
+            if rec.it_state(it) is JobState.QUEUED:
+                rec.set_it_state(it, state)
+        if state is not JobState.SUCCEED:
+            self._break_dependants(rec.name, f"dependency {rec.name} {state.value}", now, out)
+        self._maybe_final(rec, now, out)
+
+    def _iteration_final(self, rec: JobRecord, it: int, state: JobState, now: float,
+                         out: List[Action]) -> None:
+        if self._waiting_it:
+            waiting = self._waiting_it.pop((rec.name, it), None)
+            if waiting:
+                if state is JobState.SUCCEED:
+                    self._release(waiting, out)
+                else:
+                    self._omit(waiting, f"dependency {rec.task.task_name(it)} {state.value}", now, out)
+        if state is not JobState.SUCCEED and rec.name in self._waiting_whole:
+            self._break_dependants(rec.name, f"dependency {rec.name} had a {state.value} iteration",
+                                   now, out)
+        self._maybe_final(rec, now, out)
+
+    def _maybe_final(self, rec: JobRecord, now: float, out: List[Action]) -> None:
+        if not rec.all_final or rec.state.is_final:
+            return
+        final = rec.summary_state()
+        rec.set_state(final, now)
+        self.active -= 1
+        out.append(JobDone(rec))
+        if final is JobState.SUCCEED:
+            self._release(self._waiting_whole.pop(rec.name, []), out)
+        else:
+            self._break_dependants(rec.name, f"dependency {rec.name} {final.value}", now, out)
+
+    def _message(self, rec: JobRecord, text: str) -> None:
+        if len(rec.messages) < MAX_MESSAGES:
+            rec.messages.append(text)
+        elif len(rec.messages) == MAX_MESSAGES:
+            rec.messages.append("... (more messages not kept)")
+
+    # ---- dependencies ----
+
+    def _release(self, names: List[str], out: List[Action]) -> None:
+        for name in names:
+            rec = self.registry.get(name)
+            if rec is None or rec.state.is_final:
+                continue
+            rec.unmet -= 1
+            if rec.unmet == 0 and not rec.dispatched and not rec.canceled:
+                self._dispatch(rec, out)
+
+    def _break_dependants(self, job: str, reason: str, now: float,
+                          out: List[Action]) -> None:
+        """Dependants that can no longer start: every one waiting on the whole job,
+        and those waiting on iterations of it that did not succeed."""
+        broken = list(self._waiting_whole.pop(job, []))
+        rec = self.registry.get(job)
+        for key in [k for k in self._waiting_it if k[0] == job]:
+            st = rec.it_state(key[1]) if rec is not None else JobState.FAILED
+            if st.is_final and st is not JobState.SUCCEED:
+                broken.extend(self._waiting_it.pop(key))
+        if broken:
+            self._omit(broken, reason, now, out)
+
+    def _omit(self, names: List[str], reason: str, now: float, out: List[Action]) -> None:
+        targets: Set[str] = set(names) | self.dag.descendants(names)
+        for name in sorted(targets, key=lambda n: self.registry.jobs[n].order if n in self.registry else 0):
+            rec = self.registry.get(name)
+            if rec is None or rec.state.is_final or rec.dispatched:
+                continue
+            for it in rec.iterations():
+                if rec.it_state(it) is JobState.QUEUED:
+                    rec.set_it_state(it, JobState.OMITTED)
+            rec.drops.append(Drop(rec.iterations(), JobState.OMITTED, now, reason))
+            self._message(rec, f"omitted: {reason}")
+            rec.set_state(JobState.OMITTED, now)
+            self.active -= 1
+            out.append(JobDone(rec))
+
+    # ---- for tests ----
+
+    def validate(self) -> None:
+        active = 0
+        for rec in self.registry:
+            assert sum(rec.counts.values()) == rec.total, f"{rec.name}: counts do not add up"
+            if not rec.state.is_final:
+                active += 1
+            else:
+                assert rec.all_final, f"{rec.name}: final job with iterations still active"
+        assert active == self.active, f"active count {self.active} != {active}"
+
+
+_HANDLERS = {
+    "submit": GovernorCore._req_submit,
+    "cancelJob": GovernorCore._req_cancel,
+    "removeJob": GovernorCore._req_remove,
+    "control": GovernorCore._req_control,
+    "finish": GovernorCore._req_finish,
+    "listJobs": GovernorCore._req_query,
+    "jobStatus": GovernorCore._req_query,
+    "jobInfo": GovernorCore._req_query,
+    "resourcesInfo": GovernorCore._req_query,
+    "status": GovernorCore._req_query,
+}
+
+
+def _job_names(payload: Dict[str, Any]) -> Tuple[List[str], Optional[Dict[str, Any]]]:
+    names = payload.get("jobNames")
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        return [], response(ERROR, f"{payload.get('request')}: 'jobNames' must be a non-empty list of job names")
+    return names, None
+
+
+def _fill_submit_vars(ex: Execution, values: Dict[str, str]) -> Execution:
+    def f(t):
+        return None if t is None else (t if t.is_literal else t.partial(values))
+
+    return dataclasses.replace(
+        ex,
+        exec=f(ex.exec), args=tuple(f(a) for a in ex.args), script=f(ex.script),
+        env=tuple((k, f(t)) for k, t in ex.env), wd=f(ex.wd), stdin=f(ex.stdin),
+        stdout=f(ex.stdout), stderr=f(ex.stderr), modules=tuple(f(m) for m in ex.modules),
+        venv=f(ex.venv),
+    )

@@ -1,0 +1,199 @@
+"""Every job the service knows, with the state of each of its iterations.
+
+An iterative job keeps one byte per iteration (its state code) and a record only
+for iterations that started, plus a short list of ranges that were dropped
+(canceled, omitted, impossible) with one timestamp each.  So a job of a million
+iterations costs about a megabyte until its iterations actually run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+from hpilot.governor.jobspec import JobSpec
+from hpilot.governor.states import FINAL_STATES, JobState, check_transition
+from hpilot.partition.messages import TaskSpec
+
+_QUEUED = JobState.QUEUED.code
+
+
+def fmt_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class IterRun:
+    """An iteration that was placed on cores (at least once)."""
+
+    __slots__ = ("allocation", "wd", "scheduled", "started", "finished", "exit_code", "reason",
+                 "attempts", "pid")
+
+    def __init__(self, allocation: str, wd: str, scheduled: float, started: float) -> None:
+        self.allocation = allocation
+        self.wd = wd
+        self.scheduled = scheduled
+        self.started = started
+        self.finished: Optional[float] = None
+        self.exit_code: Optional[int] = None
+        self.reason: Optional[str] = None
+        self.attempts = 1
+        self.pid: Optional[int] = None
+
+    @property
+    def runtime(self) -> Optional[float]:
+        return None if self.finished is None else self.finished - self.started
+
+
+@dataclass(frozen=True)
+class Drop:
+    iterations: Sequence[int]
+    state: JobState
+    when: float
+    reason: str
+
+
+class JobRecord:
+    def __init__(self, spec: JobSpec, task: TaskSpec, now: float, order: int) -> None:
+        self.spec = spec
+        self.task = task
+        self.name = spec.name
+        self.order = order  # submission order, for FIFO and listings
+        self.submitted = now
+        self.state = JobState.QUEUED
+        self.history: List[Tuple[JobState, float]] = [(JobState.QUEUED, now)]
+        n = task.it_count
+        self.it_states = bytearray([_QUEUED]) * n
+        self.counts: Counter = Counter({JobState.QUEUED: n})
+        self.runs: Dict[int, IterRun] = {}
+        self.drops: List[Drop] = []
+        self.messages: List[str] = []
+        self.unmet = 0  # dependencies not yet satisfied
+        self.dispatched = False
+        self.canceled = False
+
+    # ---- iterations ----
+
+    @property
+    def total(self) -> int:
+        return self.task.it_count
+
+    def it_state(self, it: int) -> JobState:
+        return JobState.from_code(self.it_states[it - self.task.it_start])
+
+    def set_it_state(self, it: int, new: JobState) -> JobState:
+        idx = it - self.task.it_start
+        old = JobState.from_code(self.it_states[idx])
+        if old is new:
+            return old
+        check_transition(f"{self.task.task_name(it)}", old, new)
+        self.it_states[idx] = new.code
+        self.counts[old] -= 1
+        self.counts[new] += 1
+        return old
+
+    def iterations(self) -> range:
+        return range(self.task.it_start, self.task.it_start + self.task.it_count)
+
+    @property
+    def finished_count(self) -> int:
+        return sum(self.counts[s] for s in FINAL_STATES)
+
+    @property
+    def all_final(self) -> bool:
+        return self.finished_count == self.total
+
+    def queued_iterations(self) -> Iterator[int]:
+        start = self.task.it_start
+        for idx, code in enumerate(self.it_states):
+            if code == _QUEUED:
+                yield start + idx
+
+    # ---- the job's own state ----
+
+    def set_state(self, new: JobState, now: float, message: Optional[str] = None) -> bool:
+        if new is self.state:
+            return False
+        check_transition(f"job {self.name}", self.state, new)
+        self.state = new
+        self.history.append((new, now))
+        if message:
+            self.messages.append(message)
+        return True
+
+    def summary_state(self) -> JobState:
+        """The job state its iterations imply once they are all final."""
+        c = self.counts
+        if c[JobState.SUCCEED] == self.total:
+            return JobState.SUCCEED
+        if self.canceled:
+            return JobState.CANCELED
+        if c[JobState.OMITTED] == self.total:
+            return JobState.OMITTED
+        if c[JobState.FAILED]:
+            return JobState.FAILED
+        if c[JobState.CANCELED]:
+            return JobState.CANCELED
+        return JobState.FAILED
+
+    @property
+    def runtime(self) -> Optional[float]:
+        if not self.runs:
+            return None
+        ends = [r.finished for r in self.runs.values() if r.finished is not None]
+        if not ends:
+            return None
+        return max(ends) - min(r.started for r in self.runs.values())
+
+    def history_text(self) -> str:
+        return "".join(f"\n{fmt_time(ts)}: {st.value}" for st, ts in self.history)
+
+    def it_history(self, it: int) -> List[Tuple[JobState, float]]:
+        hist: List[Tuple[JobState, float]] = [(JobState.QUEUED, self.submitted)]
+        run = self.runs.get(it)
+        state = self.it_state(it)
+        if run is not None:
+            hist.append((JobState.SCHEDULED, run.scheduled))
+            hist.append((JobState.EXECUTING, run.started))
+            if run.finished is not None and state.is_final:
+                hist.append((state, run.finished))
+            return hist
+        for drop in self.drops:
+            if it in drop.iterations:
+                hist.append((drop.state, drop.when))
+                break
+        return hist
+
+
+class Registry:
+    """Jobs by name, in submission order."""
+
+    def __init__(self) -> None:
+        self.jobs: Dict[str, JobRecord] = {}
+        self._order = 0
+
+    def next_order(self) -> int:
+        self._order += 1
+        return self._order
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.jobs
+
+    def get(self, name: str) -> Optional[JobRecord]:
+        return self.jobs.get(name)
+
+    def add(self, rec: JobRecord) -> None:
+        self.jobs[rec.name] = rec
+
+    def remove(self, name: str) -> None:
+        del self.jobs[name]
+
+    def __iter__(self) -> Iterator[JobRecord]:
+        return iter(self.jobs.values())
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def counts(self) -> Counter:
+        return Counter(j.state for j in self.jobs.values())

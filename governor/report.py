@@ -1,0 +1,94 @@
+"""The files a run leaves for people and tools: ``jobs.report`` and ``final_status``.
+
+``jobs.report`` gets one entry per job as it finishes and is flushed within a
+second, so a run killed when its allocation ends still tells what finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import timedelta
+from typing import IO, Any, Dict, Optional
+
+from hpilot.governor.queries import _iteration_counts, _runtime
+from hpilot.governor.registry import JobRecord, fmt_time
+
+
+class JobReport:
+    def __init__(self, path: str, fmt: str = "text", flush_every: float = 0.5) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.flush_every = flush_every
+        self._f: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self._dirty = False
+        self._last_flush = time.monotonic()
+
+    def job_done(self, rec: JobRecord) -> None:
+        entry = job_entry(rec)
+        if self.fmt == "json":
+            self._f.write(json.dumps(entry) + "\n")
+        else:
+            self._f.write(_text(entry))
+        self._dirty = True
+
+    def maybe_flush(self) -> Optional[float]:
+        """Flush if due; returns seconds until the next flush is due, or None if clean."""
+        if not self._dirty:
+            return None
+        now = time.monotonic()
+        if now - self._last_flush >= self.flush_every:
+            self.flush()
+            return None
+        return self.flush_every - (now - self._last_flush)
+
+    def flush(self) -> None:
+        self._f.flush()
+        self._dirty = False
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def job_entry(rec: JobRecord) -> Dict[str, Any]:
+    entry: Dict[str, Any] = {
+        "name": rec.name,
+        "state": rec.state.value,
+        "history": [{"state": st.value, "time": fmt_time(ts)} for st, ts in rec.history],
+    }
+    if rec.messages:
+        entry["messages"] = rec.messages
+    if rec.task.iterative:
+        entry["iterations"] = _iteration_counts(rec)
+        if rec.runtime is not None:
+            entry["runtime"] = {"rtime": str(timedelta(seconds=rec.runtime))}
+    elif 0 in rec.runs:
+        entry["runtime"] = _runtime(rec.runs[0])
+    return entry
+
+
+def _text(e: Dict[str, Any]) -> str:
+    lines = [f"{e['name']} ({e['state']})"]
+    rt = e.get("runtime", {})
+    if "allocation" in rt:
+        lines.append(f"    allocation: {rt['allocation']}  wd: {rt['wd']}")
+    if "rtime" in rt:
+        code = f"  exit code: {rt['exit_code']}" if "exit_code" in rt else ""
+        lines.append(f"    runtime: {rt['rtime']}{code}")
+    if "iterations" in e:
+        it = e["iterations"]
+        lines.append(f"    iterations: {it['total']} ({it['start']}..{it['stop'] - 1}), "
+                     f"{it['finished']} finished, {it['failed']} not succeeded")
+    lines.append("    history: " + ", ".join(f"{h['state']} {h['time']}" for h in e["history"]))
+    lines.extend(f"    message: {m}" for m in e.get("messages", []))
+    return "\n".join(lines) + "\n"
+
+
+def write_final_status(path: str, status: Dict[str, Any]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(status, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,46 @@
+"""The run directory ``<wd>/.hpilot/<run-id>/`` that every run leaves behind.
+
+Run ids sort by start time, and ``.hpilot/latest`` points at the newest, so that
+``hpilot report``, ``--resume`` and the client commands can find "the last run
+here" without the user copying ids around.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Optional
+
+AUX = ".hpilot"
+
+
+class RunDir:
+    def __init__(self, wd: str, run_id: Optional[str] = None) -> None:
+        host = socket.gethostname().split(".")[0] or "host"
+        self.name = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{host}-{os.getpid()}"
+        self.path_str = os.path.join(os.path.abspath(wd), AUX, self.name)
+        os.makedirs(self.path_str, exist_ok=True)
+        link = os.path.join(os.path.abspath(wd), AUX, "latest")
+        try:
+            tmp = f"{link}.{os.getpid()}"
+            os.symlink(self.name, tmp)
+            os.replace(tmp, link)
+        except OSError:
+            pass  # a file system without symlinks: 'latest' is a convenience only
+        # per-run prefix of ${uniq}: unique across runs sharing one wd
+        self.uniq = f"{os.getpid():x}{int(time.time()) & 0xFFFFFF:06x}-"
+
+    def path(self, name: str) -> str:
+        return name if os.path.isabs(name) else os.path.join(self.path_str, name)
+
+
+def setup_logging(run_dir: RunDir, level: str) -> logging.Handler:
+    handler = logging.FileHandler(run_dir.path("service.log"), encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("hpilot")
+    root.setLevel(logging.NOTSET if level == "notset" else getattr(logging, level.upper()))
+    root.addHandler(handler)
+    root.propagate = False
+    return handler

@@ -1,0 +1,283 @@
+"""The service process: one poll loop around the governor, partition and launcher cores.
+
+Without ``--governor`` everything runs here: a governor with one in-process
+partition and an in-process launcher (DESIGN.md: the same code paths, fewer
+hops).  The loop sleeps in ``zmq.Poller.poll`` on the launcher's exit descriptor
+and the signal pipe; it wakes for a child's exit, a wall-time deadline, a report
+flush or a progress redraw, never on a fixed polling period.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import zmq
+
+from hpilot.governor.config import Options
+from hpilot.governor.core import (
+    ERROR,
+    ClientRequest,
+    FinishService,
+    FromPart,
+    GovernorConfig,
+    GovernorCore,
+    JobDone,
+    PartitionView,
+    Reply,
+    SendToPartition,
+)
+from hpilot.governor.progress import Progress, tally
+from hpilot.governor.report import JobReport, write_final_status
+from hpilot.governor.rundir import RunDir
+from hpilot.governor.states import JobState
+from hpilot.launcher.core import LaunchRequest, TaskExit
+from hpilot.launcher.local import LocalLauncher
+from hpilot.partition.core import KillTask, PartitionConfig, PartitionCore, Schedule, TaskEnded, TaskStarted
+from hpilot.partition.models import EnvContext
+from hpilot.partition.resources import ResourceSet, describe
+
+log = logging.getLogger("hpilot.service")
+PART = "p0"
+
+
+@dataclass
+class Outcome:
+    """How a run ended: what the command line prints and returns."""
+
+    exit_status: int
+    summary: str
+    run_dir: str
+    refused: List[str] = field(default_factory=list)
+
+
+class Service:
+    def __init__(self, opts: Options, resources: ResourceSet, run_dir: RunDir) -> None:
+        self.opts = opts
+        self.run_dir = run_dir
+        self.root_wd = os.path.abspath(opts.wd)
+        self.started = time.time()
+        self.resources = resources
+        self.gov = GovernorCore(
+            GovernorConfig(root_wd=self.root_wd, sname=_cluster_name(), started=self.started),
+            [PartitionView(PART, resources)],
+        )
+        env = EnvContext(base_env=dict(os.environ), envschema=opts.envschema, binding=resources.binding)
+        self.part = PartitionCore(resources, PartitionConfig(self.root_wd, env, uniq_prefix=run_dir.uniq))
+        self.launcher = LocalLauncher(on_exit=self._task_exit, on_start=self._task_start,
+                                      grace=opts.kill_grace)
+        self.report = JobReport(run_dir.path(opts.report_file), opts.report_format, opts.report_flush)
+        self.progress = Progress() if opts.show_progress else None
+        self.refused: List[str] = []
+        self._finish: Optional[str] = None
+        self._need_schedule = False
+        self._stop_signal: Optional[int] = None
+        self._iterations_done = 0
+
+    # ---- wiring the cores together ----
+
+    def request(self, payload: Any, reply_to: Any = None) -> Dict[str, Any]:
+        """Feed one client request; returns its response."""
+        result: Dict[str, Any] = {}
+
+        def keep(reply: Reply) -> None:
+            result.update(reply.response)
+
+        self._to_gov(ClientRequest(payload, time.time(), reply_to), keep)
+        self._schedule()
+        return result
+
+    def _to_gov(self, ev: Any, on_reply=None) -> None:
+        for a in self.gov.handle(ev):
+            if isinstance(a, SendToPartition):
+                self._to_part(a.message)
+            elif isinstance(a, JobDone):
+                self.report.job_done(a.job)
+            elif isinstance(a, Reply):
+                if on_reply is not None:
+                    on_reply(a)
+            elif isinstance(a, FinishService):
+                log.info("finishing: %s", a.reason)
+                self._finish = self._finish or a.reason
+
+    def _to_part(self, ev: Any) -> None:
+        for a in self.part.handle(ev):
+            if isinstance(a, LaunchRequest):
+                self.launcher.launch(a)
+            elif isinstance(a, KillTask):
+                self.launcher.kill(a.task_id, a.reason)
+            else:
+                self._to_gov(FromPart(PART, a))
+        self._need_schedule = True
+
+    def _schedule(self) -> None:
+        while self._need_schedule:
+            self._need_schedule = False
+            actions = self.part.handle(Schedule(time.time()))
+            for a in actions:
+                if isinstance(a, LaunchRequest):
+                    self.launcher.launch(a)
+
+    def _task_start(self, task_id: str, pid: int, now: float) -> None:
+        self._to_part(TaskStarted(task_id, pid, now))
+
+    def _task_exit(self, ex: TaskExit) -> None:
+        if ex.reason:
+            log.info("task %s ended: %s (exit code %s)", ex.task_id, ex.reason, ex.exit_code)
+        self._iterations_done += 1
+        self._to_part(TaskEnded(ex))
+
+    # ---- the loop ----
+
+    def run_loop(self) -> None:
+        poller = zmq.Poller()
+        if self.launcher.fileno() >= 0:
+            poller.register(self.launcher.fileno(), zmq.POLLIN)
+        wake_r = self._install_signals()
+        if wake_r is not None:
+            poller.register(wake_r, zmq.POLLIN)
+        try:
+            while not self._done():
+                self._schedule()
+                if self._done():
+                    break
+                timeout = self._timeout()
+                ready = dict(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
+                if wake_r is not None and wake_r in ready:
+                    _drain(wake_r)
+                    self._on_signal()
+                self.launcher.reap()
+                deadline = self.launcher.next_deadline()
+                if deadline is not None and deadline <= time.time():
+                    self.launcher.tick()
+                self.report.maybe_flush()
+                if self.progress is not None:
+                    self.progress.update(self.gov.registry)
+        finally:
+            self._restore_signals()
+
+    def _done(self) -> bool:
+        return self._finish is not None and self.launcher.running == 0
+
+    def _timeout(self) -> Optional[float]:
+        waits = []
+        deadline = self.launcher.next_deadline()
+        if deadline is not None:
+            waits.append(deadline - time.time())
+        flush = self.report.maybe_flush()
+        if flush is not None:
+            waits.append(flush)
+        if self.progress is not None:
+            waits.append(self.progress.due_in())
+        if self.launcher.needs_polling:
+            waits.append(0.005)
+        return max(0.0, min(waits)) if waits else None
+
+    # ---- signals: Slurm sends SIGTERM when the allocation's time runs out ----
+
+    def _install_signals(self) -> Optional[int]:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self._wake = (r, w)
+        self._old_wakeup = signal.set_wakeup_fd(w)
+        self._old_handlers = {s: signal.signal(s, self._record_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        return r
+
+    def _record_signal(self, signum: int, frame: Any) -> None:
+        self._stop_signal = signum
+
+    def _on_signal(self) -> None:
+        if self._stop_signal is None:
+            return
+        name = signal.Signals(self._stop_signal).name
+        self._stop_signal = None
+        if self._finish is not None:
+            log.warning("%s again: killing the remaining tasks now", name)
+            self.launcher.kill_now()
+            return
+        log.warning("%s received: canceling all jobs and finishing", name)
+        self.refused.append(f"stopped by {name}")
+        self.request({"request": "finish"})
+
+    def _restore_signals(self) -> None:
+        if not hasattr(self, "_wake"):
+            return
+        signal.set_wakeup_fd(self._old_wakeup)
+        for s, h in self._old_handlers.items():
+            signal.signal(s, h)
+        for fd in self._wake:
+            os.close(fd)
+        del self._wake
+
+    # ---- the end ----
+
+    def close(self) -> Outcome:
+        self.launcher.close()
+        self.report.flush()
+        self.report.close()
+        if self.progress is not None:
+            self.progress.close(self.gov.registry)
+        finished = time.time()
+        counts = self.gov.registry.counts()
+        t = tally(self.gov.registry)
+        all_ok = counts[JobState.SUCCEED] == len(self.gov.registry)
+        status = 0 if all_ok and not self.refused else (2 if self.refused and all_ok else 1)
+        elapsed = finished - self.started
+        write_final_status(self.run_dir.path("final_status"), {
+            "run": self.run_dir.name,
+            "host": socket.gethostname(),
+            "started": self.started,
+            "finished": finished,
+            "elapsed_s": round(elapsed, 6),
+            "resources": {"nodes": [{"name": n.name, "cores": list(n.cores)} for n in self.resources.nodes],
+                          "total_cores": self.resources.total_cores, "binding": self.resources.binding},
+            "jobs": {s.value: counts[s] for s in JobState if counts[s]},
+            "total_jobs": len(self.gov.registry),
+            "iterations": {"total": t.total, "succeeded": t.succeeded, "failed": t.failed},
+            "refused_requests": self.refused,
+            "exit_status": status,
+            "reason": self._finish,
+        })
+        states = ", ".join(f"{counts[s]} {s.value}" for s in JobState if counts[s]) or "no jobs"
+        rate = f", {t.done / elapsed:.0f} tasks/s" if elapsed > 0 and t.done else ""
+        refused = f"; {len(self.refused)} request(s) refused" if self.refused else ""
+        summary = (f"hpilot: {len(self.gov.registry)} job(s), {t.total} task(s): {states}{refused}; "
+                   f"{elapsed:.2f}s{rate}; run dir {self.run_dir.path_str}")
+        log.info(summary)
+        return Outcome(status, summary, self.run_dir.path_str, list(self.refused))
+
+
+def _cluster_name() -> str:
+    return os.environ.get("SLURM_CLUSTER_NAME") or socket.gethostname().split(".")[0] or "local"
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def run_requests(svc: Service, requests: List[Any], source: str) -> None:
+    """Feed a file's requests in order; refusals are logged and remembered, never fatal."""
+    for i, payload in enumerate(requests):
+        kind = payload.get("request") if isinstance(payload, dict) else None
+        resp = svc.request(payload)
+        if resp.get("code", ERROR) != 0:
+            msg = f"{source}: request #{i + 1} ({kind or '?'}): {resp.get('message', 'refused')}"
+            log.error(msg)
+            svc.refused.append(msg)
+        else:
+            log.info("%s: request #%d (%s): %s", source, i + 1, kind, resp.get("message", "ok"))
+    log.info("resources: %s", describe(svc.resources))

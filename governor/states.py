@@ -1,0 +1,73 @@
+"""Job and iteration states, with the only transitions allowed between them.
+
+The names and their meaning are QCG-PilotJob's (a client compares strings such as
+``"SUCCEED"``), so they must never be renamed.  An illegal transition is a bug in
+hpilot, not bad user input, which is why :func:`check_transition` raises.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Dict, FrozenSet
+
+
+class JobState(enum.Enum):
+    QUEUED = "QUEUED"
+    SCHEDULED = "SCHEDULED"
+    EXECUTING = "EXECUTING"
+    SUCCEED = "SUCCEED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    OMITTED = "OMITTED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+    # One byte per iteration in the registry; the codes index this tuple.
+    @property
+    def code(self) -> int:
+        return _CODES[self]
+
+    @staticmethod
+    def from_code(code: int) -> JobState:
+        return _BY_CODE[code]
+
+
+FINAL_STATES: FrozenSet[JobState] = frozenset(
+    {JobState.SUCCEED, JobState.FAILED, JobState.CANCELED, JobState.OMITTED}
+)
+
+_BY_CODE = tuple(JobState)
+_CODES = {state: i for i, state in enumerate(_BY_CODE)}
+
+_Q, _S, _E = JobState.QUEUED, JobState.SCHEDULED, JobState.EXECUTING
+_OK, _FAIL, _CANCEL, _OMIT = (
+    JobState.SUCCEED,
+    JobState.FAILED,
+    JobState.CANCELED,
+    JobState.OMITTED,
+)
+
+# Both jobs and single iterations follow this table.  QUEUED -> FAILED covers a
+# request that can never fit; QUEUED -> EXECUTING covers a job whose iterations
+# are already running on another partition when the job's summary state moves;
+# EXECUTING -> QUEUED is the re-queue after a lost node or partition.
+TRANSITIONS: Dict[JobState, FrozenSet[JobState]] = {
+    _Q: frozenset({_S, _E, _FAIL, _CANCEL, _OMIT, _OK}),
+    _S: frozenset({_E, _Q, _FAIL, _CANCEL, _OK}),
+    _E: frozenset({_OK, _FAIL, _CANCEL, _Q, _S}),
+    _OK: frozenset(),
+    _FAIL: frozenset(),
+    _CANCEL: frozenset(),
+    _OMIT: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """Raised when hpilot itself tries a state change the table forbids (a bug)."""
+
+
+def check_transition(what: str, old: JobState, new: JobState) -> None:
+    if new not in TRANSITIONS[old]:
+        raise IllegalTransition(f"{what}: illegal state change {old.value} -> {new.value}")

@@ -1,0 +1,162 @@
+"""Checks of a whole submit beyond the shape of each job.
+
+They need the context: the jobs already accepted, the other jobs of the same
+submit, the resources, the file system.  Like parsing, they only collect
+:class:`FieldError` s; a submit with any error is refused as a whole.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Callable, Dict, List, Optional, Sequence
+
+from hpilot.governor.jobspec import FieldError, JobSpec
+from hpilot.partition.allocator import why_never_fits
+from hpilot.partition.iterplan import PlanError, request_for
+from hpilot.partition.resources import ResourceSet
+from hpilot.partition.variables import Template
+
+# name -> number of iterations (1 for a plain job) and whether it is iterative
+KnownJob = Callable[[str], Optional[Sequence[int]]]
+
+
+def check_submit(
+    specs: Sequence[JobSpec],
+    known: KnownJob,
+    root_wd: str,
+    resources: Optional[ResourceSet],
+    models: Sequence[str],
+) -> List[FieldError]:
+    errors: List[FieldError] = []
+    batch: Dict[str, JobSpec] = {}
+    for spec in specs:
+        if spec.name in batch:
+            errors.append(FieldError(spec.name, "name", "given twice in this submit"))
+        elif known(spec.name) is not None:
+            errors.append(FieldError(spec.name, "name",
+                                     "a job of this name exists already (remove it first to reuse the name)"))
+        batch[spec.name] = spec
+    for spec in specs:
+        errors.extend(_dependencies(spec, batch, known))
+        errors.extend(_iteration_variable(spec))
+        if spec.execution.model not in models:
+            errors.append(FieldError(spec.name, "execution.model",
+                                     f"{spec.execution.model!r} is not available in this mode "
+                                     f"(available: {', '.join(models)}); the MPI models need a Slurm allocation"))
+        if resources is not None:
+            errors.extend(_fits(spec, resources))
+        errors.extend(_executable(spec, root_wd))
+        errors.extend(_wd(spec, root_wd))
+    return errors
+
+
+def _dependencies(spec: JobSpec, batch: Dict[str, JobSpec], known: KnownJob) -> List[FieldError]:
+    out = []
+    for i, dep in enumerate(spec.after):
+        fld = f"dependencies.after[{i}]"
+        if dep.job == spec.name:
+            out.append(FieldError(spec.name, fld, "a job cannot depend on itself"))
+            continue
+        if dep.job in batch:
+            other = batch[dep.job]
+            its = other.iteration
+            span = range(its.start, its.stop) if its else None
+        else:
+            k = known(dep.job)
+            if k is None:
+                out.append(FieldError(spec.name, fld, f"unknown job {dep.job!r} (not submitted before or in this submit)"))
+                continue
+            span = k if isinstance(k, range) else None
+        if dep.iteration is not None:
+            if span is None:
+                out.append(FieldError(spec.name, fld, f"job {dep.job!r} has no iterations, so '{dep}' names nothing"))
+            elif dep.iteration not in span:
+                out.append(FieldError(spec.name, fld,
+                                      f"job {dep.job!r} has iterations {span.start}..{span.stop - 1}, not {dep.iteration}"))
+    return out
+
+
+def _templates(spec: JobSpec):
+    ex = spec.execution
+    yield "execution.exec", ex.exec
+    for i, a in enumerate(ex.args):
+        yield f"execution.args[{i}]", a
+    yield "execution.script", ex.script
+    for k, t in ex.env:
+        yield f"execution.env.{k}", t
+    for name in ("wd", "stdin", "stdout", "stderr", "venv"):
+        yield f"execution.{name}", getattr(ex, name)
+    for i, m in enumerate(ex.modules):
+        yield f"execution.modules[{i}]", m
+
+
+def _iteration_variable(spec: JobSpec) -> List[FieldError]:
+    if spec.iteration is not None:
+        return []
+    return [
+        FieldError(spec.name, fld, "${it} is defined only for iterative jobs (add an 'iteration' element)")
+        for fld, t in _templates(spec)
+        if t is not None and "it" in t.names
+    ]
+
+
+def _fits(spec: JobSpec, rs: ResourceSet) -> List[FieldError]:
+    fld = "resources.numNodes" if spec.resources.nodes is not None else "resources.numCores"
+    try:
+        req = request_for(spec.resources, rs, spec.iterations, 0)
+    except PlanError as e:
+        return [FieldError(spec.name, fld, str(e))]
+    why = why_never_fits(req, rs)
+    return [] if why is None else [FieldError(spec.name, fld, f"impossible: {why}")]
+
+
+def _literal(t: Optional[Template]) -> Optional[str]:
+    return t.pieces[0] if t is not None and t.is_literal and t.pieces else None
+
+
+def _job_dir(spec: JobSpec, root_wd: str) -> Optional[str]:
+    if spec.execution.wd is None:
+        return root_wd
+    wd = _literal(spec.execution.wd)
+    return None if wd is None else os.path.join(root_wd, wd)
+
+
+def _executable(spec: JobSpec, root_wd: str) -> List[FieldError]:
+    """A missing program is refused now, not found out as 2000 FAILED iterations."""
+    ex = spec.execution
+    exe = _literal(ex.exec)
+    if exe is None or ex.modules or ex.venv is not None:
+        return []  # filled per iteration, or PATH changes when modules/venv load
+    if "/" in exe:
+        wd = _job_dir(spec, root_wd)
+        path = exe if os.path.isabs(exe) or wd is None else os.path.join(wd, exe)
+        if wd is None and not os.path.isabs(exe):
+            return []
+        if not os.path.exists(path):
+            return [FieldError(spec.name, "execution.exec", f"no such file: {path}")]
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            return [FieldError(spec.name, "execution.exec", f"not an executable file: {path}")]
+        return []
+    env_path = dict((k, t.pieces[0] if t.pieces else "") for k, t in ex.env if t.is_literal).get("PATH")
+    if shutil.which(exe, path=env_path or os.environ.get("PATH", os.defpath)) is None:
+        return [FieldError(spec.name, "execution.exec", f"program {exe!r} not found in PATH")]
+    return []
+
+
+def _wd(spec: JobSpec, root_wd: str) -> List[FieldError]:
+    wd = _job_dir(spec, root_wd)
+    if wd is None or spec.execution.wd is None:
+        return []
+    path = os.path.abspath(wd)
+    probe = path
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        return [FieldError(spec.name, "execution.wd", f"cannot create {path}: {probe} is not a directory")]
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return [FieldError(spec.name, "execution.wd", f"cannot create or write {path}: {probe} is not writable")]
+    return []

@@ -1,0 +1,224 @@
+"""The local launcher shell: starts tasks as processes of this machine.
+
+Exits wake the owner's poll loop without polling: each child gets a pidfd, and all
+pidfds sit in one epoll set whose own descriptor the owner polls together with its
+sockets.  A task runs in its own session (process group), so a cancel or a wall
+time kill reaches the processes a script started, not just the script.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import subprocess
+import time
+from typing import IO, Callable, Dict, List, Optional, Set
+
+from hpilot.launcher.core import (
+    Action,
+    Event,
+    Exited,
+    Kill,
+    LauncherCore,
+    LaunchRequest,
+    Report,
+    Signal,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    TaskExit,
+    Tick,
+)
+
+log = logging.getLogger("hpilot.launcher")
+
+HAVE_PIDFD = hasattr(os, "pidfd_open")
+
+
+class _Child:
+    __slots__ = ("proc", "fd", "files")
+
+    def __init__(self, proc: subprocess.Popen, fd: int, files: List[IO[bytes]]) -> None:
+        self.proc = proc
+        self.fd = fd
+        self.files = files
+
+
+class LocalLauncher:
+    """Runs :class:`LaunchRequest` s; calls ``on_start`` and ``on_exit`` as they happen."""
+
+    def __init__(
+        self,
+        on_exit: Callable[[TaskExit], None],
+        on_start: Optional[Callable[[str, int, float], None]] = None,
+        grace: float = 3.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.core = LauncherCore(grace)
+        self.on_exit = on_exit
+        self.on_start = on_start
+        self.clock = clock
+        self._children: Dict[str, _Child] = {}
+        self._by_fd: Dict[int, str] = {}
+        self._made_dirs: Set[str] = set()
+        self._epoll = select.epoll() if HAVE_PIDFD else None
+        self._affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+
+    # ---- the owner's loop ----
+
+    def fileno(self) -> int:
+        """Readable when some child has exited (poll it with the sockets)."""
+        return self._epoll.fileno() if self._epoll is not None else -1
+
+    @property
+    def needs_polling(self) -> bool:
+        """Without pidfds the owner must call :meth:`reap` every few ms while tasks run."""
+        return self._epoll is None and bool(self._children)
+
+    def next_deadline(self) -> Optional[float]:
+        return self.core.next_deadline()
+
+    @property
+    def running(self) -> int:
+        return len(self.core.running)
+
+    def launch(self, request: LaunchRequest) -> None:
+        from hpilot.launcher.core import Launch
+
+        self._feed(Launch(request))
+
+    def kill(self, task_id: str, reason: str) -> None:
+        self._feed(Kill(task_id, reason, self.clock()))
+
+    def kill_all(self, reason: str) -> None:
+        for task_id in list(self.core.running):
+            self.kill(task_id, reason)
+
+    def kill_now(self) -> None:
+        """SIGKILL every task without waiting for the grace period (a second Ctrl-C)."""
+        for child in self._children.values():
+            _killpg(child.proc.pid, signal.SIGKILL)
+
+    def tick(self) -> None:
+        self._feed(Tick(self.clock()))
+
+    def reap(self) -> int:
+        """Collect every child that has exited; returns how many."""
+        if self._epoll is not None:
+            ready = [self._by_fd[fd] for fd, _ in self._epoll.poll(0) if fd in self._by_fd]
+        else:
+            ready = [t for t, c in self._children.items() if c.proc.poll() is not None]
+        for task_id in ready:
+            child = self._children.pop(task_id)
+            rc = child.proc.wait()
+            now = self.clock()
+            self._forget(child)
+            self._feed(Exited(task_id, rc, now))
+        return len(ready)
+
+    def close(self) -> None:
+        """Kill whatever still runs, at once, and wait for it (used on shutdown)."""
+        for task_id, child in list(self._children.items()):
+            _killpg(child.proc.pid, signal.SIGKILL)
+            child.proc.wait()
+            self._children.pop(task_id)
+            self._forget(child)
+        if self._epoll is not None:
+            self._epoll.close()
+
+    # ---- carrying out the core's actions ----
+
+    def _feed(self, ev: Event) -> None:
+        for action in self.core.handle(ev):
+            self._do(action)
+
+    def _do(self, action: Action) -> None:
+        if isinstance(action, Spawn):
+            self._spawn(action.request)
+        elif isinstance(action, Signal):
+            child = self._children.get(action.task_id)
+            if child is not None:
+                _killpg(child.proc.pid, action.signum)
+        elif isinstance(action, Report):
+            self.on_exit(action.exit)
+
+    def _spawn(self, req: LaunchRequest) -> None:
+        files: List[IO[bytes]] = []
+        try:
+            if req.wd not in self._made_dirs:
+                os.makedirs(req.wd, exist_ok=True)
+                self._made_dirs.add(req.wd)
+            stdin = _open(files, req.stdin, "rb") if req.stdin else subprocess.DEVNULL
+            stdout = _open(files, req.stdout, "wb") if req.stdout else subprocess.DEVNULL
+            if req.stderr and req.stderr == req.stdout:
+                stderr: object = stdout
+            else:
+                stderr = _open(files, req.stderr, "wb") if req.stderr else subprocess.DEVNULL
+            proc = self._popen(req, stdin, stdout, stderr)
+        except OSError as e:
+            for f in files:
+                f.close()
+            code = 126 if isinstance(e, PermissionError) else 127
+            self._feed(SpawnFailed(req.task_id, f"could not start: {_oserror(e)}", self.clock(), code))
+            return
+        fd = -1
+        if self._epoll is not None:
+            fd = os.pidfd_open(proc.pid)
+            self._epoll.register(fd, select.EPOLLIN)
+            self._by_fd[fd] = req.task_id
+        self._children[req.task_id] = _Child(proc, fd, files)
+        now = self.clock()
+        self._feed(Spawned(req.task_id, proc.pid, now))
+        if self.on_start is not None:
+            self.on_start(req.task_id, proc.pid, now)
+
+    def _popen(self, req: LaunchRequest, stdin: object, stdout: object, stderr: object) -> subprocess.Popen:
+        # The child inherits the spawning thread's CPU mask, so binding costs two
+        # syscalls here and no extra process (no taskset) for each task.
+        bound = False
+        if req.cpus and self._affinity is not None:
+            try:
+                os.sched_setaffinity(0, req.cpus)
+                bound = True
+            except OSError as e:
+                log.warning("task %s: cannot bind to cores %s: %s", req.task_id, req.cpus, e)
+        try:
+            return subprocess.Popen(
+                list(req.argv), cwd=req.wd, env=req.env, stdin=stdin, stdout=stdout,
+                stderr=stderr, start_new_session=True, close_fds=True,
+            )
+        finally:
+            if bound:
+                os.sched_setaffinity(0, self._affinity)  # type: ignore[arg-type]
+
+    def _forget(self, child: _Child) -> None:
+        if child.fd >= 0:
+            self._by_fd.pop(child.fd, None)
+            if self._epoll is not None:
+                self._epoll.unregister(child.fd)
+            os.close(child.fd)
+        for f in child.files:
+            f.close()
+
+
+def _open(files: List[IO[bytes]], path: str, mode: str) -> IO[bytes]:
+    f = open(path, mode)  # noqa: SIM115 - closed when the child is reaped
+    files.append(f)
+    return f
+
+
+def _oserror(e: OSError) -> str:
+    name = f": {e.filename!r}" if e.filename else ""
+    return f"{e.strerror or e}{name}"
+
+
+def _killpg(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -1,0 +1,260 @@
+"""The partition's pure core: a FIFO queue of work, exact placement, launches.
+
+Scheduling follows the manual's ch. 7.2: work is taken in arrival order; each
+entry gets as many iterations started as fit; when the head does not fit, later
+entries may still use what is free (QCG-PilotJob does the same).  Work that can
+never fit on this partition is dropped at once with the reason, so the governor
+marks it FAILED instead of it waiting forever.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Set, Union
+
+from hpilot.launcher.core import LaunchRequest, TaskExit
+from hpilot.partition import models
+from hpilot.partition.allocator import Allocation, Allocator, Request, why_never_fits
+from hpilot.partition.iterplan import PlanError, request_for
+from hpilot.partition.messages import (
+    CancelJob,
+    FromPartition,
+    IterationFinished,
+    IterationsDropped,
+    IterationStarted,
+    Shutdown,
+    TaskSpec,
+    Work,
+)
+from hpilot.partition.resources import ResourceSet
+from hpilot.partition.variables import fill_optional
+
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    root_wd: str
+    env: models.EnvContext
+    models: Sequence[str] = models.LOCAL_MODELS
+    uniq_prefix: str = ""
+
+
+# ---- events the shell feeds in (besides the governor's messages) ----
+
+
+@dataclass(frozen=True)
+class TaskStarted:
+    task_id: str
+    pid: int
+    now: float
+
+
+@dataclass(frozen=True)
+class TaskEnded:
+    exit: TaskExit
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Place what fits now; fed once after a batch of other events."""
+
+    now: float
+
+
+Event = Union[Work, CancelJob, Shutdown, TaskStarted, TaskEnded, Schedule]
+
+# ---- actions out: LaunchRequest and KillTask go to the launcher, the rest up ----
+
+
+@dataclass(frozen=True)
+class KillTask:
+    task_id: str
+    reason: str
+
+
+Action = Union[LaunchRequest, KillTask, FromPartition]
+
+
+class _Pending:
+    __slots__ = ("spec", "its", "pos", "uniform")
+
+    def __init__(self, spec: TaskSpec, its: Sequence[int], uniform: Optional[Request]) -> None:
+        self.spec = spec
+        self.its = its
+        self.pos = 0
+        self.uniform = uniform  # the request when every iteration needs the same
+
+    @property
+    def left(self) -> Sequence[int]:
+        return self.its[self.pos:]
+
+
+class _Running:
+    __slots__ = ("spec", "it", "alloc", "wd", "scheduled", "started")
+
+    def __init__(self, spec: TaskSpec, it: int, alloc: Allocation, wd: str, scheduled: float) -> None:
+        self.spec, self.it, self.alloc, self.wd = spec, it, alloc, wd
+        self.scheduled = scheduled
+        self.started = scheduled
+
+
+class PartitionCore:
+    def __init__(self, resources: ResourceSet, cfg: PartitionConfig) -> None:
+        self.resources = resources
+        self.cfg = cfg
+        self.allocator = Allocator(resources)
+        self.queue: List[_Pending] = []
+        self.running: Dict[str, _Running] = {}
+        self._canceling: Set[str] = set()
+        self._uniq = itertools.count(1)
+        self.stopping = False
+
+    # ---- the one entry point ----
+
+    def handle(self, ev: Event) -> List[Action]:
+        if isinstance(ev, TaskEnded):
+            return self._ended(ev.exit)
+        if isinstance(ev, TaskStarted):
+            run = self.running.get(ev.task_id)
+            if run is None:
+                return []
+            run.started = ev.now
+            return [IterationStarted(run.spec.job, run.it, run.alloc.describe(), run.wd,
+                                     run.scheduled, ev.now, run.alloc.ncores, ev.pid)]
+        if isinstance(ev, Schedule):
+            return self._schedule(ev.now)
+        if isinstance(ev, Work):
+            return self._work(ev)
+        if isinstance(ev, CancelJob):
+            return self._cancel(lambda spec: spec.job == ev.job, ev.reason, ev.now)
+        if isinstance(ev, Shutdown):
+            self.stopping = True
+            return self._cancel(lambda spec: True, ev.reason, ev.now)
+        raise TypeError(f"partition: unknown event {ev!r}")
+
+    # ---- work in ----
+
+    def _work(self, ev: Work) -> List[Action]:
+        spec = ev.spec
+        if not ev.iterations:
+            return []
+        if self.stopping:
+            return [IterationsDropped(spec.job, ev.iterations, "the partition is shutting down", ev.now, True)]
+        if spec.execution.model not in self.cfg.models:
+            return [IterationsDropped(spec.job, ev.iterations,
+                                      f"execution.model {spec.execution.model!r} is not available here "
+                                      f"(available: {', '.join(self.cfg.models)})", ev.now)]
+        try:
+            first = request_for(spec.resources, self.resources, spec.it_count, ev.iterations[0] - spec.it_start)
+        except PlanError as e:
+            return [IterationsDropped(spec.job, ev.iterations, f"resources: {e}", ev.now)]
+        why = why_never_fits(first, self.resources)
+        if why is not None:
+            return [IterationsDropped(spec.job, ev.iterations, f"resources: {why}", ev.now)]
+        has_plan = any(s is not None and s.scheduler is not None
+                       for s in (spec.resources.cores, spec.resources.nodes))
+        self.queue.append(_Pending(spec, ev.iterations, None if has_plan else first))
+        return []
+
+    # ---- placement ----
+
+    def _schedule(self, now: float) -> List[Action]:
+        out: List[Action] = []
+        alloc_ = self.allocator
+        i = 0
+        while i < len(self.queue) and alloc_.free_cores > 0:
+            p = self.queue[i]
+            its = p.its
+            while p.pos < len(its):
+                it = its[p.pos]
+                req = p.uniform or request_for(p.spec.resources, self.resources, p.spec.it_count,
+                                               it - p.spec.it_start)
+                alloc = alloc_.allocate(req)
+                if alloc is None:
+                    break
+                p.pos += 1
+                out.append(self._launch(p.spec, it, alloc, now))
+                if alloc_.free_cores == 0:
+                    break
+            if p.pos >= len(its):
+                self.queue.pop(i)
+            else:
+                i += 1
+        return out
+
+    def _launch(self, spec: TaskSpec, it: int, alloc: Allocation, now: float) -> LaunchRequest:
+        ex = spec.execution
+        name = spec.task_name(it)
+        root = self.cfg.root_wd
+        values = {
+            "uniq": f"{self.cfg.uniq_prefix}{next(self._uniq)}",
+            "jname": name,
+            "root_wd": root,
+            "ncores": str(alloc.ncores),
+            "nnodes": str(alloc.nnodes),
+            "nlist": ",".join(alloc.nodes),
+        }
+        if spec.iterative:
+            values["it"] = spec.it_value(it)
+        wd = os.path.join(root, ex.wd.fill(values)) if ex.wd is not None else root
+        self.running[name] = _Running(spec, it, alloc, wd, now)
+        cpus = tuple(c for s in alloc.slots for c in s.cores) if self.cfg.env.binding else None
+        return LaunchRequest(
+            task_id=name,
+            argv=models.command(ex, values),
+            env=models.environment(self.cfg.env, ex, values, alloc, name),
+            wd=wd,
+            stdin=_in_wd(wd, fill_optional(ex.stdin, values)),
+            stdout=_in_wd(wd, fill_optional(ex.stdout, values)),
+            stderr=_in_wd(wd, fill_optional(ex.stderr, values)),
+            cpus=cpus,
+            walltime=spec.resources.wt,
+        )
+
+    # ---- work out ----
+
+    def _ended(self, ex: TaskExit) -> List[Action]:
+        run = self.running.pop(ex.task_id, None)
+        if run is None:
+            return []
+        self.allocator.release(run.alloc)
+        canceled = ex.task_id in self._canceling
+        self._canceling.discard(ex.task_id)
+        return [IterationFinished(run.spec.job, run.it, ex.exit_code, ex.started or run.started,
+                                  ex.finished, run.alloc.describe(), run.wd, run.alloc.ncores,
+                                  ex.reason, canceled)]
+
+    def _cancel(self, match, reason: str, now: float) -> List[Action]:
+        out: List[Action] = []
+        keep = []
+        for p in self.queue:
+            if match(p.spec):
+                if p.pos < len(p.its):
+                    out.append(IterationsDropped(p.spec.job, p.left, reason, now, True))
+            else:
+                keep.append(p)
+        self.queue = keep
+        for task_id, run in self.running.items():
+            if match(run.spec) and task_id not in self._canceling:
+                self._canceling.add(task_id)
+                out.append(KillTask(task_id, reason))
+        return out
+
+    # ---- for tests and status ----
+
+    @property
+    def queued_iterations(self) -> int:
+        return sum(len(p.its) - p.pos for p in self.queue)
+
+    def validate(self) -> None:
+        self.allocator.validate()
+        used = sum(r.alloc.ncores for r in self.running.values())
+        assert used == self.allocator.used_cores, f"running tasks hold {used} cores, allocator says {self.allocator.used_cores}"
+        assert self._canceling <= set(self.running), "canceling a task that is not running"
+
+
+def _in_wd(wd: str, path: Optional[str]) -> Optional[str]:
+    if path is None:
+        return None
+    return path if os.path.isabs(path) else os.path.join(wd, path)

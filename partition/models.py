@@ -1,0 +1,115 @@
+"""Execution models: the command line and environment of one iteration.
+
+The environment is the one of manual ch. 8: ``QCG_PM_*`` for tasks written for
+QCG-PilotJob, the same values under ``HPILOT_*``, and the ``SLURM_*`` set with
+``--envschema slurm`` so that a task can believe it is a Slurm job step.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from hpilot.partition.allocator import Allocation
+from hpilot.partition.spec import Execution
+
+LOCAL_MODELS = ("default", "threads")
+
+
+@dataclass(frozen=True)
+class EnvContext:
+    """What every task of a partition shares."""
+
+    base_env: Mapping[str, str]
+    envschema: str = "auto"  # auto | slurm
+    address: Optional[str] = None  # the service's request address, when --net
+    binding: bool = False
+
+
+def command(ex: Execution, values: Mapping[str, str]) -> Tuple[str, ...]:
+    """argv for the default and threads models; modules and venv go through bash."""
+    if ex.script is not None:
+        argv: List[str] = ["/bin/bash", "-c", ex.script.fill(values)]
+    else:
+        assert ex.exec is not None
+        argv = [ex.exec.fill(values)] + [a.fill(values) for a in ex.args]
+    prelude = _prelude(ex, values)
+    if not prelude:
+        return tuple(argv)
+    if ex.script is not None:
+        return ("/bin/bash", "-c", prelude + "\n" + argv[2])
+    return ("/bin/bash", "-c", prelude + '\nexec "$@"', "hpilot-task", *argv)
+
+
+def _prelude(ex: Execution, values: Mapping[str, str]) -> str:
+    lines = []
+    if ex.modules:
+        # `module` is a shell function defined by the site's profile scripts.
+        lines.append("type module >/dev/null 2>&1 || . /etc/profile >/dev/null 2>&1")
+        for m in ex.modules:
+            lines.append(f"module load {shlex.quote(m.fill(values))} || exit 127")
+    if ex.venv is not None:
+        venv = ex.venv.fill(values)
+        lines.append(f". {shlex.quote(venv + '/bin/activate')} || exit 127")
+    return "\n".join(lines)
+
+
+def environment(
+    ctx: EnvContext, ex: Execution, values: Mapping[str, str], alloc: Allocation, task_name: str
+) -> Dict[str, str]:
+    env = dict(ctx.base_env)
+    nodes = ",".join(alloc.nodes)
+    per_node = ",".join(str(len(s.cores)) for s in alloc.slots)
+    ncores = str(alloc.ncores)
+    common = {
+        "NNODES": str(alloc.nnodes),
+        "NODELIST": nodes,
+        "NPROCS": ncores,
+        "NTASKS": ncores,
+        "STEP_ID": values.get("uniq", task_name),
+        "TASKS_PER_NODE": per_node,
+    }
+    if ctx.binding:
+        common["CPU_SET"] = ",".join(str(c) for s in alloc.slots for c in s.cores)
+    for key, val in common.items():
+        env["QCG_PM_" + key] = val
+        env["HPILOT_" + key] = val
+    env["HPILOT_TASK_NAME"] = task_name
+    if "it" in values:
+        env["HPILOT_ITERATION"] = values["it"]
+    if ctx.address:
+        env["QCG_PM_ZMQ_ADDRESS"] = ctx.address
+        env["HPILOT_ADDRESS"] = ctx.address
+    if ctx.envschema == "slurm":
+        env.update(_slurm_env(alloc, nodes, ncores))
+    gpus = alloc.crs_ids("gpu")
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
+    if ex.model == "threads":
+        env["OMP_NUM_THREADS"] = ncores
+    for key, tmpl in ex.env:
+        env[key] = tmpl.fill(values)
+    return env
+
+
+def _slurm_env(alloc: Allocation, nodes: str, ncores: str) -> Dict[str, str]:
+    tasks_per_node = ",".join(
+        s.node if len(s.cores) == 1 else f"{s.node}(x{len(s.cores)})" for s in alloc.slots
+    )
+    per_node = ",".join(str(len(s.cores)) for s in alloc.slots)
+    nn = str(alloc.nnodes)
+    return {
+        "SLURM_NNODES": nn,
+        "SLURM_NODELIST": nodes,
+        "SLURM_NPROCS": ncores,
+        "SLURM_NTASKS": ncores,
+        "SLURM_JOB_NODELIST": nodes,
+        "SLURM_JOB_NUM_NODES": nn,
+        "SLURM_STEP_NODELIST": nodes,
+        "SLURM_STEP_NUM_NODES": nn,
+        "SLURM_STEP_NUM_TASKS": ncores,
+        "SLURM_NTASKS_PER_NODE": per_node,
+        "SLURM_STEP_TASKS_PER_NODE": per_node,
+        "SLURM_TASKS_PER_NODE": tasks_per_node,
+    }
