@@ -8,13 +8,15 @@ time kill reaches the processes a script started, not just the script.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
+import shutil
 import signal
 import subprocess
 import time
-from typing import IO, Callable, Dict, List, Optional, Set
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from hpilot.launcher.core import (
     Action,
@@ -35,15 +37,29 @@ from hpilot.launcher.core import (
 log = logging.getLogger("hpilot.launcher")
 
 HAVE_PIDFD = hasattr(os, "pidfd_open")
+HAVE_POSIX_SPAWN = hasattr(os, "posix_spawn") and hasattr(os, "POSIX_SPAWN_OPEN")
 
 
 class _Child:
-    __slots__ = ("proc", "fd", "files")
+    __slots__ = ("pid", "proc", "fd", "files")
 
-    def __init__(self, proc: subprocess.Popen, fd: int, files: List[IO[bytes]]) -> None:
-        self.proc = proc
+    def __init__(self, pid: int, proc: Optional[subprocess.Popen], fd: int, files: List[IO[bytes]]) -> None:
+        self.pid = pid
+        self.proc = proc  # None when started by posix_spawn
         self.fd = fd
         self.files = files
+
+    def poll(self) -> Optional[int]:
+        if self.proc is not None:
+            return self.proc.poll()
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        return None if pid == 0 else os.waitstatus_to_exitcode(status)
+
+    def wait(self) -> int:
+        if self.proc is not None:
+            return self.proc.wait()
+        _, status = os.waitpid(self.pid, 0)
+        return os.waitstatus_to_exitcode(status)
 
 
 class LocalLauncher:
@@ -63,6 +79,7 @@ class LocalLauncher:
         self._children: Dict[str, _Child] = {}
         self._by_fd: Dict[int, str] = {}
         self._made_dirs: Set[str] = set()
+        self._exe_cache: Dict[Tuple[str, Optional[str]], str] = {}
         self._epoll = select.epoll() if HAVE_PIDFD else None
         self._affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
 
@@ -99,7 +116,7 @@ class LocalLauncher:
     def kill_now(self) -> None:
         """SIGKILL every task without waiting for the grace period (a second Ctrl-C)."""
         for child in self._children.values():
-            _killpg(child.proc.pid, signal.SIGKILL)
+            _killpg(child.pid, signal.SIGKILL)
 
     def tick(self) -> None:
         self._feed(Tick(self.clock()))
@@ -109,10 +126,10 @@ class LocalLauncher:
         if self._epoll is not None:
             ready = [self._by_fd[fd] for fd, _ in self._epoll.poll(0) if fd in self._by_fd]
         else:
-            ready = [t for t, c in self._children.items() if c.proc.poll() is not None]
+            ready = [t for t, c in self._children.items() if c.poll() is not None]
         for task_id in ready:
             child = self._children.pop(task_id)
-            rc = child.proc.wait()
+            rc = child.wait()
             now = self.clock()
             self._forget(child)
             self._feed(Exited(task_id, rc, now))
@@ -121,8 +138,8 @@ class LocalLauncher:
     def close(self) -> None:
         """Kill whatever still runs, at once, and wait for it (used on shutdown)."""
         for task_id, child in list(self._children.items()):
-            _killpg(child.proc.pid, signal.SIGKILL)
-            child.proc.wait()
+            _killpg(child.pid, signal.SIGKILL)
+            child.wait()
             self._children.pop(task_id)
             self._forget(child)
         if self._epoll is not None:
@@ -140,7 +157,7 @@ class LocalLauncher:
         elif isinstance(action, Signal):
             child = self._children.get(action.task_id)
             if child is not None:
-                _killpg(child.proc.pid, action.signum)
+                _killpg(child.pid, action.signum)
         elif isinstance(action, Report):
             self.on_exit(action.exit)
 
@@ -150,13 +167,12 @@ class LocalLauncher:
             if req.wd not in self._made_dirs:
                 os.makedirs(req.wd, exist_ok=True)
                 self._made_dirs.add(req.wd)
-            stdin = _open(files, req.stdin, "rb") if req.stdin else subprocess.DEVNULL
-            stdout = _open(files, req.stdout, "wb") if req.stdout else subprocess.DEVNULL
-            if req.stderr and req.stderr == req.stdout:
-                stderr: object = stdout
-            else:
-                stderr = _open(files, req.stderr, "wb") if req.stderr else subprocess.DEVNULL
-            proc = self._popen(req, stdin, stdout, stderr)
+            with self._bound(req):
+                if HAVE_POSIX_SPAWN and req.wd == os.getcwd():
+                    pid, proc = self._posix_spawn(req), None
+                else:
+                    proc = self._popen(req, files)
+                    pid = proc.pid
         except OSError as e:
             for f in files:
                 f.close()
@@ -165,18 +181,19 @@ class LocalLauncher:
             return
         fd = -1
         if self._epoll is not None:
-            fd = os.pidfd_open(proc.pid)
+            fd = os.pidfd_open(pid)
             self._epoll.register(fd, select.EPOLLIN)
             self._by_fd[fd] = req.task_id
-        self._children[req.task_id] = _Child(proc, fd, files)
+        self._children[req.task_id] = _Child(pid, proc, fd, files)
         now = self.clock()
-        self._feed(Spawned(req.task_id, proc.pid, now))
+        self._feed(Spawned(req.task_id, pid, now))
         if self.on_start is not None:
-            self.on_start(req.task_id, proc.pid, now)
+            self.on_start(req.task_id, pid, now)
 
-    def _popen(self, req: LaunchRequest, stdin: object, stdout: object, stderr: object) -> subprocess.Popen:
-        # The child inherits the spawning thread's CPU mask, so binding costs two
-        # syscalls here and no extra process (no taskset) for each task.
+    @contextlib.contextmanager
+    def _bound(self, req: LaunchRequest) -> Iterator[None]:
+        """Spawn with the task's CPU mask: the child inherits the spawning thread's
+        mask, so binding costs two syscalls here and no extra process (no taskset)."""
         bound = False
         if req.cpus and self._affinity is not None:
             try:
@@ -185,13 +202,53 @@ class LocalLauncher:
             except OSError as e:
                 log.warning("task %s: cannot bind to cores %s: %s", req.task_id, req.cpus, e)
         try:
-            return subprocess.Popen(
-                list(req.argv), cwd=req.wd, env=req.env, stdin=stdin, stdout=stdout,
-                stderr=stderr, start_new_session=True, close_fds=True,
-            )
+            yield
         finally:
             if bound:
                 os.sched_setaffinity(0, self._affinity)  # type: ignore[arg-type]
+
+    def _posix_spawn(self, req: LaunchRequest) -> int:
+        """The fast path (no chdir needed): posix_spawn converts the environment in C
+        and starts the child with vfork semantics; the files are opened by the child."""
+        env = req.env if req.env is not None else os.environ
+        exe = self._which(req.argv[0], env.get("PATH"))
+        if req.stdin and not os.path.exists(req.stdin):  # the child's open would not name it
+            raise FileNotFoundError(2, "No such file or directory (stdin)", req.stdin)
+        out_flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        actions: List[Tuple[Any, ...]] = [
+            (os.POSIX_SPAWN_OPEN, 0, req.stdin or os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, req.stdout or os.devnull, out_flags, 0o666),
+        ]
+        if req.stderr and req.stderr == req.stdout:
+            actions.append((os.POSIX_SPAWN_DUP2, 1, 2))
+        else:
+            actions.append((os.POSIX_SPAWN_OPEN, 2, req.stderr or os.devnull, out_flags, 0o666))
+        return os.posix_spawn(exe, list(req.argv), env, file_actions=actions, setsid=True)
+
+    def _which(self, program: str, path: Optional[str]) -> str:
+        """argv[0] resolved in the task's own PATH (posix_spawnp would use ours)."""
+        if "/" in program:
+            return program
+        key = (program, path)
+        found = self._exe_cache.get(key)
+        if found is None:
+            found = shutil.which(program, path=path if path is not None else os.defpath)
+            if found is None:
+                raise FileNotFoundError(2, "No such file or directory", program)
+            self._exe_cache[key] = found
+        return found
+
+    def _popen(self, req: LaunchRequest, files: List[IO[bytes]]) -> subprocess.Popen:
+        stdin = _open(files, req.stdin, "rb") if req.stdin else subprocess.DEVNULL
+        stdout = _open(files, req.stdout, "wb") if req.stdout else subprocess.DEVNULL
+        if req.stderr and req.stderr == req.stdout:
+            stderr: object = stdout
+        else:
+            stderr = _open(files, req.stderr, "wb") if req.stderr else subprocess.DEVNULL
+        return subprocess.Popen(
+            list(req.argv), cwd=req.wd, env=req.env, stdin=stdin, stdout=stdout,
+            stderr=stderr, start_new_session=True, close_fds=True,
+        )
 
     def _forget(self, child: _Child) -> None:
         if child.fd >= 0:
@@ -218,7 +275,5 @@ def _killpg(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass

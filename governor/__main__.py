@@ -1,0 +1,3 @@
+from hpilot.governor.cli import main
+
+main()
