@@ -18,7 +18,6 @@ import sys
 from typing import Any, Callable, Dict, NoReturn
 
 import click
-
 from hpilot.governor.config import CHOICES, ConfigError, build_options
 
 log = logging.getLogger("hpilot.cli")
@@ -94,11 +93,12 @@ def _serve(kw: Dict[str, Any]) -> None:
         _fail(str(e))
     if opts.resources == "slurm":
         _fail("--resources slurm: this hpilot build runs in local mode only; use --resources local")
-    if not opts.file_path:
+    file_path = opts.file_path
+    if not file_path:
         _fail("nothing to run: give a request file (hpilot run FILE, or --file-path FILE)")
     try:
         resources = local_resources(opts.nodes or None, opts.node or None, opts.system_core)
-        requests = load_requests(opts.file_path)
+        requests = load_requests(file_path)
     except (ResourceError, RequestFileError) as e:
         _fail(str(e))
     try:
@@ -113,7 +113,7 @@ def _serve(kw: Dict[str, Any]) -> None:
     opts = dataclasses.replace(opts, wd=wd)
     setup_logging(run_dir, opts.log)
     svc = Service(opts, resources, run_dir)
-    run_requests(svc, requests, opts.file_path)
+    run_requests(svc, requests, file_path)
     if opts.finish_when_done:
         svc.request({"request": "control", "command": "finishAfterAllTasksDone"})
     elif not svc.gov.finish_when_done and not svc.gov.finishing:

@@ -386,7 +386,7 @@ def _parse_iteration(c: _Collector, raw: Any) -> Optional[Iteration]:
         if val is None or isinstance(val, bool) or not isinstance(val, int):
             c.add(f"iteration.{key}", "missing" if val is None else f"must be a whole number, not {val!r}")
             bad = True
-    if bad:
+    if bad or not isinstance(start, int) or not isinstance(stop, int):
         return None
     if start < 0:
         c.add("iteration.start", f"must be >= 0, not {start}")

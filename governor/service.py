@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 import zmq
-
 from hpilot.governor.config import Options
 from hpilot.governor.core import (
     ERROR,

@@ -65,15 +65,18 @@ def _dependencies(spec: JobSpec, batch: Dict[str, JobSpec], known: KnownJob) -> 
         else:
             k = known(dep.job)
             if k is None:
-                out.append(FieldError(spec.name, fld, f"unknown job {dep.job!r} (not submitted before or in this submit)"))
+                out.append(FieldError(spec.name, fld,
+                                      f"unknown job {dep.job!r} (not submitted before or in this submit)"))
                 continue
             span = k if isinstance(k, range) else None
         if dep.iteration is not None:
             if span is None:
-                out.append(FieldError(spec.name, fld, f"job {dep.job!r} has no iterations, so '{dep}' names nothing"))
-            elif dep.iteration not in span:
                 out.append(FieldError(spec.name, fld,
-                                      f"job {dep.job!r} has iterations {span.start}..{span.stop - 1}, not {dep.iteration}"))
+                                      f"job {dep.job!r} has no iterations, so '{dep}' names nothing"))
+            elif dep.iteration not in span:
+                last = span.stop - 1
+                out.append(FieldError(spec.name, fld,
+                                      f"job {dep.job!r} has iterations {span.start}..{last}, not {dep.iteration}"))
     return out
 
 
@@ -112,7 +115,7 @@ def _fits(spec: JobSpec, rs: ResourceSet) -> List[FieldError]:
 
 
 def _literal(t: Optional[Template]) -> Optional[str]:
-    return t.pieces[0] if t is not None and t.is_literal and t.pieces else None
+    return None if t is None else t.text
 
 
 def _job_dir(spec: JobSpec, root_wd: str) -> Optional[str]:
@@ -138,7 +141,7 @@ def _executable(spec: JobSpec, root_wd: str) -> List[FieldError]:
         if os.path.isdir(path) or not os.access(path, os.X_OK):
             return [FieldError(spec.name, "execution.exec", f"not an executable file: {path}")]
         return []
-    env_path = dict((k, t.pieces[0] if t.pieces else "") for k, t in ex.env if t.is_literal).get("PATH")
+    env_path = {k: t.text for k, t in ex.env}.get("PATH")
     if shutil.which(exe, path=env_path or os.environ.get("PATH", os.defpath)) is None:
         return [FieldError(spec.name, "execution.exec", f"program {exe!r} not found in PATH")]
     return []

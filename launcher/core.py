@@ -151,13 +151,13 @@ class LauncherCore:
         if isinstance(ev, Exited):
             return self._exited(ev)
         if isinstance(ev, Kill):
-            run = self.running.get(ev.task_id)
-            if run is None or run.kill_at is not None:
+            target = self.running.get(ev.task_id)
+            if target is None or target.kill_at is not None:
                 return []
-            if run.pid is None:
-                run.reason = ev.reason
+            if target.pid is None:
+                target.reason = ev.reason
                 return []
-            return self._term(ev.task_id, run, ev.reason, ev.now)
+            return self._term(ev.task_id, target, ev.reason, ev.now)
         if isinstance(ev, Tick):
             return self._tick(ev.now)
         raise TypeError(f"launcher: unknown event {ev!r}")

@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 from hpilot.launcher.core import (
     Action,
@@ -241,8 +241,9 @@ class LocalLauncher:
     def _popen(self, req: LaunchRequest, files: List[IO[bytes]]) -> subprocess.Popen:
         stdin = _open(files, req.stdin, "rb") if req.stdin else subprocess.DEVNULL
         stdout = _open(files, req.stdout, "wb") if req.stdout else subprocess.DEVNULL
+        stderr: Union[int, IO[bytes]]
         if req.stderr and req.stderr == req.stdout:
-            stderr: object = stdout
+            stderr = stdout
         else:
             stderr = _open(files, req.stderr, "wb") if req.stderr else subprocess.DEVNULL
         return subprocess.Popen(

@@ -250,7 +250,8 @@ class PartitionCore:
     def validate(self) -> None:
         self.allocator.validate()
         used = sum(r.alloc.ncores for r in self.running.values())
-        assert used == self.allocator.used_cores, f"running tasks hold {used} cores, allocator says {self.allocator.used_cores}"
+        assert used == self.allocator.used_cores, (
+            f"running tasks hold {used} cores, allocator says {self.allocator.used_cores}")
         assert self._canceling <= set(self.running), "canceling a task that is not running"
 
 

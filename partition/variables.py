@@ -46,6 +46,13 @@ class Template:
         return all(isinstance(p, str) for p in self.pieces)
 
     @property
+    def text(self) -> Optional[str]:
+        """The whole string when it has no variables, else None."""
+        if not self.is_literal:
+            return None
+        return "".join(p for p in self.pieces if isinstance(p, str))
+
+    @property
     def names(self) -> Tuple[str, ...]:
         return tuple(p[0] for p in self.pieces if isinstance(p, tuple))
 
