@@ -53,6 +53,7 @@ class Outcome:
     summary: str
     run_dir: str
     refused: List[str] = field(default_factory=list)
+    stopped_by: Optional[str] = None
 
 
 class Service:
@@ -73,6 +74,7 @@ class Service:
         self.report = JobReport(run_dir.path(opts.report_file), opts.report_format, opts.report_flush)
         self.progress = Progress() if opts.show_progress else None
         self.refused: List[str] = []
+        self.stopped_by: Optional[str] = None  # a signal's name, when one ended the run
         self._finish: Optional[str] = None
         self._need_schedule = False
         self._stop_signal: Optional[int] = None
@@ -205,7 +207,7 @@ class Service:
             self.launcher.kill_now()
             return
         log.warning("%s received: canceling all jobs and finishing", name)
-        self.refused.append(f"stopped by {name}")
+        self.stopped_by = name
         self.request({"request": "finish"})
 
     def _restore_signals(self) -> None:
@@ -230,7 +232,10 @@ class Service:
         counts = self.gov.registry.counts()
         t = tally(self.gov.registry)
         all_ok = counts[JobState.SUCCEED] == len(self.gov.registry)
-        status = 0 if all_ok and not self.refused else (2 if self.refused and all_ok else 1)
+        if self.stopped_by:
+            status = 1
+        else:
+            status = 0 if all_ok and not self.refused else (2 if self.refused and all_ok else 1)
         elapsed = finished - self.started
         write_final_status(self.run_dir.path("final_status"), {
             "run": self.run_dir.name,
@@ -244,16 +249,19 @@ class Service:
             "total_jobs": len(self.gov.registry),
             "iterations": {"total": t.total, "succeeded": t.succeeded, "failed": t.failed},
             "refused_requests": self.refused,
+            "stopped_by": self.stopped_by,
             "exit_status": status,
             "reason": self._finish,
         })
         states = ", ".join(f"{counts[s]} {s.value}" for s in JobState if counts[s]) or "no jobs"
         rate = f", {t.done / elapsed:.0f} tasks/s" if elapsed > 0 and t.done else ""
         refused = f"; {len(self.refused)} request(s) refused" if self.refused else ""
+        if self.stopped_by:
+            refused += f"; stopped by {self.stopped_by}"
         summary = (f"hpilot: {len(self.gov.registry)} job(s), {t.total} task(s): {states}{refused}; "
                    f"{elapsed:.2f}s{rate}; run dir {self.run_dir.path_str}")
         log.info(summary)
-        return Outcome(status, summary, self.run_dir.path_str, list(self.refused))
+        return Outcome(status, summary, self.run_dir.path_str, list(self.refused), self.stopped_by)
 
 
 def _cluster_name() -> str:
