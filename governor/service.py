@@ -232,10 +232,7 @@ class Service:
         counts = self.gov.registry.counts()
         t = tally(self.gov.registry)
         all_ok = counts[JobState.SUCCEED] == len(self.gov.registry)
-        if self.stopped_by:
-            status = 1
-        else:
-            status = 0 if all_ok and not self.refused else (2 if self.refused and all_ok else 1)
+        status = exit_status(all_ok, bool(self.refused), self.stopped_by is not None)
         elapsed = finished - self.started
         write_final_status(self.run_dir.path("final_status"), {
             "run": self.run_dir.name,
@@ -262,6 +259,13 @@ class Service:
                    f"{elapsed:.2f}s{rate}; run dir {self.run_dir.path_str}")
         log.info(summary)
         return Outcome(status, summary, self.run_dir.path_str, list(self.refused), self.stopped_by)
+
+
+def exit_status(all_jobs_ok: bool, refused: bool, stopped: bool) -> int:
+    """0 all good; 1 a job did not succeed (or a signal stopped the run); 2 bad input only."""
+    if stopped or not all_jobs_ok:
+        return 1
+    return 2 if refused else 0
 
 
 def _cluster_name() -> str:
