@@ -177,8 +177,10 @@ class GovernorCore:
                                    f"{', '.join(bad)}):\n{lines}",
                             {"errors": [dataclasses.asdict(e) for e in errors]})
         self.rcnt += 1
-        for spec in specs:
-            self._accept(spec, now, out)
+        # Register the whole submit before linking: a job may depend on one listed after it.
+        records = [self._register(spec, now) for spec in specs]
+        for rec in records:
+            self._link(rec, now, out)
         names = [s.name for s in specs]
         return response(OK, f"{len(names)} jobs submitted", {"submitted": len(names), "jobs": names})
 
@@ -199,12 +201,16 @@ class GovernorCore:
             return [FieldError(cycle[0], "dependencies.after", f"dependency cycle: {' -> '.join(cycle)}")]
         return []
 
-    def _accept(self, spec: JobSpec, now: float, out: List[Action]) -> None:
+    def _register(self, spec: JobSpec, now: float) -> JobRecord:
         rec = JobRecord(spec, self._task_spec(spec, now), now, self.registry.next_order())
         self.registry.add(rec)
         self.active += 1
         if spec.after:
             self.dag.add((d.job, spec.name, d.iteration) for d in spec.after)
+        return rec
+
+    def _link(self, rec: JobRecord, now: float, out: List[Action]) -> None:
+        spec = rec.spec
         broken = None
         for dep in spec.after:
             state = self._dep_state(dep.job, dep.iteration)

@@ -9,6 +9,7 @@ flush or a progress redraw, never on a fixed polling period.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -290,5 +291,6 @@ def run_requests(svc: Service, requests: List[Any], source: str) -> None:
             log.error(msg)
             svc.refused.append(msg)
         else:
-            log.info("%s: request #%d (%s): %s", source, i + 1, kind, resp.get("message", "ok"))
+            # QCG-PilotJob's file mode writes every response to the log (manual 10.2)
+            log.info("%s: request #%d (%s): %s", source, i + 1, kind, json.dumps(resp))
     log.info("resources: %s", describe(svc.resources))

@@ -151,15 +151,13 @@ def _wd(spec: JobSpec, root_wd: str) -> List[FieldError]:
     wd = _job_dir(spec, root_wd)
     if wd is None or spec.execution.wd is None:
         return []
+    # Creating it is the only honest test (os.access says yes to root even on /proc);
+    # the job would create it before starting anyway.
     path = os.path.abspath(wd)
-    probe = path
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if not os.path.isdir(probe):
-        return [FieldError(spec.name, "execution.wd", f"cannot create {path}: {probe} is not a directory")]
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return [FieldError(spec.name, "execution.wd", f"cannot create or write {path}: {probe} is not writable")]
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        return [FieldError(spec.name, "execution.wd", f"cannot create {path}: {e.strerror}")]
+    if not os.access(path, os.W_OK | os.X_OK):
+        return [FieldError(spec.name, "execution.wd", f"{path} is not writable")]
     return []

@@ -5,6 +5,15 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Set, Tuple
 
 import pytest
+from hpilot.partition.allocator import (
+    ONE_CORE,
+    Allocation,
+    Allocator,
+    Request,
+    Slot,
+    why_never_fits,
+)
+from hpilot.partition.resources import Node, ResourceSet, local_resources
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -15,16 +24,6 @@ from hypothesis.stateful import (
     invariant,
     rule,
 )
-
-from hpilot.partition.allocator import (
-    ONE_CORE,
-    Allocation,
-    Allocator,
-    Request,
-    Slot,
-    why_never_fits,
-)
-from hpilot.partition.resources import Node, ResourceSet, local_resources
 
 
 def nodes(spec: str) -> ResourceSet:

@@ -6,9 +6,6 @@ import math
 from typing import List
 
 import pytest
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
-
 from hpilot.partition.allocator import ONE_CORE, Request
 from hpilot.partition.iterplan import (
     PlanError,
@@ -20,6 +17,8 @@ from hpilot.partition.iterplan import (
 )
 from hpilot.partition.resources import ResourceSet, local_resources
 from hpilot.partition.spec import IterSchedulerSpec, Resources, ResourceSize
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 # ---- the oracle: QCG-PilotJob's generators, step by step ----
 

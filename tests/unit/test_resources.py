@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import pytest
-
 from hpilot.partition.resources import (
     Node,
     ResourceError,
@@ -167,9 +166,9 @@ def test_node_config_gpu_zero_is_allowed() -> None:
         ([{"name": "a", "cores": 1}, {"name": "a", "cores": 2}], ["unique"]),
     ],
 )
-def test_node_config_errors(cfg: List[object], words: List[str]) -> None:
+def test_node_config_errors(cfg: List[Any], words: List[str]) -> None:
     with pytest.raises(ResourceError) as info:
-        local_resources(node_config=cfg)  # type: ignore[arg-type]
+        local_resources(node_config=cfg)
     msg = str(info.value)
     for w in words:
         assert w in msg, f"{w!r} not in {msg!r}"
