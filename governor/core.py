@@ -121,8 +121,10 @@ class GovernorCore:
         self.finish_when_done = False
         self.finishing = False
         self.active = 0  # jobs not yet in a final state
-        self._waiting_whole: Dict[str, List[str]] = {}
-        self._waiting_it: Dict[Tuple[str, int], List[str]] = {}
+        # Dependants waiting on a whole job / on one iteration. They hold the records,
+        # not names: a name can be removed and reused while an old record still waits.
+        self._waiting_whole: Dict[str, List[JobRecord]] = {}
+        self._waiting_it: Dict[Tuple[str, int], List[JobRecord]] = {}
 
     # ---- the one entry point ----
 
@@ -221,11 +223,11 @@ class GovernorCore:
                 continue
             rec.unmet += 1
             if dep.iteration is None:
-                self._waiting_whole.setdefault(dep.job, []).append(spec.name)
+                self._waiting_whole.setdefault(dep.job, []).append(rec)
             else:
-                self._waiting_it.setdefault((dep.job, dep.iteration), []).append(spec.name)
+                self._waiting_it.setdefault((dep.job, dep.iteration), []).append(rec)
         if broken:
-            self._omit([spec.name], broken, now, out)
+            self._omit([rec], broken, now, out)
         elif rec.unmet == 0:
             self._dispatch(rec, out)
 
@@ -421,10 +423,9 @@ class GovernorCore:
 
     # ---- dependencies ----
 
-    def _release(self, names: List[str], out: List[Action]) -> None:
-        for name in names:
-            rec = self.registry.get(name)
-            if rec is None or rec.state.is_final:
+    def _release(self, waiting: List[JobRecord], out: List[Action]) -> None:
+        for rec in waiting:
+            if rec.state.is_final or self.registry.get(rec.name) is not rec:
                 continue
             rec.unmet -= 1
             if rec.unmet == 0 and not rec.dispatched and not rec.canceled:
@@ -443,11 +444,12 @@ class GovernorCore:
         if broken:
             self._omit(broken, reason, now, out)
 
-    def _omit(self, names: List[str], reason: str, now: float, out: List[Action]) -> None:
-        targets: Set[str] = set(names) | self.dag.descendants(names)
-        for name in sorted(targets, key=lambda n: self.registry.jobs[n].order if n in self.registry else 0):
-            rec = self.registry.get(name)
-            if rec is None or rec.state.is_final or rec.dispatched:
+    def _omit(self, waiting: List[JobRecord], reason: str, now: float, out: List[Action]) -> None:
+        live = [r for r in waiting if self.registry.get(r.name) is r]
+        names: Set[str] = {r.name for r in live} | self.dag.descendants(r.name for r in live)
+        targets = [r for r in (self.registry.get(n) for n in names) if r is not None]
+        for rec in sorted(targets, key=lambda r: r.order):
+            if rec.state.is_final or rec.dispatched:
                 continue
             for it in rec.iterations():
                 if rec.it_state(it) is JobState.QUEUED:
@@ -491,7 +493,7 @@ def _job_names(payload: Dict[str, Any]) -> Tuple[List[str], Optional[Dict[str, A
         names = [names]
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         return [], response(ERROR, f"{payload.get('request')}: 'jobNames' must be a non-empty list of job names")
-    return names, None
+    return list(dict.fromkeys(names)), None
 
 
 def _fill_submit_vars(ex: Execution, values: Dict[str, str]) -> Execution:

@@ -18,6 +18,8 @@ from hpilot.partition.variables import Template, UnknownVariable, compile_templa
 MODELS = ("default", "threads", "openmpi", "intelmpi", "srunmpi")
 ITER_SCHEDULERS = ("maximum-iters", "split-into")
 KNOWN_CRS = ("gpu", "mem")
+# One state byte per iteration: 10^8 iterations is 100 MB in the registry.
+MAX_ITERATIONS = 100_000_000
 
 _JOB_KEYS = ("name", "execution", "resources", "iteration", "dependencies", "attributes", "wt")
 _EXEC_KEYS = (
@@ -107,7 +109,9 @@ def parse_job(raw: Any, index: int = 0) -> Tuple[Optional[JobSpec], List[FieldEr
     resources = _parse_resources(c, raw.get("resources"), raw.get("wt"))
     iteration = _parse_iteration(c, raw.get("iteration"))
     after = _parse_dependencies(c, raw.get("dependencies"))
-    attributes = raw.get("attributes") or {}
+    attributes = raw.get("attributes", {})
+    if attributes is None:
+        attributes = {}
     if not isinstance(attributes, dict):
         c.add("attributes", f"must be an object, not {_kind(attributes)}")
         attributes = {}
@@ -123,6 +127,12 @@ def parse_job(raw: Any, index: int = 0) -> Tuple[Optional[JobSpec], List[FieldEr
         source=raw,
     )
     return spec, []
+
+
+def _or_empty(value: Any, empty: Any) -> Any:
+    """``None`` (or a missing key) means "not given"; any other value is checked as it is,
+    so that ``"env": []`` or ``"model": 0`` are reported instead of silently ignored."""
+    return empty if value is None else value
 
 
 def _kind(value: Any) -> str:
@@ -155,6 +165,9 @@ def _template(c: _Collector, fld: str, value: Any, shell: bool = False) -> Optio
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         c.add(fld, f"must be a string, not {_kind(value)}")
         return None
+    if "\0" in str(value):
+        c.add(fld, "contains a NUL byte")
+        return None
     try:
         return compile_template(str(value), allow_unknown=shell)
     except UnknownVariable as e:
@@ -172,6 +185,9 @@ def _templates(c: _Collector, fld: str, value: Any, allow_single: bool) -> Tuple
         return ()
     out = []
     for i, item in enumerate(value):
+        if item is None:
+            c.add(f"{fld}[{i}]", "must be a string, not null")
+            continue
         t = _template(c, f"{fld}[{i}]", item)
         if t is not None:
             out.append(t)
@@ -193,20 +209,23 @@ def _parse_execution(c: _Collector, raw: Any) -> Optional[Execution]:
         c.add("execution.script", "'script' and 'exec' exclude each other")
     elif has_script and raw.get("args"):
         c.add("execution.args", "'args' go with 'exec', not with 'script'")
-    env = raw.get("env") or {}
+    env = _or_empty(raw.get("env"), {})
     env_t: List[Tuple[str, Template]] = []
     if not isinstance(env, dict):
         c.add("execution.env", f"must be an object of NAME: value, not {_kind(env)}")
     else:
         for key, val in env.items():
+            if val is None:
+                c.add(f"execution.env.{key}", "must be a string, not null")
+                continue
             t = _template(c, f"execution.env.{key}", val)
             if t is not None:
                 env_t.append((str(key), t))
-    model = raw.get("model") or "default"
+    model = _or_empty(raw.get("model"), "default")
     if not isinstance(model, str) or model.lower() not in MODELS:
         c.add("execution.model", f"unknown model {model!r}; known: {', '.join(MODELS)}")
         model = "default"
-    opts = raw.get("model_opts") or {}
+    opts = _or_empty(raw.get("model_opts"), {})
     if not isinstance(opts, dict):
         c.add("execution.model_opts", f"must be an object, not {_kind(opts)}")
         opts = {}
@@ -242,7 +261,7 @@ def parse_walltime(value: Any) -> Optional[float]:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value) if value > 0 else None
+        return float(value) if 0 < value < float("inf") else None
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip()
@@ -260,7 +279,7 @@ def parse_walltime(value: Any) -> Optional[float]:
         secs = float(text)
     except ValueError:
         return None
-    return secs if secs > 0 else None
+    return secs if 0 < secs < float("inf") else None
 
 
 def _parse_resources(c: _Collector, raw: Any, top_wt: Any) -> Optional[Resources]:
@@ -279,7 +298,7 @@ def _parse_resources(c: _Collector, raw: Any, top_wt: Any) -> Optional[Resources
         if wt is None:
             c.add("resources.wt" if "wt" in raw else "wt",
                   f"bad wall time {wt_raw!r}; use e.g. '90s', '1h30m', '01:30:00' or seconds > 0")
-    crs = raw.get("nodeCrs") or {}
+    crs = _or_empty(raw.get("nodeCrs"), {})
     crs_t: List[Tuple[str, int]] = []
     if not isinstance(crs, dict):
         c.add("resources.nodeCrs", f"must be an object like {{\"gpu\": 1}}, not {_kind(crs)}")
@@ -300,12 +319,11 @@ def _parse_resources(c: _Collector, raw: Any, top_wt: Any) -> Optional[Resources
 def _as_count(c: _Collector, fld: str, value: Any) -> Optional[int]:
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            c.add(fld, f"must be a whole number, not {value!r}")
-            return None
+        c.add(fld, f"must be a whole number, not {value!r}")
+        return None
     if value < 1:
         c.add(fld, f"must be at least 1, not {value}")
         return None
@@ -315,7 +333,7 @@ def _as_count(c: _Collector, fld: str, value: Any) -> Optional[int]:
 def _parse_size(c: _Collector, fld: str, raw: Any) -> Optional[ResourceSize]:
     if raw is None:
         return None
-    if isinstance(raw, int) and not isinstance(raw, bool):
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         n = _as_count(c, f"{fld}", raw)
         return ResourceSize(exact=n) if n else None
     if not isinstance(raw, dict):
@@ -349,7 +367,7 @@ def _parse_iter_scheduler(c: _Collector, fld: str, raw: Any) -> Optional[IterSch
     if name not in ITER_SCHEDULERS:
         c.add(f"{fld}.name", f"unknown iteration scheduler {raw['name']!r}; known: {', '.join(ITER_SCHEDULERS)}")
         return None
-    params = raw.get("params") or {}
+    params = _or_empty(raw.get("params"), {})
     if not isinstance(params, dict):
         c.add(f"{fld}.params", "must be an object")
         return None
@@ -379,6 +397,9 @@ def _parse_iteration(c: _Collector, raw: Any) -> Optional[Iteration]:
         if not isinstance(values, list) or not values:
             c.add("iteration.values", "must be a non-empty list")
             return None
+        if len(values) > MAX_ITERATIONS:
+            c.add("iteration.values", f"at most {MAX_ITERATIONS:,} values per job")
+            return None
         return Iteration(0, len(values), tuple(str(v) for v in values))
     start, stop = raw.get("start", 0), raw.get("stop")
     bad = False
@@ -394,6 +415,9 @@ def _parse_iteration(c: _Collector, raw: Any) -> Optional[Iteration]:
     if stop <= start:
         c.add("iteration", f"stop ({stop}) must be greater than start ({start})")
         return None
+    if stop - start > MAX_ITERATIONS:
+        c.add("iteration", f"{stop - start} iterations; at most {MAX_ITERATIONS:,} per job (split it into jobs)")
+        return None
     return Iteration(start, stop)
 
 
@@ -404,7 +428,7 @@ def _parse_dependencies(c: _Collector, raw: Any) -> Tuple[Dependency, ...]:
         c.add("dependencies", f"must be an object with 'after', not {_kind(raw)}")
         return ()
     _unknown_keys(c, raw, _DEP_KEYS, "dependencies.")
-    after = raw.get("after") or []
+    after = _or_empty(raw.get("after"), [])
     if isinstance(after, str):
         after = [after]
     if not isinstance(after, list):

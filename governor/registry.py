@@ -125,10 +125,10 @@ class JobRecord:
     def summary_state(self) -> JobState:
         """The job state its iterations imply once they are all final."""
         c = self.counts
+        if self.canceled:  # definitive: its dependants were omitted when the cancel came
+            return JobState.CANCELED
         if c[JobState.SUCCEED] == self.total:
             return JobState.SUCCEED
-        if self.canceled:
-            return JobState.CANCELED
         if c[JobState.OMITTED] == self.total:
             return JobState.OMITTED
         if c[JobState.FAILED]:

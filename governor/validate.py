@@ -47,7 +47,9 @@ def check_submit(
         if resources is not None:
             errors.extend(_fits(spec, resources))
         errors.extend(_executable(spec, root_wd))
-        errors.extend(_wd(spec, root_wd))
+    if not errors:  # last, and only for a submit that is otherwise good: it creates directories
+        for spec in specs:
+            errors.extend(_wd(spec, root_wd))
     return errors
 
 
@@ -156,8 +158,9 @@ def _wd(spec: JobSpec, root_wd: str) -> List[FieldError]:
     path = os.path.abspath(wd)
     try:
         os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        return [FieldError(spec.name, "execution.wd", f"cannot create {path}: {e.strerror}")]
+    except (OSError, ValueError) as e:
+        why = e.strerror if isinstance(e, OSError) else str(e)
+        return [FieldError(spec.name, "execution.wd", f"cannot create {path}: {why}")]
     if not os.access(path, os.W_OK | os.X_OK):
         return [FieldError(spec.name, "execution.wd", f"{path} is not writable")]
     return []

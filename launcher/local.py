@@ -131,6 +131,9 @@ class LocalLauncher:
             child = self._children.pop(task_id)
             rc = child.wait()
             now = self.clock()
+            # What the task left running in its process group ends with it, as processes
+            # of a Slurm job step do when the step ends.
+            _killpg(child.pid, signal.SIGKILL, leader_gone=True)
             self._forget(child)
             self._feed(Exited(task_id, rc, now))
         return len(ready)
@@ -223,7 +226,10 @@ class LocalLauncher:
             actions.append((os.POSIX_SPAWN_DUP2, 1, 2))
         else:
             actions.append((os.POSIX_SPAWN_OPEN, 2, req.stderr or os.devnull, out_flags, 0o666))
-        return os.posix_spawn(exe, list(req.argv), env, file_actions=actions, setsid=True)
+        _no_inheritable_fds()
+        # Python ignores SIGPIPE and SIGXFSZ; a task must get the defaults (Popen's restore_signals).
+        return os.posix_spawn(exe, list(req.argv), env, file_actions=actions, setsid=True,
+                              setsigdef=_DEFAULT_SIGNALS)
 
     def _which(self, program: str, path: Optional[str]) -> str:
         """argv[0] resolved in the task's own PATH (posix_spawnp would use ours)."""
@@ -261,6 +267,23 @@ class LocalLauncher:
             f.close()
 
 
+_DEFAULT_SIGNALS = tuple(getattr(signal, n) for n in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, n))
+
+
+def _no_inheritable_fds() -> None:
+    """posix_spawn has no close_fds: mark what the service inherited close-on-exec instead."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return
+    for name in fds:
+        fd = int(name)
+        if fd > 2:
+            with contextlib.suppress(OSError):
+                if os.get_inheritable(fd):
+                    os.set_inheritable(fd, False)
+
+
 def _open(files: List[IO[bytes]], path: str, mode: str) -> IO[bytes]:
     f = open(path, mode)  # noqa: SIM115 - closed when the child is reaped
     files.append(f)
@@ -272,9 +295,10 @@ def _oserror(e: OSError) -> str:
     return f"{e.strerror or e}{name}"
 
 
-def _killpg(pid: int, sig: int) -> None:
+def _killpg(pid: int, sig: int, leader_gone: bool = False) -> None:
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
+        if not leader_gone:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)

@@ -29,6 +29,8 @@ def even_share(total: int, parts: int, k: int) -> int:
 
 
 def maximum_iters(pmin: int, iterations: int, available: int, index: int) -> int:
+    if available < pmin:
+        return pmin  # never below the minimum: the request is then seen as impossible
     if iterations * pmin <= available:
         return even_share(available, iterations, index)
     per_round = max(1, available // pmin)

@@ -60,8 +60,8 @@ def parse_nodes_spec(spec: str) -> List[Tuple[str, int]]:
             raise ResourceError(f"--nodes {spec!r}: empty entry at position {i + 1}")
         name, sep, count = part.rpartition(":")
         if not sep:
-            name, count = f"n{i}", part
-        name = name.strip() or f"n{i}"
+            name, count = "", part
+        name = name.strip() or _free_name(i, parts)
         try:
             cores = int(count)
         except ValueError:
@@ -72,6 +72,15 @@ def parse_nodes_spec(spec: str) -> List[Tuple[str, int]]:
             raise ResourceError(f"--nodes {spec!r}: node {name} given twice")
         out.append((name, cores))
     return out
+
+
+def _free_name(i: int, parts: List[str]) -> str:
+    """A name for an unnamed node that no named entry uses (n1:2,2 -> n1 and n1_1)."""
+    taken = {p.rpartition(":")[0].strip() for p in parts}
+    name = f"n{i}"
+    while name in taken:
+        name += "_1"
+    return name
 
 
 def local_resources(

@@ -11,9 +11,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from hpilot.governor.core import (
     ClientRequest,
     FromPart,
@@ -35,6 +32,8 @@ from hpilot.partition.messages import (
     Work,
 )
 from hpilot.partition.resources import local_resources
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 FUZZ = settings(max_examples=200, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -47,16 +46,17 @@ KEYS = (
     "values", "after", "gpu", "mem", "name", "params", "parts", "mpirun", "mpirun_args", "request", "jobs",
     "jobNames", "command", "withChilds",
 )
-STRINGS = st.one_of(
-    st.text(max_size=12),
-    st.sampled_from(["/bin/true", "true", "a", "b", "a:0", "b:1", "${it}", "${ it }", "${itt}", "${rcnt}",
+SAMPLES = st.sampled_from(["/bin/true", "true", "a", "b", "a:0", "b:1", "${it}", "${ it }", "${itt}", "${rcnt}",
                      "1h", "90s", "01:00:00", "split-into", "maximum-iters", "openmpi", "threads", "gpu",
-                     "submit", "finishAfterAllTasksDone", ""]),
-)
+                     "submit", "finishAfterAllTasksDone", "", "a\x00b"])
+# Submit validation creates the working directories it is given (as whoever runs
+# the tests): the core only gets strings without '/', which stay inside root_wd.
+ANY_STRINGS = st.one_of(st.text(max_size=12), SAMPLES)
+CORE_STRINGS = st.one_of(st.text(alphabet=st.characters(blacklist_characters="/"), max_size=12), SAMPLES)
 
 
-def json_values(ints: st.SearchStrategy[int]) -> st.SearchStrategy[Any]:
-    scalars = st.one_of(st.none(), st.booleans(), ints, st.floats(allow_nan=True, allow_infinity=True), STRINGS)
+def json_values(ints: st.SearchStrategy[int], strings: st.SearchStrategy[str]) -> st.SearchStrategy[Any]:
+    scalars = st.one_of(st.none(), st.booleans(), ints, st.floats(allow_nan=True, allow_infinity=True), strings)
     return st.recursive(
         scalars,
         lambda children: st.one_of(
@@ -67,10 +67,10 @@ def json_values(ints: st.SearchStrategy[int]) -> st.SearchStrategy[Any]:
     )
 
 
-ANY_JSON = json_values(st.integers())
+ANY_JSON = json_values(st.integers(), ANY_STRINGS)
 # The core allocates one byte per iteration: keep numbers small there, so that a
 # random "stop" cannot ask for gigabytes (that case has its own test elsewhere).
-SMALL_JSON = json_values(st.integers(min_value=-3, max_value=50))
+SMALL_JSON = json_values(st.integers(min_value=-3, max_value=50), CORE_STRINGS)
 
 VALID_JOB: Dict[str, Any] = {
     "name": "a",

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar
 
 import pytest
-
 from hpilot.governor.core import (
     Action,
     ClientRequest,
@@ -34,7 +33,6 @@ from hpilot.partition.messages import (
     IterationsDropped,
     IterationStarted,
     Shutdown,
-    ToPartition,
     Work,
 )
 from hpilot.partition.resources import local_resources
@@ -103,7 +101,8 @@ class Gov:
 
     def started(self, job: str, it: int = 0, cores: int = 1) -> List[Action]:
         now = self._tick()
-        return self.report(IterationStarted(job, it, f"n1[{it % 4}]", f"/wd/{job}", now - 0.5, now, cores, pid=100 + it))
+        return self.report(IterationStarted(job, it, f"n1[{it % 4}]", f"/wd/{job}", now - 0.5, now, cores,
+                                            pid=100 + it))
 
     def finished(self, job: str, it: int = 0, exit_code: int = 0, cores: int = 1, reason: Optional[str] = None,
                  canceled: bool = False, run_time: float = 2.0) -> List[Action]:
@@ -837,3 +836,14 @@ def test_canceled_job_that_ends_well_anyway_agrees_with_its_dependants(gov: Gov)
         assert works(actions) == ["b"]
     else:
         assert (a, b) == (JobState.CANCELED, JobState.OMITTED)
+
+
+def test_working_directory_with_a_nul_byte_is_refused(gov: Gov) -> None:
+    resp = gov.submit_bad(jobdesc("a", wd="sandbox\x00x"))
+    assert error_fields(resp) == [("a", "execution.wd")]
+
+
+def test_working_directory_that_cannot_be_made_is_refused(gov: Gov, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    resp = gov.submit_bad(jobdesc("a", wd="file/sub"))
+    assert error_fields(resp) == [("a", "execution.wd")]

@@ -10,7 +10,6 @@ import copy
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
-
 from hpilot.governor.jobspec import Dependency, FieldError, JobSpec, parse_dependency, parse_job, parse_walltime
 from hpilot.partition.variables import KNOWN_VARIABLES
 

@@ -280,6 +280,29 @@ def test_env_none_inherits(h: Harness, tmp_path: Path, monkeypatch: pytest.Monke
     assert "HPILOT_TEST_INHERITED=yes" in (tmp_path / "env.txt").read_text().splitlines()
 
 
+def test_inheritable_descriptors_of_the_service_are_not_passed_on(h: Harness, tmp_path: Path) -> None:
+    """Like Popen's close_fds=True: a task must not hold, e.g., a pipe the service inherited."""
+    r, w = os.pipe()
+    try:
+        os.set_inheritable(w, True)
+        probe = "import os, sys\ntry:\n os.fstat(int(sys.argv[1])); print('open')\nexcept OSError: print('closed')"
+        h.launch("fd", [sys.executable, "-c", probe, str(w)], stdout=str(tmp_path / "fd.txt"))
+        assert h.wait_exit("fd").exit_code == 0
+        assert (tmp_path / "fd.txt").read_text().strip() == "closed"
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_tasks_get_default_signal_dispositions(h: Harness, tmp_path: Path) -> None:
+    """Python ignores SIGPIPE; a task must not inherit that (Popen's restore_signals)."""
+    h.launch("pipe", ["/bin/bash", "-c", 'yes | head -n1 >/dev/null; echo "${PIPESTATUS[0]}"'],
+             stdout=str(tmp_path / "pipe.txt"), stderr=str(tmp_path / "pipe.err"))
+    assert h.wait_exit("pipe").exit_code == 0
+    assert (tmp_path / "pipe.txt").read_text().strip() == str(128 + signal.SIGPIPE), (
+        "`yes` was not killed by SIGPIPE: " + (tmp_path / "pipe.err").read_text())
+
+
 # ---- CPU affinity ----
 
 AFFINITY = [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"]
