@@ -67,6 +67,8 @@ def m1(n: int = 1_000_000) -> List[Dict[str, Any]]:
 
 
 # name -> (builder, extra hpilot args, tasks, description)
+# M1's job is canceled on purpose, so hpilot exits 1 there ("some job did not succeed").
+EXPECTED_EXIT = {"M1": 1}
 WORKLOADS = {
     "W0": (w0, ["--nodes", "2"], 0, "empty request file"),
     "W1": (w1, ["--nodes", "2"], 2000, "1 job x 2000 iterations of /bin/true"),
