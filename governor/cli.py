@@ -11,44 +11,70 @@ every job that was accepted succeeding; 3 an internal error (a bug: see service.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 import sys
 from typing import Any, Callable, Dict, NoReturn
 
 import click
 from hpilot.governor.config import CHOICES, ConfigError, build_options
+from hpilot.governor.startup import UserError
 
 log = logging.getLogger("hpilot.cli")
-
-
-class UserError(Exception):
-    """Bad input: printed as one clear line, exit status 2, no traceback."""
 
 
 def _fail(msg: str) -> NoReturn:
     raise UserError(msg)
 
 
+def _opt(*names: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    kw.setdefault("default", None)
+    return click.option(*names, **kw)
+
+
+def _flag(name: str, help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A boolean flag whose absence is None, so that a TOML value is not overridden."""
+    return click.option(f"--{name}/--no-{name}", default=None, help=help)
+
+
+SERVICE_OPTIONS = [
+    _opt("--config", "config", type=str, metavar="FILE.toml", help="TOML file with any of these options."),
+    _opt("--wd", type=str, help="Working directory of the service and its jobs."),
+    _opt("--nodes", type=str, help="Local resources: '4', 'n1:2', '4,2,2' or 'n1:4,n2:4'."),
+    _opt("--resources", type=click.Choice(CHOICES["resources"]), help="Where resources come from."),
+    _opt("--envschema", type=click.Choice(CHOICES["envschema"]),
+         help="Task environment: auto (QCG_PM_*/HPILOT_*) or slurm (adds SLURM_*)."),
+    _opt("--report-format", type=click.Choice(CHOICES["report_format"])),
+    _opt("--report-file", type=str, help="Job report file name (in the run dir)."),
+    _opt("--log", type=click.Choice(CHOICES["log"]), help="service.log level."),
+    _flag("system-core", "Keep one core for hpilot."),
+    _flag("show-progress", "Live progress line on stderr."),
+    # network interface
+    _flag("net", "Enable the ZeroMQ request interface."),
+    _opt("--net-port", type=int, help="Request port (implies --net)."),
+    _opt("--net-port-min", type=int, help="Lowest port to try (implies --net)."),
+    _opt("--net-port-max", type=int, help="Highest port to try (implies --net)."),
+    _opt("--net-pub-port", type=int, help="Event publisher port (implies --net)."),
+    _opt("--net-iface", type=str, help="Address to bind (default 127.0.0.1; others need the run's secret)."),
+    _flag("disable-pub", "No event publisher."),
+    # Slurm and node agents
+    _opt("--slurm-resources-file", type=str, help="Slurm resources description file."),
+    _opt("--slurm-limit-nodes-range-begin", type=int, help="First node of the allocation to use."),
+    _opt("--slurm-limit-nodes-range-end", type=int, help="Node after the last one to use."),
+    _flag("disable-nl", "No node launcher agents: one srun per task."),
+    _opt("--nl-start-method", type=click.Choice(CHOICES["nl_start_method"]), help="How to start agents."),
+    _opt("--nl-init-timeout", type=float, help="Seconds to wait for agents to register."),
+    _opt("--nl-ready-threshold", "--nl-ready-treshold", "nl_ready_threshold", type=float,
+         help="Fraction (0-1) of agents registered before work starts."),
+    # statistics
+    _flag("enable-rt-stats", "Record exact start/stop of every task (C wrapper)."),
+    _opt("--wrapper-rt-stats", type=str, help="Path of another wrapper program."),
+    _flag("enable-proc-stats", "Sample the process trees of running tasks."),
+    _opt("--proc-stats-interval", type=float, help="Seconds between process samples."),
+]
+
+
 def service_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    opts = [
-        click.option("--config", "config", type=str, default=None, metavar="FILE.toml",
-                     help="TOML file with any of these options (command line wins)."),
-        click.option("--wd", type=str, default=None, help="Working directory of the service and its jobs."),
-        click.option("--nodes", type=str, default=None,
-                     help="Local resources: '4', 'n1:2', '4,2,2' or 'n1:4,n2:4'."),
-        click.option("--resources", type=click.Choice(CHOICES["resources"]), default=None,
-                     help="Where resources come from."),
-        click.option("--envschema", type=click.Choice(CHOICES["envschema"]), default=None,
-                     help="Task environment: auto (QCG_PM_*/HPILOT_*) or slurm (adds SLURM_*)."),
-        click.option("--report-format", type=click.Choice(CHOICES["report_format"]), default=None),
-        click.option("--report-file", type=str, default=None, help="Job report file name (in the run dir)."),
-        click.option("--log", type=click.Choice(CHOICES["log"]), default=None, help="service.log level."),
-        click.option("--system-core/--no-system-core", default=None, help="Keep one core for hpilot."),
-        click.option("--show-progress/--no-show-progress", default=None, help="Live progress line on stderr."),
-    ]
-    for o in reversed(opts):
+    for o in reversed(SERVICE_OPTIONS):
         f = o(f)
     return f
 
@@ -81,47 +107,16 @@ def service(file_flag: bool, **kw: Any) -> None:
 
 
 def _serve(kw: Dict[str, Any]) -> None:
-    from hpilot.governor.fileiface import RequestFileError, load_requests
-    from hpilot.governor.rundir import RunDir, setup_logging
-    from hpilot.governor.service import Service, run_requests
-    from hpilot.partition.resources import ResourceError, local_resources
+    from hpilot.governor.startup import serve
 
     config = kw.pop("config", None)
+    if any(kw.get(k) is not None for k in ("net_port", "net_port_min", "net_port_max", "net_pub_port")):
+        kw["net"] = True  # as in QCG-PilotJob: a port implies --net
     try:
         opts = build_options(config, kw)
     except ConfigError as e:
         _fail(str(e))
-    if opts.resources == "slurm":
-        _fail("--resources slurm: this hpilot build runs in local mode only; use --resources local")
-    file_path = opts.file_path
-    if not file_path:
-        _fail("nothing to run: give a request file (hpilot run FILE, or --file-path FILE)")
-    try:
-        resources = local_resources(opts.nodes or None, opts.node or None, opts.system_core)
-        requests = load_requests(file_path)
-    except (ResourceError, RequestFileError) as e:
-        _fail(str(e))
-    try:
-        wd = os.path.abspath(opts.wd)
-        os.makedirs(wd, exist_ok=True)
-        run_dir = RunDir(wd)
-        # Tasks that run in the service's wd (the usual case) then need no chdir,
-        # which lets the launcher use posix_spawn, its fastest path.
-        os.chdir(wd)
-    except OSError as e:
-        _fail(f"--wd {opts.wd}: cannot use it as the working directory: {e.strerror}")
-    opts = dataclasses.replace(opts, wd=wd)
-    setup_logging(run_dir, opts.log)
-    svc = Service(opts, resources, run_dir)
-    run_requests(svc, requests, file_path)
-    if opts.finish_when_done:
-        svc.request({"request": "control", "command": "finishAfterAllTasksDone"})
-    elif not svc.gov.finish_when_done and not svc.gov.finishing:
-        log.warning("the request file has no finishAfterAllTasksDone: finishing once it is read "
-                    "(QCG-PilotJob's file-mode rule; `hpilot run` waits for all jobs)")
-        svc.request({"request": "finish"})
-    svc.run_loop()
-    outcome = svc.close()
+    outcome = serve(opts)
     for msg in outcome.refused:
         click.echo(f"hpilot: {msg}", err=True)
     click.echo(outcome.summary)

@@ -19,10 +19,15 @@ else:  # pragma: no cover - exercised on old clusters
 
 CHOICES = {
     "resources": ("auto", "local", "slurm"),
+    "nl_start_method": ("slurm", "ssh"),
     "envschema": ("auto", "slurm"),
     "report_format": ("text", "json"),
     "log": ("critical", "error", "warning", "info", "debug", "notset"),
 }
+
+
+# QCG-PilotJob's own spelling of a flag, kept working
+ALIASES = {"nl_ready_treshold": "nl_ready_threshold"}
 
 
 class ConfigError(ValueError):
@@ -44,6 +49,27 @@ class Options:
     report_flush: float = 0.5
     file_path: Optional[str] = None
     node: List[Dict[str, Any]] = field(default_factory=list)  # [[node]] tables
+    # ---- network interface (issue #3) ----
+    net: bool = False
+    net_port: Optional[int] = None
+    net_port_min: Optional[int] = None
+    net_port_max: Optional[int] = None
+    net_pub_port: Optional[int] = None
+    net_iface: str = "127.0.0.1"
+    disable_pub: bool = False
+    # ---- Slurm allocations and node agents (issue #4) ----
+    slurm_resources_file: Optional[str] = None
+    slurm_limit_nodes_range_begin: Optional[int] = None
+    slurm_limit_nodes_range_end: Optional[int] = None
+    disable_nl: bool = False
+    nl_start_method: str = "slurm"
+    nl_init_timeout: float = 30.0
+    nl_ready_threshold: float = 1.0
+    # ---- statistics (issue #6) ----
+    enable_rt_stats: bool = False
+    wrapper_rt_stats: Optional[str] = None
+    enable_proc_stats: bool = False
+    proc_stats_interval: float = 1.0
     # `hpilot run`: wait for every job even without a finishAfterAllTasksDone request
     finish_when_done: bool = False
 
@@ -73,7 +99,7 @@ def _defaults() -> Dict[str, Any]:
 def _check(source: str, values: Mapping[str, Any]) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for raw_key, value in values.items():
-        key = raw_key.replace("-", "_")
+        key = ALIASES.get(raw_key.replace("-", "_"), raw_key.replace("-", "_"))
         f = _FIELDS.get(key)
         if f is None or key == "finish_when_done":
             close = difflib.get_close_matches(key, list(_FIELDS), n=1)
@@ -91,6 +117,10 @@ def _typed(source: str, key: str, value: Any, typ: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{source}: '{key}' must be a number >= 0, not {value!r}")
         return float(value)
+    if want == "Optional[int]":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{source}: '{key}' must be a whole number >= 0, not {value!r}")
+        return value
     if want in ("str", "Optional[str]"):
         if isinstance(value, int) and not isinstance(value, bool) and key == "nodes":
             value = str(value)

@@ -16,7 +16,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import zmq
 from hpilot.governor.config import Options
@@ -36,6 +36,7 @@ from hpilot.governor.progress import Progress, tally
 from hpilot.governor.report import JobReport, write_final_status
 from hpilot.governor.rundir import RunDir
 from hpilot.governor.states import JobState
+from hpilot.launcher.api import Launcher
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
 from hpilot.partition.core import KillTask, PartitionConfig, PartitionCore, Schedule, TaskEnded, TaskStarted
@@ -57,8 +58,19 @@ class Outcome:
     stopped_by: Optional[str] = None
 
 
+LauncherFactory = Callable[[Callable[[TaskExit], None], Callable[[str, int, float], None]], Launcher]
+
+
+def local_launcher(opts: Options) -> LauncherFactory:
+    def make(on_exit: Callable[[TaskExit], None], on_start: Callable[[str, int, float], None]) -> Launcher:
+        return LocalLauncher(on_exit=on_exit, on_start=on_start, grace=opts.kill_grace)
+
+    return make
+
+
 class Service:
-    def __init__(self, opts: Options, resources: ResourceSet, run_dir: RunDir) -> None:
+    def __init__(self, opts: Options, resources: ResourceSet, run_dir: RunDir,
+                 make_launcher: Optional[LauncherFactory] = None) -> None:
         self.opts = opts
         self.run_dir = run_dir
         self.root_wd = os.path.abspath(opts.wd)
@@ -70,8 +82,7 @@ class Service:
         )
         env = EnvContext(base_env=dict(os.environ), envschema=opts.envschema, binding=resources.binding)
         self.part = PartitionCore(resources, PartitionConfig(self.root_wd, env, uniq_prefix=run_dir.uniq))
-        self.launcher = LocalLauncher(on_exit=self._task_exit, on_start=self._task_start,
-                                      grace=opts.kill_grace)
+        self.launcher: Launcher = (make_launcher or local_launcher(opts))(self._task_exit, self._task_start)
         self.report = JobReport(run_dir.path(opts.report_file), opts.report_format, opts.report_flush)
         self.progress = Progress() if opts.show_progress else None
         self.refused: List[str] = []

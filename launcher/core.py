@@ -26,6 +26,7 @@ class LaunchRequest:
     stderr: Optional[str] = None
     cpus: Optional[Tuple[int, ...]] = None  # CPU affinity, when the core ids are real
     walltime: Optional[float] = None
+    node: Optional[str] = None  # where to start it (the first node of a multi-node task)
 
 
 @dataclass(frozen=True)

@@ -210,6 +210,7 @@ class PartitionCore:
             stderr=_in_wd(wd, fill_optional(ex.stderr, values)),
             cpus=cpus,
             walltime=spec.resources.wt,
+            node=alloc.slots[0].node,
         )
 
     # ---- work out ----

@@ -1,0 +1,38 @@
+"""What the service needs from a launcher, whether local or a pool of node agents.
+
+The service's loop depends only on this: launch and kill tasks, learn of their
+ends through ``on_exit``/``on_start`` callbacks given at construction, and one
+descriptor to poll (plus a deadline for timers).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+from hpilot.launcher.core import LaunchRequest
+
+
+class Launcher(Protocol):
+    def fileno(self) -> int:
+        """Readable when :meth:`reap` has something to do (-1: none, poll by timeout)."""
+
+    @property
+    def needs_polling(self) -> bool: ...
+
+    @property
+    def running(self) -> int: ...
+
+    def next_deadline(self) -> Optional[float]: ...
+
+    def launch(self, request: LaunchRequest) -> None: ...
+
+    def kill(self, task_id: str, reason: str) -> None: ...
+
+    def kill_now(self) -> None: ...
+
+    def tick(self) -> None: ...
+
+    def reap(self) -> int:
+        """Handle whatever is ready (exits, agent messages); returns how many events."""
+
+    def close(self) -> None: ...
