@@ -98,6 +98,7 @@ def run(file: str, **kw: Any) -> None:
 @cli.command()
 @click.option("--file-path", type=str, default=None, help="Request file (QCG-PilotJob format).")
 @click.option("--file", "file_flag", is_flag=True, default=False, help="Enable the file interface.")
+@click.option("--parent-pid", type=int, default=None, hidden=True)
 @service_options
 def service(file_flag: bool, **kw: Any) -> None:
     """Start the service with QCG-PilotJob's flags (qcg-pm-service)."""
@@ -142,6 +143,12 @@ def main() -> None:
         click.echo(f"hpilot: internal error: {type(e).__name__}: {e} (details in the run's service.log)",
                    err=True)
         sys.exit(3)
+
+
+# hpilot report / hpilot processes (issue #6)
+from hpilot.governor import cli_report  # noqa: E402
+
+cli_report.register(cli)
 
 
 if __name__ == "__main__":

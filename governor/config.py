@@ -72,6 +72,8 @@ class Options:
     proc_stats_interval: float = 1.0
     # `hpilot run`: wait for every job even without a finishAfterAllTasksDone request
     finish_when_done: bool = False
+    # LocalManager: the process that started this service; when it dies, so does the service
+    parent_pid: Optional[int] = None
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Options)}
@@ -101,7 +103,7 @@ def _check(source: str, values: Mapping[str, Any]) -> Dict[str, Any]:
     for raw_key, value in values.items():
         key = ALIASES.get(raw_key.replace("-", "_"), raw_key.replace("-", "_"))
         f = _FIELDS.get(key)
-        if f is None or key == "finish_when_done":
+        if f is None or key in ("finish_when_done", "parent_pid"):
             close = difflib.get_close_matches(key, list(_FIELDS), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"{source}: unknown option '{raw_key}'{hint}")
@@ -140,6 +142,8 @@ def build_options(config_file: Optional[str], cli: Mapping[str, Any]) -> Options
         merged.update(_check(config_file, load_toml(config_file)))
     given = {k: v for k, v in cli.items() if v is not None}
     finish = bool(given.pop("finish_when_done", False))
+    parent = given.pop("parent_pid", None)
     merged.update(_check("command line", given))
     merged["finish_when_done"] = finish
+    merged["parent_pid"] = parent
     return Options(**merged)

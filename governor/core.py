@@ -82,7 +82,14 @@ class FinishService:
     reason: str
 
 
-Action = Union[Reply, SendToPartition, JobDone, FinishService]
+@dataclass(frozen=True)
+class StateEvent:
+    """A job or iteration state change, for subscribers (only made when someone listens)."""
+
+    event: Dict[str, Any]
+
+
+Action = Union[Reply, SendToPartition, JobDone, FinishService, StateEvent]
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,7 @@ class GovernorConfig:
     sname: str = "local"
     models: Sequence[str] = LOCAL_MODELS
     address: Optional[str] = None
+    pub_address: Optional[str] = None
     started: float = 0.0  # the service's start, given by the shell (the core reads no clock)
 
 
@@ -120,6 +128,7 @@ class GovernorCore:
         self.started = cfg.started
         self.finish_when_done = False
         self.finishing = False
+        self.emit_events = False  # set by the shell when there is a publisher
         self.active = 0  # jobs not yet in a final state
         # Dependants waiting on a whole job / on one iteration. They hold the records,
         # not names: a name can be removed and reused while an old record still waits.
@@ -180,7 +189,7 @@ class GovernorCore:
                             {"errors": [dataclasses.asdict(e) for e in errors]})
         self.rcnt += 1
         # Register the whole submit before linking: a job may depend on one listed after it.
-        records = [self._register(spec, now) for spec in specs]
+        records = [self._register(spec, now, out) for spec in specs]
         for rec in records:
             self._link(rec, now, out)
         names = [s.name for s in specs]
@@ -203,9 +212,11 @@ class GovernorCore:
             return [FieldError(cycle[0], "dependencies.after", f"dependency cycle: {' -> '.join(cycle)}")]
         return []
 
-    def _register(self, spec: JobSpec, now: float) -> JobRecord:
+    def _register(self, spec: JobSpec, now: float, out: List[Action]) -> JobRecord:
         rec = JobRecord(spec, self._task_spec(spec, now), now, self.registry.next_order())
         self.registry.add(rec)
+        if self.emit_events:
+            out.append(StateEvent({"event": "job", "job": rec.name, "state": "QUEUED", "time": now}))
         self.active += 1
         if spec.after:
             self.dag.add((d.job, spec.name, d.iteration) for d in spec.after)
@@ -348,8 +359,9 @@ class GovernorCore:
             if old is not None:
                 run.attempts = old.attempts + 1
             rec.runs[msg.iteration] = run
+            self._iteration_event(rec, msg.iteration, JobState.EXECUTING, msg.started, out)
             if rec.state is JobState.QUEUED:
-                rec.set_state(JobState.EXECUTING, msg.started)
+                self._set_state(rec, JobState.EXECUTING, msg.started, out)
         elif isinstance(msg, IterationFinished):
             self._finished(rec, view, msg, out)
         elif isinstance(msg, IterationsDropped):
@@ -373,6 +385,7 @@ class GovernorCore:
             self._message(rec, f"{rec.task.task_name(msg.iteration)}: "
                                f"{msg.reason or f'exit code {msg.exit_code}'}")
         rec.set_it_state(msg.iteration, state)
+        self._iteration_event(rec, msg.iteration, state, msg.finished, out)
         self._iteration_final(rec, msg.iteration, state, msg.finished, out)
 
     def _drop(self, rec: JobRecord, its: Sequence[int], state: JobState, reason: str, now: float,
@@ -385,6 +398,9 @@ class GovernorCore:
         for it in its:
             if rec.it_state(it) is JobState.QUEUED:
                 rec.set_it_state(it, state)
+        if self.emit_events and rec.task.iterative:
+            out.append(StateEvent({"event": "iterations", "job": rec.name, "count": len(its),
+                                   "state": state.value, "time": now}))
         if state is not JobState.SUCCEED:
             self._break_dependants(rec.name, f"dependency {rec.name} {state.value}", now, out)
         self._maybe_final(rec, now, out)
@@ -407,13 +423,22 @@ class GovernorCore:
         if not rec.all_final or rec.state.is_final:
             return
         final = rec.summary_state()
-        rec.set_state(final, now)
+        self._set_state(rec, final, now, out)
         self.active -= 1
         out.append(JobDone(rec))
         if final is JobState.SUCCEED:
             self._release(self._waiting_whole.pop(rec.name, []), out)
         else:
             self._break_dependants(rec.name, f"dependency {rec.name} {final.value}", now, out)
+
+    def _set_state(self, rec: JobRecord, state: JobState, now: float, out: List[Action]) -> None:
+        if rec.set_state(state, now) and self.emit_events:
+            out.append(StateEvent({"event": "job", "job": rec.name, "state": state.value, "time": now}))
+
+    def _iteration_event(self, rec: JobRecord, it: int, state: JobState, now: float, out: List[Action]) -> None:
+        if self.emit_events and rec.task.iterative:
+            out.append(StateEvent({"event": "iteration", "job": rec.name, "iteration": it,
+                                   "state": state.value, "time": now}))
 
     def _message(self, rec: JobRecord, text: str) -> None:
         if len(rec.messages) < MAX_MESSAGES:
@@ -456,7 +481,7 @@ class GovernorCore:
                     rec.set_it_state(it, JobState.OMITTED)
             rec.drops.append(Drop(rec.iterations(), JobState.OMITTED, now, reason))
             self._message(rec, f"omitted: {reason}")
-            rec.set_state(JobState.OMITTED, now)
+            self._set_state(rec, JobState.OMITTED, now, out)
             self.active -= 1
             out.append(JobDone(rec))
 

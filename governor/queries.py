@@ -139,6 +139,7 @@ def system_status(core: GovernorCore, now: float) -> Dict[str, Any]:
             "Host": socket.gethostname(),
             "Started": fmt_time(core.started),
             "Zmqaddress": core.cfg.address,
+            "Pubaddress": core.cfg.pub_address,
         },
         "Resources": resources_info(core),
         "JobStats": {

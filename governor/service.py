@@ -9,6 +9,7 @@ flush or a progress redraw, never on a fixed polling period.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -31,16 +32,26 @@ from hpilot.governor.core import (
     PartitionView,
     Reply,
     SendToPartition,
+    StateEvent,
 )
+from hpilot.governor.net import ADDRESS_FILE, NetInterface, make_secret
 from hpilot.governor.progress import Progress, tally
 from hpilot.governor.report import JobReport, write_final_status
 from hpilot.governor.rundir import RunDir
 from hpilot.governor.states import JobState
-from hpilot.launcher.api import Launcher
+from hpilot.launcher.api import Launcher, poll_targets
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
-from hpilot.partition.core import KillTask, PartitionConfig, PartitionCore, Schedule, TaskEnded, TaskStarted
-from hpilot.partition.models import EnvContext
+from hpilot.partition.core import (
+    KillTask,
+    NodeChanged,
+    PartitionConfig,
+    PartitionCore,
+    Schedule,
+    TaskEnded,
+    TaskStarted,
+)
+from hpilot.partition.models import EnvContext, models_for
 from hpilot.partition.resources import ResourceSet, describe
 
 log = logging.getLogger("hpilot.service")
@@ -61,11 +72,35 @@ class Outcome:
 LauncherFactory = Callable[[Callable[[TaskExit], None], Callable[[str, int, float], None]], Launcher]
 
 
-def local_launcher(opts: Options) -> LauncherFactory:
-    def make(on_exit: Callable[[TaskExit], None], on_start: Callable[[str, int, float], None]) -> Launcher:
-        return LocalLauncher(on_exit=on_exit, on_start=on_start, grace=opts.kill_grace)
+def local_launcher(opts: Options, run_dir: Optional[RunDir] = None) -> LauncherFactory:
+    """The in-process launcher, with the statistics the options ask for written into
+    ``run_dir`` (default: the run that ``prepare`` just made, ``<wd>/.hpilot/latest``).
+    The wrapper is looked up now, so a missing one is bad input before any task runs."""
+    if not (opts.enable_rt_stats or opts.enable_proc_stats):
+        def make(on_exit: Callable[[TaskExit], None], on_start: Callable[[str, int, float], None]) -> Launcher:
+            return LocalLauncher(on_exit=on_exit, on_start=on_start, grace=opts.kill_grace)
 
-    return make
+        return make
+    from hpilot.launcher.rtstats import WrapperError, find_wrapper, open_stats
+
+    run_path = run_dir.path_str if run_dir is not None else os.path.realpath(
+        os.path.join(os.path.abspath(opts.wd), ".hpilot", "latest"))
+    wrapper = None
+    if opts.enable_rt_stats:
+        try:
+            wrapper = find_wrapper(opts.wrapper_rt_stats)
+        except WrapperError as e:
+            from hpilot.governor.startup import UserError
+
+            raise UserError(str(e)) from None
+
+    def make_with_stats(on_exit: Callable[[TaskExit], None], on_start: Callable[[str, int, float], None]
+                        ) -> Launcher:
+        rt, ps = open_stats(run_path, opts.enable_rt_stats, wrapper, opts.enable_proc_stats,
+                            opts.proc_stats_interval)
+        return LocalLauncher(on_exit=on_exit, on_start=on_start, grace=opts.kill_grace, rtstats=rt, procstats=ps)
+
+    return make_with_stats
 
 
 class Service:
@@ -76,13 +111,30 @@ class Service:
         self.root_wd = os.path.abspath(opts.wd)
         self.started = time.time()
         self.resources = resources
+        self.net: Optional[NetInterface] = None
+        base_env = dict(os.environ)
+        if opts.net:
+            secret = make_secret(run_dir.path_str)
+            self.net = NetInterface(opts.net_iface, opts.net_port, opts.net_port_min, opts.net_port_max,
+                                    opts.net_pub_port, not opts.disable_pub, secret)
+            self.net.write_address(run_dir.path_str)
+            base_env["HPILOT_SECRET"] = secret  # so that a task can submit more work
+        address = self.net.endpoints.address if self.net else None
+        pub = self.net.endpoints.pub if self.net else None
         self.gov = GovernorCore(
-            GovernorConfig(root_wd=self.root_wd, sname=_cluster_name(), started=self.started),
+            GovernorConfig(root_wd=self.root_wd, sname=_cluster_name(), started=self.started, address=address,
+                           pub_address=pub, models=models_for(resources.source == "slurm")),
             [PartitionView(PART, resources)],
         )
-        env = EnvContext(base_env=dict(os.environ), envschema=opts.envschema, binding=resources.binding)
-        self.part = PartitionCore(resources, PartitionConfig(self.root_wd, env, uniq_prefix=run_dir.uniq))
+        self.gov.emit_events = self.net is not None and self.net.pub is not None
+        slurm = resources.source == "slurm"
+        env = EnvContext(base_env=base_env, envschema=opts.envschema, address=address, binding=resources.binding,
+                         in_allocation=slurm, aux_dir=run_dir.path("hostfiles"))
+        self.part = PartitionCore(resources, PartitionConfig(self.root_wd, env, models_for(slurm),
+                                                             uniq_prefix=run_dir.uniq))
         self.launcher: Launcher = (make_launcher or local_launcher(opts))(self._task_exit, self._task_start)
+        if hasattr(self.launcher, "on_node"):  # node agents: a node whose agent died takes no more work
+            self.launcher.on_node = self._node_changed
         self.report = JobReport(run_dir.path(opts.report_file), opts.report_format, opts.report_flush)
         self.progress = Progress() if opts.show_progress else None
         self.refused: List[str] = []
@@ -109,6 +161,9 @@ class Service:
         for a in self.gov.handle(ev):
             if isinstance(a, SendToPartition):
                 self._to_part(a.message)
+            elif isinstance(a, StateEvent):
+                if self.net is not None:
+                    self.net.publish(a.event)
             elif isinstance(a, JobDone):
                 self.report.job_done(a.job)
             elif isinstance(a, Reply):
@@ -145,15 +200,24 @@ class Service:
         self._iterations_done += 1
         self._to_part(TaskEnded(ex))
 
+    def _node_changed(self, node: str, up: bool, reason: str) -> None:
+        log.log(logging.INFO if up else logging.ERROR, "node %s %s: %s", node, "joins" if up else "leaves", reason)
+        self._to_part(NodeChanged(node, up, reason, time.time()))
+
     # ---- the loop ----
 
     def run_loop(self) -> None:
         poller = zmq.Poller()
-        if self.launcher.fileno() >= 0:
-            poller.register(self.launcher.fileno(), zmq.POLLIN)
+        for target in poll_targets(self.launcher):
+            poller.register(target, zmq.POLLIN)
         wake_r = self._install_signals()
         if wake_r is not None:
             poller.register(wake_r, zmq.POLLIN)
+        for sock in self.net.sockets() if self.net else []:
+            poller.register(sock, zmq.POLLIN)
+        parent_fd = _watch_parent(self.opts.parent_pid)
+        if parent_fd is not None:
+            poller.register(parent_fd, zmq.POLLIN)
         try:
             while not self._done():
                 self._schedule()
@@ -164,6 +228,20 @@ class Service:
                 if wake_r is not None and wake_r in ready:
                     _drain(wake_r)
                     self._on_signal()
+                if parent_fd is not None and parent_fd in ready:
+                    poller.unregister(parent_fd)
+                    os.close(parent_fd)
+                    parent_fd = None
+                    if self._finish is None:
+                        log.warning("the process that started this service (pid %s) is gone: finishing",
+                                    self.opts.parent_pid)
+                        self.stopped_by = "parent exit"
+                        self.request({"request": "finish"})
+                if self.net is not None:
+                    if self.net.router in ready:
+                        self.net.process(self.request)
+                    if self.net.pub is not None and self.net.pub in ready:
+                        self.net.drain_subscriptions()
                 self.launcher.reap()
                 deadline = self.launcher.next_deadline()
                 if deadline is not None and deadline <= time.time():
@@ -236,6 +314,11 @@ class Service:
 
     def close(self) -> Outcome:
         self.launcher.close()
+        if self.net is not None:
+            # the address file means "a service is here": a finished one must not be found
+            with contextlib.suppress(OSError):
+                os.remove(self.run_dir.path(ADDRESS_FILE))
+            self.net.close()
         self.report.flush()
         self.report.close()
         if self.progress is not None:
@@ -284,12 +367,20 @@ def _cluster_name() -> str:
     return os.environ.get("SLURM_CLUSTER_NAME") or socket.gethostname().split(".")[0] or "local"
 
 
-def _drain(fd: int) -> None:
+def _watch_parent(pid: Optional[int]) -> Optional[int]:
+    """A pidfd that becomes readable when ``pid`` exits (None: nothing to watch)."""
+    if pid is None or not hasattr(os, "pidfd_open"):
+        return None
     try:
+        return os.pidfd_open(pid)
+    except OSError:  # already gone
+        return os.open(os.devnull, os.O_RDONLY)  # readable at once: finish now
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(BlockingIOError):
         while os.read(fd, 512):
             pass
-    except BlockingIOError:
-        pass
 
 
 def run_requests(svc: Service, requests: List[Any], source: str) -> None:

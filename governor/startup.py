@@ -16,7 +16,11 @@ from hpilot.governor.config import Options
 from hpilot.governor.fileiface import RequestFileError, load_requests
 from hpilot.governor.rundir import RunDir, setup_logging
 from hpilot.governor.service import LauncherFactory, Outcome, Service, local_launcher, run_requests
+from hpilot.launcher.api import Launcher
+from hpilot.launcher.pool import AgentPool, AgentStartError, SrunLauncher, srun_starter, ssh_starter
+from hpilot.launcher.wire import new_secret, write_secret
 from hpilot.partition.resources import ResourceError, ResourceSet, local_resources
+from hpilot.partition.slurm import in_allocation, read_resources_file, scontrol_job, slurm_resources
 
 log = logging.getLogger("hpilot.startup")
 
@@ -27,15 +31,7 @@ class UserError(Exception):
 
 def not_available(opts: Options) -> Optional[str]:
     """Flags this build accepts (QCG-PilotJob's spellings) but cannot honour yet."""
-    wanted = {
-        "--resources slurm": opts.resources == "slurm",
-        "--slurm-resources-file": opts.slurm_resources_file is not None,
-        "--slurm-limit-nodes-range-begin/end": opts.slurm_limit_nodes_range_begin is not None
-        or opts.slurm_limit_nodes_range_end is not None,
-        "--enable-rt-stats": opts.enable_rt_stats,
-        "--wrapper-rt-stats": opts.wrapper_rt_stats is not None,
-        "--enable-proc-stats": opts.enable_proc_stats,
-    }
+    wanted: dict = {}
     missing = [flag for flag, on in wanted.items() if on]
     if not missing:
         return None
@@ -43,14 +39,55 @@ def not_available(opts: Options) -> Optional[str]:
 
 
 def resources_for(opts: Options) -> ResourceSet:
+    """--resources auto takes the Slurm allocation this runs in, unless nodes were declared
+    (--nodes or [[node]] tables imply local, as in QCG-PilotJob); a resources file implies slurm."""
+    declared = bool(opts.nodes or opts.node)
+    slurm = opts.resources == "slurm" or (opts.resources == "auto" and not declared and (
+        opts.slurm_resources_file is not None or in_allocation(os.environ)))
     try:
-        return local_resources(opts.nodes or None, opts.node or None, opts.system_core)
+        if slurm and declared:
+            raise ResourceError("--resources slurm takes the nodes from the allocation: drop --nodes/[[node]]")
+        if opts.slurm_resources_file is not None and not slurm:
+            raise ResourceError("--slurm-resources-file describes a Slurm allocation: it cannot be used with "
+                                "--resources local or --nodes")
+        if not slurm:
+            return local_resources(opts.nodes or None, opts.node or None, opts.system_core)
+        if opts.slurm_resources_file is not None:
+            path = opts.slurm_resources_file
+            return slurm_resources({}, read_resources_file(path), opts.slurm_limit_nodes_range_begin,
+                                   opts.slurm_limit_nodes_range_end, opts.system_core,
+                                   f"--slurm-resources-file {path}")
+        job = os.environ.get("SLURM_JOB_ID") or os.environ.get("SLURM_JOBID")
+        return slurm_resources(os.environ, scontrol_job(job) if job else None, opts.slurm_limit_nodes_range_begin,
+                               opts.slurm_limit_nodes_range_end, opts.system_core)
     except ResourceError as e:
         raise UserError(str(e)) from None
 
 
 def launcher_for(opts: Options, resources: ResourceSet, run_dir: RunDir) -> LauncherFactory:
-    return local_launcher(opts)
+    """Local processes, or in Slurm one agent per node (--disable-nl: one srun per task)."""
+    if resources.source != "slurm":
+        return local_launcher(opts)
+    if opts.disable_nl:
+        def make_srun(on_exit: Any, on_start: Any) -> Launcher:
+            return SrunLauncher(on_exit, on_start, grace=opts.kill_grace)
+
+        return make_srun
+    secret_file = run_dir.path("agents.secret")  # not the client secret: tasks get that one, never this
+    write_secret(secret_file, new_secret())
+    starter = ssh_starter if opts.nl_start_method == "ssh" else srun_starter
+
+    def make(on_exit: Any, on_start: Any) -> Launcher:
+        try:
+            return AgentPool(on_exit, on_start, [n.name for n in resources.nodes], wd=opts.wd,
+                             log_dir=run_dir.path("agents"), secret_file=secret_file, starter=starter,
+                             grace=opts.kill_grace, init_timeout=opts.nl_init_timeout,
+                             ready_threshold=opts.nl_ready_threshold)
+        except AgentStartError as e:
+            log.error("%s", e)
+            raise UserError(str(e)) from None
+
+    return make
 
 
 def prepare(opts: Options) -> tuple:
@@ -84,7 +121,15 @@ def serve(opts: Options) -> Outcome:
     # Tasks that run in the service's wd (the usual case) then need no chdir,
     # which lets the local launcher use posix_spawn, its fastest path.
     os.chdir(opts.wd)
-    svc = Service(opts, resources, run_dir, launcher_for(opts, resources, run_dir))
+    try:
+        svc = Service(opts, resources, run_dir, launcher_for(opts, resources, run_dir))
+    except OSError as e:  # e.g. the network port is taken
+        raise UserError(str(e)) from None
+    if svc.net is not None:
+        ep = svc.net.endpoints
+        events = f", events {ep.pub}" if ep.pub else ""
+        # one line, flushed: LocalManager reads the address from it
+        print(f"hpilot: service listening on {ep.address}{events}; run dir {run_dir.path_str}", flush=True)
     if opts.file_path:
         run_requests(svc, requests, opts.file_path)
         if opts.finish_when_done:

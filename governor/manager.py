@@ -1,0 +1,380 @@
+"""The Python API: ``Manager`` talks to a running service, ``LocalManager`` starts one.
+
+Same calls as QCG-PilotJob's API.  Waiting is driven by the service's published
+events: the manager subscribes when it connects and waits for the XPUB welcome,
+so its subscription is in place before any wait; a wait then drains what was
+queued, asks for the current states, and sleeps on the event socket.  A status
+query every ``safety_poll`` seconds (default 30) only guards against a lost
+event; it is not how finishes are noticed.  Plain blocking ZeroMQ, no asyncio:
+it works the same in a script, a thread and a Jupyter notebook.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import select
+import subprocess
+import sys
+import time
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+
+import zmq
+from hpilot.governor.jobs import (
+    ConnectionError,
+    InternalError,
+    JobInfo,
+    JobNotDefinedError,
+    Jobs,
+    ServiceError,
+    TimeoutElapsed,
+)
+
+log = logging.getLogger("hpilot.api")
+
+FINAL = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
+WELCOME = b"hpilot-welcome"
+
+
+def find_service(wd: str = ".") -> Optional[Dict[str, Any]]:
+    """The address file of the newest service started in ``wd`` that still runs."""
+    path = os.path.join(wd, ".hpilot", "latest", "address")
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return None
+    info["run_dir"] = os.path.dirname(os.path.realpath(path))
+    return info
+
+
+def _read_secret(run_dir: Optional[str]) -> Optional[str]:
+    if not run_dir:
+        return None
+    try:
+        with open(os.path.join(run_dir, "secret")) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def normalize_address(address: str) -> str:
+    """``[proto://]host[:port]`` with QCG-PilotJob's defaults (tcp, 5555)."""
+    proto, sep, rest = address.partition("://")
+    if not sep:
+        proto, rest = "tcp", address
+    if proto == "tcp" and ":" not in rest.rsplit("]", 1)[-1]:
+        rest += ":5555"
+    return f"{proto}://{rest}"
+
+
+class Manager:
+    DEFAULT_ADDRESS_ENV = "QCG_PM_ZMQ_ADDRESS"
+    DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+    DEFAULT_PROTO = "tcp"
+    DEFAULT_PORT = "5555"
+    DEFAULT_POLL_DELAY = 5
+    DEFAULT_PUB_TIMEOUT = 300
+
+    def __init__(self, address: Optional[str] = None, cfg: Optional[Dict[str, Any]] = None,
+                 secret: Optional[str] = None) -> None:
+        cfg = dict(cfg or {})
+        found = None
+        if address is None:
+            address = os.environ.get("HPILOT_ADDRESS") or os.environ.get(self.DEFAULT_ADDRESS_ENV)
+        if address is None:
+            found = find_service()
+            address = found["address"] if found else self.DEFAULT_ADDRESS
+        self.address = normalize_address(address)
+        self.secret = secret or os.environ.get("HPILOT_SECRET") or _read_secret(found and found.get("run_dir"))
+        self.request_timeout = float(cfg.get("request_timeout", 600))
+        self.safety_poll = float(cfg.get("safety_poll", cfg.get("poll_delay", 30)))
+        self._ctx = zmq.Context.instance()
+        self._req: Optional[zmq.Socket] = None
+        self._sub: Optional[zmq.Socket] = None
+        self._connect()
+        pub = found.get("pub") if found else None
+        if pub is None:
+            pub = self.system_status().get("System", {}).get("Pubaddress")
+        self.pub_address = pub
+        if pub:
+            self._subscribe(pub, float(cfg.get("subscribe_timeout", 5)))
+
+    # ---- connection ----
+
+    def _connect(self) -> None:
+        self._req = self._ctx.socket(zmq.REQ)
+        self._req.setsockopt(zmq.LINGER, 0)
+        self._req.setsockopt(zmq.REQ_RELAXED, 1)
+        self._req.setsockopt(zmq.REQ_CORRELATE, 1)
+        self._req.connect(self.address)
+
+    def _subscribe(self, pub: str, timeout: float) -> None:
+        sub = self._ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.RCVHWM, 100_000)
+        sub.setsockopt(zmq.SUBSCRIBE, b"job")
+        sub.setsockopt(zmq.SUBSCRIBE, WELCOME)
+        sub.connect(pub)
+        if sub.poll(int(timeout * 1000)):
+            sub.recv_multipart()  # the welcome: our subscription is now live
+            self._sub = sub
+        else:
+            log.warning("no event welcome from %s in %ss; waits fall back to status queries", pub, timeout)
+            sub.close(0)
+
+    def send_request(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        """Send any request and return the validated response (code 0), else raise."""
+        if self._req is None:
+            raise ConnectionError("not connected (finish() or cleanup() was called)")
+        if self.secret:
+            request = {**request, "secret": self.secret}
+        try:
+            self._req.send(json.dumps(request).encode())
+            if not self._req.poll(int(self.request_timeout * 1000)):
+                raise ConnectionError(f"no answer from {self.address} in {self.request_timeout:g}s")
+            response = json.loads(self._req.recv())
+        except zmq.ZMQError as e:
+            raise ConnectionError(f"{self.address}: {e}") from None
+        except ValueError as e:
+            raise InternalError(f"the service's answer is not JSON: {e}") from None
+        if not isinstance(response, dict) or not isinstance(response.get("code"), int):
+            raise InternalError(f"unexpected answer: {response!r:.200}")
+        if response["code"] != 0:
+            raise ConnectionError(response.get("message", "request failed"))
+        return response
+
+    def _data(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        data = self.send_request(request).get("data")
+        if not isinstance(data, dict):
+            raise InternalError(f"{request.get('request')}: the answer has no data")
+        return data
+
+    # ---- the requests ----
+
+    def resources(self) -> Dict[str, Any]:
+        return self._data({"request": "resourcesInfo"})
+
+    def system_status(self) -> Dict[str, Any]:
+        return self._data({"request": "status"})
+
+    def submit(self, jobs: Union[Jobs, List[Dict[str, Any]]]) -> List[str]:
+        job_list = jobs.ordered_jobs() if isinstance(jobs, Jobs) else list(jobs)
+        return list(self._data({"request": "submit", "jobs": job_list}).get("jobs", []))
+
+    def list(self) -> Dict[str, Any]:
+        return dict(self._data({"request": "listJobs"}).get("jobs", {}))
+
+    def status(self, names: Union[str, Iterable[str]]) -> Dict[str, Any]:
+        return self._data({"request": "jobStatus", "jobNames": _names(names)})
+
+    def info(self, names: Union[str, Iterable[str]], **kwargs: Any) -> Dict[str, Any]:
+        req: Dict[str, Any] = {"request": "jobInfo", "jobNames": _names(names)}
+        if kwargs.get("withChilds"):
+            req["params"] = {"withChilds": True}
+        return self._data(req)
+
+    def info_parsed(self, names: Union[str, Iterable[str]], **kwargs: Any) -> Dict[str, JobInfo]:
+        jobs = self.info(names, **kwargs).get("jobs", {})
+        out = {}
+        for name, entry in jobs.items():
+            if entry.get("status") != 0:
+                raise JobNotDefinedError(entry.get("message", f"job {name} not found"))
+            out[name] = JobInfo.from_job(entry["data"])
+        return out
+
+    def cancel(self, names: Union[str, Iterable[str]]) -> Dict[str, Any]:
+        return self._data({"request": "cancelJob", "jobNames": _names(names)})
+
+    def remove(self, names: Union[str, Iterable[str]]) -> Dict[str, Any]:
+        return self._data({"request": "removeJob", "jobNames": _names(names)})
+
+    def finish(self) -> None:
+        try:
+            self.send_request({"request": "finish"})
+        finally:
+            self.cleanup()
+
+    def cleanup(self) -> None:
+        for sock in (self._req, self._sub):
+            if sock is not None:
+                sock.close(0)
+        self._req = self._sub = None
+
+    @staticmethod
+    def is_status_finished(status: str) -> bool:
+        return status in FINAL
+
+    # ---- waiting, driven by events ----
+
+    def _states(self, names: Iterable[str]) -> Dict[str, str]:
+        jobs = self.status(list(names)).get("jobs", {})
+        out = {}
+        for name, entry in jobs.items():
+            if entry.get("status") != 0:
+                raise JobNotDefinedError(entry.get("message", f"job {name} not found"))
+            out[name] = entry["data"]["status"]
+        return out
+
+    def _events(self, deadline: Optional[float]) -> List[Dict[str, Any]]:
+        """Events received until one arrives or a poll period passes (then: [])."""
+        wait = self.safety_poll
+        if deadline is not None:
+            wait = max(0.0, min(wait, deadline - time.monotonic()))
+        if self._sub is None or not self._sub.poll(int(wait * 1000)):
+            return []
+        events = []
+        while True:
+            try:
+                _, body = self._sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return events
+            try:
+                events.append(json.loads(body))
+            except ValueError:
+                continue
+
+    def _drain_events(self) -> None:
+        if self._sub is None:
+            return
+        while True:
+            try:
+                self._sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+
+    def wait4(self, names: Union[str, Iterable[str]], timeout: Optional[float] = None) -> Dict[str, str]:
+        """Wait until every named job is finished; returns their final states."""
+        names = _names(names)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._drain_events()
+        done = {n: s for n, s in self._states(names).items() if s in FINAL}
+        pending = set(names) - set(done)
+        while pending:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutElapsed(f"{len(pending)} job(s) not finished after {timeout}s")
+            events = self._events(deadline)
+            if not events:  # no event within a poll period: ask (guards a lost event)
+                done.update({n: s for n, s in self._states(pending).items() if s in FINAL})
+            for ev in events:
+                if ev.get("event") == "job" and ev.get("job") in pending and ev.get("state") in FINAL:
+                    done[ev["job"]] = ev["state"]
+            pending -= set(done)
+        return {n: done[n] for n in names}
+
+    def wait4all(self, timeout_secs: Optional[float] = None) -> None:
+        deadline = None if timeout_secs is None else time.monotonic() + timeout_secs
+        while True:
+            active = [n for n, e in self.list().items() if e.get("status") not in FINAL]
+            if not active:
+                return
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self.wait4(active, left)
+
+    def wait4_any_job_finish(self, timeout_secs: Optional[float] = None) -> Tuple[Optional[str], Optional[str]]:
+        """The next job to finish and its state; (None, None) when none is active or time is up."""
+        deadline = None if timeout_secs is None else time.monotonic() + timeout_secs
+        self._drain_events()
+        active = {n for n, e in self.list().items() if e.get("status") not in FINAL}
+        while active:
+            if deadline is not None and time.monotonic() >= deadline:
+                return None, None
+            events = self._events(deadline)
+            if not events:
+                for n, s in self._states(active).items():
+                    if s in FINAL:
+                        return n, s
+            for ev in events:
+                if ev.get("event") == "job" and ev.get("job") in active and ev.get("state") in FINAL:
+                    return ev["job"], ev["state"]
+        return None, None
+
+    def __enter__(self) -> Manager:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.finish()
+
+
+def _names(names: Union[str, Iterable[str]]) -> List[str]:
+    return [names] if isinstance(names, str) else list(names)
+
+
+class LocalManager(Manager):
+    """Starts a service in a background process and connects to it.
+
+    A process, not a thread (QCG-PilotJob uses a thread): the service changes
+    into its working directory and handles signals, which must not touch the
+    caller's process.  It dies with the caller (the service notices its parent
+    is gone) and ``finish()`` ends it.
+    """
+
+    def __init__(self, server_args: Optional[List[str]] = None, cfg: Optional[Dict[str, Any]] = None) -> None:
+        cfg = dict(cfg or {})
+        args = [str(a) for a in (server_args or [])]
+        if not any(a.startswith("--net-iface") for a in args):
+            args += ["--net-iface", "127.0.0.1"]
+        cmd = [sys.executable, "-m", "hpilot.governor", "service", "--net", "--parent-pid", str(os.getpid())] + args
+        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        atexit.register(self._atexit)
+        address, pub, run_dir = self._read_banner(float(cfg.get("init_timeout", 300)))
+        self.run_dir = run_dir
+        super().__init__(address, cfg, secret=_read_secret(run_dir))
+
+    def _read_banner(self, timeout: float) -> Tuple[str, Optional[str], str]:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.process.stdout], [], [], max(0.0, left))
+            if not ready:
+                self.kill_manager_process()
+                raise ServiceError(f"the service did not start in {timeout:g}s")
+            chunk = os.read(self.process.stdout.fileno(), 4096)
+            if not chunk:
+                code = self.process.wait()
+                raise ServiceError(f"the service exited with status {code} before listening (see its message above)")
+            line += chunk
+        text = line.decode().strip().splitlines()[0]
+        # "hpilot: service listening on ADDR, events PUB; run dir DIR"
+        try:
+            head, run_dir = text.split("; run dir ", 1)
+            parts = head.split("listening on ", 1)[1].split(", events ")
+        except (IndexError, ValueError):
+            raise ServiceError(f"unexpected first line from the service: {text!r}") from None
+        return parts[0], parts[1] if len(parts) > 1 else None, run_dir
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self._wait_or_kill(10.0)
+
+    def _wait_or_kill(self, timeout: float) -> None:
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def kill_manager_process(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        self._wait_or_kill(10.0)
+
+    def _atexit(self) -> None:
+        if self.process.poll() is None:
+            self.kill_manager_process()
+
+    @staticmethod
+    def is_notebook() -> bool:
+        return "ipykernel" in sys.modules
