@@ -124,6 +124,11 @@ def _serve(kw: Dict[str, Any]) -> None:
     sys.exit(outcome.exit_status)
 
 
+from hpilot.governor import cli_client  # noqa: E402 - the client commands join the group
+
+cli_client.register(cli)
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

@@ -12,6 +12,7 @@ it works the same in a script, a thread and a Jupyter notebook.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ import select
 import subprocess
 import sys
 import time
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import zmq
 from hpilot.governor.jobs import (
@@ -99,7 +100,7 @@ class Manager:
         if pub is None:
             pub = self.system_status().get("System", {}).get("Pubaddress")
         self.pub_address = pub
-        if pub:
+        if pub and cfg.get("subscribe", True):
             self._subscribe(pub, float(cfg.get("subscribe_timeout", 5)))
 
     # ---- connection ----
@@ -228,13 +229,11 @@ class Manager:
         events = []
         while True:
             try:
-                _, body = self._sub.recv_multipart(zmq.NOBLOCK)
+                frames = self._sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return events
-            try:
-                events.append(json.loads(body))
-            except ValueError:
-                continue
+            with contextlib.suppress(ValueError, IndexError):
+                events.append(json.loads(frames[1]))
 
     def _drain_events(self) -> None:
         if self._sub is None:
@@ -245,14 +244,19 @@ class Manager:
             except zmq.Again:
                 return
 
-    def wait4(self, names: Union[str, Iterable[str]], timeout: Optional[float] = None) -> Dict[str, str]:
-        """Wait until every named job is finished; returns their final states."""
+    def wait4(self, names: Union[str, Iterable[str]], timeout: Optional[float] = None,
+              on_progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, str]:
+        """Wait until every named job is finished; returns their final states.
+
+        ``on_progress(finished, total)`` is called as jobs finish (a progress bar)."""
         names = _names(names)
         deadline = None if timeout is None else time.monotonic() + timeout
         self._drain_events()
         done = {n: s for n, s in self._states(names).items() if s in FINAL}
         pending = set(names) - set(done)
         while pending:
+            if on_progress is not None:
+                on_progress(len(done), len(names))
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutElapsed(f"{len(pending)} job(s) not finished after {timeout}s")
             events = self._events(deadline)
