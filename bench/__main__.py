@@ -23,6 +23,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from bench.workloads import EXPECTED_EXIT, WORKLOADS
 
+# Suites beyond the request-file workloads: name -> module with
+# run(repeat, workdir, file_w1_wall) -> rows (the same keys as run_workload's rows).
+SUITES = {"API": "bench.api"}
+
 FLOOR_TASKS = 2000
 C_SPAWN = r"""
 #include <spawn.h>
@@ -129,8 +133,18 @@ def run_workload(name: str, repeat: int, workdir: str, hpilot: List[str]) -> Dic
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["wrapper"]:  # python -m bench wrapper: the rt-stats suite (bench/wrapper.py)
+        from bench.wrapper import main as wrapper_main
+
+        return wrapper_main(argv[1:])
+    if argv[:1] == ["agents"]:  # python -m bench agents: node agents on the local Slurm (bench/agents.py)
+        from bench.agents import main as agents_main
+
+        return agents_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    ap.add_argument("workloads", nargs="*", default=list(WORKLOADS), help=f"any of {', '.join(WORKLOADS)}")
+    ap.add_argument("workloads", nargs="*", default=list(WORKLOADS) + list(SUITES),
+                    help=f"any of {', '.join(list(WORKLOADS) + list(SUITES))}")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--hpilot", default=None, help="command to run hpilot (default: this Python -m hpilot.governor)")
@@ -142,6 +156,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         fc = floor_c(cores, args.repeat, workdir)
         rows = []
         for name in args.workloads:
+            if name in SUITES:
+                import importlib
+
+                w1_wall = next((r["wall_s"] for r in rows if r["workload"] == "W1"), None)
+                if w1_wall is None:
+                    w1_wall = run_workload("W1", args.repeat, workdir, hpilot)["wall_s"]
+                rows.extend(importlib.import_module(SUITES[name]).run(args.repeat, workdir, w1_wall))
+                continue
             row = run_workload(name, args.repeat, workdir, hpilot)
             row["ratio"] = round(row["wall_s"] / fx, 2) if row["tasks"] == FLOOR_TASKS else None
             target = TARGETS.get(name)
@@ -164,6 +186,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def render(rows: List[Dict[str, Any]]) -> str:
     head = ["workload", "wall s", "tasks/s", "x floor", "makespan s", "peak MB", "target", "met"]
+    fmt_mb = lambda r: f"{r['peak_mb']:.0f}" if r.get("peak_mb") else "-"  # noqa: E731
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [
@@ -171,7 +194,7 @@ def render(rows: List[Dict[str, Any]]) -> str:
             f"{r['tasks_per_s']:.0f}" if r["tasks_per_s"] else "-",
             f"{r['ratio']:.2f}" if r.get("ratio") else "-",
             f"{r['makespan_s']:.3f}" if r.get("makespan_s") is not None else "-",
-            f"{r['peak_mb']:.0f}", r.get("target", "-"),
+            fmt_mb(r), r.get("target", "-"),
             {True: "yes", False: "NO"}.get(r.get("met"), "-"),  # type: ignore[arg-type]
         ]
         lines.append("| " + " | ".join(cells) + " |")
