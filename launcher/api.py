@@ -3,11 +3,17 @@
 The service's loop depends only on this: launch and kill tasks, learn of their
 ends through ``on_exit``/``on_start`` callbacks given at construction, and one
 descriptor to poll (plus a deadline for timers).
+
+A launcher that talks to agents over ZeroMQ may instead offer ``sockets()``: the
+sockets and descriptors to poll.  A ZeroMQ socket's own descriptor is edge-triggered,
+so it must be polled as the socket object, never through ``fileno()``.  Such a
+launcher may also have an ``on_node`` attribute: the owner sets it to a callback
+``(node, up, reason)`` to learn when a node leaves (its agent died) or joins late.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Any, List, Optional, Protocol
 
 from hpilot.launcher.core import LaunchRequest
 
@@ -36,3 +42,11 @@ class Launcher(Protocol):
         """Handle whatever is ready (exits, agent messages); returns how many events."""
 
     def close(self) -> None: ...
+
+
+def poll_targets(launcher: Launcher) -> List[Any]:
+    """What the owner's poller must watch for this launcher."""
+    sockets = getattr(launcher, "sockets", None)
+    if sockets is not None:
+        return list(sockets())
+    return [launcher.fileno()] if launcher.fileno() >= 0 else []

@@ -9,6 +9,7 @@ marks it FAILED instead of it waiting forever.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from dataclasses import dataclass
@@ -56,13 +57,23 @@ class TaskEnded:
 
 
 @dataclass(frozen=True)
+class NodeChanged:
+    """A node left (its agent died: up=False) or joined late (up=True)."""
+
+    node: str
+    up: bool
+    reason: str
+    now: float
+
+
+@dataclass(frozen=True)
 class Schedule:
     """Place what fits now; fed once after a batch of other events."""
 
     now: float
 
 
-Event = Union[Work, CancelJob, Shutdown, TaskStarted, TaskEnded, Schedule]
+Event = Union[Work, CancelJob, Shutdown, TaskStarted, TaskEnded, Schedule, NodeChanged]
 
 # ---- actions out: LaunchRequest and KillTask go to the launcher, the rest up ----
 
@@ -102,6 +113,8 @@ class _Running:
 class PartitionCore:
     def __init__(self, resources: ResourceSet, cfg: PartitionConfig) -> None:
         self.resources = resources
+        self.all_resources = resources
+        self.down: Dict[str, str] = {}  # node -> why no work may go there
         self.cfg = cfg
         self.allocator = Allocator(resources)
         self.queue: List[_Pending] = []
@@ -128,6 +141,8 @@ class PartitionCore:
             return self._work(ev)
         if isinstance(ev, CancelJob):
             return self._cancel(lambda spec: spec.job == ev.job, ev.reason, ev.now)
+        if isinstance(ev, NodeChanged):
+            return self._node_changed(ev)
         if isinstance(ev, Shutdown):
             self.stopping = True
             return self._cancel(lambda spec: True, ev.reason, ev.now)
@@ -202,7 +217,7 @@ class PartitionCore:
         cpus = tuple(c for s in alloc.slots for c in s.cores) if self.cfg.env.binding else None
         return LaunchRequest(
             task_id=name,
-            argv=models.command(ex, values),
+            argv=models.command(ex, values, alloc, self.cfg.env),
             env=models.environment(self.cfg.env, ex, values, alloc, name),
             wd=wd,
             stdin=_in_wd(wd, fill_optional(ex.stdin, values)),
@@ -220,6 +235,9 @@ class PartitionCore:
         if run is None:
             return []
         self.allocator.release(run.alloc)
+        for slot in run.alloc.slots:
+            if slot.node in self.down:
+                _usable(self.allocator, slot.node, False, ())
         canceled = ex.task_id in self._canceling
         self._canceling.discard(ex.task_id)
         return [IterationFinished(run.spec.job, run.it, ex.exit_code, ex.started or run.started,
@@ -242,6 +260,35 @@ class PartitionCore:
                 out.append(KillTask(task_id, reason))
         return out
 
+    def _node_changed(self, ev: NodeChanged) -> List[Action]:
+        """No placement on a node that is down; queued work that can no longer fit anywhere fails now."""
+        if ev.up:
+            self.down.pop(ev.node, None)
+        else:
+            self.down[ev.node] = ev.reason
+        held = tuple(c for r in self.running.values() for s in r.alloc.slots if s.node == ev.node for c in s.cores)
+        _usable(self.allocator, ev.node, ev.up, held)
+        self.resources = dataclasses.replace(
+            self.all_resources, nodes=tuple(n for n in self.all_resources.nodes if n.name not in self.down))
+        out: List[Action] = []
+        if ev.up:
+            return out
+        keep = []
+        for p in self.queue:
+            try:
+                req = p.uniform or request_for(p.spec.resources, self.resources, p.spec.it_count,
+                                               p.left[0] - p.spec.it_start)
+                why = why_never_fits(req, self.resources)
+            except PlanError as e:
+                why = str(e)
+            if why is None:
+                keep.append(p)
+            else:
+                out.append(IterationsDropped(p.spec.job, p.left, f"resources: {why} (node {ev.node} lost: "
+                                             f"{ev.reason})", ev.now))
+        self.queue = keep
+        return out
+
     # ---- for tests and status ----
 
     @property
@@ -251,9 +298,24 @@ class PartitionCore:
     def validate(self) -> None:
         self.allocator.validate()
         used = sum(r.alloc.ncores for r in self.running.values())
+        for node in self.all_resources.nodes:  # a down node's idle cores are neither free nor used
+            if node.name in self.down:
+                used += node.total_cores - sum(len(s.cores) for r in self.running.values()
+                                               for s in r.alloc.slots if s.node == node.name)
         assert used == self.allocator.used_cores, (
             f"running tasks hold {used} cores, allocator says {self.allocator.used_cores}")
         assert self._canceling <= set(self.running), "canceling a task that is not running"
+
+
+def _usable(allocator: Allocator, node: str, up: bool, held: Sequence[int]) -> None:
+    """Take a node's idle cores out of the allocator, or give them back (all but ``held``).
+    (Reaches into the allocator's per-node state; an Allocator.retire(node) would be cleaner.)"""
+    st = allocator._by_name.get(node)
+    if st is None:
+        return
+    free = [c for c in st.node.cores if c not in held] if up else []
+    allocator.free_cores += len(free) - len(st.free)
+    st.free = free
 
 
 def _in_wd(wd: str, path: Optional[str]) -> Optional[str]:

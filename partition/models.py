@@ -2,7 +2,9 @@
 
 The environment is the one of manual ch. 8: ``QCG_PM_*`` for tasks written for
 QCG-PilotJob, the same values under ``HPILOT_*``, and the ``SLURM_*`` set with
-``--envschema slurm`` so that a task can believe it is a Slurm job step.
+``--envschema slurm`` (the default inside a Slurm allocation) so that a task can
+believe it is a Slurm job step.  Multi-node tasks and the MPI models (see
+:mod:`hpilot.partition.mpi`) also get a machine file, ``HPILOT_HOSTFILE``.
 """
 
 from __future__ import annotations
@@ -11,10 +13,17 @@ import shlex
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple
 
+from hpilot.partition import mpi
 from hpilot.partition.allocator import Allocation
 from hpilot.partition.spec import Execution
 
 LOCAL_MODELS = ("default", "threads")
+SLURM_MODELS = LOCAL_MODELS + mpi.MPI_MODELS
+
+
+def models_for(in_allocation: bool) -> Tuple[str, ...]:
+    """The MPI models start their ranks with srun or with mpirun's Slurm launcher: only in an allocation."""
+    return SLURM_MODELS if in_allocation else LOCAL_MODELS
 
 
 @dataclass(frozen=True)
@@ -25,10 +34,26 @@ class EnvContext:
     envschema: str = "auto"  # auto | slurm
     address: Optional[str] = None  # the service's request address, when --net
     binding: bool = False
+    in_allocation: bool = False  # inside Slurm: envschema auto means slurm
+    aux_dir: Optional[str] = None  # where machine files and rankfiles go (the run directory)
 
 
-def command(ex: Execution, values: Mapping[str, str]) -> Tuple[str, ...]:
-    """argv for the default and threads models; modules and venv go through bash."""
+def _paths(ctx: EnvContext, values: Mapping[str, str]) -> Dict[str, str]:
+    base = f"{ctx.aux_dir}/{values.get('uniq', 'task')}"
+    return {"hosts": base + ".hosts", "rankfile": base + ".rankfile"}
+
+
+def _with_files(ex: Execution, alloc: Optional[Allocation], ctx: Optional[EnvContext]) -> bool:
+    return (alloc is not None and ctx is not None and ctx.aux_dir is not None
+            and mpi.needs_files(ex.model, alloc.nnodes))
+
+
+def command(ex: Execution, values: Mapping[str, str], alloc: Optional[Allocation] = None,
+            ctx: Optional[EnvContext] = None) -> Tuple[str, ...]:
+    """argv of one iteration; modules, venv, machine files and MPI launchers go through bash."""
+    if _with_files(ex, alloc, ctx):
+        assert alloc is not None and ctx is not None
+        return _launcher_command(ex, values, alloc, ctx)
     if ex.script is not None:
         argv: List[str] = ["/bin/bash", "-c", ex.script.fill(values)]
     else:
@@ -40,6 +65,23 @@ def command(ex: Execution, values: Mapping[str, str]) -> Tuple[str, ...]:
     if ex.script is not None:
         return ("/bin/bash", "-c", prelude + "\n" + argv[2])
     return ("/bin/bash", "-c", prelude + '\nexec "$@"', "hpilot-task", *argv)
+
+
+def _launcher_command(ex: Execution, values: Mapping[str, str], alloc: Allocation,
+                      ctx: EnvContext) -> Tuple[str, ...]:
+    app: List[str]
+    if ex.script is not None:
+        app = ["/bin/bash", "-c", ex.script.fill(values)]
+    else:
+        assert ex.exec is not None
+        app = [ex.exec.fill(values)] + [a.fill(values) for a in ex.args]
+    paths = _paths(ctx, values)
+    if ex.model in mpi.MPI_MODELS:
+        launch = mpi.launch_for(ex.model, dict(ex.model_opts), alloc, paths["hosts"], paths["rankfile"])
+    else:  # a multi-node task of the default model: the machine file, then the task itself
+        launch = mpi.Launch((), files=(("hosts", mpi.hostfile(alloc)),))
+    lines = [ln for ln in (_prelude(ex, values),) if ln] + mpi.script_lines(launch, alloc, paths)
+    return ("/bin/bash", "-c", "\n".join(lines), "hpilot-task", *app)
 
 
 def _prelude(ex: Execution, values: Mapping[str, str]) -> str:
@@ -81,8 +123,13 @@ def environment(
     if ctx.address:
         env["QCG_PM_ZMQ_ADDRESS"] = ctx.address
         env["HPILOT_ADDRESS"] = ctx.address
-    if ctx.envschema == "slurm":
+    if ctx.envschema == "slurm" or (ctx.envschema == "auto" and ctx.in_allocation):
         env.update(_slurm_env(alloc, nodes, ncores))
+    if _with_files(ex, alloc, ctx):
+        paths = _paths(ctx, values)
+        env["HPILOT_HOSTFILE"] = paths["hosts"]
+        if ex.model in mpi.MPI_MODELS:
+            env.update(mpi.launch_for(ex.model, dict(ex.model_opts), alloc, paths["hosts"], paths["rankfile"]).env)
     gpus = alloc.crs_ids("gpu")
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))

@@ -149,6 +149,9 @@ def _reserve(rs: ResourceSet, system_core: bool) -> ResourceSet:
     return ResourceSet(rest + rs.nodes[1:], rs.binding, rs.source, system_core=True)
 
 
+reserve_system_core = _reserve  # also used for Slurm resources (partition/slurm.py)
+
+
 def describe(rs: ResourceSet) -> str:
     nodes = ", ".join(f"{n.name}:{n.total_cores}" for n in rs.nodes)
     bound = "bound to cores" if rs.binding else "not bound (virtual cores)"

@@ -1,0 +1,84 @@
+"""``python -m bench agents``: node agents on the local Slurm cluster vs. local mode.
+
+The same 2000 ``/bin/true`` run twice on this machine: in local mode (``--resources
+local``, this machine's CPUs) and inside ``salloc -N 4 --ntasks-per-node=2`` through one
+agent per node.  Throughput is 2000 / the service's own elapsed time (``final_status``:
+from the service's start to its end, agent start-up included), so salloc's own overhead
+does not count against either.  Agent start is what the service logs ("N of N ready in
+X s").  Targets: agents >= 60% of local throughput; 4 agents start in < 2 s.
+Needs the cluster of ``tests/slurm/start.sh``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from typing import Dict, List, Optional
+
+TASKS = 2000
+HPILOT = [sys.executable, "-m", "hpilot.governor"]
+
+
+def _requests(path: str) -> None:
+    with open(path, "w") as f:
+        json.dump([{"request": "submit", "jobs": [{"name": "t", "iteration": {"stop": TASKS},
+                                                   "execution": {"exec": "/bin/true"}}]},
+                   {"request": "control", "command": "finishAfterAllTasksDone"}], f)
+
+
+def _one(prefix: List[str], wd: str, req: str, extra: List[str]) -> Dict[str, Optional[float]]:
+    proc = subprocess.run([*prefix, *HPILOT, "run", req, "--wd", wd, "--log", "info", *extra],
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"run failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    run = os.path.realpath(os.path.join(wd, ".hpilot", "latest"))
+    with open(os.path.join(run, "final_status")) as f:
+        elapsed = float(json.load(f)["elapsed_s"])
+    with open(os.path.join(run, "service.log")) as f:
+        m = re.search(r"node launcher agents: \d+ of \d+ ready in ([0-9.]+)s", f.read())
+    return {"elapsed": elapsed, "agent_start": float(m.group(1)) if m else None}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench agents", description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", metavar="FILE")
+    args = ap.parse_args(argv)
+    if shutil.which("salloc") is None or subprocess.run(["sinfo"], capture_output=True).returncode != 0:
+        print("bench agents: no Slurm cluster answers; start one with `bash tests/slurm/start.sh`", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="hpilot-bench-agents-") as tmp:
+        req = os.path.join(tmp, "r.json")
+        _requests(req)
+        local = [_one([], os.path.join(tmp, "local"), req, ["--resources", "local"]) for _ in range(args.repeat)]
+        salloc = ["salloc", "-Q", "-N", "4", "--ntasks-per-node=2"]
+        agents = [_one(salloc, os.path.join(tmp, "agents"), req, []) for _ in range(args.repeat)]
+    t_local = statistics.median(r["elapsed"] or 0.0 for r in local)
+    t_agents = statistics.median(r["elapsed"] or 0.0 for r in agents)
+    start = statistics.median(r["agent_start"] or 0.0 for r in agents)
+    ratio = t_local / t_agents
+    rows = {"tasks": TASKS, "local_s": round(t_local, 3), "local_tasks_per_s": round(TASKS / t_local),
+            "agents_s": round(t_agents, 3), "agents_tasks_per_s": round(TASKS / t_agents),
+            "ratio": round(ratio, 2), "agent_start_s": round(start, 3),
+            "runs_local": [r["elapsed"] for r in local], "runs_agents": [r["elapsed"] for r in agents]}
+    ok = ratio >= 0.6 and start < 2.0
+    print(f"| mode | elapsed s | tasks/s |\n|---|---|---|\n"
+          f"| local ({os.cpu_count()} CPUs) | {t_local:.3f} | {TASKS / t_local:.0f} |\n"
+          f"| 4 agents (salloc -N 4 --ntasks-per-node=2) | {t_agents:.3f} | {TASKS / t_agents:.0f} |\n\n"
+          f"agents / local throughput: {ratio:.2f} (target >= 0.60); agent start for 4 nodes: {start:.2f} s "
+          f"(target < 2 s): {'met' if ok else 'NOT met'}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""The node launcher agent: one long-lived process per node, spawning that node's tasks.
+
+``python -m hpilot.launcher.agent --connect tcp://HOST:PORT --node NAME --secret-file F``
+
+It is a DEALER that greets the service's ROUTER (see :mod:`hpilot.launcher.wire`), then
+runs what it is sent through a :class:`LocalLauncher` (the same spawning, binding, wall
+time and kill code as local mode) and reports every start and exit.
+
+It must never outlive its manager, even after a ``kill -9`` of the manager, when nobody is
+left to tell it: the service sends a heartbeat every ``heartbeat`` seconds, and an agent
+that hears nothing for ``misses`` heartbeats kills its tasks and exits.  SIGTERM (what
+Slurm sends when the agent's step ends, e.g. when ``srun`` dies) does the same.
+
+CPU ids: a task comes with the ids of the cores the partition gave it.  Those that this
+node really has are used as they are; on a node configured with more CPUs than exist (an
+oversubscribed test node), ids are mapped onto the CPUs the agent may use, in order, and
+the first such mapping is logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import List, Optional, Sequence, Tuple
+
+import zmq
+from hpilot.launcher import wire
+from hpilot.launcher.core import LaunchRequest, TaskExit
+from hpilot.launcher.local import LocalLauncher
+
+log = logging.getLogger("hpilot.agent")
+
+# variables an agent takes from its own environment into every task's: who the node is
+NODE_VARS = ("SLURMD_NODENAME",)
+
+
+def map_cpus(wanted: Sequence[int], allowed: Sequence[int]) -> Tuple[Tuple[int, ...], bool]:
+    """The CPUs to bind to, and whether ids had to be mapped (pure)."""
+    if not allowed or set(wanted) <= set(allowed):
+        return tuple(wanted), False
+    order = sorted(allowed)
+    return tuple(sorted({order[c % len(order)] for c in wanted})), True
+
+
+class Agent:
+    def __init__(self, connect: str, node: str, secret: str, grace: float = 3.0, misses: int = 5,
+                 hello_timeout: float = 60.0) -> None:
+        self.node = node
+        self.secret = secret
+        self.misses = misses
+        self.hello_timeout = hello_timeout
+        self.ctx: zmq.Context = zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 2000)
+        self.sock.setsockopt(zmq.ROUTING_ID, os.urandom(16))
+        self.sock.connect(connect)
+        self.allowed = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
+        self.outbox: List[bytes] = []
+        self.launcher = LocalLauncher(on_exit=self._exited, on_start=self._started, grace=grace)
+        self.node_env = {k: os.environ[k] for k in NODE_VARS if k in os.environ}
+        self.node_env["HPILOT_NODE"] = node
+        self.heartbeat = 1.0
+        self.last_heard = time.monotonic()
+        self.next_beat = 0.0
+        self.stop: Optional[str] = None
+        self._mapped_logged = False
+
+    # ---- reports to the service ----
+
+    def _started(self, task_id: str, pid: int, now: float) -> None:
+        self.outbox.append(wire.encode(wire.Started(task_id, pid, now)))
+
+    def _exited(self, ex: TaskExit) -> None:
+        self.outbox.append(wire.encode(wire.Exited(ex.task_id, ex.exit_code, ex.started, ex.finished,
+                                                   ex.reason, ex.pid)))
+
+    def _flush(self) -> None:
+        if self.outbox:
+            self.sock.send_multipart(self.outbox)
+            self.outbox = []
+
+    # ---- the handshake ----
+
+    def greet(self) -> bool:
+        h = wire.hello(self.secret, self.node, os.getpid(), self.allowed)
+        self.sock.send(wire.encode(h))
+        deadline = time.monotonic() + self.hello_timeout
+        while self.stop is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.error("agent %s: no welcome from the service within %.0fs", self.node, self.hello_timeout)
+                return False
+            if not self.sock.poll(int(min(left, 0.5) * 1000)):
+                continue
+            for frame in self.sock.recv_multipart():
+                try:
+                    msg = wire.decode(frame)
+                except wire.WireError as e:
+                    log.warning("agent %s: dropped a malformed frame: %s", self.node, e)
+                    continue
+                if isinstance(msg, wire.Welcome) and wire.check_welcome(self.secret, h, msg):
+                    self.heartbeat = msg.heartbeat
+                    self.last_heard = time.monotonic()
+                    return True
+                if isinstance(msg, wire.Bye):
+                    log.error("agent %s: refused by the service: %s", self.node, msg.reason)
+                    return False
+                log.warning("agent %s: ignored %s before a valid welcome", self.node, type(msg).__name__)
+        return False
+
+    # ---- the loop ----
+
+    def run(self) -> int:
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        if self.launcher.fileno() >= 0:
+            poller.register(self.launcher.fileno(), zmq.POLLIN)
+        while self.stop is None:
+            now = time.monotonic()
+            if now - self.last_heard > self.heartbeat * self.misses:
+                self.stop = f"no word from the service for {now - self.last_heard:.1f}s (it is gone)"
+                break
+            if now >= self.next_beat:
+                self.outbox.append(wire.encode(wire.Heartbeat(time.time())))
+                self.next_beat = now + self.heartbeat
+            self._flush()
+            waits = [self.next_beat - now, self.last_heard + self.heartbeat * self.misses - now]
+            deadline = self.launcher.next_deadline()
+            if deadline is not None:
+                waits.append(deadline - time.time())
+            if self.launcher.needs_polling:
+                waits.append(0.005)
+            ready = dict(poller.poll(max(0, int(min(waits) * 1000)) + 1))
+            if self.sock in ready:
+                self._receive()
+            self.launcher.reap()
+            deadline = self.launcher.next_deadline()
+            if deadline is not None and deadline <= time.time():
+                self.launcher.tick()
+        log.info("agent %s: stopping: %s", self.node, self.stop)
+        return 0
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.last_heard = time.monotonic()
+            for frame in frames:
+                try:
+                    msg = wire.decode(frame)
+                except wire.WireError as e:
+                    log.warning("agent %s: dropped a malformed frame: %s", self.node, e)
+                    continue
+                self._handle(msg)
+
+    def _handle(self, msg: wire.Message) -> None:
+        if isinstance(msg, wire.Launch):
+            self.launcher.launch(self._request(msg))
+        elif isinstance(msg, wire.Kill):
+            self.launcher.kill(msg.task_id, msg.reason)
+        elif isinstance(msg, wire.KillNow):
+            self.launcher.kill_now()
+        elif isinstance(msg, wire.Bye):
+            self.stop = f"the service said goodbye ({msg.reason})"
+        elif not isinstance(msg, wire.Heartbeat):
+            log.warning("agent %s: unexpected %s dropped", self.node, type(msg).__name__)
+
+    def _request(self, msg: wire.Launch) -> LaunchRequest:
+        cpus = msg.cpus
+        if cpus:
+            cpus, mapped = map_cpus(cpus, self.allowed)
+            if mapped and not self._mapped_logged:
+                self._mapped_logged = True
+                log.warning("agent %s: CPU ids %s are not on this node (it has %s): mapping ids onto those",
+                            self.node, list(msg.cpus or ()), list(self.allowed))
+        env = msg.env
+        if env is not None:
+            env = dict(env)
+            env.update(self.node_env)
+        return LaunchRequest(msg.task_id, msg.argv, env, msg.wd, msg.stdin, msg.stdout, msg.stderr, cpus,
+                             msg.walltime, self.node)
+
+    def close(self) -> None:
+        """Kill every task (with its process group) and say goodbye if the service still listens."""
+        self.launcher.close()
+        try:
+            self.outbox.append(wire.encode(wire.Bye(self.stop or "closing")))
+            self._flush()
+        except zmq.ZMQError:
+            pass
+        self.sock.close(linger=500)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hpilot.launcher.agent", description=__doc__.split("\n")[0])
+    p.add_argument("--connect", required=True, help="the service's agent address, tcp://HOST:PORT")
+    p.add_argument("--node", required=True, help="this node's name in the allocation")
+    p.add_argument("--secret-file", required=True, help="file holding the run's secret (never on the command line)")
+    p.add_argument("--grace", type=float, default=3.0, help="seconds between SIGTERM and SIGKILL of a task")
+    p.add_argument("--misses", type=int, default=5, help="heartbeats missed before the service is deemed gone")
+    p.add_argument("--hello-timeout", type=float, default=60.0)
+    p.add_argument("--log", default="info")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log.upper(), stream=sys.stderr,
+                        format=f"%(asctime)s agent[{args.node}@{socket.gethostname()}] %(levelname)s %(message)s")
+    try:
+        secret = wire.read_secret(args.secret_file)
+    except (OSError, ValueError) as e:
+        log.error("cannot read the secret: %s", e)
+        return 2
+    agent = Agent(args.connect, args.node, secret, args.grace, args.misses, args.hello_timeout)
+
+    def on_signal(signum: int, frame: object) -> None:
+        agent.stop = f"signal {signal.Signals(signum).name}"
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    # pyzmq runs the handler and resumes its poll, so the loop sees agent.stop within one
+    # heartbeat period: soon enough for Slurm's KillWait.
+    status = 3
+    try:
+        if agent.greet():
+            status = agent.run()
+    finally:
+        agent.close()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,244 @@
+"""The agent protocol: codec, authentication, CPU mapping, and real agents on loopback.
+
+The pool tests start real agent processes on this machine (the starter runs the agent's
+command directly instead of through srun/ssh): real sockets, real tasks, real kills.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import time
+from pathlib import Path
+from typing import Any, List, Tuple
+
+import pytest
+import zmq
+from hpilot.launcher import wire
+from hpilot.launcher.agent import map_cpus
+from hpilot.launcher.core import LaunchRequest, TaskExit
+from hpilot.launcher.pool import AgentPool, AgentStartError
+
+from tests.conftest import wait_for
+
+# ---- codec ----
+
+
+def test_round_trip_every_message() -> None:
+    msgs: List[wire.Message] = [
+        wire.hello("s" * 64, "n1", 12, (0, 1)), wire.Started("t", 5, 1.5), wire.Exited("t", 3, 1.0, 2.0, "why", 9),
+        wire.Welcome("p", 1.0), wire.Launch("t", ("a", "b"), {"K": "V"}, "/w", None, "o", None, (1, 2), 3.0),
+        wire.Kill("t", "r"), wire.KillNow(), wire.Heartbeat(1.0), wire.Bye("done"),
+    ]
+    for m in msgs:
+        assert wire.decode(wire.encode(m)) == m
+
+
+@pytest.mark.parametrize("frame,why", [
+    (b"\xff\xfe", "not JSON"), (b"[1]", "not a JSON object"), (b'{"type":"Nope"}', "unknown 'type'"),
+    (b'{"type":"Kill","task_id":"t"}', "missing field reason"),
+    (b'{"type":"Kill","task_id":"t","reason":"r","x":1}', "unknown field"),
+    (b'{"type":"Started","task_id":"t","pid":"1","now":1}', "Started.pid: wrong type"),
+    (b'{"type":"Launch","task_id":"t","argv":[],"env":null,"wd":"/"}', "non-empty list"),
+    (b'{"type":"Launch","task_id":"t","argv":["a"],"env":{"K":1},"wd":"/"}', "strings only"),
+    (b'{"type":"Launch","task_id":"t","argv":["a"],"env":null,"wd":"/","cpus":[-1]}', "CPU ids"),
+])
+def test_malformed_frames_are_refused_with_the_reason(frame: bytes, why: str) -> None:
+    with pytest.raises(wire.WireError, match=why):
+        wire.decode(frame)
+
+
+def test_hello_and_welcome_prove_the_secret() -> None:
+    secret, other = wire.new_secret(), wire.new_secret()
+    h = wire.hello(secret, "n1", 1, (0,))
+    assert wire.check_hello(secret, h) is None
+    assert "bad proof" in (wire.check_hello(other, h) or "")
+    forged = wire.Hello(h.version, "n2", h.pid, h.cpus, h.nonce, h.proof)  # another node, same proof
+    assert "bad proof" in (wire.check_hello(secret, forged) or "")
+    assert wire.check_welcome(secret, h, wire.welcome(secret, h, 1.0))
+    assert not wire.check_welcome(secret, h, wire.welcome(other, h, 1.0))
+
+
+def test_secret_file_is_private(tmp_path: Path) -> None:
+    p = str(tmp_path / "s")
+    wire.write_secret(p, wire.new_secret())
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
+    assert len(wire.read_secret(p)) == 64
+
+
+def test_cpu_mapping() -> None:
+    assert map_cpus((1,), (0, 1)) == ((1,), False)
+    assert map_cpus((2, 3), (0, 1)) == ((0, 1), True)
+    assert map_cpus((3,), (0, 1)) == ((1,), True)
+    assert map_cpus((5,), ()) == ((5,), False)
+
+
+# ---- real agents, started locally ----
+
+
+def local_starter(node: str, wd: str, argv: Any) -> List[str]:
+    return list(argv)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.exits: List[TaskExit] = []
+        self.starts: List[Tuple[str, int]] = []
+        self.nodes: List[Tuple[str, bool, str]] = []
+
+    def on_exit(self, ex: TaskExit) -> None:
+        self.exits.append(ex)
+
+    def on_start(self, task_id: str, pid: int, now: float) -> None:
+        self.starts.append((task_id, pid))
+
+
+def make_pool(tmp_path: Path, rec: Recorder, nodes=("a", "b"), starter=local_starter, **kw: Any) -> AgentPool:
+    secret = str(tmp_path / "agents.secret")
+    if not os.path.exists(secret):
+        wire.write_secret(secret, wire.new_secret())
+    pool = AgentPool(rec.on_exit, rec.on_start, list(nodes), wd=str(tmp_path), log_dir=str(tmp_path / "agents"),
+                     secret_file=secret, starter=starter, advertise="127.0.0.1", **kw)
+    pool.on_node = lambda n, up, why: rec.nodes.append((n, up, why))
+    return pool
+
+
+def pump(pool: AgentPool, until, timeout: float = 15.0, what: str = "condition") -> None:
+    def step() -> bool:
+        pool.reap()
+        pool.tick()
+        return bool(until())
+    wait_for(step, timeout, what)
+
+
+@pytest.fixture
+def pool(tmp_path: Path):
+    rec = Recorder()
+    p = make_pool(tmp_path, rec)
+    p.rec = rec  # type: ignore[attr-defined]
+    yield p
+    p.close()
+
+
+def req(task_id: str, node: str, argv: Tuple[str, ...], wd: str, **kw: Any) -> LaunchRequest:
+    return LaunchRequest(task_id, argv, dict(os.environ), wd, node=node, **kw)
+
+
+def test_tasks_run_on_their_node_and_report(pool: AgentPool, tmp_path: Path) -> None:
+    rec: Recorder = pool.rec  # type: ignore[attr-defined]
+    out = str(tmp_path / "out")
+    pool.launch(req("t1", "a", ("/bin/sh", "-c", "echo $HPILOT_NODE; exit 3"), str(tmp_path), stdout=out))
+    pool.launch(req("t2", "b", ("/bin/true",), str(tmp_path), cpus=(0,)))
+    pump(pool, lambda: len(rec.exits) == 2, what="two exits")
+    codes = {e.task_id: e.exit_code for e in rec.exits}
+    assert codes == {"t1": 3, "t2": 0}
+    assert Path(out).read_text().strip() == "a"
+    assert {t for t, _ in rec.starts} == {"t1", "t2"}
+    assert pool.running == 0
+
+
+def test_malformed_frame_to_an_agent_is_dropped(pool: AgentPool, tmp_path: Path) -> None:
+    rec: Recorder = pool.rec  # type: ignore[attr-defined]
+    st = pool.nodes["a"]
+    pool.router.send_multipart([st.ident, b"{not json", b'{"type":"Launch"}'])
+    pool.launch(req("t", "a", ("/bin/true",), str(tmp_path)))
+    pump(pool, lambda: rec.exits, what="the exit after bad frames")
+    assert rec.exits[0].exit_code == 0
+    assert "malformed frame" in (tmp_path / "agents" / "agent-a.log").read_text()
+
+
+def test_a_stranger_without_the_secret_is_ignored(pool: AgentPool) -> None:
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(pool.address)
+    try:
+        s.send(wire.encode(wire.hello(wire.new_secret(), "a", 1, (0,))))
+        s.send(b"garbage")
+        s.send(wire.encode(wire.Exited("x", 0, 0.0, 0.0)))
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            pool.reap()
+            assert not s.poll(10), "the service answered a peer without the secret"
+        assert pool.nodes["a"].ready and pool.ready_nodes == ["a", "b"]
+    finally:
+        s.close()
+
+
+def test_agent_killed_mid_run_fails_its_tasks_and_leaves(pool: AgentPool, tmp_path: Path) -> None:
+    rec: Recorder = pool.rec  # type: ignore[attr-defined]
+    pool.launch(req("long", "b", ("/bin/sleep", "60"), str(tmp_path)))
+    pump(pool, lambda: rec.starts, what="the start")
+    task_pid = rec.starts[0][1]
+    agent = pool.nodes["b"].proc
+    assert agent is not None
+    os.kill(agent.pid, signal.SIGKILL)
+    pump(pool, lambda: rec.exits, what="the lost task")
+    ex = rec.exits[0]
+    assert ex.task_id == "long" and ex.exit_code != 0
+    assert ex.reason is not None and ex.reason.startswith("node b lost: its agent's process ended")
+    assert rec.nodes == [("b", False, rec.nodes[0][2])]
+    assert pool.ready_nodes == ["a"]
+    pool.launch(req("again", "b", ("/bin/true",), str(tmp_path)))
+    assert "node b is not available" in (rec.exits[-1].reason or "")
+    # A SIGKILLed agent cannot clean up: its task lives on here (under Slurm, ending the agent's
+    # step ends it, with proctrack/cgroup). Clean up after the test.
+    os.kill(task_pid, signal.SIGKILL)
+
+
+def test_agent_dies_with_a_silent_service(tmp_path: Path) -> None:
+    """The service stops talking (as after kill -9): the agent kills its task and exits."""
+    rec = Recorder()
+    p = make_pool(tmp_path, rec, nodes=("a",), heartbeat=0.2, misses=3)
+    try:
+        p.launch(req("long", "a", ("/bin/sleep", "60"), str(tmp_path)))
+        pump(p, lambda: rec.starts, what="the start")
+        task_pid = rec.starts[0][1]
+        agent = p.nodes["a"].proc
+        assert agent is not None
+        # no more reap()/tick(): the service is silent from now on
+        wait_for(lambda: agent.poll() is not None, 10, "the agent to exit on its own")
+        wait_for(lambda: not _alive(task_pid), 5, "the task to be killed by its agent")
+        assert "no word from the service" in (tmp_path / "agents" / "agent-a.log").read_text()
+    finally:
+        p.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def test_agent_that_never_starts_times_out(tmp_path: Path) -> None:
+    def starter(node: str, wd: str, argv: Any) -> List[str]:
+        return ["/bin/sleep", "30"] if node == "b" else list(argv)
+
+    with pytest.raises(AgentStartError, match=r"1 of 2 started, 2 needed.*b: no agent greeted the service "
+                                              r"within 1s \(--nl-init-timeout\)"):
+        make_pool(tmp_path, Recorder(), starter=starter, init_timeout=1.0)
+
+
+def test_threshold_starts_without_the_missing_node(tmp_path: Path) -> None:
+    def starter(node: str, wd: str, argv: Any) -> List[str]:
+        return ["/bin/false"] if node == "b" else list(argv)
+
+    rec = Recorder()
+    p = make_pool(tmp_path, rec, starter=starter, init_timeout=10.0, ready_threshold=0.5)
+    try:
+        pump(p, lambda: rec.nodes, what="node b reported down")
+        assert rec.nodes[0][0] == "b" and not rec.nodes[0][1]
+        assert p.ready_nodes == ["a"]
+    finally:
+        p.close()
+
+
+def test_starter_that_fails_gives_its_reason(tmp_path: Path) -> None:
+    def starter(node: str, wd: str, argv: Any) -> List[str]:
+        return ["/bin/sh", "-c", "echo 'srun: error: Unable to create step: Invalid node name'; exit 1"]
+
+    with pytest.raises(AgentStartError, match="exit code 1.*Invalid node name"):
+        make_pool(tmp_path, Recorder(), starter=starter, init_timeout=10.0)
