@@ -1,0 +1,218 @@
+"""The run's journal: what was accepted and what finished, in a form a kill cannot corrupt.
+
+One record per line: ``<kind> <crc32 of body, 8 hex> <body>\\n``.  A line without
+its newline, with a bad checksum or an unknown kind is dropped and counted,
+never misread, so a journal cut at any byte (kill -9, a full disk) or with a
+garbage tail replays everything before the damage.
+
+Kinds: ``H`` header (JSON, with the format version), ``J`` JSON records
+(submit, cancel, remove, drop), ``S`` an iteration started (job, iteration, pid,
+time: lets a resume kill what the dead service left running), ``I`` an iteration
+finished (tab-separated: job, iteration, state letter, exit code, start, end,
+allocation, wd, reason) - the common record, kept cheap to write and to parse.
+
+Each batch of records is written with one ``write()`` as soon as the service
+has it, so a kill -9 of the service loses nothing it had seen; ``fsync`` runs
+at most every ``sync_every`` seconds (default 0.5), bounding what a machine
+crash can lose.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+VERSION = 1
+FILE = "journal"
+STATE_LETTER = {"SUCCEED": "S", "FAILED": "F", "CANCELED": "C", "OMITTED": "O"}
+LETTER_STATE = {v: k for k, v in STATE_LETTER.items()}
+
+
+class JournalError(ValueError):
+    """A journal that cannot be replayed at all (not a journal, another version)."""
+
+
+def _esc(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def _unesc(text: str) -> str:
+    if "\\" not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            out.append({"t": "\t", "n": "\n", "\\": "\\"}.get(text[i + 1], text[i + 1]))
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def frame(kind: str, body: str) -> bytes:
+    data = body.encode("utf-8")
+    return b"%s %08x %s\n" % (kind.encode(), zlib.crc32(data), data)
+
+
+def json_record(record: Dict[str, Any]) -> bytes:
+    return frame("J", json.dumps(record, separators=(",", ":")))
+
+
+def started_record(job: str, it: int, pid: Optional[int], when: float) -> bytes:
+    return frame("S", f"{job}\t{it}\t{pid if pid is not None else ''}\t{when:.6f}")
+
+
+def finished_record(job: str, it: int, state: str, exit_code: Optional[int], start: float, end: float,
+                    alloc: str, wd: str, reason: Optional[str]) -> bytes:
+    code = "" if exit_code is None else str(exit_code)
+    return frame("I", f"{job}\t{it}\t{STATE_LETTER[state]}\t{code}\t{start:.6f}\t{end:.6f}\t"
+                      f"{_esc(alloc)}\t{_esc(wd)}\t{_esc(reason or '')}")
+
+
+class Journal:
+    def __init__(self, path: str, sync_every: float = 0.5, header: Optional[Dict[str, Any]] = None) -> None:
+        self.path = path
+        self.sync_every = sync_every
+        new = not os.path.exists(path) or os.path.getsize(path) == 0
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._pending: List[bytes] = []
+        self._unsynced = False
+        self._last_sync = time.monotonic()
+        if new:
+            self.write([frame("H", json.dumps({"version": VERSION, "created": time.time(), **(header or {})}))])
+
+    def add(self, record: bytes) -> None:
+        self._pending.append(record)
+
+    def flush(self) -> None:
+        """Hand what is pending to the kernel: from here a kill of the service cannot lose it."""
+        if self._pending:
+            self.write(self._pending)
+            self._pending = []
+
+    def write(self, records: List[bytes]) -> None:
+        data = b"".join(records)
+        while data:
+            n = os.write(self._fd, data)
+            data = data[n:]
+        self._unsynced = True
+
+    def maybe_sync(self) -> Optional[float]:
+        """fsync if due; returns seconds until the next one is due (None: nothing to sync)."""
+        if not self._unsynced:
+            return None
+        left = self.sync_every - (time.monotonic() - self._last_sync)
+        if left > 0:
+            return left
+        os.fsync(self._fd)
+        self._unsynced = False
+        self._last_sync = time.monotonic()
+        return None
+
+    def close(self) -> None:
+        self.flush()
+        os.fsync(self._fd)
+        os.close(self._fd)
+
+
+@dataclass
+class Replay:
+    header: Dict[str, Any]
+    records: List[Tuple[str, Any]] = field(default_factory=list)  # (kind, parsed)
+    dropped: int = 0
+    problems: List[str] = field(default_factory=list)
+    good_bytes: int = 0  # where the last good record ends
+
+
+def read(path: str) -> Replay:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise JournalError(f"{path}: no journal here (is this an hpilot run directory?)") from None
+    lines = data.split(b"\n")
+    tail = lines.pop()  # after the last newline: empty, or a torn record
+    out: Optional[Replay] = None
+    pos = 0
+    for i, line in enumerate(lines):
+        end = pos + len(line) + 1
+        parsed = _parse(line)
+        if out is None:
+            if parsed is None or parsed[0] != "H":
+                raise JournalError(f"{path}: not an hpilot journal (first record unreadable)")
+            header = parsed[1]
+            if header.get("version") != VERSION:
+                raise JournalError(f"{path}: journal format version {header.get('version')!r}; this hpilot "
+                                   f"reads version {VERSION} (use the hpilot version that wrote it)")
+            out = Replay(header)
+        elif parsed is None:
+            out.dropped += 1
+            if len(out.problems) < 10:
+                out.problems.append(f"record {i + 1} (byte {pos}) is damaged and was skipped")
+        else:
+            out.records.append(parsed)
+            out.good_bytes = end
+        pos = end
+    if out is None:
+        raise JournalError(f"{path}: empty journal")
+    if tail:
+        out.dropped += 1
+        out.problems.append(f"the last record (byte {pos}) was cut short and was skipped")
+    return out
+
+
+def read_header(path: str) -> Dict[str, Any]:
+    """Only the first record: cheap, for the options a resume takes over."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline()
+    except OSError as e:
+        raise JournalError(f"{path}: {e.strerror}") from None
+    parsed = _parse(first.rstrip(b"\n"))
+    if parsed is None or parsed[0] != "H":
+        raise JournalError(f"{path}: not an hpilot journal")
+    return dict(parsed[1])
+
+
+def _parse(line: bytes) -> Optional[Tuple[str, Any]]:
+    if len(line) < 11 or line[1:2] != b" " or line[10:11] != b" ":
+        return None
+    kind = line[:1].decode("ascii", "replace")
+    body = line[11:]
+    try:
+        if zlib.crc32(body) != int(line[2:10], 16):
+            return None
+        text = body.decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    try:
+        if kind in ("H", "J"):
+            return kind, json.loads(text)
+        p = text.split("\t")
+        if kind == "I" and len(p) == 9:
+            return kind, (p[0], int(p[1]), LETTER_STATE[p[2]], int(p[3]) if p[3] else None, float(p[4]),
+                          float(p[5]), _unesc(p[6]), _unesc(p[7]), _unesc(p[8]) or None)
+        if kind == "S" and len(p) == 4:
+            return kind, (p[0], int(p[1]), int(p[2]) if p[2] else None, float(p[3]))
+    except (ValueError, KeyError):
+        return None
+    return None
+
+
+def iter_runs(path: str) -> Iterator[str]:
+    """Run directories under ``path`` (a run dir itself, or a wd with .hpilot/), newest first."""
+    if os.path.exists(os.path.join(path, FILE)):
+        yield path
+        return
+    aux = os.path.join(path, ".hpilot")
+    if not os.path.isdir(aux):
+        return
+    runs = [os.path.join(aux, d) for d in os.listdir(aux) if d != "latest"]
+    yield from sorted((r for r in runs if os.path.exists(os.path.join(r, FILE))), key=os.path.getmtime,
+                      reverse=True)

@@ -1,0 +1,196 @@
+"""Resume: rebuild a governor core from a run's journal, and say what it will do.
+
+Replay applies the records in order without running anything: submits register
+their jobs (with the submit-time variables they had), finished iterations keep
+their results, cancels and removes happen again.  Then every job that is not
+finished is linked to its dependencies as at submit time, which dispatches only
+the iterations still to run and rebuilds the OMITTED states.  Iterations that
+were running when the service died run again (they left no result).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from hpilot.governor import journal
+from hpilot.governor.core import Action, GovernorCore, JobDone
+from hpilot.governor.jobspec import parse_job
+from hpilot.governor.registry import Drop, IterRun
+from hpilot.governor.states import JobState
+
+
+class ResumeError(ValueError):
+    pass
+
+
+@dataclass
+class Plan:
+    """What a resume will do, before doing it (``hpilot resume --dry-run``)."""
+
+    run_dir: str
+    jobs: int = 0
+    jobs_done: int = 0
+    iterations: int = 0
+    iterations_done: int = 0
+    to_run: int = 0
+    dropped_records: int = 0
+    problems: List[str] = field(default_factory=list)
+    orphans: List[Tuple[int, float]] = field(default_factory=list)  # (pid, start) possibly still running
+    file: Optional[str] = None  # the request file of the first run, and how far it was read
+    file_next: int = 0
+
+    def to_json(self) -> Dict[str, Any]:
+        return {k: getattr(self, k) for k in ("run_dir", "jobs", "jobs_done", "iterations", "iterations_done",
+                                              "to_run", "dropped_records", "problems")}
+
+    def text(self) -> str:
+        lines = [f"resume of {self.run_dir}:",
+                 f"  jobs:       {self.jobs} ({self.jobs_done} finished)",
+                 f"  iterations: {self.iterations} ({self.iterations_done} finished, {self.to_run} to run)"]
+        if self.file:
+            lines.append(f"  request file: {self.file} (read up to request {self.file_next})")
+        if self.dropped_records:
+            lines.append(f"  lost records: {self.dropped_records} (damaged journal tail; those iterations run again)")
+            lines.extend(f"    {p}" for p in self.problems)
+        return "\n".join(lines)
+
+
+def find_run(path: str) -> str:
+    """A run directory, or the newest run with a journal under a working directory."""
+    if not os.path.isdir(path):
+        raise ResumeError(f"--resume {path}: no such directory")
+    for run in journal.iter_runs(path):
+        return run
+    raise ResumeError(f"--resume {path}: not an hpilot run directory, and no run with a journal under "
+                      f"{os.path.join(path, '.hpilot')}")
+
+
+def restore(core: GovernorCore, run_dir: str, now: float) -> Tuple[List[Action], Plan]:
+    """Replay ``run_dir``'s journal into ``core`` (a fresh one); returns the actions to carry out."""
+    try:
+        replay = journal.read(os.path.join(run_dir, journal.FILE))
+    except journal.JournalError as e:
+        raise ResumeError(str(e)) from None
+    plan = Plan(run_dir, dropped_records=replay.dropped, problems=list(replay.problems),
+                file=replay.header.get("file"))
+    out: List[Action] = []
+    started: Dict[Tuple[str, int], Tuple[Optional[int], float]] = {}
+    for kind, rec in replay.records:
+        if kind == "J" and rec.get("t") == "file":
+            plan.file_next = max(plan.file_next, int(rec.get("next", 0)))
+        elif kind == "J":
+            _json_record(core, rec, out)
+        elif kind == "S":
+            started[(rec[0], rec[1])] = (rec[2], rec[3])
+        elif kind == "I":
+            started.pop((rec[0], rec[1]), None)
+            _finished(core, rec)
+    plan.orphans = [(pid, t) for pid, t in started.values() if pid is not None]
+    _settle(core, now, out)
+    for r in core.registry:
+        plan.jobs += 1
+        plan.jobs_done += r.state.is_final
+        plan.iterations += r.total
+        plan.iterations_done += r.finished_count
+    plan.to_run = plan.iterations - plan.iterations_done
+    return out, plan
+
+
+def _json_record(core: GovernorCore, rec: Dict[str, Any], out: List[Action]) -> None:
+    t = rec.get("t")
+    if t == "submit":
+        core.rcnt = max(core.rcnt, int(rec["values"].get("rcnt", 0)))
+        for raw in rec["jobs"]:
+            spec, errors = parse_job(raw)
+            if spec is None:  # it was accepted once; a newer parser refusing it is a bug to see
+                raise ResumeError(f"journal: job {raw.get('name')!r} no longer parses: {errors[0]}")
+            core._register(spec, rec["time"], [], rec["values"])
+            if spec.after:
+                core.dag.add((d.job, spec.name, d.iteration) for d in spec.after)
+    elif t == "cancel":
+        for name in rec["jobs"]:
+            r = core.registry.get(name)
+            if r is not None:
+                r.canceled = True
+    elif t == "remove":
+        for name in rec["jobs"]:
+            if name in core.registry:
+                if not core.registry.jobs[name].state.is_final:
+                    core.active -= 1
+                core.registry.remove(name)
+                core.dag.remove(name)
+    elif t == "drop":
+        r = core.registry.get(rec["job"])
+        if r is not None:
+            its = range(*rec["its"]) if rec.get("range") else tuple(rec["its"])
+            state = JobState(rec["state"])
+            r.drops.append(Drop(its, state, rec["time"], rec["reason"]))
+            for it in its:
+                if r.it_state(it) is JobState.QUEUED:
+                    r.set_it_state(it, state)
+
+
+def _finished(core: GovernorCore, rec: Tuple[Any, ...]) -> None:
+    job, it, state, code, start, end, alloc, wd, reason = rec
+    r = core.registry.get(job)
+    if r is None or r.it_state(it).is_final:
+        return
+    run = IterRun(alloc, wd, start, start)
+    run.finished, run.exit_code, run.reason = end, code, reason
+    r.runs[it] = run
+    r.set_it_state(it, JobState(state))
+    if r.state is JobState.QUEUED:
+        r.set_state(JobState.EXECUTING, start)
+
+
+def _settle(core: GovernorCore, now: float, out: List[Action]) -> None:
+    """Finish what the journal finished; link the rest (dispatch, or omit)."""
+    for r in list(core.registry):
+        if r.canceled and not r.all_final:
+            queued = tuple(r.queued_iterations())
+            for it in queued:
+                r.set_it_state(it, JobState.CANCELED)
+            r.drops.append(Drop(queued, JobState.CANCELED, now, "canceled by the user (before the resume)"))
+        if r.all_final and not r.state.is_final:
+            final = r.summary_state()
+            last = max((run.finished or run.started for run in r.runs.values()), default=now)
+            r.set_state(final, last)
+            core.active -= 1
+            out.append(JobDone(r))
+    for r in sorted(core.registry, key=lambda j: j.order):
+        if not r.state.is_final and not r.dispatched:
+            core._link(r, now, out)
+
+
+def resume_plan(path: str) -> Plan:
+    """What ``--resume path`` would do, without doing it (nothing runs, nothing is written)."""
+    from hpilot.governor.core import GovernorConfig, PartitionView
+    from hpilot.partition.resources import ResourceSet
+
+    run = find_run(path)
+    wd = os.path.dirname(os.path.dirname(os.path.abspath(run)))
+    core = GovernorCore(GovernorConfig(root_wd=wd), [PartitionView("dry-run", ResourceSet((), False, "none"))])
+    _, plan = restore(core, run, 0.0)
+    return plan
+
+
+def kill_orphans(orphans: List[Tuple[int, float]]) -> int:
+    """Kill the process groups the dead service left running; a pid that was reused is left alone."""
+    import signal
+
+    import psutil
+
+    killed = 0
+    for pid, started in orphans:
+        try:
+            proc = psutil.Process(pid)
+            if proc.create_time() > started + 1.0:  # a newer process got this pid
+                continue
+            os.killpg(pid, signal.SIGKILL)
+            killed += 1
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
+    return killed
+

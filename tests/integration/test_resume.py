@@ -1,0 +1,204 @@
+"""Resume after a kill -9 of the service, at many moments; damaged journals; bad resume targets.
+
+Every task appends its name to ``marks`` when its work is done.  After the kill
+the journal says which tasks the service had seen finish; after the resume,
+each of those must have run exactly once, every other task must have run to
+the end (at least once: a task running at the kill may finish as an orphan and
+run again), and the report must list every job once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List, Set
+
+import pytest
+from hpilot.governor import journal
+
+from tests.conftest import HPILOT, latest_run, run_hpilot, wait_for, write_requests
+
+pytestmark = pytest.mark.integration
+
+MARK = 'echo "${jname}" >> marks'
+
+
+def _workload() -> List[Dict[str, object]]:
+    jobs: List[Dict[str, object]] = [
+        {"name": "sweep", "iteration": {"stop": 30}, "execution": {"script": f"sleep 0.03; {MARK}"}},
+        {"name": "values", "iteration": {"values": ["a", "b", "c", "d", "e", "f"]},
+         "execution": {"script": f"sleep 0.05; {MARK}"}},
+        {"name": "bad", "execution": {"script": f"{MARK}; exit 3"}},
+        {"name": "dep_of_bad", "execution": {"script": MARK}, "dependencies": {"after": ["bad"]}},
+    ]
+    # a chain and a diamond behind the sweep
+    for name, after in (("c1", ["sweep"]), ("c2", ["c1"]), ("d1", ["c2"]), ("d2", ["c2"]), ("d3", ["d1", "d2"])):
+        jobs.append({"name": name, "execution": {"script": f"sleep 0.02; {MARK}"}, "dependencies": {"after": after}})
+    jobs.append({"name": "per_it", "execution": {"script": MARK}, "dependencies": {"after": ["values:2"]}})
+    return [{"request": "submit", "jobs": jobs}, {"request": "control", "command": "finishAfterAllTasksDone"}]
+
+
+ALL_TASKS = ({f"sweep:{i}" for i in range(30)} | {f"values:{i}" for i in range(6)}
+             | {"bad", "c1", "c2", "d1", "d2", "d3", "per_it"})
+
+
+def _recorded_finished(wd: Path) -> Set[str]:
+    rep = journal.read(str(latest_run(wd) / "journal"))
+    done = set()
+    for kind, rec in rep.records:
+        if kind == "I":
+            job, it = rec[0], rec[1]
+            done.add(job if job in ("bad", "dep_of_bad", "c1", "c2", "d1", "d2", "d3", "per_it") else f"{job}:{it}")
+    return done
+
+
+def _kill_at(wd: Path, delay: float) -> None:
+    """Kill -9 the service ``delay`` seconds into its run (counted from its journal's creation)."""
+    proc = subprocess.Popen(HPILOT + ["run", "jobs.json", "--nodes", "2", "--report-format", "json"], cwd=wd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (wd / ".hpilot" / "latest" / "journal").exists() or proc.poll() is not None, 30,
+                 "the run to start")
+        proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def _marks(wd: Path) -> Counter:
+    path = wd / "marks"
+    return Counter(path.read_text().split()) if path.exists() else Counter()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_kill_at_a_random_moment_then_resume_runs_everything_once(wd: Path, seed: int) -> None:
+    write_requests(wd / "jobs.json", _workload())
+    _kill_at(wd, random.Random(seed).uniform(0.0, 1.2))
+    seen_done = _recorded_finished(wd)
+    before = _marks(wd)
+    proc = run_hpilot(["resume", "."], cwd=wd, timeout=60)
+    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 1, proc.stderr  # 'bad' fails, by design
+    marks = _marks(wd)
+    assert set(marks) == ALL_TASKS, f"missing: {ALL_TASKS - set(marks)}"
+    for task in seen_done:
+        assert marks[task] == 1, f"{task} finished before the kill and ran again (marks before: {before[task]})"
+    report = [json.loads(line) for line in (latest_run(wd) / "jobs.report").read_text().splitlines()]
+    names = [e["name"] for e in report]
+    assert sorted(names) == sorted(set(names)), "a job is listed twice"
+    states = {e["name"]: e["state"] for e in report}
+    assert states["bad"] == "FAILED" and states["dep_of_bad"] == "OMITTED"
+    assert all(states[n] == "SUCCEED" for n in ("sweep", "values", "c1", "c2", "d1", "d2", "d3", "per_it"))
+    assert states.keys() == {"sweep", "values", "bad", "dep_of_bad", "c1", "c2", "d1", "d2", "d3", "per_it"}
+
+
+def test_resume_twice_after_two_kills(wd: Path) -> None:
+    write_requests(wd / "jobs.json", _workload())
+    _kill_at(wd, 0.4)
+    proc = subprocess.Popen(HPILOT + ["resume", "."], cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        proc.wait(timeout=0.4)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    seen_done = _recorded_finished(wd)
+    at_kill = _marks(wd)
+    final = run_hpilot(["resume", "."], cwd=wd, timeout=60)
+    assert final.returncode == 1, final.stderr
+    marks = _marks(wd)
+    assert set(marks) == ALL_TASKS
+    # a task that was running at the first kill may have run twice (orphan, then again);
+    # none that was on record as finished ran after that
+    assert all(marks[t] == at_kill[t] for t in seen_done), {t: (at_kill[t], marks[t]) for t in seen_done}
+
+
+def _finished_run(wd: Path) -> Path:
+    write_requests(wd / "jobs.json", _workload())
+    run_hpilot(["run", "jobs.json", "--nodes", "2", "--report-format", "json"], cwd=wd, timeout=60)
+    return latest_run(wd)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_a_damaged_journal_resumes_what_it_can_and_says_what_it_dropped(wd: Path, damage: str) -> None:
+    run = _finished_run(wd)
+    data = (run / "journal").read_bytes()
+    if damage == "truncate":
+        cut = random.Random(7).randrange(data.index(b"\n") + 1, len(data) - 1)
+        if data[cut - 1:cut] == b"\n":
+            cut += 1
+        (run / "journal").write_bytes(data[:cut])
+    else:
+        (run / "journal").write_bytes(data + os.urandom(300))
+    (wd / "marks").unlink()
+    proc = run_hpilot(["resume", "."], cwd=wd, timeout=60)
+    assert "Traceback" not in proc.stderr
+    assert "lost records" in proc.stderr and "skipped" in proc.stderr
+    assert proc.returncode == 1  # 'bad' failed again or before: never a crash
+    report = [json.loads(line) for line in (latest_run(wd) / "jobs.report").read_text().splitlines()]
+    assert {e["name"] for e in report} >= {"sweep", "bad"}
+    assert all(e["state"] in ("SUCCEED", "FAILED", "OMITTED") for e in report)
+
+
+def test_dry_run_says_what_will_happen_and_runs_nothing(wd: Path) -> None:
+    write_requests(wd / "jobs.json", _workload())
+    _kill_at(wd, 0.5)
+    before = _marks(wd)
+    proc = run_hpilot(["resume", "--dry-run", "--json", "."], cwd=wd, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert plan["jobs"] == 10 and plan["iterations"] == 44
+    assert plan["iterations_done"] + plan["to_run"] == 44
+    assert _marks(wd) == before or sum(_marks(wd).values()) >= sum(before.values())  # orphans may still write
+
+
+def test_resume_of_something_that_is_not_a_run_is_a_clear_error(wd: Path) -> None:
+    proc = run_hpilot(["resume", str(wd)], cwd=wd, timeout=30)
+    assert proc.returncode == 2
+    assert "not an hpilot run directory" in proc.stderr and "Traceback" not in proc.stderr
+    bad = wd / ".hpilot" / "x"
+    bad.mkdir(parents=True)
+    (bad / "journal").write_bytes(journal.frame("H", '{"version": 2}'))
+    proc = run_hpilot(["resume", str(bad)], cwd=wd, timeout=30)
+    assert proc.returncode == 2 and "version 2" in proc.stderr
+
+
+def test_resumed_service_kills_what_the_dead_one_left_running(wd: Path) -> None:
+    import psutil
+
+    write_requests(wd / "jobs.json", [{"request": "submit", "jobs": [
+        {"name": "long", "execution": {"exec": "/bin/sleep", "args": ["4242"]}}]}])
+    proc = subprocess.Popen(HPILOT + ["run", "jobs.json", "--nodes", "1"], cwd=wd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def sleeper() -> List[psutil.Process]:
+        return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["/bin/sleep", "4242"]]
+
+    try:
+        wait_for(lambda: bool(sleeper()), 10, "the task to start")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert sleeper(), "the orphan should outlive the killed service"
+    resumed = subprocess.Popen(HPILOT + ["resume", ".", "--journal"], cwd=wd, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    def only_the_new_one() -> bool:
+        found = sleeper()
+        try:
+            return len(found) == 1 and found[0].ppid() == resumed.pid
+        except psutil.NoSuchProcess:
+            return False
+
+    try:
+        wait_for(only_the_new_one, 10, "the old task gone and the new one started")
+    finally:
+        resumed.send_signal(signal.SIGTERM)
+        resumed.wait(timeout=15)
+        for p in sleeper():
+            p.kill()
+    assert sys.platform.startswith("linux")
