@@ -30,6 +30,7 @@ _EXPORTS = {
     "QCGPJExecutor": "hpilot.governor.executor",
     "HPilotFuture": "hpilot.governor.executor",
     "BasicTemplate": "hpilot.governor.executor",
+    "resume_plan": "hpilot.governor.restore",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -70,6 +70,9 @@ SERVICE_OPTIONS = [
     _opt("--wrapper-rt-stats", type=str, help="Path of another wrapper program."),
     _flag("enable-proc-stats", "Sample the process trees of running tasks."),
     _opt("--proc-stats-interval", type=float, help="Seconds between process samples."),
+    # journal and resume
+    _opt("--resume", type=str, metavar="PATH", help="Carry on the run in PATH (a run dir, or a wd: its newest run)."),
+    _flag("journal", "Keep the run's journal (on by default; needed for --resume)."),
 ]
 
 
@@ -107,6 +110,29 @@ def service(file_flag: bool, **kw: Any) -> None:
     _serve(kw)
 
 
+@cli.command()
+@click.argument("path", default=".")
+@click.option("--dry-run", is_flag=True, help="Only say what the resume would do.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: machine-readable output.")
+@service_options
+def resume(path: str, dry_run: bool, as_json: bool, **kw: Any) -> None:
+    """Carry on an interrupted run: PATH is its run dir, or a wd (its newest run)."""
+    if dry_run:
+        import json
+
+        from hpilot.governor.restore import ResumeError, resume_plan
+
+        try:
+            plan = resume_plan(path)
+        except ResumeError as e:
+            _fail(str(e))
+        click.echo(json.dumps(plan.to_json(), indent=2) if as_json else plan.text())
+        return
+    kw["resume"] = path
+    kw["finish_when_done"] = True
+    _serve(kw)
+
+
 def _serve(kw: Dict[str, Any]) -> None:
     from hpilot.governor.startup import serve
 
@@ -131,7 +157,9 @@ cli_client.register(cli)
 
 def main() -> None:
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)
+        if isinstance(code, int) and code:  # click returns Exit codes in this mode
+            sys.exit(code)
     except UserError as e:
         click.echo(f"hpilot: error: {e}", err=True)
         sys.exit(2)

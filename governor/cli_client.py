@@ -23,7 +23,7 @@ def _connect(address: Optional[str], events: bool = False) -> Any:
     from hpilot.governor.jobs import QCGPJMAError
     from hpilot.governor.manager import Manager, find_service
 
-    found = None
+    secret = None
     if address is None:
         address = os.environ.get("HPILOT_ADDRESS") or os.environ.get("QCG_PM_ZMQ_ADDRESS")
     if address is None:
@@ -31,10 +31,10 @@ def _connect(address: Optional[str], events: bool = False) -> Any:
         if found is None:
             raise UserError("no running hpilot service found: give --address, set HPILOT_ADDRESS, "
                             "or run this in the working directory of `hpilot service --net`")
-        address = found["address"]
+        address, secret = found["address"], found.get("secret")
     cfg = {"request_timeout": 30, "subscribe": events}
     try:
-        return Manager(address, cfg)
+        return Manager(address, cfg, secret=secret)
     except QCGPJMAError as e:
         raise UserError(f"cannot talk to the service at {address}: {e}") from None
 
@@ -97,9 +97,9 @@ def status(jobs: Sequence[str], address: Optional[str], as_json: bool) -> None:
         _out(listing, as_json, lambda _: _table(rows, ("JOB", "STATE", "ITERATIONS", "MESSAGE")))
         return
     data = _call(lambda: m.status(list(jobs)))["jobs"]
-    rows = [(n, e["data"]["status"] if e.get("status") == 0 else "UNKNOWN",
-             e.get("data", {}).get("messages", e.get("message", ""))) for n, e in data.items()]
-    _out(data, as_json, lambda _: _table(rows, ("JOB", "STATE", "MESSAGE")))
+    named = [(n, e["data"]["status"] if e.get("status") == 0 else "UNKNOWN",
+              e.get("data", {}).get("messages", e.get("message", ""))) for n, e in data.items()]
+    _out(data, as_json, lambda _: _table(named, ("JOB", "STATE", "MESSAGE")))
     if any(e.get("status") != 0 for e in data.values()):
         sys.exit(2)
 

@@ -70,6 +70,10 @@ class Options:
     wrapper_rt_stats: Optional[str] = None
     enable_proc_stats: bool = False
     proc_stats_interval: float = 1.0
+    # ---- journal and resume (issue #7) ----
+    journal: bool = True
+    journal_sync: float = 0.5
+    resume: Optional[str] = None
     # `hpilot run`: wait for every job even without a finishAfterAllTasksDone request
     finish_when_done: bool = False
     # LocalManager: the process that started this service; when it dies, so does the service

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
-from hpilot.governor import queries
+from hpilot.governor import journal, queries
 from hpilot.governor.dag import Dag, Edge
 from hpilot.governor.jobspec import FieldError, JobSpec, parse_job
 from hpilot.governor.registry import Drop, IterRun, JobRecord, Registry
@@ -83,13 +83,20 @@ class FinishService:
 
 
 @dataclass(frozen=True)
+class Record:
+    """A journal record (already encoded): the shell appends it to the run's journal."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
 class StateEvent:
     """A job or iteration state change, for subscribers (only made when someone listens)."""
 
     event: Dict[str, Any]
 
 
-Action = Union[Reply, SendToPartition, JobDone, FinishService, StateEvent]
+Action = Union[Reply, SendToPartition, JobDone, FinishService, StateEvent, Record]
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,7 @@ class GovernorCore:
         self.finish_when_done = False
         self.finishing = False
         self.emit_events = False  # set by the shell when there is a publisher
+        self.journaling = False  # set by the shell when there is a journal
         self.active = 0  # jobs not yet in a final state
         # Dependants waiting on a whole job / on one iteration. They hold the records,
         # not names: a name can be removed and reused while an old record still waits.
@@ -188,8 +196,12 @@ class GovernorCore:
                                    f"{', '.join(bad)}):\n{lines}",
                             {"errors": [dataclasses.asdict(e) for e in errors]})
         self.rcnt += 1
+        values = self.submit_values(now)
+        if self.journaling:
+            out.append(Record(journal.json_record({"t": "submit", "time": now, "values": values,
+                                                   "jobs": [dict(s.source) for s in specs]})))
         # Register the whole submit before linking: a job may depend on one listed after it.
-        records = [self._register(spec, now, out) for spec in specs]
+        records = [self._register(spec, now, out, values) for spec in specs]
         for rec in records:
             self._link(rec, now, out)
         names = [s.name for s in specs]
@@ -212,8 +224,8 @@ class GovernorCore:
             return [FieldError(cycle[0], "dependencies.after", f"dependency cycle: {' -> '.join(cycle)}")]
         return []
 
-    def _register(self, spec: JobSpec, now: float, out: List[Action]) -> JobRecord:
-        rec = JobRecord(spec, self._task_spec(spec, now), now, self.registry.next_order())
+    def _register(self, spec: JobSpec, now: float, out: List[Action], values: Dict[str, str]) -> JobRecord:
+        rec = JobRecord(spec, self._task_spec(spec, values), now, self.registry.next_order())
         self.registry.add(rec)
         if self.emit_events:
             out.append(StateEvent({"event": "job", "job": rec.name, "state": "QUEUED", "time": now}))
@@ -242,15 +254,18 @@ class GovernorCore:
         elif rec.unmet == 0:
             self._dispatch(rec, out)
 
-    def _task_spec(self, spec: JobSpec, now: float) -> TaskSpec:
+    def submit_values(self, now: float) -> Dict[str, str]:
+        """The submit-time variables (journaled, so that a resume fills them the same way)."""
         t = time.localtime(now)
-        values = {
+        return {
             "rcnt": str(self.rcnt),
             "sname": self.cfg.sname,
             "date": time.strftime("%Y-%m-%d", t),
             "time": time.strftime("%H:%M:%S", t),
             "dateTime": time.strftime("%Y-%m-%dT%H:%M:%S", t),
         }
+
+    def _task_spec(self, spec: JobSpec, values: Dict[str, str]) -> TaskSpec:
         ex = _fill_submit_vars(spec.execution, values)
         it = spec.iteration
         return TaskSpec(
@@ -267,7 +282,7 @@ class GovernorCore:
     def _dispatch(self, rec: JobRecord, out: List[Action]) -> None:
         rec.dispatched = True
         part = self._route(rec)
-        out.append(SendToPartition(part, Work(rec.task, rec.iterations(), rec.submitted)))
+        out.append(SendToPartition(part, Work(rec.task, rec.pending(), rec.submitted)))
 
     def _route(self, rec: JobRecord) -> str:
         return next(iter(self.partitions))
@@ -288,10 +303,14 @@ class GovernorCore:
                 results[name] = {"status": OK, "message": "canceled"}
         ok = sum(1 for r in results.values() if r["status"] == OK)
         code = OK if ok == len(names) else ERROR
-        return response(code, f"{ok} of {len(names)} jobs canceled", {"canceled": ok, "jobs": results})
+        why = "; ".join(r["message"] for r in results.values() if r["status"] != OK)
+        message = f"{ok} of {len(names)} jobs canceled" + (f": {why}" if why else "")
+        return response(code, message, {"canceled": ok, "jobs": results})
 
     def _cancel(self, rec: JobRecord, now: float, out: List[Action]) -> None:
         rec.canceled = True
+        if self.journaling:
+            out.append(Record(journal.json_record({"t": "cancel", "time": now, "jobs": [rec.name]})))
         reason = "canceled by the user"
         if rec.dispatched:
             for part in self.partitions:
@@ -315,6 +334,8 @@ class GovernorCore:
                 self.registry.remove(name)
                 self.dag.remove(name)
                 removed += 1
+                if self.journaling:
+                    out.append(Record(journal.json_record({"t": "remove", "time": now, "jobs": [name]})))
         data: Dict[str, Any] = {"removed": removed}
         if problems:
             data["errors"] = problems
@@ -359,6 +380,8 @@ class GovernorCore:
             if old is not None:
                 run.attempts = old.attempts + 1
             rec.runs[msg.iteration] = run
+            if self.journaling:
+                out.append(Record(journal.started_record(rec.name, msg.iteration, msg.pid, msg.started)))
             self._iteration_event(rec, msg.iteration, JobState.EXECUTING, msg.started, out)
             if rec.state is JobState.QUEUED:
                 self._set_state(rec, JobState.EXECUTING, msg.started, out)
@@ -385,6 +408,10 @@ class GovernorCore:
             self._message(rec, f"{rec.task.task_name(msg.iteration)}: "
                                f"{msg.reason or f'exit code {msg.exit_code}'}")
         rec.set_it_state(msg.iteration, state)
+        if self.journaling:
+            out.append(Record(journal.finished_record(rec.name, msg.iteration, state.value, msg.exit_code,
+                                                      run.started, msg.finished, msg.allocation, msg.wd,
+                                                      msg.reason)))
         self._iteration_event(rec, msg.iteration, state, msg.finished, out)
         self._iteration_final(rec, msg.iteration, state, msg.finished, out)
 
@@ -393,6 +420,11 @@ class GovernorCore:
         if not its:
             return
         rec.drops.append(Drop(its, state, now, reason))
+        if self.journaling:
+            span = [its.start, its.stop] if isinstance(its, range) else list(its)
+            out.append(Record(journal.json_record({"t": "drop", "time": now, "job": rec.name, "its": span,
+                                                   "range": isinstance(its, range), "state": state.value,
+                                                   "reason": reason})))
         if state is not JobState.CANCELED or not rec.canceled:
             self._message(rec, reason if len(its) == rec.total else f"{len(its)} iteration(s): {reason}")
         for it in its:

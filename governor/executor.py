@@ -149,7 +149,7 @@ class Executor:
             self._manager.cancel(names)
 
     def _watch(self) -> None:
-        sub = zmq.Context.instance().socket(zmq.SUB)
+        sub: zmq.Socket = zmq.Context.instance().socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, b"job")
         sub.setsockopt(zmq.SUBSCRIBE, WELCOME)

@@ -40,15 +40,31 @@ WELCOME = b"hpilot-welcome"
 
 
 def find_service(wd: str = ".") -> Optional[Dict[str, Any]]:
-    """The address file of the newest service started in ``wd`` that still runs."""
+    """The address file of the newest service started in ``wd`` that still runs.
+
+    A service killed with -9 leaves its address file behind; its pid tells."""
     path = os.path.join(wd, ".hpilot", "latest", "address")
     try:
         with open(path) as f:
             info = json.load(f)
     except (OSError, ValueError):
         return None
+    pid = info.get("pid")
+    if isinstance(pid, int) and not _alive(pid):
+        return None
     info["run_dir"] = os.path.dirname(os.path.realpath(path))
+    info["secret"] = _read_secret(info["run_dir"])
     return info
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _read_secret(run_dir: Optional[str]) -> Optional[str]:
@@ -89,10 +105,11 @@ class Manager:
             found = find_service()
             address = found["address"] if found else self.DEFAULT_ADDRESS
         self.address = normalize_address(address)
-        self.secret = secret or os.environ.get("HPILOT_SECRET") or _read_secret(found and found.get("run_dir"))
+        self.secret = secret or os.environ.get("HPILOT_SECRET") or (found.get("secret") if found else None)
         self.request_timeout = float(cfg.get("request_timeout", 600))
-        self.safety_poll = float(cfg.get("safety_poll", cfg.get("poll_delay", 30)))
-        self._ctx = zmq.Context.instance()
+        self.safety_poll = float(cfg.get("safety_poll", 30))
+        self.poll_delay = float(cfg.get("poll_delay", 0.5))  # only without events (--disable-pub)
+        self._ctx: zmq.Context = zmq.Context.instance()
         self._req: Optional[zmq.Socket] = None
         self._sub: Optional[zmq.Socket] = None
         self._connect()
@@ -221,12 +238,15 @@ class Manager:
 
     def _events(self, deadline: Optional[float]) -> List[Dict[str, Any]]:
         """Events received until one arrives or a poll period passes (then: [])."""
-        wait = self.safety_poll
+        wait = self.safety_poll if self._sub is not None else self.poll_delay
         if deadline is not None:
             wait = max(0.0, min(wait, deadline - time.monotonic()))
-        if self._sub is None or not self._sub.poll(int(wait * 1000)):
+        if self._sub is None:  # the service publishes nothing: poll its states now and then
+            time.sleep(wait)
             return []
-        events = []
+        if not self._sub.poll(int(wait * 1000)):
+            return []
+        events: List[Dict[str, Any]] = []
         while True:
             try:
                 frames = self._sub.recv_multipart(zmq.NOBLOCK)

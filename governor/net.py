@@ -78,7 +78,7 @@ def _bind(sock: zmq.Socket, iface: str, port: Optional[int], lo: Optional[int], 
 class NetInterface:
     def __init__(self, iface: str, port: Optional[int], port_min: Optional[int], port_max: Optional[int],
                  pub_port: Optional[int], publish: bool, secret: str) -> None:
-        self.ctx = zmq.Context.instance()
+        self.ctx: zmq.Context = zmq.Context.instance()
         self.secret = secret
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)

@@ -104,6 +104,12 @@ class JobRecord:
     def all_final(self) -> bool:
         return self.finished_count == self.total
 
+    def pending(self) -> Sequence[int]:
+        """The iterations still to run: the whole range, or (after a resume) those left."""
+        if self.counts[JobState.QUEUED] == self.total:
+            return self.iterations()
+        return tuple(self.queued_iterations())
+
     def queued_iterations(self) -> Iterator[int]:
         start = self.task.it_start
         for idx, code in enumerate(self.it_states):

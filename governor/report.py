@@ -17,11 +17,12 @@ from hpilot.governor.registry import JobRecord, fmt_time
 
 
 class JobReport:
-    def __init__(self, path: str, fmt: str = "text", flush_every: float = 0.5) -> None:
+    def __init__(self, path: str, fmt: str = "text", flush_every: float = 0.5, fresh: bool = False) -> None:
         self.path = path
         self.fmt = fmt
         self.flush_every = flush_every
-        self._f: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        # a resume writes the report anew: every job once, from before and after the crash
+        self._f: IO[str] = open(path, "w" if fresh else "a", encoding="utf-8")  # noqa: SIM115 - see close()
         self._dirty = False
         self._last_flush = time.monotonic()
 

@@ -32,6 +32,22 @@ class RunDir:
         # per-run prefix of ${uniq}: unique across runs sharing one wd
         self.uniq = f"{os.getpid():x}{int(time.time()) & 0xFFFFFF:06x}-"
 
+    @classmethod
+    def existing(cls, path: str) -> RunDir:
+        """An earlier run's directory, carried on by a resume."""
+        self = cls.__new__(cls)
+        self.path_str = os.path.abspath(path)
+        self.name = os.path.basename(self.path_str)
+        self.uniq = f"{os.getpid():x}{int(time.time()) & 0xFFFFFF:06x}-"
+        link = os.path.join(os.path.dirname(self.path_str), "latest")
+        try:
+            tmp = f"{link}.{os.getpid()}"
+            os.symlink(self.name, tmp)
+            os.replace(tmp, link)
+        except OSError:
+            pass
+        return self
+
     def path(self, name: str) -> str:
         return name if os.path.isabs(name) else os.path.join(self.path_str, name)
 

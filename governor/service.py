@@ -17,7 +17,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import zmq
 from hpilot.governor.config import Options
@@ -30,16 +30,22 @@ from hpilot.governor.core import (
     GovernorCore,
     JobDone,
     PartitionView,
+    Record,
     Reply,
     SendToPartition,
     StateEvent,
 )
+from hpilot.governor.journal import FILE as JOURNAL_FILE
+from hpilot.governor.journal import Journal, json_record
 from hpilot.governor.net import ADDRESS_FILE, NetInterface, make_secret
 from hpilot.governor.progress import Progress, tally
 from hpilot.governor.report import JobReport, write_final_status
 from hpilot.governor.rundir import RunDir
 from hpilot.governor.states import JobState
 from hpilot.launcher.api import Launcher, poll_targets
+
+if TYPE_CHECKING:
+    from hpilot.governor.restore import Plan
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
 from hpilot.partition.core import (
@@ -55,6 +61,8 @@ from hpilot.partition.models import EnvContext, models_for
 from hpilot.partition.resources import ResourceSet, describe
 
 log = logging.getLogger("hpilot.service")
+# options a resume takes from the first run unless its own command line sets them
+RESUMED_OPTIONS = ("report_format", "report_file", "envschema", "nodes", "system_core")
 PART = "p0"
 
 
@@ -105,7 +113,7 @@ def local_launcher(opts: Options, run_dir: Optional[RunDir] = None) -> LauncherF
 
 class Service:
     def __init__(self, opts: Options, resources: ResourceSet, run_dir: RunDir,
-                 make_launcher: Optional[LauncherFactory] = None) -> None:
+                 make_launcher: Optional[LauncherFactory] = None, resuming: bool = False) -> None:
         self.opts = opts
         self.run_dir = run_dir
         self.root_wd = os.path.abspath(opts.wd)
@@ -135,7 +143,15 @@ class Service:
         self.launcher: Launcher = (make_launcher or local_launcher(opts))(self._task_exit, self._task_start)
         if hasattr(self.launcher, "on_node"):  # node agents: a node whose agent died takes no more work
             self.launcher.on_node = self._node_changed
-        self.report = JobReport(run_dir.path(opts.report_file), opts.report_format, opts.report_flush)
+        self.report = JobReport(run_dir.path(opts.report_file), opts.report_format, opts.report_flush,
+                                fresh=resuming)
+        self.journal: Optional[Journal] = None
+        if opts.journal:
+            self.journal = Journal(run_dir.path(JOURNAL_FILE), opts.journal_sync,
+                                   header={"run": run_dir.name, "wd": self.root_wd,
+                                           "file": os.path.abspath(opts.file_path) if opts.file_path else None,
+                                           "options": {k: getattr(opts, k) for k in RESUMED_OPTIONS}})
+            self.gov.journaling = True
         self.progress = Progress() if opts.show_progress else None
         self.refused: List[str] = []
         self.stopped_by: Optional[str] = None  # a signal's name, when one ended the run
@@ -155,11 +171,35 @@ class Service:
 
         self._to_gov(ClientRequest(payload, time.time(), reply_to), keep)
         self._schedule()
+        if self.journal is not None:
+            self.journal.flush()  # accepted means on record before the answer goes out
         return result
 
+    def resume(self, run_path: str) -> Plan:
+        """Replay the journal of ``run_path`` (this service's own run dir) and run what is left."""
+        from hpilot.governor.restore import kill_orphans, restore
+
+        journaling, self.gov.journaling = self.gov.journaling, False  # replaying, not recording
+        actions, plan = restore(self.gov, run_path, time.time())
+        self.gov.journaling = journaling
+        killed = kill_orphans(plan.orphans)
+        if killed:
+            log.warning("killed %d task(s) the previous service left running", killed)
+        log.info(plan.text().replace("\n", "; "))
+        self._carry_out(actions)
+        self._need_schedule = True
+        self._schedule()
+        return plan
+
     def _to_gov(self, ev: Any, on_reply=None) -> None:
-        for a in self.gov.handle(ev):
-            if isinstance(a, SendToPartition):
+        self._carry_out(self.gov.handle(ev), on_reply)
+
+    def _carry_out(self, actions: List[Any], on_reply=None) -> None:
+        for a in actions:
+            if isinstance(a, Record):
+                if self.journal is not None:
+                    self.journal.add(a.data)
+            elif isinstance(a, SendToPartition):
                 self._to_part(a.message)
             elif isinstance(a, StateEvent):
                 if self.net is not None:
@@ -221,6 +261,8 @@ class Service:
         try:
             while not self._done():
                 self._schedule()
+                if self.journal is not None:
+                    self.journal.flush()  # what just started is on record before we sleep
                 if self._done():
                     break
                 timeout = self._timeout()
@@ -247,6 +289,9 @@ class Service:
                 if deadline is not None and deadline <= time.time():
                     self.launcher.tick()
                 self.report.maybe_flush()
+                if self.journal is not None:
+                    self.journal.flush()
+                    self.journal.maybe_sync()
                 if self.progress is not None:
                     self.progress.update(self.gov.registry)
         finally:
@@ -263,6 +308,9 @@ class Service:
         flush = self.report.maybe_flush()
         if flush is not None:
             waits.append(flush)
+        sync = self.journal.maybe_sync() if self.journal is not None else None
+        if sync is not None:
+            waits.append(sync)
         if self.progress is not None:
             waits.append(self.progress.due_in())
         if self.launcher.needs_polling:
@@ -314,6 +362,8 @@ class Service:
 
     def close(self) -> Outcome:
         self.launcher.close()
+        if self.journal is not None:
+            self.journal.close()
         if self.net is not None:
             # the address file means "a service is here": a finished one must not be found
             with contextlib.suppress(OSError):
@@ -383,9 +433,14 @@ def _drain(fd: int) -> None:
             pass
 
 
-def run_requests(svc: Service, requests: List[Any], source: str) -> None:
-    """Feed a file's requests in order; refusals are logged and remembered, never fatal."""
+def run_requests(svc: Service, requests: List[Any], source: str, start: int = 0) -> None:
+    """Feed a file's requests in order; refusals are logged and remembered, never fatal.
+
+    After each one the journal notes how far the file got, so that a resume of a
+    service killed while reading a long file goes on from there."""
     for i, payload in enumerate(requests):
+        if i < start:
+            continue
         kind = payload.get("request") if isinstance(payload, dict) else None
         resp = svc.request(payload)
         if resp.get("code", ERROR) != 0:
@@ -395,4 +450,7 @@ def run_requests(svc: Service, requests: List[Any], source: str) -> None:
         else:
             # QCG-PilotJob's file mode writes every response to the log (manual 10.2)
             log.info("%s: request #%d (%s): %s", source, i + 1, kind, json.dumps(resp))
+        if svc.journal is not None:
+            svc.journal.add(json_record({"t": "file", "next": i + 1}))
+            svc.journal.flush()
     log.info("resources: %s", describe(svc.resources))

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Any, List, Optional
+import sys
+from typing import Any, Dict, List, Optional
 
 from hpilot.governor.config import Options
 from hpilot.governor.fileiface import RequestFileError, load_requests
@@ -67,7 +68,7 @@ def resources_for(opts: Options) -> ResourceSet:
 def launcher_for(opts: Options, resources: ResourceSet, run_dir: RunDir) -> LauncherFactory:
     """Local processes, or in Slurm one agent per node (--disable-nl: one srun per task)."""
     if resources.source != "slurm":
-        return local_launcher(opts)
+        return local_launcher(opts, run_dir)
     if opts.disable_nl:
         def make_srun(on_exit: Any, on_start: Any) -> Launcher:
             return SrunLauncher(on_exit, on_start, grace=opts.kill_grace)
@@ -90,7 +91,7 @@ def launcher_for(opts: Options, resources: ResourceSet, run_dir: RunDir) -> Laun
     return make
 
 
-def prepare(opts: Options) -> tuple:
+def prepare(opts: Options, resume_run: Optional[str] = None) -> tuple:
     """Checks and the run directory; returns (opts with an absolute wd, resources, run dir)."""
     why = not_available(opts)
     if why:
@@ -99,7 +100,7 @@ def prepare(opts: Options) -> tuple:
     try:
         wd = os.path.abspath(opts.wd)
         os.makedirs(wd, exist_ok=True)
-        run_dir = RunDir(wd)
+        run_dir = RunDir.existing(resume_run) if resume_run else RunDir(wd)
     except OSError as e:
         raise UserError(f"--wd {opts.wd}: cannot use it as the working directory: {e.strerror}") from None
     opts = dataclasses.replace(opts, wd=wd)
@@ -107,32 +108,87 @@ def prepare(opts: Options) -> tuple:
     return opts, resources, run_dir
 
 
+def _resume_run(opts: Options) -> Optional[str]:
+    if not opts.resume:
+        return None
+    from hpilot.governor.restore import ResumeError, find_run
+
+    try:
+        return find_run(opts.resume)
+    except ResumeError as e:
+        raise UserError(str(e)) from None
+
+
+def _unread_requests(plan: Any) -> tuple:
+    """The first run's request file, when it had not been read to the end."""
+    if not plan.file:
+        return [], 0
+    try:
+        requests = load_requests(plan.file)
+    except RequestFileError as e:
+        log.warning("cannot read the first run's request file again: %s", e)
+        return [], 0
+    return (requests, plan.file_next) if plan.file_next < len(requests) else ([], 0)
+
+
+def _first_run_options(run: str, opts: Options) -> Dict[str, Any]:
+    """The first run's report and environment options, where this command line left the default."""
+    from hpilot.governor.journal import FILE, JournalError, read_header
+    from hpilot.governor.service import RESUMED_OPTIONS
+
+    try:
+        first = read_header(os.path.join(run, FILE)).get("options", {})
+    except JournalError:
+        return {}
+    default = Options()
+    return {k: first[k] for k in RESUMED_OPTIONS if k in first and getattr(opts, k) == getattr(default, k)}
+
+
 def serve(opts: Options) -> Outcome:
     """Start a service from options, feed its request file, run until it finishes."""
     requests: List[Any] = []
+    file_start = 0
     if opts.file_path:
         try:
             requests = load_requests(opts.file_path)
         except RequestFileError as e:
             raise UserError(str(e)) from None
-    elif not opts.net:
+    elif not opts.net and not opts.resume:
         raise UserError("nothing to run: give a request file (hpilot run FILE, or --file-path FILE)")
-    opts, resources, run_dir = prepare(opts)
+    resume_run = _resume_run(opts)
+    if resume_run:
+        # <wd>/.hpilot/<run>: the jobs' relative paths resolve against the original wd
+        opts = dataclasses.replace(opts, wd=os.path.dirname(os.path.dirname(os.path.abspath(resume_run))),
+                                   **_first_run_options(resume_run, opts))
+    opts, resources, run_dir = prepare(opts, resume_run)
     # Tasks that run in the service's wd (the usual case) then need no chdir,
     # which lets the local launcher use posix_spawn, its fastest path.
     os.chdir(opts.wd)
     try:
-        svc = Service(opts, resources, run_dir, launcher_for(opts, resources, run_dir))
+        svc = Service(opts, resources, run_dir, launcher_for(opts, resources, run_dir), resuming=bool(resume_run))
     except OSError as e:  # e.g. the network port is taken
         raise UserError(str(e)) from None
+    if resume_run:
+        from hpilot.governor.restore import ResumeError
+
+        try:
+            plan = svc.resume(run_dir.path_str)
+        except ResumeError as e:
+            svc.close()
+            raise UserError(str(e)) from None
+        print(plan.text(), file=sys.stderr, flush=True)
+        requests, file_start = _unread_requests(plan)
+        if requests:
+            opts = dataclasses.replace(opts, file_path=plan.file)
     if svc.net is not None:
         ep = svc.net.endpoints
         events = f", events {ep.pub}" if ep.pub else ""
         # one line, flushed: LocalManager reads the address from it
         print(f"hpilot: service listening on {ep.address}{events}; run dir {run_dir.path_str}", flush=True)
-    if opts.file_path:
-        run_requests(svc, requests, opts.file_path)
-        if opts.finish_when_done:
+    if opts.file_path and requests:
+        run_requests(svc, requests, opts.file_path, file_start)
+    if opts.file_path or resume_run:
+        if opts.finish_when_done or (resume_run and not opts.net):
             svc.request({"request": "control", "command": "finishAfterAllTasksDone"})
         elif not svc.gov.finish_when_done and not svc.gov.finishing and not opts.net:
             log.warning("the request file has no finishAfterAllTasksDone: finishing once it is read "

@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 from hpilot.launcher.core import (
     Action,
@@ -33,6 +33,10 @@ from hpilot.launcher.core import (
     TaskExit,
     Tick,
 )
+
+if TYPE_CHECKING:  # imported only with --enable-rt-stats/--enable-proc-stats (psutil costs start-up time)
+    from hpilot.launcher.procstats import ProcSampler
+    from hpilot.launcher.rtstats import RtStats
 
 log = logging.getLogger("hpilot.launcher")
 
@@ -71,8 +75,13 @@ class LocalLauncher:
         on_start: Optional[Callable[[str, int, float], None]] = None,
         grace: float = 3.0,
         clock: Callable[[], float] = time.time,
+        rtstats: Optional[RtStats] = None,
+        procstats: Optional[ProcSampler] = None,
     ) -> None:
         self.core = LauncherCore(grace)
+        self.rtstats = rtstats
+        self.procstats = procstats
+        self._seen_mono = 0.0  # when the exit being reported was seen (monotonic clock)
         self.on_exit = on_exit
         self.on_start = on_start
         self.clock = clock
@@ -82,6 +91,8 @@ class LocalLauncher:
         self._exe_cache: Dict[Tuple[str, Optional[str]], str] = {}
         self._epoll = select.epoll() if HAVE_PIDFD else None
         self._affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        # The record pipe is not polled: a wrapper writes its record before it exits, so
+        # draining it whenever exits are reaped finds every record, with no extra wake-up.
 
     # ---- the owner's loop ----
 
@@ -95,7 +106,11 @@ class LocalLauncher:
         return self._epoll is None and bool(self._children)
 
     def next_deadline(self) -> Optional[float]:
-        return self.core.next_deadline()
+        deadline = self.core.next_deadline()
+        if self.procstats is not None and self._children:
+            due = self.procstats.due(self.clock())
+            deadline = due if deadline is None else min(deadline, due)
+        return deadline
 
     @property
     def running(self) -> int:
@@ -119,7 +134,10 @@ class LocalLauncher:
             _killpg(child.pid, signal.SIGKILL)
 
     def tick(self) -> None:
-        self._feed(Tick(self.clock()))
+        now = self.clock()
+        if self.procstats is not None and self._children and self.procstats.due(now) <= now:
+            self.procstats.sample([(t, c.pid) for t, c in self._children.items()], now)
+        self._feed(Tick(now))
 
     def reap(self) -> int:
         """Collect every child that has exited; returns how many."""
@@ -127,10 +145,19 @@ class LocalLauncher:
             ready = [self._by_fd[fd] for fd, _ in self._epoll.poll(0) if fd in self._by_fd]
         else:
             ready = [t for t, c in self._children.items() if c.poll() is not None]
+        rt = self.rtstats
+        if rt is not None:
+            rt.drain()  # after the exits were seen: their records are in the pipe by now
         for task_id in ready:
             child = self._children.pop(task_id)
             rc = child.wait()
             now = self.clock()
+            if rt is not None:
+                self._seen_mono = time.monotonic()
+                if rc > 128:
+                    sig = rt.signal_of(task_id)
+                    if sig is not None and rc == 128 + sig:
+                        rc = -sig  # the wrapper's 128+N: report "killed by signal N" as without it
             # What the task left running in its process group ends with it, as processes
             # of a Slurm job step do when the step ends.
             _killpg(child.pid, signal.SIGKILL, leader_gone=True)
@@ -145,6 +172,13 @@ class LocalLauncher:
             child.wait()
             self._children.pop(task_id)
             self._forget(child)
+            if self.rtstats is not None:
+                self.rtstats.ended(task_id, 128 + signal.SIGKILL, "killed at shutdown", self.clock(),
+                                   time.monotonic())
+        if self.rtstats is not None:
+            self.rtstats.close()
+        if self.procstats is not None:
+            self.procstats.close()
         if self._epoll is not None:
             self._epoll.close()
 
@@ -162,6 +196,9 @@ class LocalLauncher:
             if child is not None:
                 _killpg(child.pid, action.signum)
         elif isinstance(action, Report):
+            if self.rtstats is not None:
+                ex = action.exit
+                self.rtstats.ended(ex.task_id, ex.exit_code, ex.reason, ex.finished, self._seen_mono)
             self.on_exit(action.exit)
 
     def _spawn(self, req: LaunchRequest) -> None:
@@ -170,12 +207,21 @@ class LocalLauncher:
             if req.wd not in self._made_dirs:
                 os.makedirs(req.wd, exist_ok=True)
                 self._made_dirs.add(req.wd)
-            with self._bound(req):
+            if self.rtstats is not None:  # the wrapper binds the CPUs itself
+                spawn_rt, spawn_mono = time.time(), time.monotonic()
                 if HAVE_POSIX_SPAWN and req.wd == os.getcwd():
-                    pid, proc = self._posix_spawn(req), None
+                    pid, proc = self._posix_spawn(req, self.rtstats), None
                 else:
-                    proc = self._popen(req, files)
+                    proc = self._popen(req, files, self.rtstats)
                     pid = proc.pid
+                self.rtstats.started(req, pid, spawn_rt, spawn_mono)
+            else:
+                with self._bound(req):
+                    if HAVE_POSIX_SPAWN and req.wd == os.getcwd():
+                        pid, proc = self._posix_spawn(req), None
+                    else:
+                        proc = self._popen(req, files)
+                        pid = proc.pid
         except OSError as e:
             for f in files:
                 f.close()
@@ -210,11 +256,16 @@ class LocalLauncher:
             if bound:
                 os.sched_setaffinity(0, self._affinity)  # type: ignore[arg-type]
 
-    def _posix_spawn(self, req: LaunchRequest) -> int:
+    def _posix_spawn(self, req: LaunchRequest, rt: Optional[RtStats] = None) -> int:
         """The fast path (no chdir needed): posix_spawn converts the environment in C
-        and starts the child with vfork semantics; the files are opened by the child."""
+        and starts the child with vfork semantics; the files are opened by the child.
+        With ``rt`` the child is the wrapper, its record pipe as descriptor 3."""
         env = req.env if req.env is not None else os.environ
         exe = self._which(req.argv[0], env.get("PATH"))
+        argv: List[str] = list(req.argv)
+        if rt is not None:
+            argv = rt.argv(req, exe, 3)
+            exe = rt.wrapper
         if req.stdin and not os.path.exists(req.stdin):  # the child's open would not name it
             raise FileNotFoundError(2, "No such file or directory (stdin)", req.stdin)
         out_flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -226,9 +277,12 @@ class LocalLauncher:
             actions.append((os.POSIX_SPAWN_DUP2, 1, 2))
         else:
             actions.append((os.POSIX_SPAWN_OPEN, 2, req.stderr or os.devnull, out_flags, 0o666))
-        _no_inheritable_fds()
+        if rt is not None:
+            actions.append((os.POSIX_SPAWN_DUP2, rt.write_fd, 3))
+        else:  # the wrapper marks every descriptor above 2 close-on-exec for its task itself
+            _no_inheritable_fds()
         # Python ignores SIGPIPE and SIGXFSZ; a task must get the defaults (Popen's restore_signals).
-        return os.posix_spawn(exe, list(req.argv), env, file_actions=actions, setsid=True,
+        return os.posix_spawn(exe, argv, env, file_actions=actions, setsid=True,
                               setsigdef=_DEFAULT_SIGNALS)
 
     def _which(self, program: str, path: Optional[str]) -> str:
@@ -244,7 +298,8 @@ class LocalLauncher:
             self._exe_cache[key] = found
         return found
 
-    def _popen(self, req: LaunchRequest, files: List[IO[bytes]]) -> subprocess.Popen:
+    def _popen(self, req: LaunchRequest, files: List[IO[bytes]], rt: Optional[RtStats] = None
+               ) -> subprocess.Popen:
         stdin = _open(files, req.stdin, "rb") if req.stdin else subprocess.DEVNULL
         stdout = _open(files, req.stdout, "wb") if req.stdout else subprocess.DEVNULL
         stderr: Union[int, IO[bytes]]
@@ -252,9 +307,18 @@ class LocalLauncher:
             stderr = stdout
         else:
             stderr = _open(files, req.stderr, "wb") if req.stderr else subprocess.DEVNULL
+        argv: List[str] = list(req.argv)
+        pass_fds: Tuple[int, ...] = ()
+        if rt is not None:
+            env = req.env if req.env is not None else os.environ
+            exe = self._which(req.argv[0], env.get("PATH"))
+            if "/" in exe and not os.path.isabs(exe) and not os.path.exists(os.path.join(req.wd, exe)):
+                raise FileNotFoundError(2, "No such file or directory", req.argv[0])
+            argv = rt.argv(req, exe, rt.write_fd)
+            pass_fds = (rt.write_fd,)
         return subprocess.Popen(
-            list(req.argv), cwd=req.wd, env=req.env, stdin=stdin, stdout=stdout,
-            stderr=stderr, start_new_session=True, close_fds=True,
+            argv, cwd=req.wd, env=req.env, stdin=stdin, stdout=stdout,
+            stderr=stderr, start_new_session=True, close_fds=True, pass_fds=pass_fds,
         )
 
     def _forget(self, child: _Child) -> None:

@@ -699,7 +699,7 @@ def test_status_shape(gov: Gov) -> None:
     assert resp["code"] == 0
     data = resp["data"]
     assert set(data) == {"System", "Resources", "JobStats"}
-    assert set(data["System"]) == {"Uptime", "Host", "Started", "Zmqaddress"}
+    assert set(data["System"]) == {"Uptime", "Host", "Started", "Zmqaddress", "Pubaddress"}
     assert re.fullmatch(r"\d+:\d\d:\d\d", data["System"]["Uptime"])
     assert data["Resources"]["total_cores"] == 4 and data["Resources"]["used_cores"] == 1
     assert data["JobStats"] == {"TotalJobs": 4, "InScheduleJobs": 0, "ExecutingJobs": 1, "FailedJobs": 2,
