@@ -167,6 +167,20 @@ def read(path: str) -> Replay:
     return out
 
 
+def _parse_finished(line: bytes) -> Optional[Tuple[str, Any]]:
+    body = line[11:]
+    try:
+        if line[10:11] != b" " or zlib.crc32(body) != int(line[2:10], 16):
+            return None
+        p = body.decode("utf-8").split("\t")
+        if len(p) != 9:
+            return None
+        return "I", (p[0], int(p[1]), LETTER_STATE[p[2]], int(p[3]) if p[3] else None, float(p[4]),
+                     float(p[5]), _unesc(p[6]), _unesc(p[7]), _unesc(p[8]) or None)
+    except (ValueError, KeyError, UnicodeDecodeError):
+        return None
+
+
 def read_header(path: str) -> Dict[str, Any]:
     """Only the first record: cheap, for the options a resume takes over."""
     try:
@@ -181,6 +195,8 @@ def read_header(path: str) -> Dict[str, Any]:
 
 
 def _parse(line: bytes) -> Optional[Tuple[str, Any]]:
+    if line[:2] == b"I ":  # the common record first, with as little work as possible
+        return _parse_finished(line)
     if len(line) < 11 or line[1:2] != b" " or line[10:11] != b" ":
         return None
     kind = line[:1].decode("ascii", "replace")

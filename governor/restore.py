@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from hpilot.governor import journal
 from hpilot.governor.core import Action, GovernorCore, JobDone
 from hpilot.governor.jobspec import parse_job
-from hpilot.governor.registry import Drop, IterRun
+from hpilot.governor.registry import Drop, IterRun, JobRecord
 from hpilot.governor.states import JobState
 
 
@@ -77,16 +77,20 @@ def restore(core: GovernorCore, run_dir: str, now: float) -> Tuple[List[Action],
                 file=replay.header.get("file"))
     out: List[Action] = []
     started: Dict[Tuple[str, int], Tuple[Optional[int], float]] = {}
+    finished = _Finished(core)
     for kind, rec in replay.records:
-        if kind == "J" and rec.get("t") == "file":
-            plan.file_next = max(plan.file_next, int(rec.get("next", 0)))
-        elif kind == "J":
-            _json_record(core, rec, out)
+        if kind == "I":
+            if started:
+                started.pop((rec[0], rec[1]), None)
+            finished.add(rec)
         elif kind == "S":
             started[(rec[0], rec[1])] = (rec[2], rec[3])
-        elif kind == "I":
-            started.pop((rec[0], rec[1]), None)
-            _finished(core, rec)
+        elif rec.get("t") == "file":
+            plan.file_next = max(plan.file_next, int(rec.get("next", 0)))
+        else:
+            finished.settle()  # counts must be right before a remove or a drop
+            _json_record(core, rec, out)
+    finished.settle()
     plan.orphans = [(pid, t) for pid, t in started.values() if pid is not None]
     _settle(core, now, out)
     for r in core.registry:
@@ -132,17 +136,48 @@ def _json_record(core: GovernorCore, rec: Dict[str, Any], out: List[Action]) -> 
                     r.set_it_state(it, state)
 
 
-def _finished(core: GovernorCore, rec: Tuple[Any, ...]) -> None:
-    job, it, state, code, start, end, alloc, wd, reason = rec
-    r = core.registry.get(job)
-    if r is None or r.it_state(it).is_final:
-        return
-    run = IterRun(alloc, wd, start, start)
-    run.finished, run.exit_code, run.reason = end, code, reason
-    r.runs[it] = run
-    r.set_it_state(it, JobState(state))
-    if r.state is JobState.QUEUED:
-        r.set_state(JobState.EXECUTING, start)
+class _Finished:
+    """Applies finished-iteration records in bulk: a million of them must replay in seconds,
+    so the state byte is written directly (QUEUED -> final, the only change replay makes)
+    and the per-state counts are added up once per job."""
+
+    _QUEUED = JobState.QUEUED.code
+
+    def __init__(self, core: GovernorCore) -> None:
+        self.core = core
+        self.codes = {s.value: s.code for s in JobState}
+        self.pending: Dict[int, Tuple[JobRecord, Dict[str, int]]] = {}
+        self.last: Tuple[Optional[str], Optional[JobRecord]] = (None, None)
+        self.strings: Dict[str, str] = {}  # one copy of each allocation/wd string
+
+    def add(self, rec: Tuple[Any, ...]) -> None:
+        job, it, state, code, start, end, alloc, wd, reason = rec
+        name, r = self.last
+        if name != job:
+            r = self.core.registry.get(job)
+            self.last = (job, r)
+        if r is None:
+            return
+        idx = it - r.task.it_start
+        if not 0 <= idx < r.total or r.it_states[idx] != self._QUEUED:
+            return
+        r.it_states[idx] = self.codes[state]
+        counts = self.pending.setdefault(id(r), (r, {}))[1]
+        counts[state] = counts.get(state, 0) + 1
+        strings = self.strings
+        run = IterRun(strings.setdefault(alloc, alloc), strings.setdefault(wd, wd), start, start)
+        run.finished, run.exit_code, run.reason = end, code, reason
+        r.runs[it] = run
+        if r.state is JobState.QUEUED:
+            r.set_state(JobState.EXECUTING, start)
+
+    def settle(self) -> None:
+        for r, counts in self.pending.values():
+            for state, n in counts.items():
+                r.counts[JobState.QUEUED] -= n
+                r.counts[JobState(state)] += n
+        self.pending.clear()
+        self.last = (None, None)
 
 
 def _settle(core: GovernorCore, now: float, out: List[Action]) -> None:

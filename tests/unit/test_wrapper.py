@@ -222,6 +222,9 @@ def test_find_wrapper_builds_from_the_checkout_source(monkeypatch: pytest.Monkey
         pytest.skip("no C compiler")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(rtstats, "_HERE", str(tmp_path / "nowhere"))  # no installed binary
+    # the checkout's source, also when the package under test was installed from it (CI)
+    source = Path(__file__).resolve().parents[2] / "wrapper_c" / Path(rtstats._SOURCE).name
+    monkeypatch.setattr(rtstats, "_SOURCE", str(source))
     exe = find_wrapper(None)
     assert exe.startswith(str(tmp_path)) and os.access(exe, os.X_OK)
     assert find_wrapper(None) == exe  # built once per source version
