@@ -192,10 +192,15 @@ def new_secret() -> str:
 
 
 def write_secret(path: str, secret: str) -> None:
-    """Create the secret file readable by its owner only (0600 from the start, not chmod later)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Create the secret file readable by its owner only (0600 from the start, not chmod later).
+
+    A resumed run writes a new secret in the same run dir: the old file is replaced, not
+    reopened, so its mode can never have been widened in between."""
+    tmp = f"{path}.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secret + "\n")
+    os.replace(tmp, path)
 
 
 def read_secret(path: str) -> str:
