@@ -132,6 +132,28 @@ def run_workload(name: str, repeat: int, workdir: str, hpilot: List[str]) -> Dic
     }
 
 
+def run_qcg(name: str, qcg: str, repeat: int, workdir: str) -> Optional[Dict[str, Any]]:
+    """The same request file under QCG-PilotJob's service (optional: --qcg PATH)."""
+    build, args, tasks, desc = WORKLOADS[name]
+    if name == "M1":
+        return None  # QCG-PilotJob 0.14 does not support cancelJob
+    wd = os.path.join(workdir, f"qcg-{name}")
+    os.makedirs(wd, exist_ok=True)
+    req = os.path.join(wd, "requests.json")
+    with open(req, "w") as f:
+        json.dump(build(), f)
+    walls, mems, codes = [], [], []
+    for _ in range(repeat):
+        wall, mem, code = timed([qcg, "--file-path", req, "--log", "warning"] + args, wd)
+        walls.append(wall)
+        mems.append(mem)
+        codes.append(code)
+    wall = statistics.median(walls)
+    return {"workload": f"{name} [QCG-PilotJob]", "description": desc, "tasks": tasks, "wall_s": round(wall, 4),
+            "tasks_per_s": round(tasks / wall, 1) if tasks else None, "peak_mb": round(max(mems), 1),
+            "makespan_s": None, "exit_codes": codes, "runs": [round(w, 4) for w in walls]}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["wrapper"]:  # python -m bench wrapper: the rt-stats suite (bench/wrapper.py)
@@ -148,6 +170,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--hpilot", default=None, help="command to run hpilot (default: this Python -m hpilot.governor)")
+    ap.add_argument("--qcg", default=None, metavar="PATH",
+                    help="qcg-pm-service of an installed QCG-PilotJob: its rows go into the same table")
     args = ap.parse_args(argv)
     hpilot = args.hpilot.split() if args.hpilot else [sys.executable, "-m", "hpilot.governor"]
     cores = 2  # the workloads use --nodes 2; the floor gets the same parallelism
@@ -172,6 +196,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 expect = EXPECTED_EXIT.get(name, 0)
                 row["met"] = bool(target[1](row, fx)) and all(c == expect for c in row["exit_codes"])
             rows.append(row)
+            if args.qcg:
+                qrow = run_qcg(name, args.qcg, args.repeat, workdir)
+                if qrow is not None:
+                    qrow["ratio"] = round(qrow["wall_s"] / fx, 2) if qrow["tasks"] == FLOOR_TASKS else None
+                    rows.append(qrow)
     machine = {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
                "platform": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M")}
     print(f"machine: {machine['platform']}, {machine['cpus']} cpus, Python {machine['python']}, {machine['date']}")
