@@ -26,7 +26,7 @@ import signal
 import socket
 import sys
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import zmq
 from hpilot.launcher import wire
@@ -49,7 +49,7 @@ def map_cpus(wanted: Sequence[int], allowed: Sequence[int]) -> Tuple[Tuple[int, 
 
 class Agent:
     def __init__(self, connect: str, node: str, secret: str, grace: float = 3.0, misses: int = 5,
-                 hello_timeout: float = 60.0) -> None:
+                 hello_timeout: float = 60.0, stats: Tuple[Any, Any] = (None, None)) -> None:
         self.node = node
         self.secret = secret
         self.misses = misses
@@ -61,7 +61,8 @@ class Agent:
         self.sock.connect(connect)
         self.allowed = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
         self.outbox: List[bytes] = []
-        self.launcher = LocalLauncher(on_exit=self._exited, on_start=self._started, grace=grace)
+        self.launcher = LocalLauncher(on_exit=self._exited, on_start=self._started, grace=grace,
+                                      rtstats=stats[0], procstats=stats[1])
         self.node_env = {k: os.environ[k] for k in NODE_VARS if k in os.environ}
         self.node_env["HPILOT_NODE"] = node
         self.heartbeat = 1.0
@@ -207,6 +208,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--misses", type=int, default=5, help="heartbeats missed before the service is deemed gone")
     p.add_argument("--hello-timeout", type=float, default=60.0)
     p.add_argument("--log", default="info")
+    p.add_argument("--run-dir", default=None, help="where --rt-stats/--proc-stats records go (shared file system)")
+    p.add_argument("--rt-stats", action="store_true")
+    p.add_argument("--wrapper", default=None)
+    p.add_argument("--proc-stats", action="store_true")
+    p.add_argument("--proc-interval", type=float, default=1.0)
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log.upper(), stream=sys.stderr,
                         format=f"%(asctime)s agent[{args.node}@{socket.gethostname()}] %(levelname)s %(message)s")
@@ -215,7 +221,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (OSError, ValueError) as e:
         log.error("cannot read the secret: %s", e)
         return 2
-    agent = Agent(args.connect, args.node, secret, args.grace, args.misses, args.hello_timeout)
+    stats: Tuple[Any, Any] = (None, None)
+    if args.run_dir and (args.rt_stats or args.proc_stats):
+        from hpilot.launcher.rtstats import WrapperError, open_stats
+
+        try:
+            stats = open_stats(args.run_dir, args.rt_stats, args.wrapper, args.proc_stats, args.proc_interval,
+                               tag=f"{args.node}-{os.getpid()}")
+        except WrapperError as e:
+            log.error("%s", e)
+            return 2
+    agent = Agent(args.connect, args.node, secret, args.grace, args.misses, args.hello_timeout, stats)
 
     def on_signal(signum: int, frame: object) -> None:
         agent.stop = f"signal {signal.Signals(signum).name}"

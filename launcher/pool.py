@@ -56,9 +56,25 @@ class AgentStartError(RuntimeError):
 # ---- how an agent is started on a node ----
 
 
-def agent_argv(node: str, connect: str, secret_file: str, grace: float, heartbeat_misses: int = 5) -> List[str]:
+def agent_argv(node: str, connect: str, secret_file: str, grace: float, heartbeat_misses: int = 5,
+               extra: Sequence[str] = ()) -> List[str]:
     return [sys.executable, "-m", "hpilot.launcher.agent", "--connect", connect, "--node", node,
-            "--secret-file", secret_file, "--grace", str(grace), "--misses", str(heartbeat_misses)]
+            "--secret-file", secret_file, "--grace", str(grace), "--misses", str(heartbeat_misses), *extra]
+
+
+def stats_args(run_dir: str, rt_stats: bool, wrapper: Optional[str], proc_stats: bool,
+               interval: float) -> List[str]:
+    """What an agent needs to write rt/proc statistics into the (shared) run directory."""
+    if not (rt_stats or proc_stats):
+        return []
+    out = ["--run-dir", run_dir, "--proc-interval", str(interval)]
+    if rt_stats:
+        out.append("--rt-stats")
+    if wrapper:
+        out += ["--wrapper", wrapper]
+    if proc_stats:
+        out.append("--proc-stats")
+    return out
 
 
 def srun_starter(node: str, wd: str, argv: Sequence[str], srun: str = "srun") -> List[str]:
@@ -118,9 +134,10 @@ class AgentPool:
     def __init__(self, on_exit: OnExit, on_start: Optional[OnStart], nodes: Sequence[str], wd: str, log_dir: str,
                  secret_file: str, starter: Starter = srun_starter, grace: float = 3.0,
                  init_timeout: float = 30.0, ready_threshold: float = 1.0, heartbeat: float = 1.0,
-                 misses: int = 5, advertise: Optional[str] = None) -> None:
+                 misses: int = 5, advertise: Optional[str] = None, agent_extra: Sequence[str] = ()) -> None:
         self.on_exit = on_exit
         self.on_start = on_start
+        self.agent_extra = list(agent_extra)  # e.g. stats_args(): statistics written by the agents
         self.secret = wire.read_secret(secret_file)
         self.heartbeat = heartbeat
         self.misses = misses
@@ -153,7 +170,8 @@ class AgentPool:
         pre = _pdeathsig()
         for st in self.nodes.values():
             st.log_path = os.path.join(log_dir, f"agent-{st.name}.log")
-            cmd = starter(st.name, wd, agent_argv(st.name, self.address, secret_file, grace, self.misses))
+            cmd = starter(st.name, wd, agent_argv(st.name, self.address, secret_file, grace, self.misses,
+                                                  self.agent_extra))
             log.debug("starting the agent on %s: %s", st.name, shlex.join(cmd))
             with open(st.log_path, "ab") as out:
                 try:
