@@ -131,40 +131,51 @@ class Replay:
 
 
 def read(path: str) -> Replay:
+    """The whole journal in memory (tests, small runs); a resume uses :func:`stream`."""
+    replay, records = stream(path)
+    replay.records = list(records)
+    return replay
+
+
+def stream(path: str) -> Tuple[Replay, Iterator[Tuple[str, Any]]]:
+    """The header now (so a wrong file fails at once), the records as they are read.
+
+    ``Replay.dropped`` and ``problems`` are complete once the iterator is exhausted."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
         raise JournalError(f"{path}: no journal here (is this an hpilot run directory?)") from None
-    lines = data.split(b"\n")
-    tail = lines.pop()  # after the last newline: empty, or a torn record
-    out: Optional[Replay] = None
-    pos = 0
-    for i, line in enumerate(lines):
-        end = pos + len(line) + 1
-        parsed = _parse(line)
-        if out is None:
-            if parsed is None or parsed[0] != "H":
-                raise JournalError(f"{path}: not an hpilot journal (first record unreadable)")
-            header = parsed[1]
-            if header.get("version") != VERSION:
-                raise JournalError(f"{path}: journal format version {header.get('version')!r}; this hpilot "
-                                   f"reads version {VERSION} (use the hpilot version that wrote it)")
-            out = Replay(header)
-        elif parsed is None:
+    first_end = data.find(b"\n")
+    parsed = _parse(data[:first_end]) if first_end >= 0 else None
+    if parsed is None or parsed[0] != "H":
+        raise JournalError(f"{path}: not an hpilot journal (first record unreadable)")
+    header = parsed[1]
+    if header.get("version") != VERSION:
+        raise JournalError(f"{path}: journal format version {header.get('version')!r}; this hpilot "
+                           f"reads version {VERSION} (use the hpilot version that wrote it)")
+    out = Replay(header)
+    return out, _records(data, first_end + 1, out)
+
+
+def _records(data: bytes, pos: int, out: Replay) -> Iterator[Tuple[str, Any]]:
+    n = 1
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        n += 1
+        if end < 0:  # no newline after it: a torn record
+            out.dropped += 1
+            out.problems.append(f"the last record (byte {pos}) was cut short and was skipped")
+            return
+        parsed = _parse(data[pos:end])
+        if parsed is None:
             out.dropped += 1
             if len(out.problems) < 10:
-                out.problems.append(f"record {i + 1} (byte {pos}) is damaged and was skipped")
+                out.problems.append(f"record {n} (byte {pos}) is damaged and was skipped")
         else:
-            out.records.append(parsed)
-            out.good_bytes = end
-        pos = end
-    if out is None:
-        raise JournalError(f"{path}: empty journal")
-    if tail:
-        out.dropped += 1
-        out.problems.append(f"the last record (byte {pos}) was cut short and was skipped")
-    return out
+            out.good_bytes = end + 1
+            yield parsed
+        pos = end + 1
 
 
 def _parse_finished(line: bytes) -> Optional[Tuple[str, Any]]:

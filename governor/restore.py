@@ -70,15 +70,14 @@ def find_run(path: str) -> str:
 def restore(core: GovernorCore, run_dir: str, now: float) -> Tuple[List[Action], Plan]:
     """Replay ``run_dir``'s journal into ``core`` (a fresh one); returns the actions to carry out."""
     try:
-        replay = journal.read(os.path.join(run_dir, journal.FILE))
+        replay, records = journal.stream(os.path.join(run_dir, journal.FILE))
     except journal.JournalError as e:
         raise ResumeError(str(e)) from None
-    plan = Plan(run_dir, dropped_records=replay.dropped, problems=list(replay.problems),
-                file=replay.header.get("file"))
+    plan = Plan(run_dir, file=replay.header.get("file"))
     out: List[Action] = []
     started: Dict[Tuple[str, int], Tuple[Optional[int], float]] = {}
     finished = _Finished(core)
-    for kind, rec in replay.records:
+    for kind, rec in records:
         if kind == "I":
             if started:
                 started.pop((rec[0], rec[1]), None)
@@ -91,6 +90,7 @@ def restore(core: GovernorCore, run_dir: str, now: float) -> Tuple[List[Action],
             finished.settle()  # counts must be right before a remove or a drop
             _json_record(core, rec, out)
     finished.settle()
+    plan.dropped_records, plan.problems = replay.dropped, list(replay.problems)
     plan.orphans = [(pid, t) for pid, t in started.values() if pid is not None]
     _settle(core, now, out)
     for r in core.registry:
@@ -148,28 +148,42 @@ class _Finished:
         self.codes = {s.value: s.code for s in JobState}
         self.pending: Dict[int, Tuple[JobRecord, Dict[str, int]]] = {}
         self.last: Tuple[Optional[str], Optional[JobRecord]] = (None, None)
+        self.cur: Tuple[Any, ...] = (None, {}, bytearray(), {}, 0)
         self.strings: Dict[str, str] = {}  # one copy of each allocation/wd string
 
     def add(self, rec: Tuple[Any, ...]) -> None:
         job, it, state, code, start, end, alloc, wd, reason = rec
-        name, r = self.last
-        if name != job:
-            r = self.core.registry.get(job)
-            self.last = (job, r)
+        if job != self.last[0]:
+            self._switch(job, start)
+        r, counts, states, runs, first = self.cur
         if r is None:
             return
-        idx = it - r.task.it_start
-        if not 0 <= idx < r.total or r.it_states[idx] != self._QUEUED:
+        idx = it - first
+        if not 0 <= idx < len(states) or states[idx] != self._QUEUED:
             return
-        r.it_states[idx] = self.codes[state]
-        counts = self.pending.setdefault(id(r), (r, {}))[1]
+        states[idx] = self.codes[state]
         counts[state] = counts.get(state, 0) + 1
         strings = self.strings
-        run = IterRun(strings.setdefault(alloc, alloc), strings.setdefault(wd, wd), start, start)
+        a = strings.get(alloc)
+        if a is None:
+            a = strings[alloc] = alloc
+        w = strings.get(wd)
+        if w is None:
+            w = strings[wd] = wd
+        run = IterRun(a, w, start, start)
         run.finished, run.exit_code, run.reason = end, code, reason
-        r.runs[it] = run
+        runs[it] = run
+
+    def _switch(self, job: str, start: float) -> None:
+        r = self.core.registry.get(job)
+        self.last = (job, r)
+        if r is None:
+            self.cur = (None, {}, bytearray(), {}, 0)
+            return
         if r.state is JobState.QUEUED:
             r.set_state(JobState.EXECUTING, start)
+        counts = self.pending.setdefault(id(r), (r, {}))[1]
+        self.cur = (r, counts, r.it_states, r.runs, r.task.it_start)
 
     def settle(self) -> None:
         for r, counts in self.pending.values():
@@ -178,6 +192,7 @@ class _Finished:
                 r.counts[JobState(state)] += n
         self.pending.clear()
         self.last = (None, None)
+        self.cur = (None, {}, bytearray(), {}, 0)
 
 
 def _settle(core: GovernorCore, now: float, out: List[Action]) -> None:
