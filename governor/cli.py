@@ -73,6 +73,20 @@ SERVICE_OPTIONS = [
     # journal and resume
     _opt("--resume", type=str, metavar="PATH", help="Carry on the run in PATH (a run dir, or a wd: its newest run)."),
     _flag("journal", "Keep the run's journal (on by default; needed for --resume)."),
+    # governor mode
+    _flag("governor", "Schedule nothing here: partition managers register and get the work."),
+    _opt("--parent", type=str, metavar="ADDRESS",
+         help="Be a partition manager of the governor at ADDRESS (or its wd / run dir)."),
+    _opt("--id", type=str, help="With --parent: this partition's name."),
+    _opt("--tags", type=str, help="With --parent: comma-separated tags of this partition."),
+    _opt("--partition-nodes", type=int, help="Governor mode: one local partition manager per N nodes."),
+    _opt("--slurm-partition-nodes", type=int,
+         help="Governor mode in Slurm: one partition manager (srun) per N nodes of the allocation."),
+    _opt("--partition-heartbeat", type=float, help="Seconds between governor/partition heartbeats."),
+    _opt("--partition-register-timeout", type=float,
+         help="Seconds to wait for the partitions the governor started to register."),
+    _opt("--dry-run-tasks", type=float, metavar="SECONDS",
+         help="Run no processes: every task succeeds after SECONDS (control-plane benchmarks)."),
 ]
 
 
@@ -143,6 +157,10 @@ def _serve(kw: Dict[str, Any]) -> None:
         opts = build_options(config, kw)
     except ConfigError as e:
         _fail(str(e))
+    if opts.parent:
+        from hpilot.governor.startup import serve_partition
+
+        sys.exit(serve_partition(opts))
     outcome = serve(opts)
     for msg in outcome.refused:
         click.echo(f"hpilot: {msg}", err=True)

@@ -66,6 +66,22 @@ def _iters(entry: Dict[str, Any]) -> str:
     return f"{it['finished']}/{it['total']}" if it else "-"
 
 
+def _partitions(res: Dict[str, Any], as_json: bool) -> None:
+    import time
+
+    parts = res.get("partitions")
+    if parts is None:
+        raise UserError("this service is not a governor: it has no partitions (start it with --governor)")
+    now = time.time()
+    rows = [(p["name"], ",".join(p.get("nodes", [])), f"{p.get('used_cores', 0)}/{p.get('total_cores', 0)}",
+             p.get("outstanding", 0), p.get("done", 0),
+             f"{p.get('done', 0) / max(1e-9, now - p.get('joined', now)):.1f}/s" if p.get("joined") else "-",
+             "draining" if p.get("draining") else "up") for p in parts]
+    rows += [(name, "-", "-", "-", "-", "-", f"lost: {why}") for name, why in res.get("lost_partitions", {}).items()]
+    _out(parts, as_json, lambda _: _table(rows, ("PARTITION", "NODES", "CORES USED", "HELD", "DONE", "RATE",
+                                                 "STATE")))
+
+
 address_opt = click.option("--address", default=None, help="Service address (tcp://host:port).")
 json_opt = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
@@ -86,11 +102,15 @@ def submit(file: str, address: Optional[str], as_json: bool) -> None:
 
 @click.command()
 @click.argument("jobs", nargs=-1)
+@click.option("--partitions", is_flag=True, help="Governor mode: each partition's nodes, load and rate.")
 @address_opt
 @json_opt
-def status(jobs: Sequence[str], address: Optional[str], as_json: bool) -> None:
+def status(jobs: Sequence[str], partitions: bool, address: Optional[str], as_json: bool) -> None:
     """State of the given jobs (all jobs without names)."""
     m = _connect(address)
+    if partitions:
+        _partitions(_call(m.resources), as_json)
+        return
     if not jobs:
         listing = _call(m.list)
         rows = [(n, e["status"], _iters(e), e.get("messages", "")) for n, e in listing.items()]

@@ -74,6 +74,17 @@ class Options:
     journal: bool = True
     journal_sync: float = 0.5
     resume: Optional[str] = None
+    # ---- governor mode (issue #5) ----
+    governor: bool = False
+    parent: Optional[str] = None  # a partition manager: the governor's address (or its wd / run dir)
+    id: Optional[str] = None
+    tags: str = ""
+    partition_nodes: Optional[int] = None
+    slurm_partition_nodes: Optional[int] = None
+    partition_heartbeat: float = 1.0
+    partition_register_timeout: float = 30.0
+    # run nothing: every task "succeeds" after this many seconds (control-plane benchmarks, tests)
+    dry_run_tasks: Optional[float] = None
     # `hpilot run`: wait for every job even without a finishAfterAllTasksDone request
     finish_when_done: bool = False
     # LocalManager: the process that started this service; when it dies, so does the service
@@ -119,7 +130,7 @@ def _typed(source: str, key: str, value: Any, typ: Any) -> Any:
     want = str(typ)
     if want == "bool" and not isinstance(value, bool):
         raise ConfigError(f"{source}: '{key}' must be true or false, not {value!r}")
-    if want == "float":
+    if want in ("float", "Optional[float]"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{source}: '{key}' must be a number >= 0, not {value!r}")
         return float(value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
@@ -17,6 +18,7 @@ from hpilot.governor import journal, queries
 from hpilot.governor.dag import Dag, Edge
 from hpilot.governor.jobspec import FieldError, JobSpec, parse_job
 from hpilot.governor.registry import Drop, IterRun, JobRecord, Registry
+from hpilot.governor.routing import PartitionDraining, PartitionGone, PartitionJoined, Router, Settled
 from hpilot.governor.states import JobState
 from hpilot.governor.validate import check_submit
 from hpilot.partition.messages import (
@@ -55,7 +57,7 @@ class FromPart:
     message: FromPartition
 
 
-Event = Union[ClientRequest, FromPart]
+Event = Union[ClientRequest, FromPart, PartitionJoined, PartitionGone, PartitionDraining, Settled]
 
 # ---- actions ----
 
@@ -142,6 +144,10 @@ class GovernorCore:
         # not names: a name can be removed and reused while an old record still waits.
         self._waiting_whole: Dict[str, List[JobRecord]] = {}
         self._waiting_it: Dict[Tuple[str, int], List[JobRecord]] = {}
+        # governor mode (set by the shell): partitions register over the network and
+        # ready work is routed by credit; None is the single in-process partition
+        self.router: Optional[Router] = None
+        self.expect_partitions = 0  # partitions the governor started itself
 
     # ---- the one entry point ----
 
@@ -152,6 +158,15 @@ class GovernorCore:
         elif isinstance(ev, ClientRequest):
             resp = self._request(ev.payload, ev.now, out)
             out.insert(0, Reply(ev.reply_to, resp))
+        elif self.router is not None and isinstance(ev, PartitionJoined):
+            self.router.join(self, ev, out)
+        elif self.router is not None and isinstance(ev, PartitionGone):
+            self.router.gone_(self, ev, out)
+        elif self.router is not None and isinstance(ev, PartitionDraining):
+            self.router.draining(ev.name)
+        elif self.router is not None and isinstance(ev, Settled):
+            self.router.settled = True
+            self.router.pump(self, 0.0, out)
         else:
             raise TypeError(f"governor: unknown event {ev!r}")
         self._check_done(out)
@@ -214,7 +229,8 @@ class GovernorCore:
                 return None
             return rec.iterations() if rec.task.iterative else ()
 
-        single = next(iter(self.partitions.values())).resources if len(self.partitions) == 1 else None
+        single = (next(iter(self.partitions.values())).resources
+                  if len(self.partitions) == 1 and self.router is None else None)
         errors = check_submit(specs, known, self.cfg.root_wd, single, self.cfg.models)
         if errors:
             return errors
@@ -281,11 +297,11 @@ class GovernorCore:
 
     def _dispatch(self, rec: JobRecord, out: List[Action]) -> None:
         rec.dispatched = True
-        part = self._route(rec)
+        if self.router is not None:
+            self.router.add(self, rec, rec.submitted, out)
+            return
+        part = next(iter(self.partitions))
         out.append(SendToPartition(part, Work(rec.task, rec.pending(), rec.submitted)))
-
-    def _route(self, rec: JobRecord) -> str:
-        return next(iter(self.partitions))
 
     def _req_cancel(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
         names, err = _job_names(payload)
@@ -312,7 +328,9 @@ class GovernorCore:
         if self.journaling:
             out.append(Record(journal.json_record({"t": "cancel", "time": now, "jobs": [rec.name]})))
         reason = "canceled by the user"
-        if rec.dispatched:
+        if rec.dispatched and self.router is not None:
+            self.router.cancel(self, rec, reason, now, out)
+        elif rec.dispatched:
             for part in self.partitions:
                 out.append(SendToPartition(part, CancelJob(rec.name, reason, now)))
         else:
@@ -355,6 +373,8 @@ class GovernorCore:
         for rec in list(self.registry):
             if not rec.state.is_final and not rec.dispatched:
                 self._drop(rec, rec.iterations(), JobState.CANCELED, reason, now, out)
+        if self.router is not None:
+            self.router.drop_unsent(self, reason, now, out)
         for part in self.partitions:
             out.append(SendToPartition(part, Shutdown(reason, now)))
         out.append(FinishService("finish request"))
@@ -367,14 +387,18 @@ class GovernorCore:
 
     def _from_partition(self, part: str, msg: FromPartition, out: List[Action]) -> None:
         rec = self.registry.get(msg.job)
-        if rec is None:
-            log.warning("report for unknown job %s from %s dropped", msg.job, part)
+        view = self.partitions.get(part)
+        if rec is None or view is None:
+            log.warning("report for job %s from %s dropped (unknown job or partition)", msg.job, part)
             return
-        view = self.partitions[part]
         if isinstance(msg, IterationStarted):
             view.used_cores += msg.cores
             rec.set_it_state(msg.iteration, JobState.EXECUTING)
-            run = IterRun(msg.allocation, msg.wd, msg.scheduled, msg.started)
+            if self.router is None:
+                run = IterRun(msg.allocation, msg.wd, msg.scheduled, msg.started)
+            else:  # decoded from the wire: one copy of each string for a million runs, not a million
+                run = IterRun(sys.intern(msg.allocation), sys.intern(msg.wd), msg.scheduled, msg.started)
+                run.partition = view.name
             run.pid = msg.pid
             old = rec.runs.get(msg.iteration)
             if old is not None:
@@ -387,9 +411,13 @@ class GovernorCore:
                 self._set_state(rec, JobState.EXECUTING, msg.started, out)
         elif isinstance(msg, IterationFinished):
             self._finished(rec, view, msg, out)
+            if self.router is not None:
+                self.router.reported(self, part, rec.name, (msg.iteration,), msg.finished, out, True)
         elif isinstance(msg, IterationsDropped):
             state = JobState.CANCELED if msg.canceled else JobState.FAILED
             self._drop(rec, msg.iterations, state, msg.reason, msg.when, out)
+            if self.router is not None:
+                self.router.reported(self, part, rec.name, msg.iterations, msg.when, out, True)
 
     def _finished(self, rec: JobRecord, view: PartitionView, msg: IterationFinished,
                   out: List[Action]) -> None:

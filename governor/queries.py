@@ -92,6 +92,8 @@ def _runtime(run) -> Dict[str, Any]:
         out["pid"] = run.pid
     if run.attempts > 1:
         out["attempts"] = run.attempts
+    if run.partition is not None:
+        out["partition"] = run.partition
     return out
 
 
@@ -128,7 +130,15 @@ def resources_info(core: GovernorCore) -> Dict[str, Any]:
     total = sum(p.resources.total_cores for p in core.partitions.values())
     used = sum(p.used_cores for p in core.partitions.values())
     nodes = sum(len(p.resources.nodes) for p in core.partitions.values())
-    return {"total_nodes": nodes, "total_cores": total, "used_cores": used, "free_cores": total - used}
+    out: Dict[str, Any] = {"total_nodes": nodes, "total_cores": total, "used_cores": used,
+                           "free_cores": total - used}
+    if core.router is not None:  # governor mode: each partition, and its routing counters
+        stats = {s["name"]: s for s in core.router.stats()}
+        out["partitions"] = [dict(stats.get(p.name, {}), name=p.name, total_cores=p.resources.total_cores,
+                                  used_cores=p.used_cores, nodes=[n.name for n in p.resources.nodes])
+                             for p in core.partitions.values()]
+        out["lost_partitions"] = dict(core.router.gone)
+    return out
 
 
 def system_status(core: GovernorCore, now: float) -> Dict[str, Any]:

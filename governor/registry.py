@@ -28,7 +28,7 @@ class IterRun:
     """An iteration that was placed on cores (at least once)."""
 
     __slots__ = ("allocation", "wd", "scheduled", "started", "finished", "exit_code", "reason",
-                 "attempts", "pid")
+                 "attempts", "pid", "partition")
 
     def __init__(self, allocation: str, wd: str, scheduled: float, started: float) -> None:
         self.allocation = allocation
@@ -40,6 +40,7 @@ class IterRun:
         self.reason: Optional[str] = None
         self.attempts = 1
         self.pid: Optional[int] = None
+        self.partition: Optional[str] = None  # governor mode: which partition ran it
 
     @property
     def runtime(self) -> Optional[float]:

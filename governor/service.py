@@ -38,8 +38,10 @@ from hpilot.governor.core import (
 from hpilot.governor.journal import FILE as JOURNAL_FILE
 from hpilot.governor.journal import Journal, json_record
 from hpilot.governor.net import ADDRESS_FILE, NetInterface, make_secret
+from hpilot.governor.partitions import IdleLauncher, PartitionLinks
 from hpilot.governor.progress import Progress, tally
 from hpilot.governor.report import JobReport, write_final_status
+from hpilot.governor.routing import Router, Settled
 from hpilot.governor.rundir import RunDir
 from hpilot.governor.states import JobState
 from hpilot.launcher.api import Launcher, poll_targets
@@ -129,18 +131,29 @@ class Service:
             base_env["HPILOT_SECRET"] = secret  # so that a task can submit more work
         address = self.net.endpoints.address if self.net else None
         pub = self.net.endpoints.pub if self.net else None
+        governor = opts.governor or bool(opts.partition_nodes) or bool(opts.slurm_partition_nodes)
         self.gov = GovernorCore(
             GovernorConfig(root_wd=self.root_wd, sname=_cluster_name(), started=self.started, address=address,
                            pub_address=pub, models=models_for(resources.source == "slurm")),
-            [PartitionView(PART, resources)],
+            [] if governor else [PartitionView(PART, resources)],
         )
         self.gov.emit_events = self.net is not None and self.net.pub is not None
         slurm = resources.source == "slurm"
-        env = EnvContext(base_env=base_env, envschema=opts.envschema, address=address, binding=resources.binding,
-                         in_allocation=slurm, aux_dir=run_dir.path("hostfiles"))
-        self.part = PartitionCore(resources, PartitionConfig(self.root_wd, env, models_for(slurm),
-                                                             uniq_prefix=run_dir.uniq))
-        self.launcher: Launcher = (make_launcher or local_launcher(opts))(self._task_exit, self._task_start)
+        self.links: Optional[PartitionLinks] = None
+        self.part: Optional[PartitionCore] = None
+        self._finish_by: Optional[float] = None
+        if governor:  # partition managers do the work; they register with self.links
+            # partitions started by srun run on other nodes: loopback would not reach them
+            iface = "0.0.0.0" if opts.slurm_partition_nodes and opts.net_iface == "127.0.0.1" else opts.net_iface
+            self.links = PartitionLinks(iface, run_dir.path_str, opts.partition_heartbeat)
+            self.gov.router = Router()
+            self.launcher: Launcher = IdleLauncher()
+        else:
+            env = EnvContext(base_env=base_env, envschema=opts.envschema, address=address,
+                             binding=resources.binding, in_allocation=slurm, aux_dir=run_dir.path("hostfiles"))
+            self.part = PartitionCore(resources, PartitionConfig(self.root_wd, env, models_for(slurm),
+                                                                 uniq_prefix=run_dir.uniq))
+            self.launcher = (make_launcher or local_launcher(opts))(self._task_exit, self._task_start)
         if hasattr(self.launcher, "on_node"):  # node agents: a node whose agent died takes no more work
             self.launcher.on_node = self._node_changed
         self.report = JobReport(run_dir.path(opts.report_file), opts.report_format, opts.report_flush,
@@ -200,7 +213,10 @@ class Service:
                 if self.journal is not None:
                     self.journal.add(a.data)
             elif isinstance(a, SendToPartition):
-                self._to_part(a.message)
+                if self.links is not None:
+                    self.links.send(a.partition, a.message)
+                else:
+                    self._to_part(a.message)
             elif isinstance(a, StateEvent):
                 if self.net is not None:
                     self.net.publish(a.event)
@@ -214,6 +230,7 @@ class Service:
                 self._finish = self._finish or a.reason
 
     def _to_part(self, ev: Any) -> None:
+        assert self.part is not None
         for a in self.part.handle(ev):
             if isinstance(a, LaunchRequest):
                 self.launcher.launch(a)
@@ -224,6 +241,9 @@ class Service:
         self._need_schedule = True
 
     def _schedule(self) -> None:
+        if self.part is None:
+            self._need_schedule = False
+            return
         while self._need_schedule:
             self._need_schedule = False
             actions = self.part.handle(Schedule(time.time()))
@@ -255,6 +275,8 @@ class Service:
             poller.register(wake_r, zmq.POLLIN)
         for sock in self.net.sockets() if self.net else []:
             poller.register(sock, zmq.POLLIN)
+        for sock in self.links.sockets() if self.links else []:
+            poller.register(sock, zmq.POLLIN)
         parent_fd = _watch_parent(self.opts.parent_pid)
         if parent_fd is not None:
             poller.register(parent_fd, zmq.POLLIN)
@@ -284,6 +306,11 @@ class Service:
                         self.net.process(self.request)
                     if self.net.pub is not None and self.net.pub in ready:
                         self.net.drain_subscriptions()
+                if self.links is not None:
+                    now = time.time()
+                    for ev in self.links.process(now) + self.links.tick(now):
+                        self._to_gov(ev)
+                    self._maybe_settled(now)
                 self.launcher.reap()
                 deadline = self.launcher.next_deadline()
                 if deadline is not None and deadline <= time.time():
@@ -297,7 +324,28 @@ class Service:
         finally:
             self._restore_signals()
 
+    def _maybe_settled(self, now: float) -> None:
+        """Once every partition this governor started registered (or the time for it
+        passed, naming those that did not), jobs too big for all of them can fail."""
+        router = self.gov.router
+        if router is None or router.settled or self.links is None or not self.gov.expect_partitions:
+            return
+        missing = self.links.missing()
+        if missing and now < self.started + self.opts.partition_register_timeout:
+            return
+        if missing:
+            log.error("partition(s) %s did not register within %.0fs: carrying on without them",
+                      ", ".join(missing), self.opts.partition_register_timeout)
+        self._to_gov(Settled())
+
     def _done(self) -> bool:
+        if self.links is not None and self._finish is not None and self.gov.router is not None:
+            # governor mode: wait (a while) for the partitions' last reports
+            now = time.time()
+            if self._finish_by is None:
+                self._finish_by = now + self.opts.kill_grace + 3 * self.opts.partition_heartbeat
+            busy = any(s["outstanding"] for s in self.gov.router.stats())
+            return not busy or now > self._finish_by
         return self._finish is not None and self.launcher.running == 0
 
     def _timeout(self) -> Optional[float]:
@@ -315,6 +363,8 @@ class Service:
             waits.append(self.progress.due_in())
         if self.launcher.needs_polling:
             waits.append(0.005)
+        if self.links is not None:
+            waits.append(min(self.links.next_deadline() - time.time(), 0.2 if self._finish else 60.0))
         return max(0.0, min(waits)) if waits else None
 
     # ---- signals: Slurm sends SIGTERM when the allocation's time runs out ----
@@ -362,6 +412,8 @@ class Service:
 
     def close(self) -> Outcome:
         self.launcher.close()
+        if self.links is not None:
+            self.links.close(self.opts.kill_grace + 5)
         if self.journal is not None:
             self.journal.close()
         if self.net is not None:

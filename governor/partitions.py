@@ -1,0 +1,255 @@
+"""Governor mode, the I/O side: one ROUTER socket that partition managers register with.
+
+It turns frames into the core's events (:class:`PartitionJoined`, ``FromPart``, ...)
+and the core's ``SendToPartition`` actions into frames; it keeps the heartbeats (both
+ways) and reports a partition that fell silent as lost, so that the core re-queues its
+work.  It also starts the partition managers that the governor runs itself
+(``--partition-nodes``: local processes; ``--slurm-partition-nodes``: ``srun``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+
+import zmq
+from hpilot.governor.core import FromPart
+from hpilot.governor.routing import PartitionDraining, PartitionGone, PartitionJoined
+from hpilot.launcher.core import LaunchRequest
+from hpilot.partition import wire
+from hpilot.partition.messages import IterationFinished, IterationsDropped, IterationStarted
+
+log = logging.getLogger("hpilot.partitions")
+ADDRESS_FILE = "partitions.address"
+SECRET_FILE = "partitions.secret"
+LOST_AFTER = 6  # heartbeats missed before a partition counts as lost
+
+
+class _Link:
+    __slots__ = ("name", "ident", "last", "host", "pid")
+
+    def __init__(self, name: str, ident: bytes, now: float, host: str, pid: int) -> None:
+        self.name, self.ident, self.last, self.host, self.pid = name, ident, now, host, pid
+
+
+class PartitionLinks:
+    def __init__(self, iface: str, run_path: str, heartbeat: float) -> None:
+        self.heartbeat = heartbeat
+        self.secret = os.environ.get(wire.SECRET_ENV) or wire.new_secret()
+        path = os.path.join(run_path, SECRET_FILE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.secret)
+        self.ctx: zmq.Context = zmq.Context.instance()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 1000)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        port = self.router.bind_to_random_port(f"tcp://{iface}")
+        host = iface if iface not in ("0.0.0.0", "*") else socket.gethostname()
+        self.address = f"tcp://{host}:{port}"
+        with open(os.path.join(run_path, ADDRESS_FILE), "w") as f:
+            f.write(self.address + "\n")
+        self.by_ident: Dict[bytes, _Link] = {}
+        self.by_name: Dict[str, _Link] = {}
+        self._count = 0
+        self.ever: Set[str] = set()
+        self._next_beat = 0.0
+        self.procs: Dict[str, subprocess.Popen] = {}  # the partition managers this governor started
+        self._reported: Set[str] = set()
+
+    def sockets(self) -> List[Any]:
+        return [self.router]
+
+    # ---- in ----
+
+    def process(self, now: float) -> List[Any]:
+        events: List[Any] = []
+        while True:
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return events
+            if len(frames) < 2:
+                continue
+            ident = frames[0]
+            for frame in frames[1:]:
+                try:
+                    msg = wire.decode(frame)
+                except wire.WireError as e:
+                    log.warning("partition frame dropped: %s", e)
+                    continue
+                self._one(ident, msg, now, events)
+
+    def _one(self, ident: bytes, msg: Any, now: float, events: List[Any]) -> None:
+        link = self.by_ident.get(ident)
+        if link is None:
+            if isinstance(msg, wire.Register):
+                self._register(ident, msg, now, events)
+            else:  # e.g. one declared lost that comes back: its work is elsewhere now, it must stop
+                log.warning("frame from an unregistered partition dropped (%s): telling it to stop",
+                            type(msg).__name__)
+                self._send(ident, wire.Bye("this partition is not registered (declared lost?)"))
+            return
+        link.last = now
+        if isinstance(msg, (IterationStarted, IterationFinished, IterationsDropped)):
+            events.append(FromPart(link.name, msg))
+        elif isinstance(msg, wire.Leaving):
+            log.info("partition %s drains: %s", link.name, msg.reason)
+            events.append(PartitionDraining(link.name))
+        elif isinstance(msg, wire.Bye):
+            log.info("partition %s left: %s", link.name, msg.reason)
+            self._forget(link)
+            events.append(PartitionGone(link.name, f"left: {msg.reason}", True, now))
+        elif not isinstance(msg, wire.Heartbeat):
+            log.warning("partition %s: unexpected %s dropped", link.name, type(msg).__name__)
+
+    def _register(self, ident: bytes, msg: wire.Register, now: float, events: List[Any]) -> None:
+        why = wire.check_register(self.secret, msg)
+        if why is None and msg.id and msg.id in self.by_name:
+            why = f"a partition named {msg.id!r} is already registered"
+        if why is None and not msg.nodes:
+            why = "a partition without nodes"
+        if why is not None:
+            log.warning("registration from %s (pid %s) refused: %s", msg.host, msg.pid, why)
+            self._send(ident, wire.Refused(why))
+            return
+        self._count += 1
+        name = msg.id or f"p{self._count}"
+        while name in self.by_name:
+            self._count += 1
+            name = f"p{self._count}"
+        link = _Link(name, ident, now, msg.host, msg.pid)
+        self.by_ident[ident] = link
+        self.by_name[name] = link
+        self.ever.add(name)
+        log.info("partition %s registered from %s (pid %d): %s", name, msg.host, msg.pid,
+                 ", ".join(f"{n}:{c}" for n, c in msg.nodes))
+        self._send(ident, wire.Registered(name, self.heartbeat))
+        events.append(PartitionJoined(name, tuple((str(n), int(c)) for n, c in msg.nodes), tuple(msg.tags), now))
+
+    # ---- out ----
+
+    def send(self, name: str, msg: Any) -> None:
+        link = self.by_name.get(name)
+        if link is None:
+            log.warning("message for partition %s, which is gone, dropped", name)
+            return
+        self._send(link.ident, msg)
+
+    def _send(self, ident: bytes, msg: Any) -> None:
+        try:
+            self.router.send_multipart([ident, wire.encode(msg)], zmq.NOBLOCK)
+        except (zmq.Again, zmq.ZMQError) as e:
+            log.warning("cannot send to a partition: %s", e)
+
+    # ---- timers ----
+
+    def next_deadline(self) -> float:
+        return self._next_beat
+
+    def tick(self, now: float) -> List[Any]:
+        """Heartbeats out; partitions silent for LOST_AFTER beats are lost."""
+        events: List[Any] = []
+        if now < self._next_beat:
+            return events
+        self._next_beat = now + self.heartbeat
+        for link in list(self.by_name.values()):
+            if now - link.last > self.heartbeat * LOST_AFTER:
+                log.error("partition %s lost: silent for %.1fs", link.name, now - link.last)
+                self._forget(link)
+                events.append(PartitionGone(link.name, f"silent for {now - link.last:.1f}s", False, now))
+            else:
+                self._send(link.ident, wire.Heartbeat(now))
+        for name, p in self.procs.items():
+            if p.poll() is not None and name not in self._reported:
+                self._reported.add(name)
+                log.warning("partition manager %s (pid %d) exited with %s", name, p.pid, p.returncode)
+        return events
+
+    def _forget(self, link: _Link) -> None:
+        self.by_ident.pop(link.ident, None)
+        self.by_name.pop(link.name, None)
+
+    def missing(self) -> List[str]:
+        """Partitions this governor started that never registered."""
+        return [name for name in self.procs if name not in self.ever]
+
+    @property
+    def registered(self) -> int:
+        return len(self.by_name)
+
+    # ---- partition managers this governor starts ----
+
+    def spawn(self, groups: Sequence[Tuple[str, List[str]]], wd: str, log_level: str,
+              srun: bool = False, first_node: Optional[Dict[str, str]] = None) -> None:
+        """One partition manager per group: (name, extra command-line arguments)."""
+        first_node = first_node or {}
+        env = dict(os.environ)
+        env[wire.SECRET_ENV] = self.secret
+        env.pop("HPILOT_SECRET", None)
+        for name, args in groups:
+            argv = [sys.executable, "-m", "hpilot.governor", "service", "--parent", self.address, "--id", name,
+                    "--wd", wd, "--log", log_level] + args
+            if srun:  # on the group's first node, inside the allocation's step
+                node = first_node.get(name)
+                argv = ["srun", "-N1", "-n1", "--overlap", "--cpu-bind=none", "--export=ALL"] + \
+                    (["-w", node] if node else []) + argv
+            with open(os.path.join(wd, ".hpilot", f"partition-{name}.out"), "ab") as out:
+                p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                     env=env, cwd=wd, start_new_session=not srun)
+            self.procs[name] = p
+            log.info("partition manager %s started (pid %d): %s", name, p.pid, " ".join(argv))
+
+    def close(self, wait: float = 10.0) -> None:
+        for link in list(self.by_name.values()):
+            self._send(link.ident, wire.Bye("the governor is finishing"))
+        deadline = time.monotonic() + wait
+        for p in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(max(0.1, deadline - time.monotonic()))
+            if p.poll() is None:
+                log.warning("partition manager pid %d still running: terminating it", p.pid)
+                p.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(5)
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        self.router.close()
+
+
+class IdleLauncher:
+    """The governor's own launcher in governor mode: it runs nothing (partitions do)."""
+
+    needs_polling = False
+    running = 0
+
+    def fileno(self) -> int:
+        return -1
+
+    def next_deadline(self) -> Optional[float]:
+        return None
+
+    def launch(self, request: LaunchRequest) -> None:
+        raise RuntimeError("a governor runs no tasks itself")
+
+    def kill(self, task_id: str, reason: str) -> None:
+        pass
+
+    def kill_now(self) -> None:
+        pass
+
+    def tick(self) -> None:
+        pass
+
+    def reap(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,231 @@
+"""A partition manager process: a PartitionCore and a launcher behind a DEALER to the governor.
+
+Started by hand (``hpilot service --parent ADDRESS``) or by a governor for a group of
+nodes.  It registers, takes :class:`Work` as it comes, reports every iteration's start
+and end, and sends a heartbeat.  The governor keeps the accounting of what it sent
+(credit), so the partition never has to advertise more than its size at registration.
+
+It never outlives its governor: when the governor says Bye, or is silent for
+``LOST_AFTER`` heartbeats, the partition kills its tasks and exits (no orphans).
+SIGTERM/SIGINT drain it: it tells the governor it is leaving, finishes what it holds
+and then says Bye, so no work is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Any, Callable, List, Optional, Tuple
+
+import zmq
+from hpilot.launcher.api import Launcher, poll_targets
+from hpilot.launcher.core import LaunchRequest, TaskExit
+from hpilot.partition import wire
+from hpilot.partition.core import KillTask, PartitionCore, Schedule, TaskEnded, TaskStarted
+from hpilot.partition.messages import CancelJob, Shutdown, Work
+
+log = logging.getLogger("hpilot.partition.manager")
+LOST_AFTER = 6
+LauncherFactory = Callable[[Callable[[TaskExit], None], Callable[[str, int, float], None]], Launcher]
+
+
+class ManagerError(Exception):
+    """The manager cannot start (bad address, refused registration): one clear line."""
+
+
+def resolve_parent(parent: str) -> Tuple[str, Optional[str]]:
+    """``--parent`` is an address, or the governor's run dir or wd (address and secret read there)."""
+    path = parent
+    if os.path.isdir(path):
+        latest = os.path.join(path, ".hpilot", "latest")
+        if os.path.isdir(latest):
+            path = latest
+        try:
+            with open(os.path.join(path, "partitions.address")) as f:
+                address = f.read().strip()
+        except OSError:
+            raise ManagerError(f"--parent {parent}: no governor's partitions.address there") from None
+        secret = None
+        with contextlib.suppress(OSError), open(os.path.join(path, "partitions.secret")) as f:
+            secret = f.read().strip()
+        return address, secret
+    if not parent.startswith("tcp://"):
+        raise ManagerError(f"--parent {parent!r}: give the governor's address (tcp://host:port) or its wd")
+    return parent, None
+
+
+class PartitionManager:
+    def __init__(self, address: str, secret: str, pid: str, tags: Tuple[str, ...], core: PartitionCore,
+                 make_launcher: LauncherFactory, register_timeout: float = 30.0) -> None:
+        self.core = core
+        self.address = address
+        self.secret = secret
+        self.launcher = make_launcher(self._exit, self._start)
+        self.ctx: zmq.Context = zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 2000)
+        self.sock.setsockopt(zmq.IDENTITY, os.urandom(16))
+        self.sock.connect(address)
+        nodes = tuple((n.name, len(n.cores)) for n in core.resources.nodes)
+        self._send(wire.register(secret, pid, socket.gethostname(), os.getpid(), nodes, tags))
+        self.name = pid or "?"
+        self.heartbeat = 1.0
+        self.registered = False
+        self.register_by = time.time() + register_timeout
+        self.last_heard = time.time()
+        self.next_beat = 0.0
+        self.leaving = False
+        self.stop: Optional[str] = None  # why the loop ends
+        self.exit_code = 0
+        self._out: List[bytes] = []
+        self._dirty = False
+
+    # ---- launcher callbacks ----
+
+    def _start(self, task_id: str, pid: int, now: float) -> None:
+        self._feed(TaskStarted(task_id, pid, now))
+
+    def _exit(self, ex: TaskExit) -> None:
+        self._feed(TaskEnded(ex))
+
+    def _feed(self, ev: Any) -> None:
+        self._carry_out(self.core.handle(ev))
+        self._dirty = True
+
+    def _carry_out(self, actions: List[Any]) -> None:
+        for a in actions:
+            if isinstance(a, LaunchRequest):
+                self.launcher.launch(a)
+            elif isinstance(a, KillTask):
+                self.launcher.kill(a.task_id, a.reason)
+            else:
+                self._out.append(wire.encode(a))
+
+    def _send(self, msg: Any) -> None:
+        self.sock.send_multipart([wire.encode(msg)], zmq.NOBLOCK)
+
+    def _flush(self) -> None:
+        if self._out:  # many reports in one multipart: one wake-up at the governor
+            frames, self._out = self._out, []
+            with contextlib.suppress(zmq.Again):
+                self.sock.send_multipart(frames, zmq.NOBLOCK)
+
+    # ---- governor messages ----
+
+    def _from_governor(self, msg: Any) -> None:
+        self.last_heard = time.time()
+        if isinstance(msg, wire.Registered):
+            self.registered = True
+            self.name = msg.name
+            self.heartbeat = msg.heartbeat
+            log.info("registered with %s as partition %s", self.address, msg.name)
+        elif isinstance(msg, wire.Refused):
+            raise ManagerError(f"the governor refused this partition: {msg.reason}")
+        elif isinstance(msg, (Work, CancelJob, Shutdown)):
+            self._feed(msg)
+            if isinstance(msg, Shutdown):
+                self.stop = self.stop or f"shutdown: {msg.reason}"
+        elif isinstance(msg, wire.Bye):
+            log.warning("the governor said bye (%s): stopping", msg.reason)
+            self.stop = self.stop or "the governor finished"
+            self._feed(Shutdown(f"the governor finished: {msg.reason}", time.time()))
+        elif not isinstance(msg, wire.Heartbeat):
+            log.warning("unexpected %s from the governor dropped", type(msg).__name__)
+
+    # ---- the loop ----
+
+    def run(self) -> int:
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        for t in poll_targets(self.launcher):
+            poller.register(t, zmq.POLLIN)
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        old_fd = signal.set_wakeup_fd(w)
+        got: List[int] = []
+        old = {s: signal.signal(s, lambda n, f: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+        poller.register(r, zmq.POLLIN)
+        killed_at: Optional[float] = None
+        try:
+            while True:
+                now = time.time()
+                self._schedule()
+                self._flush()
+                if self.stop is not None and self.launcher.running == 0:
+                    break
+                if self.leaving and self.launcher.running == 0 and self.core.queued_iterations == 0:
+                    self._send(wire.Bye("drained"))
+                    self.stop = "drained"
+                    break
+                if not self.registered and now > self.register_by:
+                    raise ManagerError(f"no answer from the governor at {self.address}")
+                if self.registered and now - self.last_heard > self.heartbeat * LOST_AFTER and self.stop is None:
+                    log.error("the governor is silent for %.1fs: killing tasks and exiting", now - self.last_heard)
+                    self.stop = "the governor is gone"
+                    self.exit_code = 1
+                    self._feed(Shutdown("the governor is gone", now))
+                    self.launcher.kill_now()
+                if self.stop is not None and killed_at is None:
+                    killed_at = now
+                if killed_at is not None and now - killed_at > 10:
+                    self.launcher.kill_now()
+                if now >= self.next_beat:
+                    self.next_beat = now + self.heartbeat
+                    with contextlib.suppress(zmq.Again):
+                        self._send(wire.Heartbeat(now))
+                waits = [self.next_beat - now]
+                dl = self.launcher.next_deadline()
+                if dl is not None:
+                    waits.append(dl - now)
+                if self.launcher.needs_polling:
+                    waits.append(0.005)
+                ready = dict(poller.poll(max(0, int(min(waits) * 1000))))
+                if r in ready:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(r, 512)
+                    if got and not self.leaving:
+                        got.clear()
+                        log.warning("signal: draining (finishing the work held, then leaving)")
+                        self.leaving = True
+                        self._send(wire.Leaving("signal"))
+                if self.sock in ready:
+                    self._recv()
+                self.launcher.reap()
+                dl = self.launcher.next_deadline()
+                if dl is not None and dl <= time.time():
+                    self.launcher.tick()
+        finally:
+            signal.set_wakeup_fd(old_fd)
+            for s, h in old.items():
+                signal.signal(s, h)
+            os.close(r)
+            os.close(w)
+            self._flush()
+            self.launcher.close()
+            self.sock.close()
+        log.info("partition %s exits: %s", self.name, self.stop)
+        return self.exit_code
+
+    def _recv(self) -> None:
+        while True:
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            for frame in frames:
+                try:
+                    msg = wire.decode(frame)
+                except wire.WireError as e:
+                    log.warning("frame from the governor dropped: %s", e)
+                    continue
+                self._from_governor(msg)
+
+    def _schedule(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            self._carry_out(self.core.handle(Schedule(time.time())))

@@ -1,0 +1,222 @@
+"""What a governor and its partition managers say to each other: frozen records, one codec.
+
+The work messages themselves (:class:`Work`, :class:`CancelJob`, the iteration reports)
+are the ones the in-process partition already exchanges with the governor
+(``partition.messages``); this module adds the few records a remote partition needs
+(register, heartbeat, leave) and a codec for all of them.
+
+One message is one ZeroMQ frame of JSON.  The codec is generic over a closed set of
+frozen dataclasses: a record is ``{"@": "ClassName", field: value, ...}``, a tuple
+``{"(": [...]}`` and a range ``{"r": [start, stop]}`` (so a million iterations are
+two numbers).  :func:`decode` builds only the listed classes; anything else raises
+:class:`WireError`, which the receiver logs and drops.
+
+Authentication: the governor's run has a partition secret (a 0600 file in its run
+directory, or ``HPILOT_PARTITION_SECRET``); a partition's :class:`Register` carries
+``HMAC(secret, register|version|id|nonce)`` and the governor accepts nothing else from
+a routing id it does not know.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any, Dict, Optional, Tuple, Type, Union
+
+from hpilot.partition.messages import (
+    CancelJob,
+    IterationFinished,
+    IterationsDropped,
+    IterationStarted,
+    Shutdown,
+    TaskSpec,
+    Work,
+)
+from hpilot.partition.spec import Execution, IterSchedulerSpec, Resources, ResourceSize
+from hpilot.partition.variables import Template
+
+VERSION = 1
+SECRET_ENV = "HPILOT_PARTITION_SECRET"
+
+
+class WireError(ValueError):
+    """A frame that is not a valid message; the text says what is wrong with it."""
+
+
+# ---- partition -> governor ----
+
+
+@dataclass(frozen=True)
+class Register:
+    version: int
+    id: str
+    host: str
+    pid: int
+    nodes: Tuple[Tuple[str, int], ...]  # (node name, cores) of this partition
+    tags: Tuple[str, ...]
+    nonce: str
+    proof: str
+
+
+@dataclass(frozen=True)
+class Leaving:
+    """The partition drains: no more work for it; it finishes what it holds, then says Bye."""
+
+    reason: str
+
+
+# ---- governor -> partition ----
+
+
+@dataclass(frozen=True)
+class Registered:
+    name: str
+    heartbeat: float  # seconds between heartbeats, each way
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: str
+
+
+# ---- both ways ----
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    now: float
+
+
+@dataclass(frozen=True)
+class Bye:
+    reason: str
+
+
+_CLASSES = (Register, Leaving, Registered, Refused, Heartbeat, Bye, Work, CancelJob, Shutdown, IterationStarted,
+            IterationFinished, IterationsDropped, TaskSpec, Execution, Resources, ResourceSize, IterSchedulerSpec,
+            Template)
+_TYPES: Dict[str, Type[Any]] = {c.__name__: c for c in _CLASSES}
+_NAMES: Dict[Type[Any], Tuple[str, ...]] = {c: tuple(f.name for f in fields(c)) for c in _CLASSES}
+TOP = (Register, Leaving, Registered, Refused, Heartbeat, Bye, Work, CancelJob, Shutdown, IterationStarted,
+       IterationFinished, IterationsDropped)
+Message = Union[Register, Leaving, Registered, Refused, Heartbeat, Bye, Work, CancelJob, Shutdown,
+                IterationStarted, IterationFinished, IterationsDropped]
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _out(v: Any) -> Any:
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    if isinstance(v, range):
+        if v.step != 1:
+            return {"(": [_out(x) for x in v]}
+        return {"r": [v.start, v.stop]}
+    if isinstance(v, tuple):
+        return {"(": [_out(x) for x in v]}
+    if isinstance(v, list):
+        return [_out(x) for x in v]
+    if isinstance(v, dict):
+        return {"{": {str(k): _out(x) for k, x in v.items()}}
+    if is_dataclass(v) and type(v) in _NAMES:
+        d = {name: _out(getattr(v, name)) for name in _NAMES[type(v)]}
+        d["@"] = type(v).__name__
+        return d
+    raise WireError(f"cannot encode a {type(v).__name__}")
+
+
+def _in(v: Any) -> Any:
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    if isinstance(v, list):
+        return [_in(x) for x in v]
+    if not isinstance(v, dict):
+        raise WireError(f"unexpected {type(v).__name__}")
+    if "r" in v and len(v) == 1:
+        a, b = v["r"] if isinstance(v["r"], list) and len(v["r"]) == 2 else (None, None)
+        if not (isinstance(a, int) and isinstance(b, int)) or isinstance(a, bool) or isinstance(b, bool):
+            raise WireError("a range must be two whole numbers")
+        return range(a, b)
+    if "(" in v and len(v) == 1:
+        if not isinstance(v["("], list):
+            raise WireError("a tuple must be a list")
+        return tuple(_in(x) for x in v["("])
+    if "{" in v and len(v) == 1:
+        if not isinstance(v["{"], dict):
+            raise WireError("a mapping must be an object")
+        return {k: _in(x) for k, x in v["{"].items()}
+    name = v.get("@")
+    cls = _TYPES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise WireError(f"unknown record {name!r}")
+    kw = {k: _in(x) for k, x in v.items() if k != "@"}
+    unknown = set(kw) - set(_NAMES[cls])
+    if unknown:
+        raise WireError(f"{name}: unknown field(s) {', '.join(sorted(unknown))}")
+    try:
+        return cls(**kw)
+    except TypeError as e:
+        raise WireError(f"{name}: {e}") from None
+
+
+def encode(msg: Message) -> bytes:
+    if type(msg) not in TOP:
+        raise WireError(f"not a message: {type(msg).__name__}")
+    return _dumps(_out(msg)).encode()
+
+
+def decode(frame: bytes) -> Message:
+    """One frame -> one message, or WireError saying why not."""
+    try:
+        raw = json.loads(frame)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise WireError(f"not JSON: {e}") from None
+    msg = _in(raw)
+    if type(msg) not in TOP:
+        raise WireError(f"not a message: {type(msg).__name__}")
+    _check(msg)
+    return msg
+
+
+def _check(msg: Any) -> None:
+    """The few field types that, if wrong, would break the receiver later rather than now."""
+    for name in ("job", "id", "reason", "name"):
+        if hasattr(msg, name) and not isinstance(getattr(msg, name), str) and not (
+                name == "reason" and getattr(msg, name) is None and isinstance(msg, IterationFinished)):
+            raise WireError(f"{type(msg).__name__}.{name} must be a string")
+    for name in ("iteration", "cores", "version", "pid", "exit_code"):
+        val = getattr(msg, name, 0)
+        if val is not None and (not isinstance(val, int) or isinstance(val, bool)):
+            raise WireError(f"{type(msg).__name__}.{name} must be a whole number")
+    its = getattr(msg, "iterations", None)
+    if its is not None and not (isinstance(its, range) or (isinstance(its, tuple) and
+                                                            all(isinstance(i, int) for i in its))):
+        raise WireError(f"{type(msg).__name__}.iterations must be a range or whole numbers")
+
+
+# ---- authentication ----
+
+
+def new_secret() -> str:
+    return secrets.token_hex(32)
+
+
+def proof(secret: str, pid: str, nonce: str) -> str:
+    return hmac.new(secret.encode(), f"register|{VERSION}|{pid}|{nonce}".encode(), hashlib.sha256).hexdigest()
+
+
+def register(secret: str, pid: str, host: str, os_pid: int, nodes: Tuple[Tuple[str, int], ...],
+             tags: Tuple[str, ...]) -> Register:
+    nonce = secrets.token_hex(16)
+    return Register(VERSION, pid, host, os_pid, nodes, tags, nonce, proof(secret, pid, nonce))
+
+
+def check_register(secret: str, msg: Register) -> Optional[str]:
+    """None when the registration is genuine, else why not."""
+    if msg.version != VERSION:
+        return f"protocol version {msg.version}, this governor speaks {VERSION}"
+    if not hmac.compare_digest(proof(secret, msg.id, msg.nonce), str(msg.proof)):
+        return "bad proof: the partition does not know this run's partition secret"
+    return None

@@ -1,0 +1,132 @@
+"""The placement strategy, and the governor core's routing by credit (pure: events in, actions out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+from hpilot.governor.core import ClientRequest, FromPart, GovernorConfig, GovernorCore, SendToPartition
+from hpilot.governor.placement import Candidate, Placement
+from hpilot.governor.routing import PREFETCH, PartitionGone, PartitionJoined, Router, Settled
+from hpilot.governor.states import JobState
+from hpilot.partition.messages import IterationFinished, IterationStarted, Work
+
+
+def test_split_in_proportion_to_credit_and_never_beyond() -> None:
+    p = Placement()
+    got = dict(p.split(30, 1, [Candidate("a", 10, 5), Candidate("b", 20, 10), Candidate("c", 0, 4)]))
+    assert got == {"b": 20, "a": 10}
+    got = dict(p.split(9, 1, [Candidate("a", 10, 5), Candidate("b", 20, 10)]))
+    assert sum(got.values()) == 9 and got["b"] > got["a"] > 0
+    assert p.split(5, 4, [Candidate("a", 3, 4)]) == []  # not enough credit for one iteration
+    assert p.split(5, 2, [Candidate("a", 5, 4)]) == [("a", 2)]
+    assert p.split(0, 1, [Candidate("a", 5, 4)]) == []
+
+
+def _job(name: str, n: int, cores: int = 1, after: Any = None) -> Dict[str, Any]:
+    j: Dict[str, Any] = {"name": name, "execution": {"exec": "/bin/true"}, "resources": {"numCores": {"exact": cores}}}
+    if n > 1:
+        j["iteration"] = {"start": 0, "stop": n}
+    if after:
+        j["dependencies"] = {"after": after}
+    return j
+
+
+class Gov:
+    def __init__(self, root: Path, expect: int = 0) -> None:
+        self.core = GovernorCore(GovernorConfig(root_wd=str(root)), [])
+        self.core.router = Router()
+        self.core.expect_partitions = expect
+        self.sent: List[SendToPartition] = []
+
+    def feed(self, ev: Any) -> List[Any]:
+        out = self.core.handle(ev)
+        self.sent += [a for a in out if isinstance(a, SendToPartition)]
+        self.core.validate()
+        return out
+
+    def submit(self, *jobs: Dict[str, Any]) -> None:
+        out = self.feed(ClientRequest({"request": "submit", "jobs": list(jobs)}, 1.0))
+        assert out[0].response["code"] == 0, out[0].response
+
+    def work(self, part: str) -> List[int]:
+        return [i for s in self.sent if s.partition == part and isinstance(s.message, Work)
+                for i in s.message.iterations]
+
+    def run(self, part: str, job: str, it: int, ok: bool = True) -> None:
+        self.feed(FromPart(part, IterationStarted(job, it, "n[0]", "/wd", 2.0, 2.0)))
+        self.feed(FromPart(part, IterationFinished(job, it, 0 if ok else 1, 2.0, 3.0, "n[0]", "/wd")))
+
+
+def test_work_waits_for_partitions_then_goes_within_credit(tmp_path: Path) -> None:
+    g = Gov(tmp_path)
+    g.submit(_job("a", 100))
+    assert g.sent == []  # nobody registered yet
+    g.feed(PartitionJoined("p1", (("n1", 4),)))
+    assert len(g.work("p1")) == 4 * PREFETCH
+    g.feed(PartitionJoined("p2", (("n2", 8),)))  # late and bigger: gets work at once, more of it
+    assert len(g.work("p2")) == 8 * PREFETCH
+    for it in g.work("p1")[:3]:
+        g.run("p1", "a", it)
+    assert len(g.work("p1")) == 4 * PREFETCH  # refills come in batches, not per iteration
+    g.run("p1", "a", g.work("p1")[3])
+    assert len(g.work("p1")) == 4 * PREFETCH + 4  # half the buffer free: refilled
+
+
+def test_lost_partition_requeued_once_then_failed(tmp_path: Path) -> None:
+    g = Gov(tmp_path)
+    g.submit(_job("a", 4))
+    g.feed(PartitionJoined("p1", (("n1", 2),)))
+    assert sorted(g.work("p1")) == [0, 1, 2, 3]
+    g.feed(FromPart("p1", IterationStarted("a", 0, "n[0]", "/wd", 2.0, 2.0)))
+    g.feed(PartitionGone("p1", "silent", False, 5.0))
+    g.feed(PartitionJoined("p2", (("n2", 2),)))
+    assert sorted(g.work("p2")) == [0, 1, 2, 3]
+    g.run("p2", "a", 0)
+    g.feed(PartitionGone("p2", "silent", False, 6.0))
+    rec = g.core.registry.get("a")
+    assert rec is not None and rec.runs[0].attempts == 2
+    assert all(rec.it_state(i) is JobState.FAILED for i in (1, 2, 3)) and rec.state is JobState.FAILED
+    assert "after an earlier re-queue" in " ".join(rec.messages)
+
+
+def test_too_big_fails_once_settled_and_dependants_omitted(tmp_path: Path) -> None:
+    g = Gov(tmp_path, expect=2)
+    g.submit(_job("big", 1, cores=4), _job("dep", 1, after=["big"]))
+    g.feed(PartitionJoined("p1", (("n1", 2),)))
+    assert g.core.registry.get("big").state is JobState.QUEUED  # type: ignore[union-attr]
+    g.feed(Settled())
+    assert g.core.registry.get("big").state is JobState.FAILED  # type: ignore[union-attr]
+    assert g.core.registry.get("dep").state is JobState.OMITTED  # type: ignore[union-attr]
+
+
+def test_cancel_drops_unsent_and_tells_holders(tmp_path: Path) -> None:
+    g = Gov(tmp_path)
+    g.submit(_job("a", 10))
+    g.feed(PartitionJoined("p1", (("n1", 1),)))
+    out = g.feed(ClientRequest({"request": "cancelJob", "jobNames": ["a"]}, 2.0))
+    assert out[0].response["code"] == 0
+    assert [type(s.message).__name__ for s in g.sent].count("CancelJob") == 1
+    rec = g.core.registry.get("a")
+    assert rec is not None and rec.counts[JobState.CANCELED] == 10 - PREFETCH
+
+
+@pytest.mark.parametrize("n", [1_000_000])
+def test_a_million_iterations_travel_as_ranges(tmp_path: Path, n: int) -> None:
+    g = Gov(tmp_path)
+    g.submit(_job("m", n))
+    g.feed(PartitionJoined("p1", (("n1", 4),)))
+    w = g.sent[0].message
+    assert isinstance(w, Work) and isinstance(w.iterations, range)
+
+
+def test_lost_partition_of_a_canceled_job_does_not_requeue(tmp_path: Path) -> None:
+    g = Gov(tmp_path)
+    g.submit(_job("a", 2))
+    g.feed(PartitionJoined("p1", (("n1", 2),)))
+    g.feed(FromPart("p1", IterationStarted("a", 0, "n[0]", "/wd", 2.0, 2.0)))
+    g.feed(ClientRequest({"request": "cancelJob", "jobNames": ["a"]}, 3.0))
+    g.feed(PartitionGone("p1", "silent", False, 5.0))
+    rec = g.core.registry.get("a")
+    assert rec is not None and rec.state is JobState.CANCELED
