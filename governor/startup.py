@@ -11,14 +11,14 @@ import dataclasses
 import logging
 import os
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from hpilot.governor.config import Options
 from hpilot.governor.fileiface import RequestFileError, load_requests
 from hpilot.governor.rundir import RunDir, setup_logging
 from hpilot.governor.service import LauncherFactory, Outcome, Service, local_launcher, run_requests
 from hpilot.launcher.api import Launcher
-from hpilot.launcher.pool import AgentPool, AgentStartError, SrunLauncher, srun_starter, ssh_starter
+from hpilot.launcher.pool import AgentPool, AgentStartError, SrunLauncher, srun_starter, ssh_starter, stats_args
 from hpilot.launcher.wire import new_secret, write_secret
 from hpilot.partition.resources import ResourceError, ResourceSet, local_resources
 from hpilot.partition.slurm import in_allocation, read_resources_file, scontrol_job, slurm_resources
@@ -67,6 +67,15 @@ def resources_for(opts: Options) -> ResourceSet:
 
 def launcher_for(opts: Options, resources: ResourceSet, run_dir: RunDir) -> LauncherFactory:
     """Local processes, or in Slurm one agent per node (--disable-nl: one srun per task)."""
+    if opts.dry_run_tasks is not None:
+        from hpilot.launcher.dryrun import DryRunLauncher
+
+        delay = opts.dry_run_tasks
+
+        def make_dry(on_exit: Any, on_start: Any) -> Launcher:
+            return DryRunLauncher(on_exit, on_start, delay)
+
+        return make_dry
     if resources.source != "slurm":
         return local_launcher(opts, run_dir)
     if opts.disable_nl:
@@ -83,7 +92,9 @@ def launcher_for(opts: Options, resources: ResourceSet, run_dir: RunDir) -> Laun
             return AgentPool(on_exit, on_start, [n.name for n in resources.nodes], wd=opts.wd,
                              log_dir=run_dir.path("agents"), secret_file=secret_file, starter=starter,
                              grace=opts.kill_grace, init_timeout=opts.nl_init_timeout,
-                             ready_threshold=opts.nl_ready_threshold)
+                             ready_threshold=opts.nl_ready_threshold,
+                             agent_extra=stats_args(run_dir.path_str, opts.enable_rt_stats, opts.wrapper_rt_stats,
+                                                    opts.enable_proc_stats, opts.proc_stats_interval))
         except AgentStartError as e:
             log.error("%s", e)
             raise UserError(str(e)) from None
@@ -155,6 +166,7 @@ def serve(opts: Options) -> Outcome:
             raise UserError(str(e)) from None
     elif not opts.net and not opts.resume:
         raise UserError("nothing to run: give a request file (hpilot run FILE, or --file-path FILE)")
+    check_governor_flags(opts)
     resume_run = _resume_run(opts)
     if resume_run:
         # <wd>/.hpilot/<run>: the jobs' relative paths resolve against the original wd
@@ -163,6 +175,8 @@ def serve(opts: Options) -> Outcome:
     opts, resources, run_dir = prepare(opts, resume_run)
     # Tasks that run in the service's wd (the usual case) then need no chdir,
     # which lets the local launcher use posix_spawn, its fastest path.
+    firsts = partition_groups(opts, resources)
+    groups = [(name, args) for name, args, _ in firsts]
     os.chdir(opts.wd)
     try:
         svc = Service(opts, resources, run_dir, launcher_for(opts, resources, run_dir), resuming=bool(resume_run))
@@ -180,6 +194,12 @@ def serve(opts: Options) -> Outcome:
         requests, file_start = _unread_requests(plan)
         if requests:
             opts = dataclasses.replace(opts, file_path=plan.file)
+    if svc.links is not None:
+        svc.gov.expect_partitions = len(groups)
+        svc.links.spawn(groups, opts.wd, opts.log, srun=bool(opts.slurm_partition_nodes),
+                        first_node={name: node for name, _, node in firsts})
+        print(f"hpilot: governor: partitions register at {svc.links.address}; run dir {run_dir.path_str}",
+              flush=True)
     if svc.net is not None:
         ep = svc.net.endpoints
         events = f", events {ep.pub}" if ep.pub else ""
@@ -196,3 +216,106 @@ def serve(opts: Options) -> Outcome:
             svc.request({"request": "finish"})
     svc.run_loop()
     return svc.close()
+
+
+def check_governor_flags(opts: Options) -> None:
+    """Bad combinations of the governor-mode flags: refused before anything starts."""
+    gov = opts.governor or opts.partition_nodes is not None or opts.slurm_partition_nodes is not None
+    if opts.parent:
+        clash = [f for f, on in (("--governor", opts.governor), ("--partition-nodes", opts.partition_nodes),
+                                 ("--slurm-partition-nodes", opts.slurm_partition_nodes),
+                                 ("--file-path", opts.file_path), ("--net", opts.net),
+                                 ("--resume", opts.resume)) if on]
+        if clash:
+            raise UserError(f"--parent makes this a partition manager that takes its work from the governor: "
+                            f"it cannot be used with {', '.join(clash)}")
+    elif opts.id or opts.tags:
+        raise UserError("--id and --tags name a partition manager: they need --parent ADDRESS")
+    for flag, n in (("--partition-nodes", opts.partition_nodes),
+                    ("--slurm-partition-nodes", opts.slurm_partition_nodes)):
+        if n is not None and n < 1:
+            raise UserError(f"{flag} must be a whole number >= 1, not {n}")
+    if opts.partition_nodes is not None and opts.slurm_partition_nodes is not None:
+        raise UserError("--partition-nodes (local) and --slurm-partition-nodes (Slurm): give one of them")
+    if gov and opts.partition_heartbeat <= 0:
+        raise UserError("--partition-heartbeat must be > 0")
+
+
+def partition_groups(opts: Options, resources: ResourceSet) -> List[Tuple[str, List[str], str]]:
+    """The partitions the governor starts itself: (name, the manager's extra arguments, first node)."""
+    n = opts.partition_nodes or opts.slurm_partition_nodes
+    if not n:
+        return []
+    nodes = resources.nodes
+    if n > len(nodes):
+        flag = "--partition-nodes" if opts.partition_nodes else "--slurm-partition-nodes"
+        raise UserError(f"{flag} {n}: the allocation has only {len(nodes)} node(s)")
+    if opts.slurm_partition_nodes and resources.source != "slurm":
+        raise UserError("--slurm-partition-nodes needs a Slurm allocation; locally use --partition-nodes")
+    groups = []
+    for i in range(0, len(nodes), n):
+        part = nodes[i:i + n]
+        name = f"p{i // n + 1}"
+        if resources.source == "slurm":
+            args = ["--resources", "slurm", "--slurm-limit-nodes-range-begin", str(i),
+                    "--slurm-limit-nodes-range-end", str(i + len(part))]
+        else:
+            args = ["--nodes", ",".join(f"{nd.name}:{len(nd.cores)}" for nd in part)]
+        if opts.dry_run_tasks is not None:
+            args += ["--dry-run-tasks", str(opts.dry_run_tasks)]
+        groups.append((name, args, part[0].name))
+    return groups
+
+
+def serve_partition(opts: Options) -> int:
+    """``hpilot service --parent ADDRESS``: run a partition manager until its governor lets it go."""
+    from hpilot.partition import wire
+    from hpilot.partition.core import PartitionConfig, PartitionCore
+    from hpilot.partition.manager import ManagerError, PartitionManager, resolve_parent
+    from hpilot.partition.models import EnvContext, models_for
+
+    check_governor_flags(opts)
+    assert opts.parent is not None
+    try:
+        address, secret = resolve_parent(opts.parent)
+    except ManagerError as e:
+        raise UserError(str(e)) from None
+    secret = os.environ.get(wire.SECRET_ENV) or secret
+    if not secret:
+        raise UserError(f"--parent {opts.parent}: the run's partition secret is unknown: set {wire.SECRET_ENV} "
+                        "(the governor's <run dir>/partitions.secret) or give the governor's wd as --parent")
+    resources = resources_for(opts)
+    opts = dataclasses.replace(opts, wd=os.path.abspath(opts.wd))
+    run_dir = _partition_run_dir(opts.wd, opts.id)
+    setup_logging(run_dir, opts.log)
+    os.chdir(opts.wd)
+    slurm = resources.source == "slurm"
+    env = EnvContext(base_env=dict(os.environ), envschema=opts.envschema, address=None, binding=resources.binding,
+                     in_allocation=slurm, aux_dir=run_dir.path("hostfiles"))
+    core = PartitionCore(resources, PartitionConfig(opts.wd, env, models_for(slurm), uniq_prefix=run_dir.uniq))
+    tags = tuple(t.strip() for t in opts.tags.split(",") if t.strip())
+    try:
+        mgr = PartitionManager(address, secret, opts.id or "", tags, core, launcher_for(opts, resources, run_dir),
+                               opts.partition_register_timeout)
+        return mgr.run()
+    except ManagerError as e:
+        log.error("%s", e)
+        raise UserError(str(e)) from None
+
+
+def _partition_run_dir(wd: str, pid: Optional[str]) -> RunDir:
+    """``<wd>/.hpilot/partitions/<id>-<host>-<pid>``: a partition manager's log and files.
+    Not a run of its own: ``<wd>/.hpilot/latest`` stays the governor's."""
+    import socket
+    import time
+
+    rd = RunDir.__new__(RunDir)
+    host = socket.gethostname().split(".")[0] or "host"
+    rd.name = f"{pid or 'partition'}-{host}-{os.getpid()}"
+    rd.path_str = os.path.join(wd, ".hpilot", "partitions", rd.name)
+    try:
+        os.makedirs(rd.path_str, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--wd {wd}: cannot write the partition's files: {e.strerror}") from None
+    rd.uniq = f"{os.getpid():x}{int(time.time()) & 0xFFFFFF:06x}-"
+    return rd

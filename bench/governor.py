@@ -1,0 +1,96 @@
+"""Governor-mode control plane: routing throughput, a million iterations, a 10,000-job DAG.
+
+Tasks are dry runs (``--dry-run-tasks 0``: no processes; each task "succeeds" as soon as
+its partition manager starts it), so what is measured is the governor, the routing by
+credit, the wire and the partition managers.  The partitions are local processes
+(``--partition-nodes``) over 8 nodes of 8 virtual cores; every figure is the wall time
+of the whole ``hpilot run`` (start-up and partition registration included).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from typing import Any, Dict, List
+
+NODES = "8,8,8,8,8,8,8,8"
+THROUGHPUT_ITERS = 100_000
+BIG_ITERS = 1_000_000
+DAG_JOBS = 10_000
+
+
+def _requests(jobs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    return [{"request": "submit", "jobs": jobs}, {"request": "control", "command": "finishAfterAllTasksDone"}]
+
+
+def _sweep(n: int) -> List[Dict[str, Any]]:
+    return _requests([{"name": "sweep", "iteration": {"stop": n}, "execution": {"exec": "/bin/true"}}])
+
+
+def _dag(n: int) -> List[Dict[str, Any]]:
+    """Chains of 5 and diamonds (a -> b, c -> d), alternating, n jobs in all."""
+    jobs: List[Dict[str, Any]] = []
+    i = 0
+    while len(jobs) < n:
+        base = f"g{i}"
+        if i % 2 == 0:
+            for k in range(5):
+                job: Dict[str, Any] = {"name": f"{base}c{k}", "execution": {"exec": "/bin/true"}}
+                if k:
+                    job["dependencies"] = {"after": [f"{base}c{k - 1}"]}
+                jobs.append(job)
+        else:
+            jobs.append({"name": f"{base}a", "execution": {"exec": "/bin/true"}})
+            for s in ("b", "c"):
+                jobs.append({"name": f"{base}{s}", "execution": {"exec": "/bin/true"},
+                             "dependencies": {"after": [f"{base}a"]}})
+            jobs.append({"name": f"{base}d", "execution": {"exec": "/bin/true"},
+                         "dependencies": {"after": [f"{base}b", f"{base}c"]}})
+        i += 1
+    return _requests(jobs)  # whole chains and diamonds: n, or a few more
+
+
+def _run(workdir: str, name: str, requests: List[Dict[str, Any]], parts: int, repeat: int) -> Dict[str, float]:
+    from bench.__main__ import timed  # the same timing and peak-memory probe as the other rows
+
+    wd = os.path.join(workdir, name)
+    os.makedirs(wd, exist_ok=True)
+    req = os.path.join(wd, "requests.json")
+    with open(req, "w") as f:
+        json.dump(requests, f)
+    cmd = [__import__("sys").executable, "-m", "hpilot.governor", "run", req, "--nodes", NODES,
+           "--partition-nodes", str(8 // parts), "--dry-run-tasks", "0", "--log", "warning", "--no-journal"]
+    runs = [timed(cmd, wd) for _ in range(repeat)]
+    return {"wall": statistics.median(r[0] for r in runs), "peak": max(r[1] for r in runs),
+            "ok": float(all(r[2] == 0 for r in runs))}
+
+
+def run(repeat: int, workdir: str, file_w1_wall: float) -> List[Dict[str, Any]]:
+    base = {"makespan_s": None, "exit_codes": [0], "runs": []}
+    rows: List[Dict[str, Any]] = []
+    rates: Dict[int, float] = {}
+    for parts in (1, 2, 4, 8):
+        r = _run(workdir, f"G{parts}", _sweep(THROUGHPUT_ITERS), parts, repeat)
+        rate = THROUGHPUT_ITERS / r["wall"]
+        rates[parts] = rate
+        if parts == 4:
+            target, met = ">= 10,000 iterations/s", rate >= 10_000 and bool(r["ok"])
+        elif parts == 8:
+            target, met = f">= the 4-partition rate ({rates[4]:.0f}/s)", rate >= rates[4] and bool(r["ok"])
+        else:
+            target, met = "-", bool(r["ok"])
+        rows.append({**base, "workload": f"G-{parts}", "description": f"{THROUGHPUT_ITERS:,} dry-run iterations, "
+                     f"{parts} partition(s)", "tasks": THROUGHPUT_ITERS, "wall_s": round(r["wall"], 4),
+                     "tasks_per_s": round(rate, 1), "peak_mb": r["peak"], "target": target, "met": met})
+    r = _run(workdir, "G-1M", _sweep(BIG_ITERS), 8, 1)
+    rows.append({**base, "workload": "G-1M", "description": "1,000,000 dry-run iterations over 8 partitions",
+                 "tasks": BIG_ITERS, "wall_s": round(r["wall"], 4), "tasks_per_s": round(BIG_ITERS / r["wall"], 1),
+                 "peak_mb": r["peak"], "target": "governor peak memory < 300 MB",
+                 "met": r["peak"] < 300 and bool(r["ok"])})
+    r = _run(workdir, "G-DAG", _dag(DAG_JOBS), 4, repeat)
+    rows.append({**base, "workload": "G-DAG", "description": f"{DAG_JOBS:,}-job DAG (chains, diamonds), dry run, "
+                 "4 partitions", "tasks": DAG_JOBS, "wall_s": round(r["wall"], 4),
+                 "tasks_per_s": round(DAG_JOBS / r["wall"], 1), "peak_mb": r["peak"], "target": "< 5 s",
+                 "met": r["wall"] < 5.0 and bool(r["ok"])})
+    return rows
