@@ -50,7 +50,7 @@ JOBS = [
     {"name": "many", "iteration": {"stop": 40}, "execution": {"exec": "/bin/true"}},
     {"name": "pairs", "iteration": {"stop": 4}, "execution": {"exec": "/bin/sleep", "args": ["0.4"]},
      "resources": {"numCores": {"exact": 2}}},
-    {"name": "single", "execution": {"exec": "/bin/sh", "args": ["-c", "sleep 0.5; true"]}},
+    {"name": "single", "execution": {"exec": "/bin/sh", "args": ["-c", "sleep 1.5; true"]}},
     {"name": "broken", "execution": {"exec": "/bin/sh", "args": ["-c", "exit 3"]}},
 ]
 

@@ -180,7 +180,7 @@ def test_resumed_service_kills_what_the_dead_one_left_running(wd: Path) -> None:
         return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["/bin/sleep", "4242"]]
 
     try:
-        wait_for(lambda: bool(sleeper()), 10, "the task to start")
+        wait_for(lambda: bool(sleeper()), 30, "the task to start")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -195,7 +195,7 @@ def test_resumed_service_kills_what_the_dead_one_left_running(wd: Path) -> None:
             return False
 
     try:
-        wait_for(only_the_new_one, 10, "the old task gone and the new one started")
+        wait_for(only_the_new_one, 30, "the old task gone and the new one started")
     finally:
         resumed.send_signal(signal.SIGTERM)
         resumed.wait(timeout=15)
