@@ -30,14 +30,16 @@ class IterRun:
     __slots__ = ("allocation", "wd", "scheduled", "started", "finished", "exit_code", "reason",
                  "attempts", "pid", "partition")
 
-    def __init__(self, allocation: str, wd: str, scheduled: float, started: float) -> None:
+    def __init__(self, allocation: str, wd: str, scheduled: float, started: float,
+                 finished: Optional[float] = None, exit_code: Optional[int] = None,
+                 reason: Optional[str] = None) -> None:
         self.allocation = allocation
         self.wd = wd
         self.scheduled = scheduled
         self.started = started
-        self.finished: Optional[float] = None
-        self.exit_code: Optional[int] = None
-        self.reason: Optional[str] = None
+        self.finished = finished
+        self.exit_code = exit_code
+        self.reason = reason
         self.attempts = 1
         self.pid: Optional[int] = None
         self.partition: Optional[str] = None  # governor mode: which partition ran it

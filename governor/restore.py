@@ -170,9 +170,7 @@ class _Finished:
         w = strings.get(wd)
         if w is None:
             w = strings[wd] = wd
-        run = IterRun(a, w, start, start)
-        run.finished, run.exit_code, run.reason = end, code, reason
-        runs[it] = run
+        runs[it] = IterRun(a, w, start, start, end, code, reason)
 
     def _switch(self, job: str, start: float) -> None:
         r = self.core.registry.get(job)
