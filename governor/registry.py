@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from hpilot.governor.jobspec import JobSpec
 from hpilot.governor.states import FINAL_STATES, JobState, check_transition
@@ -49,6 +49,79 @@ class IterRun:
         return None if self.finished is None else self.finished - self.started
 
 
+class Runs(Dict[int, IterRun]):
+    """An iteration's runs by index.  Those replayed from a journal stay as the parsed
+    journal record until someone reads them: a resume of a million finished iterations
+    must not build a million objects nobody may ever look at."""
+
+    __slots__ = ("_compact",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._compact: Optional[Dict[int, Tuple[Any, ...]]] = None
+
+    def add_compact(self, it: int, record: Tuple[Any, ...]) -> None:
+        """``record``: (job, it, state, exit_code, start, end, allocation, wd, reason)."""
+        if self._compact is None:
+            self._compact = {}
+        self._compact[it] = record
+
+    def _load(self, it: int) -> Optional[IterRun]:
+        r = self._compact.pop(it, None) if self._compact else None
+        if r is None:
+            return None
+        run = IterRun(r[6], r[7], r[4], r[4], r[5], r[3], r[8])
+        dict.__setitem__(self, it, run)
+        return run
+
+    def _load_all(self) -> None:
+        if self._compact:
+            for it in list(self._compact):
+                self._load(it)
+
+    def __missing__(self, it: int) -> IterRun:
+        run = self._load(it)
+        if run is None:
+            raise KeyError(it)
+        return run
+
+    def get(self, it: int, default: Any = None) -> Any:
+        run = dict.get(self, it)
+        if run is None:
+            run = self._load(it)
+        return default if run is None else run
+
+    def __setitem__(self, it: int, run: IterRun) -> None:
+        if self._compact:
+            self._compact.pop(it, None)
+        dict.__setitem__(self, it, run)
+
+    def __contains__(self, it: object) -> bool:
+        return dict.__contains__(self, it) or bool(self._compact and it in self._compact)
+
+    def __len__(self) -> int:
+        return dict.__len__(self) + (len(self._compact) if self._compact else 0)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __iter__(self) -> Iterator[int]:
+        self._load_all()
+        return dict.__iter__(self)
+
+    def keys(self):
+        self._load_all()
+        return dict.keys(self)
+
+    def values(self):
+        self._load_all()
+        return dict.values(self)
+
+    def items(self):
+        self._load_all()
+        return dict.items(self)
+
+
 @dataclass(frozen=True)
 class Drop:
     iterations: Sequence[int]
@@ -69,7 +142,7 @@ class JobRecord:
         n = task.it_count
         self.it_states = bytearray([_QUEUED]) * n
         self.counts: Counter = Counter({JobState.QUEUED: n})
-        self.runs: Dict[int, IterRun] = {}
+        self.runs = Runs()
         self.drops: List[Drop] = []
         self.messages: List[str] = []
         self.unmet = 0  # dependencies not yet satisfied

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from hpilot.governor import journal
 from hpilot.governor.core import Action, GovernorCore, JobDone
 from hpilot.governor.jobspec import parse_job
-from hpilot.governor.registry import Drop, IterRun, JobRecord
+from hpilot.governor.registry import Drop, JobRecord
 from hpilot.governor.states import JobState
 
 
@@ -149,10 +149,10 @@ class _Finished:
         self.pending: Dict[int, Tuple[JobRecord, Dict[str, int]]] = {}
         self.last: Tuple[Optional[str], Optional[JobRecord]] = (None, None)
         self.cur: Tuple[Any, ...] = (None, {}, bytearray(), {}, 0)
-        self.strings: Dict[str, str] = {}  # one copy of each allocation/wd string
 
     def add(self, rec: Tuple[Any, ...]) -> None:
-        job, it, state, code, start, end, alloc, wd, reason = rec
+        job, it, state = rec[0], rec[1], rec[2]
+        start = rec[4]
         if job != self.last[0]:
             self._switch(job, start)
         r, counts, states, runs, first = self.cur
@@ -163,14 +163,7 @@ class _Finished:
             return
         states[idx] = self.codes[state]
         counts[state] = counts.get(state, 0) + 1
-        strings = self.strings
-        a = strings.get(alloc)
-        if a is None:
-            a = strings[alloc] = alloc
-        w = strings.get(wd)
-        if w is None:
-            w = strings[wd] = wd
-        runs[it] = IterRun(a, w, start, start, end, code, reason)
+        runs.add_compact(it, rec)  # an IterRun only when someone reads it
 
     def _switch(self, job: str, start: float) -> None:
         r = self.core.registry.get(job)

@@ -174,3 +174,45 @@ def test_restore_reports_iterations_that_were_running_as_orphans(tmp_path: Path)
     assert plan.orphans == [(999, 1.0)]
     work = [a.message for a in actions if isinstance(a, SendToPartition)]
     assert tuple(work[0].iterations) == (0, 1)  # the running one runs again
+
+
+def test_replayed_runs_read_back_like_built_ones(tmp_path: Path) -> None:
+    """Replayed runs stay compact until read; every way of reading them gives the IterRun."""
+    from hpilot.governor.registry import IterRun, Runs
+
+    runs = Runs()
+    runs[0] = IterRun("n1[0]", "/w", 1.0, 1.0, 2.0, 0, None)
+    runs.add_compact(1, ("sweep", 1, "FAILED", 3, 5.0, 7.5, "n1[1]", "/w2", "exit 3"))
+    runs.add_compact(2, ("sweep", 2, "SUCCEED", 0, 8.0, 9.0, "n1[2]", "/w2", None))
+    assert len(runs) == 3 and 1 in runs and 5 not in runs and runs
+    one = runs.get(1)
+    assert isinstance(one, IterRun)
+    assert (one.allocation, one.wd, one.started, one.finished, one.exit_code, one.reason) == (
+        "n1[1]", "/w2", 5.0, 7.5, 3, "exit 3")
+    assert runs.get(1) is one and runs[1] is one  # built once
+    assert runs.get(5) is None and runs.get(5, "x") == "x"
+    with pytest.raises(KeyError):
+        runs[5]
+    runs[2] = IterRun("n9[0]", "/w3", 10.0, 10.0)  # a newer run replaces the compact one
+    assert runs[2].allocation == "n9[0]" and len(runs) == 3
+    assert sorted(runs) == [0, 1, 2] and sorted(r.allocation for r in runs.values()) == ["n1[0]", "n1[1]", "n9[0]"]
+
+
+def test_restored_iterations_keep_their_runtime_for_queries(tmp_path: Path) -> None:
+    from hpilot.governor.queries import job_info
+
+    first = _core(tmp_path)
+    out: List[Any] = []
+    _submit(first, [{"name": "s", "iteration": {"stop": 3}, "execution": {"exec": "/bin/true"}}], out)
+    _finish(first, "s", 0, 0, out)
+    _finish(first, "s", 2, 4, out)
+    run = tmp_path / "run"
+    run.mkdir()
+    _write(run / "journal", [a.data for a in out if isinstance(a, Record)])
+    second = GovernorCore(GovernorConfig(root_wd=str(tmp_path)), [PartitionView("p0", local_resources("n1:4"))])
+    restore(second, str(run), 5.0)
+    info = job_info(second.registry.jobs["s"], with_childs=True)
+    childs = {c["iteration"]: c for c in info["childs"]}
+    assert childs[0]["runtime"]["exit_code"] == "0" and childs[0]["runtime"]["allocation"] == "n1[0]"
+    assert childs[2]["runtime"]["exit_code"] == "4" and childs[2]["state"] == "FAILED"
+    assert "runtime" not in childs[1] and childs[1]["state"] == "QUEUED"
