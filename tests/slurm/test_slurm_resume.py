@@ -37,12 +37,16 @@ def _recorded(wd: Path) -> set:
     return {(f"{r[0]}:{r[1]}" if r[0] == "sweep" else r[0]) for k, r in rep.records if k == "I"}
 
 
+@pytest.mark.parametrize("mode", ["single", "governor"])
 @pytest.mark.parametrize("seed", range(3))
-def test_kill_the_manager_in_one_allocation_resume_in_another(tmp_path: Path, seed: int) -> None:
+def test_kill_the_manager_in_one_allocation_resume_in_another(tmp_path: Path, seed: int, mode: str) -> None:
+    """In governor mode the governor is killed (its partition managers, srun steps of
+    the same allocation, end with it) and the resume has another number of partitions."""
     write_requests(tmp_path / "jobs.json", _requests())
     name = job_name(tmp_path)
+    partitions = ["--slurm-partition-nodes", "2"] if mode == "governor" else []
     cmd = ["salloc", "-N", "4", "--ntasks-per-node=1", "--time=5", f"--job-name={name}", *HPILOT, "run",
-           "jobs.json", "--wd", str(tmp_path)]
+           "jobs.json", "--wd", str(tmp_path), *partitions]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: (tmp_path / "marks").exists(), 60, "the first tasks to finish")
@@ -60,7 +64,8 @@ def test_kill_the_manager_in_one_allocation_resume_in_another(tmp_path: Path, se
         cancel(name)
     recorded = _recorded(tmp_path)
     at_kill = Counter((tmp_path / "marks").read_text().split())
-    resumed = salloc(["resume", str(tmp_path)], tmp_path, per_node=1, timeout=120)
+    again = ["--slurm-partition-nodes", "1"] if mode == "governor" else []
+    resumed = salloc(["resume", str(tmp_path), *again], tmp_path, per_node=1, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert "Traceback" not in resumed.stderr
     marks = Counter((tmp_path / "marks").read_text().split())
