@@ -1,4 +1,4 @@
-"""Resume in governor mode after a kill -9 at random moments: of the governor alone, or of the
+"""Resume in governor mode after a kill -9 at 20 random moments each: of the governor alone, or of the
 governor together with its partition managers. The resumed run may have another number of
 partitions. Same property as the single-manager tests (tests/integration/test_resume.py)."""
 
@@ -29,7 +29,7 @@ def _partition_managers(governor_pid: int) -> List[psutil.Process]:
 
 
 @pytest.mark.parametrize("with_partitions", [False, True], ids=["governor", "governor+partitions"])
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(20))
 def test_kill_governor_at_a_random_moment_then_resume(wd: Path, seed: int, with_partitions: bool) -> None:
     write_requests(wd / "jobs.json", _workload())
     cmd = HPILOT + ["run", "jobs.json", "--nodes", "2,2", "--partition-nodes", "1", "--partition-heartbeat", "0.5",
