@@ -304,7 +304,7 @@ class GovernorCore:
         out.append(SendToPartition(part, Work(rec.task, rec.pending(), rec.submitted)))
 
     def _req_cancel(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
-        names, err = _job_names(payload)
+        names, err = queries.job_names(payload)
         if err:
             return err
         results: Dict[str, Dict[str, Any]] = {}
@@ -338,7 +338,7 @@ class GovernorCore:
         self._break_dependants(rec.name, f"dependency {rec.name} was canceled", now, out)
 
     def _req_remove(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
-        names, err = _job_names(payload)
+        names, err = queries.job_names(payload)
         if err:
             return err
         removed, problems = 0, {}
@@ -570,15 +570,6 @@ _HANDLERS = {
     "resourcesInfo": GovernorCore._req_query,
     "status": GovernorCore._req_query,
 }
-
-
-def _job_names(payload: Dict[str, Any]) -> Tuple[List[str], Optional[Dict[str, Any]]]:
-    names = payload.get("jobNames")
-    if isinstance(names, str):
-        names = [names]
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        return [], response(ERROR, f"{payload.get('request')}: 'jobNames' must be a non-empty list of job names")
-    return list(dict.fromkeys(names)), None
 
 
 def _fill_submit_vars(ex: Execution, values: Dict[str, str]) -> Execution:

@@ -20,11 +20,11 @@ import hmac
 import json
 import logging
 import os
-import secrets
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 import zmq
+from hpilot.launcher.wire import new_secret, write_secret
 
 log = logging.getLogger("hpilot.net")
 
@@ -51,11 +51,8 @@ def is_loopback(iface: str) -> bool:
 
 
 def make_secret(run_dir_path: str) -> str:
-    secret = secrets.token_hex(24)
-    path = os.path.join(run_dir_path, SECRET_FILE)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secret + "\n")
+    secret = new_secret()
+    write_secret(os.path.join(run_dir_path, SECRET_FILE), secret)
     return secret
 
 

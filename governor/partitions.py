@@ -22,6 +22,7 @@ import zmq
 from hpilot.governor.core import FromPart
 from hpilot.governor.routing import PartitionDraining, PartitionGone, PartitionJoined
 from hpilot.launcher.core import LaunchRequest
+from hpilot.launcher.wire import new_secret, write_secret
 from hpilot.partition import wire
 from hpilot.partition.messages import IterationFinished, IterationsDropped, IterationStarted
 
@@ -41,11 +42,8 @@ class _Link:
 class PartitionLinks:
     def __init__(self, iface: str, run_path: str, heartbeat: float) -> None:
         self.heartbeat = heartbeat
-        self.secret = os.environ.get(wire.SECRET_ENV) or wire.new_secret()
-        path = os.path.join(run_path, SECRET_FILE)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(self.secret)
+        self.secret = os.environ.get(wire.SECRET_ENV) or new_secret()
+        write_secret(os.path.join(run_path, SECRET_FILE), self.secret)
         self.ctx: zmq.Context = zmq.Context.instance()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 1000)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from hpilot.governor.registry import JobRecord, fmt_time
 from hpilot.governor.states import JobState
@@ -28,11 +28,9 @@ def answer(core: GovernorCore, payload: Dict[str, Any], now: float) -> Dict[str,
         return {"code": OK, "data": resources_info(core)}
     if kind == "status":
         return {"code": OK, "data": system_status(core, now)}
-    names = payload.get("jobNames")
-    if isinstance(names, str):
-        names = [names]
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        return {"code": ERROR, "message": f"{kind}: 'jobNames' must be a non-empty list of job names"}
+    names, err = job_names(payload)
+    if err:
+        return err
     with_childs = bool(payload.get("params", {}).get("withChilds") if isinstance(payload.get("params"), dict)
                        else payload.get("withChilds"))
     jobs: Dict[str, Any] = {}
@@ -45,6 +43,17 @@ def answer(core: GovernorCore, payload: Dict[str, Any], now: float) -> Dict[str,
         else:
             jobs[name] = {"status": OK, "data": job_info(rec, with_childs)}
     return {"code": OK, "data": {"jobs": jobs}}
+
+
+def job_names(payload: Dict[str, Any]) -> Tuple[List[str], Optional[Dict[str, Any]]]:
+    """The request's ``jobNames`` (a name, or a list; a name given twice counts once), or the error answer."""
+    names = payload.get("jobNames")
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        kind = payload.get("request")
+        return [], {"code": ERROR, "message": f"{kind}: 'jobNames' must be a non-empty list of job names"}
+    return list(dict.fromkeys(names)), None
 
 
 def list_jobs(core: GovernorCore) -> Dict[str, Any]:

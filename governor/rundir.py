@@ -22,13 +22,7 @@ class RunDir:
         self.name = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{host}-{os.getpid()}"
         self.path_str = os.path.join(os.path.abspath(wd), AUX, self.name)
         os.makedirs(self.path_str, exist_ok=True)
-        link = os.path.join(os.path.abspath(wd), AUX, "latest")
-        try:
-            tmp = f"{link}.{os.getpid()}"
-            os.symlink(self.name, tmp)
-            os.replace(tmp, link)
-        except OSError:
-            pass  # a file system without symlinks: 'latest' is a convenience only
+        self._point_latest()
         # per-run prefix of ${uniq}: unique across runs sharing one wd
         self.uniq = f"{os.getpid():x}{int(time.time()) & 0xFFFFFF:06x}-"
 
@@ -39,14 +33,18 @@ class RunDir:
         self.path_str = os.path.abspath(path)
         self.name = os.path.basename(self.path_str)
         self.uniq = f"{os.getpid():x}{int(time.time()) & 0xFFFFFF:06x}-"
+        self._point_latest()
+        return self
+
+    def _point_latest(self) -> None:
+        """``.hpilot/latest`` -> this run, replaced atomically."""
         link = os.path.join(os.path.dirname(self.path_str), "latest")
         try:
             tmp = f"{link}.{os.getpid()}"
             os.symlink(self.name, tmp)
             os.replace(tmp, link)
         except OSError:
-            pass
-        return self
+            pass  # a file system without symlinks: 'latest' is a convenience only
 
     def path(self, name: str) -> str:
         return name if os.path.isabs(name) else os.path.join(self.path_str, name)

@@ -199,10 +199,6 @@ def _check(msg: Any) -> None:
 # ---- authentication ----
 
 
-def new_secret() -> str:
-    return secrets.token_hex(32)
-
-
 def proof(secret: str, pid: str, nonce: str) -> str:
     return hmac.new(secret.encode(), f"register|{VERSION}|{pid}|{nonce}".encode(), hashlib.sha256).hexdigest()
 
