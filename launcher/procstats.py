@@ -5,7 +5,7 @@ the leader of each task (the wrapper, or the task itself), so it samples exactly
 trees of the tasks it runs -- in local mode too -- and tags every process with its
 task id.  Samples are JSON lines in ``<run>/procstats/procs-<tag>.jsonl``: the
 static facts of a process (parent, name, command line, creation time, CPU affinity)
-the first time it is seen, then only what changes (CPU times, memory).  Sampling runs
+the first time it is seen (and again after an exec), then only what changes (CPU times, memory).  Sampling runs
 in the launcher's own loop when its deadline is due (no thread), so a node agent can
 call :meth:`ProcSampler.sample` from its loop the same way.
 """
@@ -30,7 +30,7 @@ class ProcSampler:
         self.interval = max(0.01, interval)
         self.host = host or socket.gethostname().split(".")[0]
         self._f: IO[str] = open(self.path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
-        self._seen: Dict[Tuple[int, float], bool] = {}
+        self._seen: Dict[Tuple[int, float], str] = {}
         self._procs: Dict[int, psutil.Process] = {}  # psutil caches per-process state (cpu_times ...)
         self._next = 0.0
         self.samples = 0
@@ -75,9 +75,12 @@ class ProcSampler:
             with proc.oneshot():
                 created = proc.create_time()
                 key = (proc.pid, created)
-                if key not in self._seen:
-                    self._seen[key] = True
-                    rec.update(v=FORMAT_VERSION, ppid=proc.ppid(), name=proc.name(), cmdline=proc.cmdline(),
+                name = proc.name()
+                # A forked child that has not exec'd yet carries its parent's name; after exec the same
+                # (pid, created) is a new program, so the static facts are written again.
+                if self._seen.get(key) != name:
+                    self._seen[key] = name
+                    rec.update(v=FORMAT_VERSION, ppid=proc.ppid(), name=name, cmdline=proc.cmdline(),
                                created=created)
                     try:
                         rec["cpus"] = proc.cpu_affinity()
