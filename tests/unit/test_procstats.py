@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import psutil
-
 from hpilot.launcher.procstats import ProcSampler
 
 EXEC_ON_LINE = "import os, sys; sys.stdin.readline(); os.execvp('sleep', ['sleep', '30'])"
