@@ -17,8 +17,9 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 from hpilot.governor import journal, queries
 from hpilot.governor.dag import Dag, Edge
 from hpilot.governor.jobspec import FieldError, JobSpec, parse_job
-from hpilot.governor.registry import Drop, IterRun, JobRecord, Registry
+from hpilot.governor.registry import Drop, JobRecord, Registry
 from hpilot.governor.routing import PartitionDraining, PartitionGone, PartitionJoined, Router, Settled
+from hpilot.governor.runs import IterRun
 from hpilot.governor.states import JobState
 from hpilot.governor.validate import check_submit
 from hpilot.partition.messages import (

@@ -78,11 +78,14 @@ class PartitionLinks:
             ident = frames[0]
             for frame in frames[1:]:
                 try:
-                    msg = wire.decode(frame)
+                    msgs, errors = wire.decode_frame(frame)
                 except wire.WireError as e:
                     log.warning("partition frame dropped: %s", e)
                     continue
-                self._one(ident, msg, now, events)
+                for why in errors:
+                    log.warning("partition record dropped: %s", why)
+                for msg in msgs:
+                    self._one(ident, msg, now, events)
 
     def _one(self, ident: bytes, msg: Any, now: float, events: List[Any]) -> None:
         link = self.by_ident.get(ident)

@@ -1,9 +1,9 @@
 """Every job the service knows, with the state of each of its iterations.
 
-An iterative job keeps one byte per iteration (its state code) and a record only
-for iterations that started, plus a short list of ranges that were dropped
-(canceled, omitted, impossible) with one timestamp each.  So a job of a million
-iterations costs about a megabyte until its iterations actually run.
+An iterative job keeps one byte per iteration (its state code), its runs in columns
+(:mod:`runs`: 48 bytes per iteration once one has run), and a short list of ranges
+that were dropped (canceled, omitted, impossible) with one timestamp each.  So a job
+of a million iterations costs about a megabyte until its iterations actually run.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from hpilot.governor.jobspec import JobSpec
+from hpilot.governor.runs import Runs
 from hpilot.governor.states import FINAL_STATES, JobState, check_transition
 from hpilot.partition.messages import TaskSpec
 
@@ -22,104 +23,6 @@ _QUEUED = JobState.QUEUED.code
 
 def fmt_time(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-class IterRun:
-    """An iteration that was placed on cores (at least once)."""
-
-    __slots__ = ("allocation", "wd", "scheduled", "started", "finished", "exit_code", "reason",
-                 "attempts", "pid", "partition")
-
-    def __init__(self, allocation: str, wd: str, scheduled: float, started: float,
-                 finished: Optional[float] = None, exit_code: Optional[int] = None,
-                 reason: Optional[str] = None) -> None:
-        self.allocation = allocation
-        self.wd = wd
-        self.scheduled = scheduled
-        self.started = started
-        self.finished = finished
-        self.exit_code = exit_code
-        self.reason = reason
-        self.attempts = 1
-        self.pid: Optional[int] = None
-        self.partition: Optional[str] = None  # governor mode: which partition ran it
-
-    @property
-    def runtime(self) -> Optional[float]:
-        return None if self.finished is None else self.finished - self.started
-
-
-class Runs(Dict[int, IterRun]):
-    """An iteration's runs by index.  Those replayed from a journal stay as the parsed
-    journal record until someone reads them: a resume of a million finished iterations
-    must not build a million objects nobody may ever look at."""
-
-    __slots__ = ("_compact",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._compact: Optional[Dict[int, Tuple[Any, ...]]] = None
-
-    def add_compact(self, it: int, record: Tuple[Any, ...]) -> None:
-        """``record``: (job, it, state, exit_code, start, end, allocation, wd, reason)."""
-        if self._compact is None:
-            self._compact = {}
-        self._compact[it] = record
-
-    def _load(self, it: int) -> Optional[IterRun]:
-        r = self._compact.pop(it, None) if self._compact else None
-        if r is None:
-            return None
-        run = IterRun(r[6], r[7], r[4], r[4], r[5], r[3], r[8])
-        dict.__setitem__(self, it, run)
-        return run
-
-    def _load_all(self) -> None:
-        if self._compact:
-            for it in list(self._compact):
-                self._load(it)
-
-    def __missing__(self, it: int) -> IterRun:
-        run = self._load(it)
-        if run is None:
-            raise KeyError(it)
-        return run
-
-    def get(self, it: int, default: Any = None) -> Any:
-        run = dict.get(self, it)
-        if run is None:
-            run = self._load(it)
-        return default if run is None else run
-
-    def __setitem__(self, it: int, run: IterRun) -> None:
-        if self._compact:
-            self._compact.pop(it, None)
-        dict.__setitem__(self, it, run)
-
-    def __contains__(self, it: object) -> bool:
-        return dict.__contains__(self, it) or bool(self._compact and it in self._compact)
-
-    def __len__(self) -> int:
-        return dict.__len__(self) + (len(self._compact) if self._compact else 0)
-
-    def __bool__(self) -> bool:
-        return len(self) > 0
-
-    def __iter__(self) -> Iterator[int]:
-        self._load_all()
-        return dict.__iter__(self)
-
-    def keys(self):
-        self._load_all()
-        return dict.keys(self)
-
-    def values(self):
-        self._load_all()
-        return dict.values(self)
-
-    def items(self):
-        self._load_all()
-        return dict.items(self)
 
 
 @dataclass(frozen=True)
@@ -142,7 +45,7 @@ class JobRecord:
         n = task.it_count
         self.it_states = bytearray([_QUEUED]) * n
         self.counts: Counter = Counter({JobState.QUEUED: n})
-        self.runs = Runs()
+        self.runs = Runs(task.it_start, n)
         self.drops: List[Drop] = []
         self.messages: List[str] = []
         self.unmet = 0  # dependencies not yet satisfied
@@ -221,12 +124,10 @@ class JobRecord:
 
     @property
     def runtime(self) -> Optional[float]:
-        if not self.runs:
+        span = self.runs.span()
+        if span is None or span[1] is None:
             return None
-        ends = [r.finished for r in self.runs.values() if r.finished is not None]
-        if not ends:
-            return None
-        return max(ends) - min(r.started for r in self.runs.values())
+        return span[1] - span[0]
 
     def history_text(self) -> str:
         return "".join(f"\n{fmt_time(ts)}: {st.value}" for st, ts in self.history)

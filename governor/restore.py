@@ -196,7 +196,8 @@ def _settle(core: GovernorCore, now: float, out: List[Action]) -> None:
             r.drops.append(Drop(queued, JobState.CANCELED, now, "canceled by the user (before the resume)"))
         if r.all_final and not r.state.is_final:
             final = r.summary_state()
-            last = max((run.finished or run.started for run in r.runs.values()), default=now)
+            span = r.runs.span()
+            last = now if span is None else (span[1] if span[1] is not None else span[0])
             r.set_state(final, last)
             core.active -= 1
             out.append(JobDone(r))

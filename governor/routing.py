@@ -28,7 +28,10 @@ if TYPE_CHECKING:
     from hpilot.governor.core import Action, GovernorCore
 
 log = logging.getLogger("hpilot.governor")
-PREFETCH = 2  # a partition may hold this many times its cores: its queue never runs dry
+PREFETCH = 2  # a partition holds at least this many times its cores: its queue never runs dry
+HORIZON = 0.1  # ... and at least what it finishes in this many seconds (its measured rate)
+RATE_WINDOW = 0.2  # seconds of reports over which a partition's rate is measured
+MAX_PREFETCH = 256  # ... but never more than this many times its cores
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,8 @@ class Settled:
 
 
 class _Slot:
-    __slots__ = ("name", "cores", "nodes", "node_cores", "tags", "out", "cost", "draining", "sent", "done", "joined")
+    __slots__ = ("name", "cores", "nodes", "node_cores", "tags", "out", "cost", "draining", "sent", "done", "joined",
+                 "rate", "_win_start", "_win_done", "limit")
 
     def __init__(self, ev: PartitionJoined) -> None:
         self.name = ev.name
@@ -75,9 +79,26 @@ class _Slot:
         self.sent = 0
         self.done = 0
         self.joined = ev.now
+        self.rate = 0.0  # iterations finished per second, as last measured
+        self._win_start: float | None = None
+        self._win_done = 0
+        self.limit = self.cores * PREFETCH
+
+    def measure(self, n: int, now: float) -> None:
+        """Count ``n`` iterations finished at ``now`` (the partition's clock); every
+        RATE_WINDOW, the rate sets how much the partition may hold: a fast partition (short
+        tasks) gets big batches and few round trips, a slow one no more than it can start."""
+        if self._win_start is None:
+            self._win_start = now
+        self._win_done += n
+        span = now - self._win_start
+        if span >= RATE_WINDOW:
+            self.rate = self._win_done / span
+            self._win_start, self._win_done = now, 0
+            self.limit = min(max(self.cores * PREFETCH, int(self.rate * HORIZON)), self.cores * MAX_PREFETCH)
 
     def credit(self) -> int:
-        return 0 if self.draining else self.cores * PREFETCH - self.cost
+        return 0 if self.draining else self.limit - self.cost
 
 
 class _Entry:
@@ -190,9 +211,10 @@ class Router:
             del slot.out[job]
         slot.cost -= n * cost
         slot.done += n
+        slot.measure(n, now)
         # refill in batches: once half of the partition's buffer is free (it still holds
         # a core's worth of work per core then, so it never idles), not per iteration
-        if self.ready and (slot.cost == 0 or slot.credit() >= slot.cores * PREFETCH // 2):
+        if self.ready and (slot.cost == 0 or slot.credit() >= slot.limit // 2):
             self.pump(core, now, out)
 
     def pump(self, core: GovernorCore, now: float, out: List[Action]) -> None:

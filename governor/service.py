@@ -17,7 +17,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import zmq
 from hpilot.governor.config import Options
@@ -37,6 +37,7 @@ from hpilot.governor.core import (
 )
 from hpilot.governor.journal import FILE as JOURNAL_FILE
 from hpilot.governor.journal import Journal, json_record
+from hpilot.governor.launching import LauncherFactory, local_launcher
 from hpilot.governor.net import ADDRESS_FILE, NetInterface, make_secret
 from hpilot.governor.partitions import IdleLauncher, PartitionLinks
 from hpilot.governor.progress import Progress, tally
@@ -49,7 +50,6 @@ from hpilot.launcher.api import Launcher, poll_targets
 if TYPE_CHECKING:
     from hpilot.governor.restore import Plan
 from hpilot.launcher.core import LaunchRequest, TaskExit
-from hpilot.launcher.local import LocalLauncher
 from hpilot.partition.core import (
     KillTask,
     NodeChanged,
@@ -77,40 +77,6 @@ class Outcome:
     run_dir: str
     refused: List[str] = field(default_factory=list)
     stopped_by: Optional[str] = None
-
-
-LauncherFactory = Callable[[Callable[[TaskExit], None], Callable[[str, int, float], None]], Launcher]
-
-
-def local_launcher(opts: Options, run_dir: Optional[RunDir] = None) -> LauncherFactory:
-    """The in-process launcher, with the statistics the options ask for written into
-    ``run_dir`` (default: the run that ``prepare`` just made, ``<wd>/.hpilot/latest``).
-    The wrapper is looked up now, so a missing one is bad input before any task runs."""
-    if not (opts.enable_rt_stats or opts.enable_proc_stats):
-        def make(on_exit: Callable[[TaskExit], None], on_start: Callable[[str, int, float], None]) -> Launcher:
-            return LocalLauncher(on_exit=on_exit, on_start=on_start, grace=opts.kill_grace)
-
-        return make
-    from hpilot.launcher.rtstats import WrapperError, find_wrapper, open_stats
-
-    run_path = run_dir.path_str if run_dir is not None else os.path.realpath(
-        os.path.join(os.path.abspath(opts.wd), ".hpilot", "latest"))
-    wrapper = None
-    if opts.enable_rt_stats:
-        try:
-            wrapper = find_wrapper(opts.wrapper_rt_stats)
-        except WrapperError as e:
-            from hpilot.governor.startup import UserError
-
-            raise UserError(str(e)) from None
-
-    def make_with_stats(on_exit: Callable[[TaskExit], None], on_start: Callable[[str, int, float], None]
-                        ) -> Launcher:
-        rt, ps = open_stats(run_path, opts.enable_rt_stats, wrapper, opts.enable_proc_stats,
-                            opts.proc_stats_interval)
-        return LocalLauncher(on_exit=on_exit, on_start=on_start, grace=opts.kill_grace, rtstats=rt, procstats=ps)
-
-    return make_with_stats
 
 
 class Service:

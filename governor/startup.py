@@ -11,17 +11,20 @@ import dataclasses
 import logging
 import os
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from hpilot.governor.config import Options
 from hpilot.governor.fileiface import RequestFileError, load_requests
+from hpilot.governor.launching import LauncherFactory, local_launcher
 from hpilot.governor.rundir import RunDir, setup_logging
-from hpilot.governor.service import LauncherFactory, Outcome, Service, local_launcher, run_requests
 from hpilot.launcher.api import Launcher
 from hpilot.launcher.pool import AgentPool, AgentStartError, SrunLauncher, srun_starter, ssh_starter, stats_args
 from hpilot.launcher.wire import new_secret, write_secret
 from hpilot.partition.resources import ResourceError, ResourceSet, local_resources
 from hpilot.partition.slurm import in_allocation, read_resources_file, scontrol_job, slurm_resources
+
+if TYPE_CHECKING:
+    from hpilot.governor.service import Outcome
 
 log = logging.getLogger("hpilot.startup")
 
@@ -157,6 +160,8 @@ def _first_run_options(run: str, opts: Options) -> Dict[str, Any]:
 
 def serve(opts: Options) -> Outcome:
     """Start a service from options, feed its request file, run until it finishes."""
+    from hpilot.governor.service import Service, run_requests  # not at import: partition managers skip it
+
     requests: List[Any] = []
     file_start = 0
     if opts.file_path:

@@ -20,6 +20,10 @@ class JobState(enum.Enum):
     CANCELED = "CANCELED"
     OMITTED = "OMITTED"
 
+    # Members are singletons compared by identity, so the identity hash is right, and it
+    # is C: the registry counts states per iteration, millions of times in a big run.
+    __hash__ = object.__hash__
+
     @property
     def is_final(self) -> bool:
         return self in FINAL_STATES
@@ -27,7 +31,7 @@ class JobState(enum.Enum):
     # One byte per iteration in the registry; the codes index this tuple.
     @property
     def code(self) -> int:
-        return _CODES[self]
+        return self._code  # type: ignore[attr-defined]
 
     @staticmethod
     def from_code(code: int) -> JobState:
@@ -39,7 +43,8 @@ FINAL_STATES: FrozenSet[JobState] = frozenset(
 )
 
 _BY_CODE = tuple(JobState)
-_CODES = {state: i for i, state in enumerate(_BY_CODE)}
+for _i, _state in enumerate(_BY_CODE):
+    object.__setattr__(_state, "_code", _i)
 
 _Q, _S, _E = JobState.QUEUED, JobState.SCHEDULED, JobState.EXECUTING
 _OK, _FAIL, _CANCEL, _OMIT = (

@@ -30,6 +30,7 @@ from hpilot.partition.messages import CancelJob, Shutdown, Work
 
 log = logging.getLogger("hpilot.partition.manager")
 LOST_AFTER = 6
+BURST = 32  # launcher ticks per loop pass at most
 LauncherFactory = Callable[[Callable[[TaskExit], None], Callable[[str, int, float], None]], Launcher]
 
 
@@ -81,7 +82,7 @@ class PartitionManager:
         self.leaving = False
         self.stop: Optional[str] = None  # why the loop ends
         self.exit_code = 0
-        self._out: List[bytes] = []
+        self._out: List[Any] = []
         self._dirty = False
 
     # ---- launcher callbacks ----
@@ -103,16 +104,16 @@ class PartitionManager:
             elif isinstance(a, KillTask):
                 self.launcher.kill(a.task_id, a.reason)
             else:
-                self._out.append(wire.encode(a))
+                self._out.append(a)
 
     def _send(self, msg: Any) -> None:
         self.sock.send_multipart([wire.encode(msg)], zmq.NOBLOCK)
 
     def _flush(self) -> None:
-        if self._out:  # many reports in one multipart: one wake-up at the governor
-            frames, self._out = self._out, []
+        if self._out:  # a loop pass's reports in one frame: one wake-up and one decode at the governor
+            msgs, self._out = self._out, []
             with contextlib.suppress(zmq.Again):
-                self.sock.send_multipart(frames, zmq.NOBLOCK)
+                self.sock.send(wire.encode_batch(msgs), zmq.NOBLOCK)
 
     # ---- governor messages ----
 
@@ -196,9 +197,7 @@ class PartitionManager:
                 if self.sock in ready:
                     self._recv()
                 self.launcher.reap()
-                dl = self.launcher.next_deadline()
-                if dl is not None and dl <= time.time():
-                    self.launcher.tick()
+                self._burst()
         finally:
             signal.set_wakeup_fd(old_fd)
             for s, h in old.items():
@@ -224,6 +223,17 @@ class PartitionManager:
                     log.warning("frame from the governor dropped: %s", e)
                     continue
                 self._from_governor(msg)
+
+    def _burst(self) -> None:
+        """Run what is due now, and what that frees, before sleeping again: short tasks
+        (a dry run, or a launcher's immediate starts) then cost one loop pass per burst,
+        not per partition-sized handful.  Bounded, so the governor is never kept waiting."""
+        for _ in range(BURST):
+            dl = self.launcher.next_deadline()
+            if dl is None or dl > time.time():
+                return
+            self.launcher.tick()
+            self._schedule()
 
     def _schedule(self) -> None:
         while self._dirty:

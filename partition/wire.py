@@ -24,7 +24,7 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass, fields, is_dataclass
-from typing import Any, Dict, Optional, Tuple, Type, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 from hpilot.partition.messages import (
     CancelJob,
@@ -178,6 +178,89 @@ def decode(frame: bytes) -> Message:
         raise WireError(f"not a message: {type(msg).__name__}")
     _check(msg)
     return msg
+
+
+# ---- reports in bulk ----
+# A partition reports every iteration's start and end.  One frame per report, each a
+# generic record, cost the governor more in decoding than in handling; so a loop
+# pass's reports travel as one frame: a JSON array of positional records,
+# ["s", ...IterationStarted fields] and ["f", ...IterationFinished fields] (anything
+# else in its generic form).  Decoding checks each record's fields by position; a bad
+# record is dropped with its reason and the rest of the batch is kept.
+
+_STARTED = ("job", "iteration", "allocation", "wd", "scheduled", "started", "cores", "pid")
+_FINISHED = ("job", "iteration", "exit_code", "started", "finished", "allocation", "wd", "cores", "reason",
+             "canceled")
+_NUM = (int, float)
+
+
+def encode_batch(msgs: Sequence[Message]) -> bytes:
+    """Many messages, one frame (a single message still gets its plain form)."""
+    if len(msgs) == 1:
+        return encode(msgs[0])
+    items: List[Any] = []
+    for m in msgs:
+        if type(m) is IterationStarted:
+            items.append(["s", m.job, m.iteration, m.allocation, m.wd, m.scheduled, m.started, m.cores, m.pid])
+        elif type(m) is IterationFinished:
+            items.append(["f", m.job, m.iteration, m.exit_code, m.started, m.finished, m.allocation, m.wd,
+                          m.cores, m.reason, m.canceled])
+        elif type(m) in TOP:
+            items.append(_out(m))
+        else:
+            raise WireError(f"not a message: {type(m).__name__}")
+    return _dumps(items).encode()
+
+
+def decode_frame(frame: bytes) -> Tuple[List[Message], List[str]]:
+    """One frame -> its messages (one, or a batch), and why each dropped record was dropped.
+    A frame that is not JSON at all raises WireError."""
+    if not frame.startswith(b"["):
+        return [decode(frame)], []
+    try:
+        raw = json.loads(frame)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise WireError(f"not JSON: {e}") from None
+    msgs: List[Message] = []
+    errors: List[str] = []
+    for item in raw:
+        try:
+            msgs.append(_compact(item))
+        except WireError as e:
+            errors.append(str(e))
+    return msgs, errors
+
+
+def _compact(item: Any) -> Message:
+    if isinstance(item, dict):
+        msg = _in(item)
+        if type(msg) not in TOP:
+            raise WireError(f"not a message: {type(msg).__name__}")
+        _check(msg)
+        return msg
+    if not isinstance(item, list) or not item:
+        raise WireError("a batch holds records")
+    tag, vals = item[0], item[1:]
+    if tag == "s" and len(vals) == len(_STARTED):
+        job, it, alloc, wd, sched, started, cores, pid = vals
+        ok = (isinstance(alloc, str) and isinstance(wd, str) and isinstance(sched, _NUM)
+              and isinstance(started, _NUM) and (pid is None or _whole(pid)))
+        if ok and isinstance(job, str) and _whole(it) and _whole(cores):
+            return IterationStarted(job, it, alloc, wd, sched, started, cores, pid)
+        raise WireError(f"IterationStarted: bad field(s) in {str(item)[:200]}")
+    if tag == "f" and len(vals) == len(_FINISHED):
+        job, it, code, started, finished, alloc, wd, cores, reason, canceled = vals
+        ok = (isinstance(alloc, str) and isinstance(wd, str) and isinstance(started, _NUM)
+              and isinstance(finished, _NUM) and (reason is None or isinstance(reason, str))
+              and isinstance(canceled, bool))
+        if ok and isinstance(job, str) and _whole(it) and _whole(code) and _whole(cores):
+            return IterationFinished(job, it, code, started, finished, alloc, wd, cores, reason, canceled)
+        raise WireError(f"IterationFinished: bad field(s) in {str(item)[:200]}")
+    raise WireError(f"unknown compact record {str(item)[:80]}")
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _check(msg: Any) -> None:

@@ -177,24 +177,24 @@ def test_restore_reports_iterations_that_were_running_as_orphans(tmp_path: Path)
 
 
 def test_replayed_runs_read_back_like_built_ones(tmp_path: Path) -> None:
-    """Replayed runs stay compact until read; every way of reading them gives the IterRun."""
-    from hpilot.governor.registry import IterRun, Runs
+    """Replayed runs stay compact until read; every way of reading them gives the run."""
+    from hpilot.governor.runs import IterRun, Runs
 
-    runs = Runs()
+    runs = Runs(0, 10)
     runs[0] = IterRun("n1[0]", "/w", 1.0, 1.0, 2.0, 0, None)
     runs.add_compact(1, ("sweep", 1, "FAILED", 3, 5.0, 7.5, "n1[1]", "/w2", "exit 3"))
     runs.add_compact(2, ("sweep", 2, "SUCCEED", 0, 8.0, 9.0, "n1[2]", "/w2", None))
     assert len(runs) == 3 and 1 in runs and 5 not in runs and runs
     one = runs.get(1)
-    assert isinstance(one, IterRun)
+    assert one is not None
     assert (one.allocation, one.wd, one.started, one.finished, one.exit_code, one.reason) == (
         "n1[1]", "/w2", 5.0, 7.5, 3, "exit 3")
-    assert runs.get(1) is one and runs[1] is one  # built once
-    assert runs.get(5) is None and runs.get(5, "x") == "x"
+    assert runs[1].reason == "exit 3" and len(runs) == 3  # loaded once, counted once
+    assert runs.get(5) is None and runs.get(5, "x") == "x" and runs.get(10) is None
     with pytest.raises(KeyError):
         runs[5]
     runs[2] = IterRun("n9[0]", "/w3", 10.0, 10.0)  # a newer run replaces the compact one
-    assert runs[2].allocation == "n9[0]" and len(runs) == 3
+    assert runs[2].allocation == "n9[0]" and runs[2].finished is None and len(runs) == 3
     assert sorted(runs) == [0, 1, 2] and sorted(r.allocation for r in runs.values()) == ["n1[0]", "n1[1]", "n9[0]"]
 
 

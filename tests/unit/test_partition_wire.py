@@ -61,3 +61,36 @@ def test_register_proof() -> None:
     reg = wire.register("secret", "p1", "h", 1, (("n", 1),), ())
     assert wire.check_register("secret", reg) is None
     assert "proof" in (wire.check_register("other", reg) or "")
+
+
+def test_reports_travel_in_one_frame_and_keep_their_order() -> None:
+    msgs = [IterationStarted("j", 3, "n1[0,1]", "/wd", 1.0, 2.0, 2, 123),
+            IterationFinished("j", 3, 0, 2.0, 2.5, "n1[0,1]", "/wd", 2),
+            IterationsDropped("j", range(4, 9), "canceled", 4.0, True),
+            IterationStarted("k", 0, "n2[0]", "/w", 1, 2, 1, None),
+            IterationFinished("k", 0, -9, 2.0, 3.0, "n2[0]", "/w", 1, "killed", True),
+            wire.Heartbeat(5.0)]
+    frame = wire.encode_batch(msgs)
+    assert frame.startswith(b"[")
+    back, errors = wire.decode_frame(frame)
+    assert back == msgs and errors == []
+    one = [wire.Heartbeat(1.0)]
+    assert wire.decode_frame(wire.encode_batch(one)) == (one, [])  # a single message keeps its plain form
+
+
+@pytest.mark.parametrize("bad", [
+    ["s", "j", "3", "n1[0]", "/wd", 1.0, 2.0, 1, None],  # iteration not a number
+    ["s", "j", 3, "n1[0]", "/wd", 1.0, 2.0, True, None],  # cores a bool
+    ["f", "j", 3, 0, 1.0, 2.0, "n1[0]", "/wd", 1, None],  # a field short
+    ["f", "j", 3, 0, 1.0, "late", "n1[0]", "/wd", 1, None, False],  # a time not a number
+    ["x", 1], [], 7, {"@": "Nope"},
+])
+def test_a_bad_record_in_a_batch_is_dropped_alone(bad: object) -> None:
+    import json
+
+    good = ["s", "j", 1, "n1[0]", "/wd", 1.0, 2.0, 1, 99]
+    msgs, errors = wire.decode_frame(json.dumps([good, bad, good]).encode())
+    assert len(msgs) == 2 and all(isinstance(m, IterationStarted) and m.pid == 99 for m in msgs)
+    assert len(errors) == 1 and errors[0]
+    with pytest.raises(wire.WireError):
+        wire.decode_frame(b"[1, 2")

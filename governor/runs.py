@@ -1,0 +1,285 @@
+"""Where and when each iteration of a job ran, in columns.
+
+A job of a million iterations that all run must not cost a million Python objects:
+an object per run (three floats, two strings, a dict entry) was about 250 bytes, so
+a 1M-iteration sweep held 250 MB in the governor alone.  Here a job's runs are two
+flat arrays indexed by iteration: the times as doubles, the rest as 32-bit numbers
+(strings such as the allocation and wd are numbers into a small table of distinct
+values).  That is 48 bytes per iteration, allocated when the first iteration runs.
+Failure reasons are rare and kept in a dict.
+
+Callers read and update a run through :class:`RunView`, a two-slot view that reads
+and writes the columns; :class:`IterRun` is the plain record used to add a run.
+Runs replayed from a journal stay as their parsed record until someone reads them
+(:meth:`Runs.add_compact`), so a resume does not rebuild columns nobody asks for.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+_NAN = float("nan")
+_NONE = -(2 ** 31)  # an absent exit code or pid
+# the int columns of one iteration: attempts (0: never ran), exit code, pid, then string
+# table indices for allocation, wd and partition (0 is None)
+_ATT, _EXIT, _PID, _ALLOC, _WD, _PART = range(6)
+_NI = 6
+# the time columns: scheduled, started, finished (NaN while running)
+_SCHED, _START, _FIN = range(3)
+_NT = 3
+
+
+class IterRun:
+    """A run to add with ``runs[it] = IterRun(...)``."""
+
+    __slots__ = ("allocation", "wd", "scheduled", "started", "finished", "exit_code", "reason",
+                 "attempts", "pid", "partition")
+
+    def __init__(self, allocation: str, wd: str, scheduled: float, started: float,
+                 finished: Optional[float] = None, exit_code: Optional[int] = None,
+                 reason: Optional[str] = None) -> None:
+        self.allocation = allocation
+        self.wd = wd
+        self.scheduled = scheduled
+        self.started = started
+        self.finished = finished
+        self.exit_code = exit_code
+        self.reason = reason
+        self.attempts = 1
+        self.pid: Optional[int] = None
+        self.partition: Optional[str] = None  # governor mode: which partition ran it
+
+
+def _opt(v: Optional[int]) -> int:
+    return _NONE if v is None else v
+
+
+class RunView:
+    """One iteration's run, read and written in its job's columns."""
+
+    __slots__ = ("_r", "_i")
+
+    def __init__(self, runs: Runs, idx: int) -> None:
+        self._r, self._i = runs, idx
+
+    def _int(self, col: int) -> int:
+        return self._r._ints[self._i * _NI + col]
+
+    def _set_int(self, col: int, v: int) -> None:
+        self._r._ints[self._i * _NI + col] = v
+
+    def _time(self, col: int) -> float:
+        return self._r._times[self._i * _NT + col]
+
+    @property
+    def allocation(self) -> str:
+        return self._r._strs[self._int(_ALLOC)] or ""
+
+    @property
+    def wd(self) -> str:
+        return self._r._strs[self._int(_WD)] or ""
+
+    @property
+    def partition(self) -> Optional[str]:
+        return self._r._strs[self._int(_PART)]
+
+    @partition.setter
+    def partition(self, v: Optional[str]) -> None:
+        self._set_int(_PART, self._r._str(v))
+
+    @property
+    def scheduled(self) -> float:
+        return self._time(_SCHED)
+
+    @property
+    def started(self) -> float:
+        return self._time(_START)
+
+    @property
+    def finished(self) -> Optional[float]:
+        v = self._time(_FIN)
+        return None if math.isnan(v) else v
+
+    @finished.setter
+    def finished(self, v: Optional[float]) -> None:
+        self._r._times[self._i * _NT + _FIN] = _NAN if v is None else v
+
+    @property
+    def exit_code(self) -> Optional[int]:
+        v = self._int(_EXIT)
+        return None if v == _NONE else v
+
+    @exit_code.setter
+    def exit_code(self, v: Optional[int]) -> None:
+        self._set_int(_EXIT, _opt(v))
+
+    @property
+    def pid(self) -> Optional[int]:
+        v = self._int(_PID)
+        return None if v == _NONE else v
+
+    @pid.setter
+    def pid(self, v: Optional[int]) -> None:
+        self._set_int(_PID, _opt(v))
+
+    @property
+    def attempts(self) -> int:
+        return self._int(_ATT)
+
+    @attempts.setter
+    def attempts(self, v: int) -> None:
+        self._set_int(_ATT, v)
+
+    @property
+    def reason(self) -> Optional[str]:
+        return self._r._reasons.get(self._i)
+
+    @reason.setter
+    def reason(self, v: Optional[str]) -> None:
+        if v is None:
+            self._r._reasons.pop(self._i, None)
+        else:
+            self._r._reasons[self._i] = v
+
+    @property
+    def runtime(self) -> Optional[float]:
+        fin = self.finished
+        return None if fin is None else fin - self.started
+
+
+class Runs:
+    """The runs of one job's iterations ``it_start .. it_start + it_count - 1``."""
+
+    __slots__ = ("_start", "_count", "_times", "_ints", "_strs", "_str_idx", "_reasons", "_n", "_compact")
+
+    def __init__(self, it_start: int, it_count: int) -> None:
+        self._start, self._count = it_start, it_count
+        self._times: array = array("d")
+        self._ints: array = array("i")
+        self._strs: List[Optional[str]] = [None]
+        self._str_idx: Dict[str, int] = {}
+        self._reasons: Dict[int, str] = {}
+        self._n = 0  # iterations that have a run in the columns
+        self._compact: Optional[Dict[int, Tuple[Any, ...]]] = None
+
+    def _str(self, s: Optional[str]) -> int:
+        if s is None:
+            return 0
+        i = self._str_idx.get(s)
+        if i is None:
+            i = self._str_idx[s] = len(self._strs)
+            self._strs.append(s)
+        return i
+
+    def _index(self, it: int) -> int:
+        idx = it - self._start
+        if not 0 <= idx < self._count:
+            raise KeyError(it)
+        return idx
+
+    def _has(self, idx: int) -> bool:
+        return bool(self._ints) and self._ints[idx * _NI + _ATT] > 0
+
+    def __setitem__(self, it: int, run: IterRun) -> None:
+        idx = self._index(it)
+        if self._compact:
+            self._compact.pop(it, None)
+        if not self._ints:  # the first run of this job: the columns for all its iterations
+            self._times = array("d", [_NAN]) * (self._count * _NT)
+            self._ints = array("i", bytes(4 * self._count * _NI))
+        if not self._has(idx):
+            self._n += 1
+        t, i = idx * _NT, idx * _NI
+        self._times[t + _SCHED] = run.scheduled
+        self._times[t + _START] = run.started
+        self._times[t + _FIN] = _NAN if run.finished is None else run.finished
+        ints = self._ints
+        ints[i + _ATT] = max(1, run.attempts)
+        ints[i + _EXIT] = _opt(run.exit_code)
+        ints[i + _PID] = _opt(run.pid)
+        ints[i + _ALLOC] = self._str(run.allocation)
+        ints[i + _WD] = self._str(run.wd)
+        ints[i + _PART] = self._str(run.partition)
+        if run.reason is None:
+            self._reasons.pop(idx, None)
+        else:
+            self._reasons[idx] = run.reason
+
+    def add_compact(self, it: int, record: Tuple[Any, ...]) -> None:
+        """A run replayed from the journal, kept as its parsed record until it is read:
+        ``record`` is (job, it, state, exit_code, start, end, allocation, wd, reason)."""
+        if self._compact is None:
+            self._compact = {}
+        self._compact[it] = record
+
+    def _load(self, it: int) -> bool:
+        r = self._compact.pop(it, None) if self._compact else None
+        if r is None:
+            return False
+        self[it] = IterRun(r[6], r[7], r[4], r[4], r[5], r[3], r[8])
+        return True
+
+    def get(self, it: int, default: Any = None) -> Any:
+        idx = it - self._start
+        if not 0 <= idx < self._count:
+            return default
+        if self._has(idx) or self._load(it):
+            return RunView(self, idx)
+        return default
+
+    def __getitem__(self, it: int) -> RunView:
+        run = self.get(it)
+        if run is None:
+            raise KeyError(it)
+        return run
+
+    def __contains__(self, it: object) -> bool:
+        if not isinstance(it, int):
+            return False
+        idx = it - self._start
+        return (0 <= idx < self._count and self._has(idx)) or bool(self._compact and it in self._compact)
+
+    def __len__(self) -> int:
+        return self._n + (len(self._compact) if self._compact else 0)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def _load_all(self) -> None:
+        if self._compact:
+            for it in list(self._compact):
+                self._load(it)
+
+    def __iter__(self) -> Iterator[int]:
+        self._load_all()
+        if not self._ints:
+            return
+        ints, start = self._ints, self._start
+        for idx in range(self._count):
+            if ints[idx * _NI + _ATT] > 0:
+                yield start + idx
+
+    def keys(self) -> Iterator[int]:
+        return iter(self)
+
+    def values(self) -> Iterator[RunView]:
+        for it in self:
+            yield RunView(self, it - self._start)
+
+    def items(self) -> Iterator[Tuple[int, RunView]]:
+        for it in self:
+            yield it, RunView(self, it - self._start)
+
+    def span(self) -> Optional[Tuple[float, Optional[float]]]:
+        """(first start, last finish or None) over every run: a job's runtime without a
+        view per iteration."""
+        self._load_all()
+        if not self._n:
+            return None
+        t = self._times
+        starts = t[_START::_NT]
+        ends = [x for x in t[_FIN::_NT] if not math.isnan(x)]
+        first = min(x for x in starts if not math.isnan(x))
+        return first, (max(ends) if ends else None)

@@ -1,0 +1,77 @@
+"""Runs in columns read back exactly what was written, like a dict of records would."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import pytest
+from hpilot.governor.runs import IterRun, Runs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+FIELDS = ("allocation", "wd", "scheduled", "started", "finished", "exit_code", "reason", "attempts", "pid",
+          "partition")
+
+
+def _record(run: Any) -> Dict[str, Any]:
+    return {f: getattr(run, f) for f in FIELDS}
+
+
+def test_a_view_writes_through_to_the_columns() -> None:
+    runs = Runs(100, 5)
+    assert not runs and len(runs) == 0 and runs.span() is None and list(runs) == []
+    run = IterRun("n1[0:1]", "/wd", 1.0, 1.5)
+    run.pid, run.partition = 4242, "p2"
+    runs[102] = run
+    view = runs[102]
+    assert (view.finished, view.exit_code, view.reason, view.runtime) == (None, None, None, None)
+    view.finished, view.exit_code, view.reason = 3.5, 7, "wall time"
+    again = runs.get(102)
+    assert _record(again) == {"allocation": "n1[0:1]", "wd": "/wd", "scheduled": 1.0, "started": 1.5,
+                              "finished": 3.5, "exit_code": 7, "reason": "wall time", "attempts": 1,
+                              "pid": 4242, "partition": "p2"}
+    assert again.runtime == 2.0 and runs.span() == (1.5, 3.5)
+    again.reason = None
+    assert runs[102].reason is None
+    with pytest.raises(KeyError):
+        runs[99]  # outside the job's iterations
+    with pytest.raises(KeyError):
+        runs[105] = IterRun("a", "b", 0.0, 0.0)
+    assert 102 in runs and 101 not in runs and "x" not in runs and len(runs) == 1
+
+
+def test_a_million_runs_cost_columns_not_objects() -> None:
+    n = 1_000_000
+    runs = Runs(0, n)
+    runs[0] = IterRun("n1[0]", "/wd", 0.0, 0.0)
+    size = runs._times.itemsize * len(runs._times) + runs._ints.itemsize * len(runs._ints)
+    assert size == 48 * n
+
+
+_opt_int = st.one_of(st.none(), st.integers(-(2 ** 31) + 1, 2 ** 31 - 1))
+_time = st.floats(0, 1e10, allow_nan=False)
+_run = st.builds(
+    lambda a, w, s, t, f, e, r, att, pid, part: (a, w, s, t, f, e, r, att, pid, part),
+    st.sampled_from(["n1[0]", "n2[1:2]", ""]), st.sampled_from(["/a", "/b"]), _time, _time,
+    st.one_of(st.none(), _time), _opt_int, st.one_of(st.none(), st.text(max_size=5)),
+    st.integers(1, 3), st.one_of(st.none(), st.integers(0, 2 ** 31 - 1)),
+    st.one_of(st.none(), st.sampled_from(["p1", "p2"])))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(5, 14), _run), max_size=30))
+def test_columns_behave_like_a_dict_of_records(writes: Any) -> None:
+    runs = Runs(5, 10)
+    model: Dict[int, Dict[str, Any]] = {}
+    for it, (a, w, s, t, f, e, r, att, pid, part) in writes:
+        run = IterRun(a, w, s, t, f, e, r)
+        run.attempts, run.pid, run.partition = att, pid, part
+        runs[it] = run
+        model[it] = _record(run)
+    assert sorted(runs) == sorted(model) and len(runs) == len(model)
+    for it, rec in model.items():
+        assert _record(runs[it]) == rec
+    starts = [r["started"] for r in model.values()]
+    ends = [r["finished"] for r in model.values() if r["finished"] is not None]
+    want: Optional[Any] = (min(starts), max(ends) if ends else None) if model else None
+    assert runs.span() == want
