@@ -154,12 +154,62 @@ def run_qcg(name: str, qcg: str, repeat: int, workdir: str) -> Optional[Dict[str
             "makespan_s": None, "exit_codes": codes, "runs": [round(w, 4) for w in walls]}
 
 
+def machine_info() -> Dict[str, Any]:
+    """What the figures came from; the load average tells whether something else was running."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M"),
+            "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "loadavg": [round(x, 2) for x in load]}
+
+
+def _targeted(row: Dict[str, Any], name: str) -> Dict[str, Any]:
+    """Attach the issue's target for a request-file workload, if it has one."""
+    target = TARGETS.get(name)
+    if target:
+        row["target"] = target[0]
+        expect = EXPECTED_EXIT.get(name, 0)
+        row["met"] = bool(target[1](row, None)) and all(c == expect for c in row["exit_codes"])
+    return row
+
+
+def measure(names: List[str], repeat: int, workdir: str, hpilot: List[str], fx: float,
+            qcg: Optional[str] = None, quick: bool = False, w1_wall: Optional[float] = None) -> List[Dict[str, Any]]:
+    """The rows of the main table, in the order named (suites get W1's wall time for their ratios).
+
+    ``w1_wall`` is W1's wall time from an earlier call, so that a caller going suite by suite
+    does not run W1 again; ``quick`` makes the suites use their small sizes.
+    """
+    import importlib
+
+    rows: List[Dict[str, Any]] = []
+    for name in names:
+        if name in SUITES:
+            w1_wall = next((r["wall_s"] for r in rows if r["workload"] == "W1"), w1_wall)
+            if w1_wall is None:
+                w1_wall = run_workload("W1", repeat, workdir, hpilot)["wall_s"]
+            rows.extend(importlib.import_module(SUITES[name]).run(repeat, workdir, w1_wall, quick=quick))
+            continue
+        row = run_workload(name, repeat, workdir, hpilot)
+        row["ratio"] = round(row["wall_s"] / fx, 2) if row["tasks"] == FLOOR_TASKS else None
+        rows.append(_targeted(row, name))
+        qrow = run_qcg(name, qcg, repeat, workdir) if qcg else None
+        if qrow is not None:
+            qrow["ratio"] = round(qrow["wall_s"] / fx, 2) if qrow["tasks"] == FLOOR_TASKS else None
+            rows.append(qrow)
+    return rows
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["wrapper"]:  # python -m bench wrapper: the rt-stats suite (bench/wrapper.py)
         from bench.wrapper import main as wrapper_main
 
         return wrapper_main(argv[1:])
+    if argv[:1] == ["all"]:  # python -m bench all: every suite, and docs/benchmarks.md from that run
+        from bench.all import main as all_main
+
+        return all_main(argv[1:])
     if argv[:1] == ["agents"]:  # python -m bench agents: node agents on the local Slurm (bench/agents.py)
         from bench.agents import main as agents_main
 
@@ -178,31 +228,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="hpilot-bench-") as workdir:
         fx = floor_xargs(cores, args.repeat)
         fc = floor_c(cores, args.repeat, workdir)
-        rows = []
-        for name in args.workloads:
-            if name in SUITES:
-                import importlib
-
-                w1_wall = next((r["wall_s"] for r in rows if r["workload"] == "W1"), None)
-                if w1_wall is None:
-                    w1_wall = run_workload("W1", args.repeat, workdir, hpilot)["wall_s"]
-                rows.extend(importlib.import_module(SUITES[name]).run(args.repeat, workdir, w1_wall))
-                continue
-            row = run_workload(name, args.repeat, workdir, hpilot)
-            row["ratio"] = round(row["wall_s"] / fx, 2) if row["tasks"] == FLOOR_TASKS else None
-            target = TARGETS.get(name)
-            if target:
-                row["target"] = target[0]
-                expect = EXPECTED_EXIT.get(name, 0)
-                row["met"] = bool(target[1](row, fx)) and all(c == expect for c in row["exit_codes"])
-            rows.append(row)
-            if args.qcg:
-                qrow = run_qcg(name, args.qcg, args.repeat, workdir)
-                if qrow is not None:
-                    qrow["ratio"] = round(qrow["wall_s"] / fx, 2) if qrow["tasks"] == FLOOR_TASKS else None
-                    rows.append(qrow)
-    machine = {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
-               "platform": platform.platform(), "date": time.strftime("%Y-%m-%d %H:%M")}
+        rows = measure(args.workloads, args.repeat, workdir, hpilot, fx, args.qcg)
+    machine = machine_info()
     print(f"machine: {machine['platform']}, {machine['cpus']} cpus, Python {machine['python']}, {machine['date']}")
     print(f"floor: {FLOOR_TASKS} x /bin/true, xargs -P {cores}: {fx:.3f} s ({FLOOR_TASKS / fx:.0f}/s)"
           + (f"; C posix_spawn loop: {fc:.3f} s ({FLOOR_TASKS / fc:.0f}/s)" if fc else "; no C compiler"))

@@ -23,6 +23,7 @@ Measured per size:
 from __future__ import annotations
 
 import argparse
+import cProfile
 import heapq
 import json
 import os
@@ -30,7 +31,7 @@ import random
 import resource
 import sys
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from hpilot.governor.core import ClientRequest, FromPart, GovernorConfig, GovernorCore, SendToPartition
 from hpilot.governor.routing import PartitionJoined, Router
@@ -43,7 +44,11 @@ CORES_PER_NODE = 128
 NODES_PER_PARTITION = 16
 
 
-def simulate(nodes: int, tasks_per_core: int = 8, seed: int = 1) -> Dict[str, Any]:
+def simulate(nodes: int, tasks_per_core: int = 8, seed: int = 1,
+             profilers: Optional[Dict[str, cProfile.Profile]] = None) -> Dict[str, Any]:
+    """One size; ``profilers`` ("governor", "partition") profile only the cores' own handle calls."""
+    prof_gov = (profilers or {}).get("governor")
+    prof_part = (profilers or {}).get("partition")
     rng = random.Random(seed)
     gov = GovernorCore(GovernorConfig(root_wd="/tmp"), [])
     gov.router = Router()
@@ -60,9 +65,13 @@ def simulate(nodes: int, tasks_per_core: int = 8, seed: int = 1) -> Dict[str, An
 
     def to_gov(ev: Any) -> None:
         nonlocal gov_cpu, messages
+        if prof_gov is not None:
+            prof_gov.enable()
         t0 = time.perf_counter()
         actions = gov.handle(ev)
         gov_cpu += time.perf_counter() - t0
+        if prof_gov is not None:
+            prof_gov.disable()
         for a in actions:
             if isinstance(a, SendToPartition):
                 messages += 1
@@ -71,9 +80,13 @@ def simulate(nodes: int, tasks_per_core: int = 8, seed: int = 1) -> Dict[str, An
     def to_part(name: str, ev: Any) -> None:
         nonlocal part_cpu, messages, seq, busy, longest
         core = parts[name]
+        if prof_part is not None:
+            prof_part.enable()
         t0 = time.perf_counter()
         actions = core.handle(ev) + core.handle(Schedule(clock))
         part_cpu += time.perf_counter() - t0
+        if prof_part is not None:
+            prof_part.disable()
         for a in actions:
             if isinstance(a, LaunchRequest):
                 duration = min(rng.lognormvariate(4.094, 0.8), 3600.0)  # median e^4.094 = 60 s
@@ -112,6 +125,7 @@ def simulate(nodes: int, tasks_per_core: int = 8, seed: int = 1) -> Dict[str, An
         "rss_growth_mb": round(_rss_mb() - rss0, 1), "makespan_s": round(clock, 1),
         "ideal_makespan_s": round(ideal, 1), "utilisation": round(busy / (cores * clock), 4),
         "efficiency_vs_ideal": round(ideal / clock, 4), "sim_wall_s": round(wall, 1),
+        "longest_task_s": round(longest, 1),
     }
 
 
@@ -119,24 +133,34 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def main(argv: List[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.splitlines()[0])
-    ap.add_argument("--nodes", type=int, nargs="*", default=[16, 32, 64, 128, 256, 512, 1024])
-    ap.add_argument("--tasks-per-core", type=int, default=8)
-    ap.add_argument("--json", metavar="FILE")
-    ap.add_argument("--plot", metavar="FILE.png")
-    args = ap.parse_args(argv)
-    rows = []
-    for n in args.nodes:
-        # each size in its own process: peak RSS is then that size's own
-        import subprocess
+SIZES = [16, 32, 64, 128, 256, 512, 1024]
+QUICK_SIZES = [16, 32]
 
-        code = f"import json; from bench.scale import simulate; print(json.dumps(simulate({n}, {args.tasks_per_core})))"
+
+def run_sizes(sizes: List[int], tasks_per_core: int = 8, echo: bool = True) -> List[Dict[str, Any]]:
+    """Each size in its own process, so that the peak RSS is that size's own."""
+    import subprocess
+
+    rows = []
+    for n in sizes:
+        code = f"import json; from bench.scale import simulate; print(json.dumps(simulate({n}, {tasks_per_core})))"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)
-        print(json.dumps(row), flush=True)
+        if echo:
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def main(argv: List[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, nargs="*", default=SIZES)
+    ap.add_argument("--tasks-per-core", type=int, default=8)
+    ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--plot", metavar="FILE.png")
+    args = ap.parse_args(argv)
+    rows = run_sizes(args.nodes, args.tasks_per_core)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -1,0 +1,417 @@
+"""docs/benchmarks.md from the results of one ``python -m bench all`` run.
+
+Every figure in the document is read from the results (see bench/all.py for their shape);
+the prose here is static and cites no figures of its own, so the document cannot drift
+from the run that wrote it.  A section whose suite was skipped or failed says so, and the
+targets it would have measured say "not measured".
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional
+
+from bench.targets import Results, evaluate, suite
+
+DEMAND_CORES = 131_072  # issue #8's question: 0.1 s tasks on 1,024 nodes x 128 cores
+DEMAND_TASK_S = 0.1
+CORES_PER_NODE = 128
+SLURM_SKIPPED = "skipped: no Slurm cluster (start it with bash tests/slurm/start.sh)"
+
+
+def render(res: Results) -> str:
+    """The whole document."""
+    sections: List[Callable[[Results], str]] = [
+        _header, _machine, _main, _wrapper, _agents, _governor_notes, _scale, _profile, _targets]
+    return "\n\n".join(s(res).strip("\n") for s in sections) + "\n"
+
+
+def _table(head: List[str], rows: List[List[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _unavailable(res: Results, name: str, slurm: bool = False) -> Optional[str]:
+    """The sentence for a section that did not run, or None when it did."""
+    s = res.get(name)
+    if not isinstance(s, dict):
+        return "*Not run in this run.*"
+    if "skipped" in s:
+        return f"**{SLURM_SKIPPED}** ({s['skipped']})." if slurm else f"**Skipped:** {s['skipped']}."
+    if "error" in s:
+        return f"**Could not run:** `{s['error']}`"
+    return None
+
+
+def _header(res: Results) -> str:
+    banner = ("> **Quick run (`--quick`)**: small sizes and a single repeat, for testing the benchmark "
+              "itself. These are **not the published figures**; run the command without `--quick` for them.\n\n"
+              if res.get("quick") else "")
+    return f"""# Benchmarks
+
+{banner}<!-- Written by `python -m bench all` (bench/all.py, bench/doc.py); do not edit by hand. -->
+
+Reproduce the whole of this page (from the repository root, after `pip install ".[test]"`;
+`bash tests/slurm/start.sh` first for the Slurm sections):
+
+```sh
+python -m bench all --write docs/benchmarks.md --repeat 3
+python -m bench all --write docs/benchmarks.md --repeat 3 --qcg /path/to/venv/bin/qcg-pm-service
+```
+
+This page was written by:
+
+```sh
+{res.get("command", "python -m bench all")}
+```
+
+Every figure below comes from that one run, which took {res.get("duration_s", 0.0):.0f} s; the results are
+also in `{res.get("json_path", "docs/bench-results.json")}`. Each workload is the median of
+{res.get("repeat", 1)} run(s). These machines are shared and noisy, so compare the ratios rather
+than the absolute times. The workloads are QCG-PilotJob request files (`bench/workloads.py`);
+all of them use `--nodes 2` except W4, which uses `--nodes 16`."""
+
+
+def _machine(res: Results) -> str:
+    m, fl = res.get("machine", {}), res.get("floor", {})
+    load = ", ".join(f"{x:.2f}" for x in m.get("loadavg", [])) or "unknown"
+    c = (f"the C `posix_spawn` loop took {fl['c_s']:.3f} s ({fl['tasks'] / fl['c_s']:.0f}/s)."
+         if fl.get("c_s") else "no C compiler was found, so there is no C loop.")
+    return f"""## Machine and floor
+
+Machine: {m.get("platform", "?")}, {m.get("cpus", "?")} CPUs, Python {m.get("python", "?")}, \
+{m.get("date_utc", "?")}; load average at the start (1, 5, 15 min): {load}.
+
+Floor: {fl.get("tasks", 0)} x `/bin/true` with `xargs -P {fl.get("cores", 2)}` took {fl.get("xargs_s", 0.0):.3f} s \
+({fl.get("tasks", 0) / max(fl.get("xargs_s", 1.0), 1e-9):.0f}/s); {c}"""
+
+
+def _main(res: Results) -> str:
+    from bench.__main__ import render as render_rows
+
+    q = res.get("qcg")
+    qcg = (f"QCG-PilotJob {q.get('version', '(version unknown)')} (`{q['path']}`) ran the same request files; "
+           "its rows are marked [QCG-PilotJob]. It skips M1, because its `cancelJob` is \"not supported\"."
+           if q else "Run with `--qcg PATH` (the `qcg-pm-service` of a QCG-PilotJob installed in its own venv) "
+           "to add its rows to the same table; this run had none.")
+    rows = res.get("main") or []
+    table = render_rows(rows) if rows else "*No rows: the main suites did not run.*"
+    errors = res.get("main_errors") or {}
+    failed = "".join(f"\n- **{k} could not run:** `{v}`" for k, v in errors.items())
+    return f"""## All workloads (W0-W4, M1, API, journal, governor)
+
+{qcg}
+
+{table}{failed}
+
+Notes on the columns:
+
+- **Wall time** covers the whole command, including Python start-up, the
+  imports and writing the reports.
+- **x floor** is the wall time divided by the `xargs` floor.
+- **Makespan** runs from the first task start to the last task end, taken from
+  `jobs.report`.
+- **Peak MB** is the maximum RSS of the hpilot process (`wait4`).
+- The API rows run the real `LocalManager` from the benchmark's process; J-W1
+  compares W1 with and without the journal; J-replay is the real resume code over a
+  journal written with hpilot's own writer.
+- The G rows are governor mode with dry-run tasks (`--dry-run-tasks 0`: no process; a
+  task "succeeds" as soon as its partition manager starts it), so they measure the
+  control plane: the governor, routing by credit, the wire and the partition managers,
+  local processes over `--nodes 8,8,8,8,8,8,8,8 --partition-nodes 8/N`."""
+
+
+def _wrapper(res: Results) -> str:
+    from bench.wrapper import table
+
+    body = _unavailable(res, "wrapper") or _table(["measure", "value", "target", "met"],
+                                                  [list(r) for r in table(res["wrapper"])])
+    g = suite(res, "gantt")
+    gantt = (f"`hpilot report RUN gantt` of 2000 tasks on 40 nodes x 24 cores (960 rows), on a synthetic run "
+             f"directory, took {g['png_s']:.2f} s to a PNG and {g['pdf_s']:.2f} s to a PDF, including Python "
+             "start-up. All bars go into one `PolyCollection`."
+             if g and g.get("png_s") is not None and g.get("pdf_s") is not None
+             else f"Gantt timing: {_unavailable(res, 'gantt') or 'a report command failed'}")
+    return f"""## Wrapper overhead (`--enable-rt-stats`, issue #6)
+
+W1 (1 job x 2000 iterations of `/bin/true`, `--nodes 2`) runs alternately without and with
+`--enable-rt-stats`. The start overhead runs from the moment the launcher is about to spawn
+to the moment the wrapper starts the task, both read on the node's monotonic clock, over all
+tasks of the runs with rt-stats. The records are counted in each run's `rtstats/`.
+
+{body}
+
+Where the extra time goes:
+
+- The wrapper is one more process per task: one more spawn and reap, which cannot go
+  away as long as the task runs as the wrapper's child.
+- The wrapper is linked statically when the compiler allows it, which saves the
+  dynamic loader on every task.
+- The wrapper marks every inherited descriptor above 2 close-on-exec with one
+  `close_range` call, so the launcher skips its per-task scan of `/proc/self/fd`.
+- The record pipe is not polled. A wrapper writes its record before it exits, so
+  the launcher drains the pipe when it reaps exits, and a record costs no extra
+  wake-up of the service loop.
+
+{gantt}"""
+
+
+def _agents(res: Results) -> str:
+    a = _unavailable(res, "agents", slurm=True)
+    if a is None:
+        r = res["agents"]
+        a = _table(["mode", "elapsed s", "tasks/s"], [
+            [f"local ({r['cpus']} CPUs)", f"{r['local_s']:.3f}", f"{r['local_tasks_per_s']}"],
+            ["4 agents (salloc -N 4 --ntasks-per-node=2)", f"{r['agents_s']:.3f}", f"{r['agents_tasks_per_s']}"],
+        ]) + (f"\n\n- agents / local throughput: **{r['ratio']:.2f}** (target >= 0.60);\n"
+              f"- agent start for 4 nodes (4 `srun --overlap` steps, to the last greeting): "
+              f"**{r['agent_start_s']:.2f} s** (target < 2 s).")
+    g = _unavailable(res, "slurm_governor", slurm=True)
+    if g is None:
+        r = res["slurm_governor"]
+        met = "met" if r["ratio"] >= 1.0 and r["all_succeeded"] else "**not met**"
+        g = _table(["mode", "elapsed s", "tasks/s"], [
+            ["one manager (salloc -N 4 --ntasks-per-node=2)", f"{r['one_s']:.3f}", f"{r['one_tasks_per_s']}"],
+            [f"`--slurm-partition-nodes {r['partition_nodes']}` (governor + 2 partition managers)",
+             f"{r['governor_s']:.3f}", f"{r['governor_tasks_per_s']}"],
+        ]) + (f"\n\nEvery iteration SUCCEED: {'yes' if r['all_succeeded'] else '**no**'}. Governor mode / one "
+              f"manager throughput: **{r['ratio']:.2f}**; the target (issue #5: no lower than one manager) is {met}.")
+    return f"""## Node agents on the local Slurm cluster (issue #4)
+
+The same 2000 `/bin/true`, in local mode (`--resources local`, this machine's CPUs) and
+inside `salloc -N 4 --ntasks-per-node=2` through one agent per node (the local cluster of
+`tests/slurm/start.sh`: 4 nodes on this same machine). Throughput is 2000 / the service's own
+elapsed time from `final_status`, agent start-up included (bench/agents.py).
+
+{a}
+
+Each task is one `Launch` frame (its whole environment, as JSON) out and `Started` +
+`Exited` back. Sending the environment as a difference from one the agent already has
+would be the next step.
+
+### Governor mode on the same cluster (issue #5)
+
+W1 (2000 `/bin/true`) inside `salloc -N 4 --ntasks-per-node=2`, alternately by one manager
+and with `--slurm-partition-nodes 2` (a governor that starts two partition managers with
+srun). Times are the service's own elapsed time from `final_status`, including starting the
+agents and the partition managers (bench/slurm_governor.py).
+
+{g}"""
+
+
+def _governor_notes(res: Results) -> str:
+    return """## Governor mode notes (issue #5)
+
+- Refills go in batches: a partition gets more work once half of its buffer
+  (twice its cores) is free, not after every iteration.
+- On this machine the governor and all N partition managers share the same CPUs,
+  so more partitions means more processes competing for them; a machine with a
+  core per partition manager is not measured here.
+- G-1M's peak is the governor itself: almost all of it is the per-iteration run
+  record that the registry also keeps in single mode. The governor interns each
+  run's allocation and wd strings. Columnar run storage in the registry (arrays of
+  times) is not done."""
+
+
+def scale_analysis(rows: List[Dict[str, Any]], floor: Dict[str, Any]) -> Dict[str, Any]:
+    """What saturates first, from the largest simulated size and the spawn floor of this run."""
+    first, last = rows[0], rows[-1]
+    gov_rate = 1e6 / last["gov_us_per_task"]
+    part_rate = 1e6 / last["part_us_per_task"]
+    partitions_full = DEMAND_CORES // CORES_PER_NODE // 16
+    spawn_rates = [floor["tasks"] / floor[k] for k in ("xargs_s", "c_s") if floor.get(k)]
+    d_tasks = last["tasks"] - first["tasks"]
+    return {
+        "demand_per_s": DEMAND_CORES / DEMAND_TASK_S, "gov_rate": gov_rate,
+        "busy_cores": gov_rate * DEMAND_TASK_S, "busy_nodes": gov_rate * DEMAND_TASK_S / CORES_PER_NODE,
+        "min_task_s": DEMAND_CORES / gov_rate, "part_rate": part_rate,
+        "part_rate_all": part_rate * partitions_full, "partitions_full": partitions_full,
+        "spawn_min": min(spawn_rates) if spawn_rates else None, "spawn_max": max(spawn_rates) if spawn_rates else None,
+        "bytes_per_task": (last["peak_rss_mb"] - first["peak_rss_mb"]) * 1024 * 1024 / d_tasks if d_tasks else None,
+        "largest_nodes": last["nodes"],
+    }
+
+
+def _scale_table(rows: List[Dict[str, Any]]) -> str:
+    return _table(["nodes", "cores", "partitions", "tasks", "governor µs/task", "partitions µs/task (sum)",
+                   "messages/task", "peak RSS MB", "makespan / ideal"], [
+        [f"{r['nodes']:,}", f"{r['cores']:,}", f"{r['partitions']}", f"{r['tasks']:,}",
+         f"{r['gov_us_per_task']:.2f}", f"{r['part_us_per_task']:.2f}", f"{r['messages_per_task']:.1f}",
+         f"{r['peak_rss_mb']:.0f}", f"{100 * r['efficiency_vs_ideal']:.0f}%"] for r in rows])
+
+
+def _scale(res: Results) -> str:
+    head = """## Scale simulation (issue #8)
+
+What it simulates (bench/scale.py):
+
+- Allocations of virtual nodes with 128 cores each, split into partitions of 16 nodes.
+- One job of 8 tasks per core, run through the real `GovernorCore`, with its Router as in
+  `--governor`, and one real `PartitionCore` per partition.
+- No sockets and no processes: a task "runs" for its simulated duration on a virtual
+  clock, and the cores handle exactly the events they handle for real tasks.
+- Durations are lognormal with a median of 60 s and sigma 0.8, capped at 1 h: mostly
+  alike, with a tail of long tasks, the usual shape of a sweep.
+
+Each size runs in its own process, so the peak RSS belongs to that size. That RSS covers
+the governor and all the partition cores together."""
+    missing = _unavailable(res, "scale")
+    if missing:
+        return f"{head}\n\n{missing}"
+    s = res["scale"]
+    rows = s["rows"]
+    plot = f"\n\n![scale simulation]({s['plot_rel']})" if s.get("plot_rel") else ""
+    return f"""{head}
+
+Sizes {", ".join(f"{r['nodes']:,}" for r in rows)} nodes took {s["wall_s"]:.0f} s in all; the results are in
+`{s["json"]}`.
+
+{_scale_table(rows)}{plot}
+
+{_scale_growth(rows)}
+
+{_saturation(rows, res.get("floor", {}))}"""
+
+
+def _span(values: List[float], unit: str = "") -> str:
+    """``a-b`` of rounded values, or one value when they round alike."""
+    lo, hi = f"{min(values):.0f}", f"{max(values):.0f}"
+    return f"{lo}{unit}" if lo == hi else f"{lo}-{hi}{unit}"
+
+
+def _scale_growth(rows: List[Dict[str, Any]]) -> str:
+    first, last = rows[0], rows[-1]
+    a = scale_analysis(rows, {})
+    mem = (f"about {a['bytes_per_task']:.0f} bytes per task for the governor and the partitions together, "
+           "most of it the per-iteration run record" if a["bytes_per_task"] else "one size only: no slope")
+    eff = [100 * r["efficiency_vs_ideal"] for r in rows]
+    util = [100 * r["utilisation"] for r in rows]
+    longest = max(r.get("longest_task_s", 0.0) for r in rows)
+    return f"""How each cost grows:
+
+- **Governor CPU per task** goes from {first["gov_us_per_task"]:.1f} to {last["gov_us_per_task"]:.1f} µs over a \
+{last["nodes"] // first["nodes"]}-fold larger allocation. Routing is per batch, not per task; what grows is the
+  registry: dictionaries of more runs.
+- **Messages per task** go from {first["messages_per_task"]:.1f} to {last["messages_per_task"]:.1f}: one "started" \
+and one "finished" report. The work itself travels in a few batches, each within the partition's credit.
+- **Partition CPU per task**, summed over all partitions, goes from {first["part_us_per_task"]:.0f} to \
+{last["part_us_per_task"]:.0f} µs. Each partition manager has its own process and core, so a single one spends at
+  most that much per task.
+- **Memory** grows linearly with the number of tasks: {mem}.
+
+About the utilisation column: "makespan / ideal" compares the makespan against the longer
+of (work / cores) and the longest task; it is {_span(eff, "%")} here. With 8 tasks per core and
+this tail, the longest task (up to {longest / 60:.0f} min in these runs) sets the ideal, and FIFO order, which
+knows nothing of durations, sometimes starts one of the longest tasks late. Raw core
+utilisation (work / (cores x makespan)) is {_span(util, "%")} for the same reason: a property of
+the workload's tail, not of hpilot's overhead, which is microseconds against minutes-long tasks."""
+
+
+def _saturation(rows: List[Dict[str, Any]], floor: Dict[str, Any]) -> str:
+    a = scale_analysis(rows, floor)
+    spawn = (f"spawning on the nodes runs at {a['spawn_min']:,.0f}-{a['spawn_max']:,.0f}/s on this 2-CPU machine "
+             f"(the floor), {a['spawn_min'] * 1024 / 1e6:.1f}-{a['spawn_max'] * 1024 / 1e6:.1f} million/s over "
+             "1,024 such nodes, and a 128-core node spawns faster."
+             if a["spawn_min"] else "the spawn floor was not measured in this run.")
+    return f"""**What saturates first.** Tasks of {DEMAND_TASK_S} s on {DEMAND_CORES:,} cores need \
+{a["demand_per_s"] / 1e6:.2f} million starts per second. At the largest size simulated here ({a["largest_nodes"]:,} \
+nodes) the governor costs {rows[-1]["gov_us_per_task"]:.1f} µs of CPU per task, so it saturates first, near \
+{a["gov_rate"]:,.0f} tasks/s. With {DEMAND_TASK_S} s tasks that is about {a["busy_cores"]:,.0f} busy cores, \
+around {a["busy_nodes"]:,.0f} nodes of {CORES_PER_NODE} cores. With the full {DEMAND_CORES // CORES_PER_NODE:,} \
+nodes, tasks must last at least about {a["min_task_s"]:.1f} s to keep the governor below one core. The other
+parts are far from that limit:
+
+- a partition manager saturates near {a["part_rate"]:,.0f} tasks/s ({rows[-1]["part_us_per_task"]:.0f} µs per \
+task at most), which is {a["part_rate_all"] / 1e6:.1f} million/s over {a["partitions_full"]} partitions;
+- {spawn}
+
+The governor's per-task work could be cut in three ways, none of them done:
+
+- report only finished iterations, not started ones, which halves its events;
+- batch the finished reports of a partition's loop pass into one message;
+- store runs in columns."""
+
+
+def _profile_table(p: Dict[str, Any]) -> str:
+    return _table(["function", "own s", "share", "calls"], [
+        [f"`{t['function']}`", f"{t['own_s']:.3f}", f"{100 * t['share']:.1f}%", f"{t['calls']:,}"]
+        for t in p["top"]])
+
+
+def _profile(res: Results) -> str:
+    head = """## Where the time goes
+
+`python -m bench all` profiles the hot paths with cProfile (bench/profile.py) and shows,
+for each, the functions with the most own time and their share of the profiled total.
+cProfile slows every Python call down, so the µs per task here are higher than the
+scale simulation's unprofiled figures; the shares are what to read."""
+    missing = _unavailable(res, "profile")
+    if missing:
+        return f"{head}\n\n{missing}"
+    p = res["profile"]
+    sp, sc, ro, jo = p["spawn"], p["scheduler"], p["routing"], p["journal"]
+    return f"""{head}
+
+### Spawning: W1 through the local launcher
+
+`hpilot run` of {sp["tasks"]:,} `/bin/true` on `--nodes 2` under `python -m cProfile`: \
+{sp["total_s"]:.3f} s of own time in all.
+
+{_profile_table(sp)}
+
+- `os.posix_spawn` is **{100 * sp["posix_spawn_share"]:.0f}%** of it. With vfork semantics it blocks until the
+  child has exec'd, so this includes loading `/bin/true`.
+- The rest, less waiting in `poll` and less start-up and shutdown (the whole of a
+  profiled W0 run: {sp.get("startup_s", 0.0):.3f} s), is hpilot's own work: **{sp["own_us_per_task"]:.0f} µs per task**
+  under the profiler, for the governor, partition and launcher cores, environment
+  building, the pidfd/epoll reaping and the reports.
+
+Two design choices matter most here:
+
+1. Spawning goes through `posix_spawn`, not `subprocess.Popen`, which spent as long in
+   Python (mostly encoding every task's environment) as in the exec itself; `posix_spawn`
+   does that conversion in C. It cannot `chdir`, so hpilot uses it when the task runs in
+   the service's working directory (the CLI `chdir`s into `--wd`) and falls back to
+   `Popen(cwd=...)` otherwise.
+2. Exits are not polled. Each child has a pidfd in one epoll set, and the service
+   sleeps in `zmq.Poller` on that set's descriptor.
+
+W0 stays small because networkx ({1000 * p["networkx_import_s"]:.0f} ms to import here) is only imported when
+a job has dependencies.
+
+### Scheduler: the partition cores
+
+The `PartitionCore`s of a scale simulation of {sc["nodes"]} nodes ({sc["tasks"]:,} tasks, \
+{sc["partitions"]} partition(s)): {sc["us_per_task"]:.1f} µs per task under the profiler.
+
+{_profile_table(sc)}
+
+### Routing: the governor core and its Router
+
+The `GovernorCore` of the same simulation: {ro["us_per_task"]:.1f} µs per task under the profiler.
+
+{_profile_table(ro)}
+
+### Journal: writing and replaying
+
+hpilot's journal writer over {jo["records"]:,} finished-iteration records ({jo["write_s"]:.2f} s under the
+profiler), then the resume replay of that journal ({jo["replay_s"]:.2f} s): {jo["us_per_record"]:.1f} µs per
+record for both.
+
+{_profile_table(jo)}"""
+
+
+def _targets(res: Results) -> str:
+    rows = evaluate(res)
+    cells = [[f"#{t['issue']}", t["what"], t["target"], t["value"] if t["value"] is not None else "not measured",
+              {True: "yes", False: "NO"}.get(t["met"], "-") if t["met"] is not None else "-",
+              t["reason"] or ""] for t in rows]
+    missed = sum(1 for t in rows if t["met"] is False)
+    unmeasured = sum(1 for t in rows if t["met"] is None)
+    return f"""## Targets
+
+Every speed and scale target of issues #2 to #8, from this run: {len(rows) - missed - unmeasured} met,
+{missed} missed, {unmeasured} not measured (a section that was skipped or failed above says why).
+A missed target says why in the last column.
+
+{_table(["issue", "what", "target", "measured", "met", "why not"], cells)}"""
