@@ -1,25 +1,34 @@
 """A partition manager process: a PartitionCore and a launcher behind a DEALER to the governor.
 
 Started by hand (``hpilot service --parent ADDRESS``) or by a governor for a group of
-nodes.  It registers, takes :class:`Work` as it comes, reports every iteration's start
-and end, and sends a heartbeat.  The governor keeps the accounting of what it sent
-(credit), so the partition never has to advertise more than its size at registration.
+nodes.  It registers (advertising its nodes and cores), takes :class:`Work` as it
+comes, reports every iteration's start and end (a loop pass's reports in one frame),
+and sends a heartbeat.  Reports of finished iterations are the credit it gives back:
+the governor counts what it sent and measures the partition's rate from them.
 
 It never outlives its governor: when the governor says Bye, or is silent for
 ``LOST_AFTER`` heartbeats, the partition kills its tasks and exits (no orphans).
 SIGTERM/SIGINT drain it: it tells the governor it is leaving, finishes what it holds
 and then says Bye, so no work is lost.
+
+With a client port (``--net``: a :class:`ClientPort`, the governor's ``NetInterface``
+composed in by ``governor.startup``; this layer never imports the governor) it also
+answers clients: a partition holds no jobs, so every request is forwarded to the
+governor as a :class:`wire.ClientQuery` and its :class:`wire.ClientAnswer` goes back to
+the client.  A request the governor does not answer within ``query_timeout`` seconds,
+or still waiting when the manager exits, gets an error response saying why.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
 import socket
 import time
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 import zmq
 from hpilot.launcher.api import Launcher, poll_targets
@@ -30,8 +39,25 @@ from hpilot.partition.messages import CancelJob, Shutdown, Work
 
 log = logging.getLogger("hpilot.partition.manager")
 LOST_AFTER = 6
+ERROR = -1  # the "code" of an error response (QCG-PilotJob's)
 BURST = 32  # launcher ticks per loop pass at most
 LauncherFactory = Callable[[Callable[[TaskExit], None], Callable[[str, int, float], None]], Launcher]
+
+
+class ClientPort(Protocol):
+    """Where clients' requests arrive (``governor.net.NetInterface`` fits): answers may come later."""
+
+    def sockets(self) -> List[zmq.Socket]: ...
+
+    def process_deferred(self, handle: Callable[[Any, int], Optional[Dict[str, Any]]], timeout: float) -> int: ...
+
+    def answer(self, token: int, response: Dict[str, Any]) -> bool: ...
+
+    def due_in(self) -> Optional[float]: ...
+
+    def expire(self, message: str) -> int: ...
+
+    def fail_pending(self, message: str) -> int: ...
 
 
 class ManagerError(Exception):
@@ -61,8 +87,11 @@ def resolve_parent(parent: str) -> Tuple[str, Optional[str]]:
 
 class PartitionManager:
     def __init__(self, address: str, secret: str, pid: str, tags: Tuple[str, ...], core: PartitionCore,
-                 make_launcher: LauncherFactory, register_timeout: float = 30.0) -> None:
+                 make_launcher: LauncherFactory, register_timeout: float = 30.0,
+                 client: Optional[ClientPort] = None, query_timeout: float = 60.0) -> None:
         self.core = core
+        self.client = client
+        self.query_timeout = query_timeout
         self.address = address
         self.secret = secret
         self.launcher = make_launcher(self._exit, self._start)
@@ -130,12 +159,42 @@ class PartitionManager:
             self._feed(msg)
             if isinstance(msg, Shutdown):
                 self.stop = self.stop or f"shutdown: {msg.reason}"
+        elif isinstance(msg, wire.ClientAnswer):
+            self._answer(msg)
         elif isinstance(msg, wire.Bye):
             log.warning("the governor said bye (%s): stopping", msg.reason)
             self.stop = self.stop or "the governor finished"
             self._feed(Shutdown(f"the governor finished: {msg.reason}", time.time()))
         elif not isinstance(msg, wire.Heartbeat):
             log.warning("unexpected %s from the governor dropped", type(msg).__name__)
+
+    # ---- clients: every request is the governor's to answer ----
+
+    def _forward(self, payload: Any, token: int) -> Optional[Dict[str, Any]]:
+        if self.stop is not None and self.exit_code:
+            return {"code": ERROR, "message": f"partition manager {self.name}: {self.stop}; "
+                    "ask the governor directly"}
+        try:
+            self._send(wire.ClientQuery(token, json.dumps(payload)))
+        except zmq.Again:
+            return {"code": ERROR, "message": f"partition manager {self.name}: cannot forward the request "
+                    "to the governor (its queue is full)"}
+        return None  # answered when the governor's ClientAnswer arrives
+
+    def _answer(self, msg: wire.ClientAnswer) -> None:
+        if self.client is None:
+            log.warning("an answer to query %d, but this partition has no client port: dropped", msg.qid)
+            return
+        try:
+            response = json.loads(msg.response)
+        except ValueError as e:
+            response = None
+            log.warning("the governor's answer to query %d is not JSON (%s)", msg.qid, e)
+        if not isinstance(response, dict):
+            response = {"code": ERROR, "message": "the governor's answer was malformed (see the partition's "
+                        "service.log)"}
+        if not self.client.answer(msg.qid, response):
+            log.info("the governor's late answer to query %d dropped (its client got an error already)", msg.qid)
 
     # ---- the loop ----
 
@@ -151,6 +210,9 @@ class PartitionManager:
         got: List[int] = []
         old = {s: signal.signal(s, lambda n, f: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
         poller.register(r, zmq.POLLIN)
+        client_socks = self.client.sockets() if self.client is not None else []
+        for sock in client_socks:
+            poller.register(sock, zmq.POLLIN)
         killed_at: Optional[float] = None
         try:
             while True:
@@ -185,6 +247,9 @@ class PartitionManager:
                     waits.append(dl - now)
                 if self.launcher.needs_polling:
                     waits.append(0.005)
+                due = self.client.due_in() if self.client is not None else None
+                if due is not None:
+                    waits.append(due + 0.001)
                 ready = dict(poller.poll(max(0, int(min(waits) * 1000))))
                 if r in ready:
                     with contextlib.suppress(BlockingIOError):
@@ -196,14 +261,25 @@ class PartitionManager:
                         self._send(wire.Leaving("signal"))
                 if self.sock in ready:
                     self._recv()
+                if self.client is not None:
+                    if any(sock in ready for sock in client_socks):
+                        self.client.process_deferred(self._forward, self.query_timeout)
+                    self.client.expire(f"partition manager {self.name}: no answer from the governor within "
+                                       f"{self.query_timeout:g}s (forwarded; the governor may be gone or busy)")
                 self.launcher.reap()
                 self._burst()
+        except ManagerError as e:
+            self.stop = self.stop or str(e)
+            raise
         finally:
             signal.set_wakeup_fd(old_fd)
             for s, h in old.items():
                 signal.signal(s, h)
             os.close(r)
             os.close(w)
+            if self.client is not None:
+                self.client.fail_pending(f"partition manager {self.name} exited before the governor answered "
+                                         f"({self.stop or 'error'}); ask the governor directly")
             self._flush()
             self.launcher.close()
             self.sock.close()

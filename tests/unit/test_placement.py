@@ -8,7 +8,16 @@ from typing import Any, Dict, List
 import pytest
 from hpilot.governor.core import ClientRequest, FromPart, GovernorConfig, GovernorCore, SendToPartition
 from hpilot.governor.placement import Candidate, Placement
-from hpilot.governor.routing import PREFETCH, PartitionGone, PartitionJoined, Router, Settled
+from hpilot.governor.routing import (
+    HORIZON,
+    MAX_PREFETCH,
+    PREFETCH,
+    RATE_WINDOW,
+    PartitionGone,
+    PartitionJoined,
+    Router,
+    Settled,
+)
 from hpilot.governor.states import JobState
 from hpilot.partition.messages import IterationFinished, IterationStarted, Work
 
@@ -54,9 +63,13 @@ class Gov:
         return [i for s in self.sent if s.partition == part and isinstance(s.message, Work)
                 for i in s.message.iterations]
 
-    def run(self, part: str, job: str, it: int, ok: bool = True) -> None:
-        self.feed(FromPart(part, IterationStarted(job, it, "n[0]", "/wd", 2.0, 2.0)))
-        self.feed(FromPart(part, IterationFinished(job, it, 0 if ok else 1, 2.0, 3.0, "n[0]", "/wd")))
+    def run(self, part: str, job: str, it: int, ok: bool = True, at: float = 3.0) -> None:
+        self.feed(FromPart(part, IterationStarted(job, it, "n[0]", "/wd", at - 1.0, at - 1.0)))
+        self.feed(FromPart(part, IterationFinished(job, it, 0 if ok else 1, at - 1.0, at, "n[0]", "/wd")))
+
+    def outstanding(self, part: str) -> int:
+        assert self.core.router is not None
+        return self.core.router.slots[part].cost
 
 
 def test_work_waits_for_partitions_then_goes_within_credit(tmp_path: Path) -> None:
@@ -130,3 +143,24 @@ def test_lost_partition_of_a_canceled_job_does_not_requeue(tmp_path: Path) -> No
     g.feed(PartitionGone("p1", "silent", False, 5.0))
     rec = g.core.registry.get("a")
     assert rec is not None and rec.state is JobState.CANCELED
+
+
+def test_a_fast_partition_holds_what_it_finishes_in_the_horizon_a_slow_one_its_cores(tmp_path: Path) -> None:
+    """Credit follows each partition's measured rate: short tasks travel in big batches
+    (few round trips), while a partition of slow tasks holds no more than twice its cores."""
+    g = Gov(tmp_path)
+    g.submit(_job("a", 100_000))
+    g.feed(PartitionJoined("fast", (("n1", 4),)))
+    g.feed(PartitionJoined("slow", (("n2", 4),)))
+    t, done = 10.0, 0
+    while t < 10.0 + 3 * RATE_WINDOW:  # "fast" finishes up to 2,000 iterations a second
+        batch = g.work("fast")[done:done + 20]
+        for it in batch:
+            g.run("fast", "a", it, at=t)
+        done += len(batch)
+        t += 0.01
+    for k, it in enumerate(g.work("slow")[:8]):  # "slow": 8 over a second
+        g.run("slow", "a", it, at=10.0 + 0.125 * (k + 1))
+    assert g.outstanding("fast") > 4 * PREFETCH * 10
+    assert g.outstanding("fast") <= min(int(2000 * 1.2 * HORIZON), 4 * MAX_PREFETCH)
+    assert g.outstanding("slow") <= 4 * PREFETCH
