@@ -200,17 +200,31 @@ agents and the partition managers (bench/slurm_governor.py).
 
 
 def _governor_notes(res: Results) -> str:
-    return """## Governor mode notes (issue #5)
+    rows = [r for r in res.get("main", []) if str(r.get("workload", "")).startswith("G-")
+            and str(r["workload"])[2:].isdigit()]
+    phases = ""
+    if rows:
+        phases = "\n\n" + _table(["partitions", "iterations/s (wall)", "start-up to last registration s",
+                                   "steady iterations/s"], [
+            [r["workload"][2:], f"{r['tasks_per_s']:.0f}",
+             f"{r['register_s']:.2f}" if r.get("register_s") is not None else "-",
+             f"{r['steady_per_s']:.0f}" if r.get("steady_per_s") else "-"] for r in rows]) + """
 
-- Refills go in batches: a partition gets more work once half of its buffer
-  (twice its cores) is free, not after every iteration.
-- On this machine the governor and all N partition managers share the same CPUs,
-  so more partitions means more processes competing for them; a machine with a
-  core per partition manager is not measured here.
-- G-1M's peak is the governor itself: almost all of it is the per-iteration run
-  record that the registry also keeps in single mode. The governor interns each
-  run's allocation and wd strings. Columnar run storage in the registry (arrays of
-  times) is not done."""
+The steady rate runs from the first partition's registration to the governor's
+"finishing" (its service.log); start-up runs from the first partition manager's start
+to the last registration. Both are medians over the runs."""
+    return f"""## Governor mode notes (issue #5)
+
+- Routing is by credit: a partition may hold twice its cores, or what it finished in the
+  last 0.1 s at its measured rate if that is more; refills go in batches once half of
+  that is free. A partition's reports of one loop pass travel as one frame of compact
+  records, decoded with one `json.loads` at the governor.
+- The governor keeps each iteration's run in columns (`governor/runs.py`: 48 bytes per
+  iteration, plus one byte of state), not as an object per run.
+- On this machine the governor and all N partition managers share the same 2 CPUs, so
+  more partitions means more processes competing for them: each partition manager's
+  start (a Python process, its imports, its registration) and its loop passes take CPU
+  from the others. A machine with a core per partition manager is not measured here.{phases}"""
 
 
 def scale_analysis(rows: List[Dict[str, Any]], floor: Dict[str, Any]) -> Dict[str, Any]:
@@ -282,8 +296,9 @@ def _span(values: List[float], unit: str = "") -> str:
 def _scale_growth(rows: List[Dict[str, Any]]) -> str:
     first, last = rows[0], rows[-1]
     a = scale_analysis(rows, {})
-    mem = (f"about {a['bytes_per_task']:.0f} bytes per task for the governor and the partitions together, "
-           "most of it the per-iteration run record" if a["bytes_per_task"] else "one size only: no slope")
+    mem = (f"about {a['bytes_per_task']:.0f} bytes per task for the governor and the partitions together: "
+           "per-iteration state in the governor (run columns, a state byte) and in the partition cores"
+           if a["bytes_per_task"] else "one size only: no slope")
     eff = [100 * r["efficiency_vs_ideal"] for r in rows]
     util = [100 * r["utilisation"] for r in rows]
     longest = max(r.get("longest_task_s", 0.0) for r in rows)
@@ -291,9 +306,10 @@ def _scale_growth(rows: List[Dict[str, Any]]) -> str:
 
 - **Governor CPU per task** goes from {first["gov_us_per_task"]:.1f} to {last["gov_us_per_task"]:.1f} µs over a \
 {last["nodes"] // first["nodes"]}-fold larger allocation. Routing is per batch, not per task; what grows is the
-  registry: dictionaries of more runs.
-- **Messages per task** go from {first["messages_per_task"]:.1f} to {last["messages_per_task"]:.1f}: one "started" \
-and one "finished" report. The work itself travels in a few batches, each within the partition's credit.
+  registry (more jobs' columns and more partitions' accounting).
+- **Reports per task** go from {first["messages_per_task"]:.1f} to {last["messages_per_task"]:.1f}: one "started" \
+and one "finished" report, each an event for the governor core (on the wire, a partition's reports of one loop pass
+  share one frame). The work itself travels in a few batches, each within the partition's credit.
 - **Partition CPU per task**, summed over all partitions, goes from {first["part_us_per_task"]:.0f} to \
 {last["part_us_per_task"]:.0f} µs. Each partition manager has its own process and core, so a single one spends at
   most that much per task.
@@ -325,11 +341,11 @@ parts are far from that limit:
 task at most), which is {a["part_rate_all"] / 1e6:.1f} million/s over {a["partitions_full"]} partitions;
 - {spawn}
 
-The governor's per-task work could be cut in three ways, none of them done:
-
-- report only finished iterations, not started ones, which halves its events;
-- batch the finished reports of a partition's loop pass into one message;
-- store runs in columns."""
+Done to cut the governor's per-task work: a partition's reports of one loop pass share
+one frame of compact records, runs are stored in columns, and state counting hashes
+states by identity. Not done: reporting only finished iterations (a "started" event
+would then be implied by its "finished" one for short tasks), which would halve the
+governor's events."""
 
 
 def _profile_table(p: Dict[str, Any]) -> str:

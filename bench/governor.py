@@ -3,12 +3,14 @@
 Tasks are dry runs (``--dry-run-tasks 0``: no processes; each task "succeeds" as soon as
 its partition manager starts it), so what is measured is the governor, the routing by
 credit, the wire and the partition managers.  The partitions are local processes
-(``--partition-nodes``) over 8 nodes of 8 virtual cores; every figure is the wall time
-of the whole ``hpilot run`` (start-up and partition registration included).
+(``--partition-nodes``) over 8 nodes of 8 virtual cores; every rate is from the wall time
+of the whole ``hpilot run`` (start-up and partition registration included), and the G-N
+rows also give the start-up and the steady rate apart, read from the governor's log.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import statistics
@@ -61,10 +63,42 @@ def _run(workdir: str, name: str, requests: List[Dict[str, Any]], parts: int, re
     with open(req, "w") as f:
         json.dump(requests, f)
     cmd = [__import__("sys").executable, "-m", "hpilot.governor", "run", req, "--nodes", NODES,
-           "--partition-nodes", str(8 // parts), "--dry-run-tasks", "0", "--log", "warning", "--no-journal"]
-    runs = [timed(cmd, wd) for _ in range(repeat)]
-    return {"wall": statistics.median(r[0] for r in runs), "peak": max(r[1] for r in runs),
-            "ok": float(all(r[2] == 0 for r in runs))}
+           "--partition-nodes", str(8 // parts), "--dry-run-tasks", "0", "--log", "info", "--no-journal"]
+    runs, phases = [], []
+    for _ in range(repeat):
+        runs.append(timed(cmd, wd))
+        phases.append(_phases(os.path.join(wd, ".hpilot", "latest", "service.log")))
+    out = {"wall": statistics.median(r[0] for r in runs), "peak": max(r[1] for r in runs),
+           "ok": float(all(r[2] == 0 for r in runs))}
+    for key in ("register_s", "work_s"):
+        got = [p[key] for p in phases if p.get(key) is not None]
+        if got:
+            out[key] = statistics.median(got)
+    return out
+
+
+def _phases(log_path: str) -> Dict[str, float]:
+    """From the governor's service.log: the first partition manager's start to the last
+    registration (``register_s``), and the first registration to "finishing" (``work_s``):
+    start-up apart from the steady rate, since start-up grows with the number of processes."""
+    def stamp(line: str) -> float:
+        return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+    started, registered, finishing = [], [], []
+    try:
+        with open(log_path) as f:
+            for line in f:
+                if "partition manager" in line and " started (pid" in line:
+                    started.append(stamp(line))
+                elif "registered from" in line:
+                    registered.append(stamp(line))
+                elif "finishing: all jobs finished" in line:
+                    finishing.append(stamp(line))
+    except (OSError, ValueError):
+        return {}
+    if not (started and registered and finishing):
+        return {}
+    return {"register_s": max(registered) - min(started), "work_s": finishing[0] - min(registered)}
 
 
 def run(repeat: int, workdir: str, file_w1_wall: float, quick: bool = False) -> List[Dict[str, Any]]:
@@ -87,7 +121,9 @@ def run(repeat: int, workdir: str, file_w1_wall: float, quick: bool = False) -> 
             target, met = "-", bool(r["ok"])
         rows.append({**base, "workload": f"G-{parts}", "description": f"{n:,} dry-run iterations, "
                      f"{parts} partition(s)", "tasks": n, "wall_s": round(r["wall"], 4),
-                     "tasks_per_s": round(rate, 1), "peak_mb": r["peak"], "target": target, "met": met})
+                     "tasks_per_s": round(rate, 1), "peak_mb": r["peak"], "target": target, "met": met,
+                     "register_s": round(r["register_s"], 3) if "register_s" in r else None,
+                     "steady_per_s": round(n / r["work_s"], 1) if r.get("work_s") else None})
     r = _run(workdir, "G-1M", _sweep(big), 8, 1)
     rows.append({**base, "workload": "G-1M", "description": f"{big:,} dry-run iterations over 8 partitions",
                  "tasks": big, "wall_s": round(r["wall"], 4), "tasks_per_s": round(big / r["wall"], 1),
