@@ -275,11 +275,15 @@ class Runs:
     def span(self) -> Optional[Tuple[float, Optional[float]]]:
         """(first start, last finish or None) over every run: a job's runtime without a
         view per iteration."""
-        self._load_all()
-        if not self._n:
+        starts: List[float] = []
+        ends: List[float] = []
+        if self._n:
+            t = self._times
+            starts.append(min(x for x in t[_START::_NT] if not math.isnan(x)))
+            ends.extend(x for x in t[_FIN::_NT] if not math.isnan(x))
+        if self._compact:  # replayed runs are read in place, not loaded
+            starts.append(min(r[4] for r in self._compact.values()))
+            ends.extend(r[5] for r in self._compact.values() if r[5] is not None)
+        if not starts:
             return None
-        t = self._times
-        starts = t[_START::_NT]
-        ends = [x for x in t[_FIN::_NT] if not math.isnan(x)]
-        first = min(x for x in starts if not math.isnan(x))
-        return first, (max(ends) if ends else None)
+        return min(starts), (max(ends) if ends else None)

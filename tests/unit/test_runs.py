@@ -75,3 +75,14 @@ def test_columns_behave_like_a_dict_of_records(writes: Any) -> None:
     ends = [r["finished"] for r in model.values() if r["finished"] is not None]
     want: Optional[Any] = (min(starts), max(ends) if ends else None) if model else None
     assert runs.span() == want
+
+
+def test_span_reads_replayed_runs_in_place() -> None:
+    runs = Runs(0, 4)
+    runs.add_compact(1, ("j", 1, "SUCCEED", 0, 5.0, 9.0, "n1[0]", "/w", None))
+    runs.add_compact(2, ("j", 2, "FAILED", 1, 4.0, 6.0, "n1[1]", "/w", "exit 1"))
+    assert runs.span() == (4.0, 9.0) and runs._compact is not None and len(runs._compact) == 2  # not loaded
+    runs[0] = IterRun("n1[2]", "/w", 1.0, 2.0)
+    assert runs.span() == (2.0, 9.0)
+    runs[0].finished = 12.0
+    assert runs.span() == (2.0, 12.0)
