@@ -85,6 +85,8 @@ SERVICE_OPTIONS = [
     _opt("--partition-heartbeat", type=float, help="Seconds between governor/partition heartbeats."),
     _opt("--partition-register-timeout", type=float,
          help="Seconds to wait for the partitions the governor started to register."),
+    _opt("--partition-query-timeout", type=float, metavar="SECONDS",
+         help="With --parent --net: a request the governor leaves unanswered this long gets an error."),
     _opt("--dry-run-tasks", type=float, metavar="SECONDS",
          help="Run no processes: every task succeeds after SECONDS (control-plane benchmarks)."),
 ]

@@ -83,6 +83,7 @@ class Options:
     slurm_partition_nodes: Optional[int] = None
     partition_heartbeat: float = 1.0
     partition_register_timeout: float = 30.0
+    partition_query_timeout: float = 60.0  # --parent --net: a forwarded request unanswered this long gets an error
     # run nothing: every task "succeeds" after this many seconds (control-plane benchmarks, tests)
     dry_run_tasks: Optional[float] = None
     # `hpilot run`: wait for every job even without a finishAfterAllTasksDone request

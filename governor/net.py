@@ -11,6 +11,11 @@ Bound to any other address, every request must carry the run's secret (in the
 request's ``"secret"`` field); one without it is refused and logged, and nothing
 it asked for happens.  The secret is generated per run and kept in a 0600 file
 in the run directory (and given to tasks in ``HPILOT_SECRET``).
+
+Answers may be deferred: a partition manager's client port (``hpilot service
+--parent ... --net``) forwards each request to its governor and answers when the
+governor does (:meth:`NetInterface.process_deferred`, :meth:`NetInterface.answer`),
+or with an error once a timeout passes or the partition exits; never a hang.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import hmac
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import zmq
 from hpilot.launcher.wire import new_secret, write_secret
@@ -95,6 +101,9 @@ class NetInterface:
             raise
         self.endpoints = Endpoints(address, pub_address, not is_loopback(iface))
         self.refused = 0
+        self._token = 0
+        # deferred requests: token -> (client identity, envelope, answer-by on the monotonic clock)
+        self._pending: Dict[int, Tuple[bytes, List[bytes], float]] = {}
 
     def sockets(self) -> List[zmq.Socket]:
         return [s for s in (self.router, self.pub) if s is not None]
@@ -111,6 +120,18 @@ class NetInterface:
 
     def process(self, handle: Callable[[Any], Dict[str, Any]]) -> int:
         """Answer every request waiting on the socket; returns how many."""
+        return self._process(lambda payload, token: handle(payload), None)
+
+    def process_deferred(self, handle: Callable[[Any, int], Optional[Dict[str, Any]]], timeout: float) -> int:
+        """Take every request waiting on the socket; returns how many.
+
+        ``handle(payload, token)`` returns the response now, or None: the response
+        comes later through :meth:`answer` with that token, or :meth:`expire` answers
+        with an error once ``timeout`` seconds pass.  Authorization and malformed
+        requests are dealt with here, as in :meth:`process`."""
+        return self._process(handle, timeout)
+
+    def _process(self, handle: Callable[[Any, int], Optional[Dict[str, Any]]], timeout: Optional[float]) -> int:
         n = 0
         while True:
             try:
@@ -118,9 +139,47 @@ class NetInterface:
             except zmq.Again:
                 return n
             n += 1
-            self._one(frames, handle)
+            self._one(frames, handle, timeout)
 
-    def _one(self, frames: List[bytes], handle: Callable[[Any], Dict[str, Any]]) -> None:
+    def answer(self, token: int, response: Dict[str, Any]) -> bool:
+        """The response to a deferred request; False if it was already answered (timed out)."""
+        pending = self._pending.pop(token, None)
+        if pending is None:
+            return False
+        self._reply(pending[0], pending[1], response)
+        return True
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def due_in(self) -> Optional[float]:
+        """Seconds until the next deferred request times out (None: none waits)."""
+        if not self._pending:
+            return None
+        return max(0.0, min(p[2] for p in self._pending.values()) - time.monotonic())
+
+    def expire(self, message: str) -> int:
+        """Answer the deferred requests whose time is up with an error saying ``message``."""
+        now = time.monotonic()
+        late = [t for t, p in self._pending.items() if p[2] <= now]
+        for token in late:
+            self.answer(token, {"code": ERROR, "message": message})
+        if late:
+            log.warning("%d request(s) answered with an error: %s", len(late), message)
+        return len(late)
+
+    def fail_pending(self, message: str) -> int:
+        """Answer every deferred request with an error (e.g. this process is exiting)."""
+        tokens = list(self._pending)
+        for token in tokens:
+            self.answer(token, {"code": ERROR, "message": message})
+        if tokens:
+            log.warning("%d request(s) answered with an error: %s", len(tokens), message)
+        return len(tokens)
+
+    def _one(self, frames: List[bytes], handle: Callable[[Any, int], Optional[Dict[str, Any]]],
+             timeout: Optional[float]) -> None:
         # The envelope runs to the first empty frame: [b""] from a REQ client, with a
         # request id before it from a REQ_CORRELATE one; a DEALER may send none.
         identity, rest = frames[0], frames[1:]
@@ -144,11 +203,18 @@ class NetInterface:
             return
         if isinstance(payload, dict):
             payload.pop("secret", None)
+        self._token += 1
+        token = self._token
         try:
-            response = handle(payload)
+            response = handle(payload, token)
         except Exception:  # a bug must not take the service down for every other client
             log.exception("request failed: %.200s", _describe(payload))
             response = {"code": ERROR, "message": "internal error while handling the request (see service.log)"}
+        if response is None and timeout is not None:
+            self._pending[token] = (identity, envelope, time.monotonic() + timeout)
+            return
+        if response is None:
+            response = {"code": ERROR, "message": "internal error: the request got no answer (see service.log)"}
         self._reply(identity, envelope, response)
 
     def _authorized(self, payload: Any) -> bool:

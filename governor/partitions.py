@@ -5,21 +5,29 @@ and the core's ``SendToPartition`` actions into frames; it keeps the heartbeats 
 ways) and reports a partition that fell silent as lost, so that the core re-queues its
 work.  It also starts the partition managers that the governor runs itself
 (``--partition-nodes``: local processes; ``--slurm-partition-nodes``: ``srun``).
+
+A client's request sent to a partition manager's client port arrives here as a
+:class:`wire.ClientQuery` and becomes the core's ordinary ``ClientRequest`` (its
+``reply_to`` a :class:`ForwardedQuery`); the service sends the response back with
+:meth:`PartitionLinks.answer`.  Only registered partitions are heard: the secret the
+client had to show was checked at the partition, the partition's at registration.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import zmq
-from hpilot.governor.core import FromPart
+from hpilot.governor.core import ClientRequest, FromPart
 from hpilot.governor.routing import PartitionDraining, PartitionGone, PartitionJoined
 from hpilot.launcher.core import LaunchRequest
 from hpilot.launcher.wire import new_secret, write_secret
@@ -30,6 +38,15 @@ log = logging.getLogger("hpilot.partitions")
 ADDRESS_FILE = "partitions.address"
 SECRET_FILE = "partitions.secret"
 LOST_AFTER = 6  # heartbeats missed before a partition counts as lost
+
+
+@dataclass(frozen=True)
+class ForwardedQuery:
+    """``reply_to`` of a request a partition manager forwarded: where its answer goes."""
+
+    partition: str
+    ident: bytes
+    qid: int
 
 
 class _Link:
@@ -100,6 +117,8 @@ class PartitionLinks:
         link.last = now
         if isinstance(msg, (IterationStarted, IterationFinished, IterationsDropped)):
             events.append(FromPart(link.name, msg))
+        elif isinstance(msg, wire.ClientQuery):
+            self._query(link, msg, now, events)
         elif isinstance(msg, wire.Leaving):
             log.info("partition %s drains: %s", link.name, msg.reason)
             events.append(PartitionDraining(link.name))
@@ -109,6 +128,26 @@ class PartitionLinks:
             events.append(PartitionGone(link.name, f"left: {msg.reason}", True, now))
         elif not isinstance(msg, wire.Heartbeat):
             log.warning("partition %s: unexpected %s dropped", link.name, type(msg).__name__)
+
+    def _query(self, link: _Link, msg: wire.ClientQuery, now: float, events: List[Any]) -> None:
+        to = ForwardedQuery(link.name, link.ident, msg.qid)
+        try:
+            payload = json.loads(msg.payload)
+        except ValueError as e:  # the partition's client sent JSON; a bad one is answered, never fatal
+            log.warning("partition %s: forwarded request %d is not JSON (%s): answered with an error",
+                        link.name, msg.qid, e)
+            self.answer(to, {"code": -1, "message": f"the forwarded request is not valid JSON: {e}"})
+            return
+        events.append(ClientRequest(payload, now, to))
+
+    def answer(self, to: ForwardedQuery, response: Dict[str, Any]) -> None:
+        """The response to a request a partition manager forwarded."""
+        try:
+            text = json.dumps(response, default=str)
+        except ValueError as e:  # e.g. a circular structure: a bug, but the partition's client gets an answer
+            log.error("answer to a request forwarded by %s cannot be encoded: %s", to.partition, e)
+            text = json.dumps({"code": -1, "message": f"internal error: the answer cannot be encoded: {e}"})
+        self._send(to.ident, wire.ClientAnswer(to.qid, text))
 
     def _register(self, ident: bytes, msg: wire.Register, now: float, events: List[Any]) -> None:
         why = wire.check_register(self.secret, msg)

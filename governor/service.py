@@ -39,7 +39,7 @@ from hpilot.governor.journal import FILE as JOURNAL_FILE
 from hpilot.governor.journal import Journal, json_record
 from hpilot.governor.launching import LauncherFactory, local_launcher
 from hpilot.governor.net import ADDRESS_FILE, NetInterface, make_secret
-from hpilot.governor.partitions import IdleLauncher, PartitionLinks
+from hpilot.governor.partitions import ForwardedQuery, IdleLauncher, PartitionLinks
 from hpilot.governor.progress import Progress, tally
 from hpilot.governor.report import JobReport, write_final_status
 from hpilot.governor.routing import Router, Settled
@@ -275,7 +275,10 @@ class Service:
                 if self.links is not None:
                     now = time.time()
                     for ev in self.links.process(now) + self.links.tick(now):
-                        self._to_gov(ev)
+                        if isinstance(ev, ClientRequest) and isinstance(ev.reply_to, ForwardedQuery):
+                            self._forwarded(ev.payload, ev.reply_to)
+                        else:
+                            self._to_gov(ev)
                     self._maybe_settled(now)
                 self.launcher.reap()
                 deadline = self.launcher.next_deadline()
@@ -289,6 +292,17 @@ class Service:
                     self.progress.update(self.gov.registry)
         finally:
             self._restore_signals()
+
+    def _forwarded(self, payload: Any, to: ForwardedQuery) -> None:
+        """A client's request that reached a partition manager: answered as our own clients' are."""
+        assert self.links is not None
+        try:
+            response = self.request(payload, to)
+        except Exception:  # as in NetInterface: a bug must not take the governor down
+            log.exception("request forwarded by partition %s failed: %.200s", to.partition, payload)
+            response = {"code": ERROR, "message": "internal error while handling the request (see the governor's "
+                        "service.log)"}
+        self.links.answer(to, response)
 
     def _maybe_settled(self, now: float) -> None:
         """Once every partition this governor started registered (or the time for it

@@ -7,6 +7,7 @@ is chosen here, in one place.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -229,11 +230,13 @@ def check_governor_flags(opts: Options) -> None:
     if opts.parent:
         clash = [f for f, on in (("--governor", opts.governor), ("--partition-nodes", opts.partition_nodes),
                                  ("--slurm-partition-nodes", opts.slurm_partition_nodes),
-                                 ("--file-path", opts.file_path), ("--net", opts.net),
-                                 ("--resume", opts.resume)) if on]
+                                 ("--file-path", opts.file_path), ("--resume", opts.resume)) if on]
         if clash:
             raise UserError(f"--parent makes this a partition manager that takes its work from the governor: "
                             f"it cannot be used with {', '.join(clash)}")
+        if opts.net_pub_port is not None:
+            raise UserError("--net-pub-port: a partition manager publishes no events (with --net it forwards "
+                            "requests to the governor); subscribe to the governor's events")
     elif opts.id or opts.tags:
         raise UserError("--id and --tags name a partition manager: they need --parent ADDRESS")
     for flag, n in (("--partition-nodes", opts.partition_nodes),
@@ -286,6 +289,7 @@ def serve_partition(opts: Options) -> int:
     except ManagerError as e:
         raise UserError(str(e)) from None
     secret = os.environ.get(wire.SECRET_ENV) or secret
+    client_secret = _governor_client_secret(opts.parent) if opts.net else None  # before the chdir below
     if not secret:
         raise UserError(f"--parent {opts.parent}: the run's partition secret is unknown: set {wire.SECRET_ENV} "
                         "(the governor's <run dir>/partitions.secret) or give the governor's wd as --parent")
@@ -299,13 +303,59 @@ def serve_partition(opts: Options) -> int:
                      in_allocation=slurm, aux_dir=run_dir.path("hostfiles"))
     core = PartitionCore(resources, PartitionConfig(opts.wd, env, models_for(slurm), uniq_prefix=run_dir.uniq))
     tags = tuple(t.strip() for t in opts.tags.split(",") if t.strip())
+    net = _partition_client_port(opts, run_dir, client_secret) if opts.net else None
     try:
         mgr = PartitionManager(address, secret, opts.id or "", tags, core, launcher_for(opts, resources, run_dir),
-                               opts.partition_register_timeout)
+                               opts.partition_register_timeout, client=net,
+                               query_timeout=opts.partition_query_timeout)
         return mgr.run()
     except ManagerError as e:
         log.error("%s", e)
         raise UserError(str(e)) from None
+    finally:
+        if net is not None:
+            with contextlib.suppress(OSError):  # "a service is here": an exited one must not be found
+                os.remove(run_dir.path("address"))
+            net.close()
+
+
+def _partition_client_port(opts: Options, run_dir: RunDir, governor_secret: Optional[str]) -> Any:
+    """``--parent ... --net``: a client port whose every request the governor answers.
+
+    The same NetInterface (and rules) as a service's, without events (clients subscribe
+    to the governor's; its ``status`` answer names them).  The secret a client must show
+    off loopback is the governor's client secret when this manager can know it (``--parent``
+    is the governor's wd or run dir, or ``HPILOT_SECRET`` is set, as in the governor's
+    tasks), else a new one; either way it is kept (0600) next to the address file in this
+    partition's run dir, where ``Manager``/``hpilot ... --address`` users read it."""
+    from hpilot.governor.net import SECRET_FILE, NetInterface
+
+    secret = governor_secret or os.environ.get("HPILOT_SECRET") or new_secret()
+    write_secret(run_dir.path(SECRET_FILE), secret)
+    try:
+        net = NetInterface(opts.net_iface, opts.net_port, opts.net_port_min, opts.net_port_max, None, False, secret)
+    except OSError as e:  # e.g. the port is taken
+        raise UserError(str(e)) from None
+    net.write_address(run_dir.path_str)
+    log.info("clients: requests at %s are forwarded to the governor (no events here: subscribe to the "
+             "governor's)%s", net.endpoints.address, "; the secret is required" if net.endpoints.secret_required
+             else "")
+    print(f"hpilot: partition manager listening on {net.endpoints.address} (requests are answered by the "
+          f"governor); run dir {run_dir.path_str}", flush=True)
+    return net
+
+
+def _governor_client_secret(parent: str) -> Optional[str]:
+    """The governor's client secret, when ``--parent`` is its wd or run dir and it has one."""
+    if not os.path.isdir(parent):
+        return None
+    latest = os.path.join(parent, ".hpilot", "latest")
+    path = os.path.join(latest if os.path.isdir(latest) else parent, "secret")
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def _partition_run_dir(wd: str, pid: Optional[str]) -> RunDir:

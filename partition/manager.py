@@ -40,6 +40,9 @@ from hpilot.partition.messages import CancelJob, Shutdown, Work
 log = logging.getLogger("hpilot.partition.manager")
 LOST_AFTER = 6
 ERROR = -1  # the "code" of an error response (QCG-PilotJob's)
+# A stopping manager waits this long (at most) for the answers to requests it forwarded:
+# a `finish` sent here stops this partition (the governor's Shutdown comes before its answer).
+ANSWER_GRACE = 2.0
 BURST = 32  # launcher ticks per loop pass at most
 LauncherFactory = Callable[[Callable[[TaskExit], None], Callable[[str, int, float], None]], Launcher]
 
@@ -58,6 +61,9 @@ class ClientPort(Protocol):
     def expire(self, message: str) -> int: ...
 
     def fail_pending(self, message: str) -> int: ...
+
+    @property
+    def pending(self) -> int: ...
 
 
 class ManagerError(Exception):
@@ -113,6 +119,7 @@ class PartitionManager:
         self.exit_code = 0
         self._out: List[Any] = []
         self._dirty = False
+        self._answers_by: Optional[float] = None
 
     # ---- launcher callbacks ----
 
@@ -178,7 +185,7 @@ class PartitionManager:
             self._send(wire.ClientQuery(token, json.dumps(payload)))
         except zmq.Again:
             return {"code": ERROR, "message": f"partition manager {self.name}: cannot forward the request "
-                    "to the governor (its queue is full)"}
+                    "to the governor (not connected, or its queue is full)"}
         return None  # answered when the governor's ClientAnswer arrives
 
     def _answer(self, msg: wire.ClientAnswer) -> None:
@@ -195,6 +202,14 @@ class PartitionManager:
                         "service.log)"}
         if not self.client.answer(msg.qid, response):
             log.info("the governor's late answer to query %d dropped (its client got an error already)", msg.qid)
+
+    def _awaiting_answers(self, now: float) -> bool:
+        """Stopping, yet answers to forwarded requests may still come: wait a little for them."""
+        if self.client is None or not self.client.pending or self.exit_code:
+            return False
+        if self._answers_by is None:
+            self._answers_by = now + min(ANSWER_GRACE, self.query_timeout)
+        return now < self._answers_by
 
     # ---- the loop ----
 
@@ -219,9 +234,10 @@ class PartitionManager:
                 now = time.time()
                 self._schedule()
                 self._flush()
-                if self.stop is not None and self.launcher.running == 0:
+                if self.stop is not None and self.launcher.running == 0 and not self._awaiting_answers(now):
                     break
-                if self.leaving and self.launcher.running == 0 and self.core.queued_iterations == 0:
+                if self.leaving and self.launcher.running == 0 and self.core.queued_iterations == 0 \
+                        and not self._awaiting_answers(now):
                     self._send(wire.Bye("drained"))
                     self.stop = "drained"
                     break
@@ -250,6 +266,8 @@ class PartitionManager:
                 due = self.client.due_in() if self.client is not None else None
                 if due is not None:
                     waits.append(due + 0.001)
+                if self._answers_by is not None and self._answers_by > now:
+                    waits.append(self._answers_by - now + 0.001)
                 ready = dict(poller.poll(max(0, int(min(waits) * 1000))))
                 if r in ready:
                     with contextlib.suppress(BlockingIOError):

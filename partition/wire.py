@@ -3,7 +3,8 @@
 The work messages themselves (:class:`Work`, :class:`CancelJob`, the iteration reports)
 are the ones the in-process partition already exchanges with the governor
 (``partition.messages``); this module adds the few records a remote partition needs
-(register, heartbeat, leave) and a codec for all of them.
+(register, heartbeat, leave, a client's query forwarded to the governor and its
+answer) and a codec for all of them.
 
 One message is one ZeroMQ frame of JSON.  The codec is generic over a closed set of
 frozen dataclasses: a record is ``{"@": "ClassName", field: value, ...}``, a tuple
@@ -68,6 +69,18 @@ class Leaving:
     reason: str
 
 
+@dataclass(frozen=True)
+class ClientQuery:
+    """A client's request that reached this partition manager's client port (``--net``).
+    A partition holds no jobs, so every request is forwarded to the governor, which
+    answers it as its own clients' and sends back a :class:`ClientAnswer` with the
+    same ``qid``.  ``payload`` is the request's JSON text: the codec never interprets
+    a client's data (a ``{"@": ...}`` inside it stays text)."""
+
+    qid: int
+    payload: str
+
+
 # ---- governor -> partition ----
 
 
@@ -80,6 +93,14 @@ class Registered:
 @dataclass(frozen=True)
 class Refused:
     reason: str
+
+
+@dataclass(frozen=True)
+class ClientAnswer:
+    """The governor's response (JSON text) to the :class:`ClientQuery` ``qid``."""
+
+    qid: int
+    response: str
 
 
 # ---- both ways ----
@@ -95,15 +116,15 @@ class Bye:
     reason: str
 
 
-_CLASSES = (Register, Leaving, Registered, Refused, Heartbeat, Bye, Work, CancelJob, Shutdown, IterationStarted,
-            IterationFinished, IterationsDropped, TaskSpec, Execution, Resources, ResourceSize, IterSchedulerSpec,
-            Template)
+_CLASSES = (Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob,
+            Shutdown, IterationStarted, IterationFinished, IterationsDropped, TaskSpec, Execution, Resources,
+            ResourceSize, IterSchedulerSpec, Template)
 _TYPES: Dict[str, Type[Any]] = {c.__name__: c for c in _CLASSES}
 _NAMES: Dict[Type[Any], Tuple[str, ...]] = {c: tuple(f.name for f in fields(c)) for c in _CLASSES}
-TOP = (Register, Leaving, Registered, Refused, Heartbeat, Bye, Work, CancelJob, Shutdown, IterationStarted,
-       IterationFinished, IterationsDropped)
-Message = Union[Register, Leaving, Registered, Refused, Heartbeat, Bye, Work, CancelJob, Shutdown,
-                IterationStarted, IterationFinished, IterationsDropped]
+TOP = (Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob, Shutdown,
+       IterationStarted, IterationFinished, IterationsDropped)
+Message = Union[Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob,
+                Shutdown, IterationStarted, IterationFinished, IterationsDropped]
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
@@ -269,7 +290,10 @@ def _check(msg: Any) -> None:
         if hasattr(msg, name) and not isinstance(getattr(msg, name), str) and not (
                 name == "reason" and getattr(msg, name) is None and isinstance(msg, IterationFinished)):
             raise WireError(f"{type(msg).__name__}.{name} must be a string")
-    for name in ("iteration", "cores", "version", "pid", "exit_code"):
+    for name in ("payload", "response"):
+        if hasattr(msg, name) and not isinstance(getattr(msg, name), str):
+            raise WireError(f"{type(msg).__name__}.{name} must be a string (JSON text)")
+    for name in ("iteration", "cores", "version", "pid", "exit_code", "qid"):
         val = getattr(msg, name, 0)
         if val is not None and (not isinstance(val, int) or isinstance(val, bool)):
             raise WireError(f"{type(msg).__name__}.{name} must be a whole number")

@@ -5,7 +5,9 @@ Covers: registration before and after submission, the file interface, balancing 
 late partition gets work; a smaller one gets fewer iterations), cross-partition
 dependencies and OMITTED, every query at the governor, cancel and remove, kill -9 of a
 partition mid-run (its iterations re-run elsewhere, once), the governor's death (the
-partitions kill their tasks and exit), a clean drain, and bad flags.
+partitions kill their tasks and exit), a clean drain, and bad flags.  A partition manager
+with ``--net`` answers every client request as the governor does (forwarded to it), and
+with an error, never a hang, when the governor does not answer.
 """
 
 from __future__ import annotations
@@ -57,17 +59,31 @@ class Cluster:
         self.procs.append(p)
         return p
 
-    def request(self, payload: Dict[str, Any], timeout: float = 20) -> Dict[str, Any]:
+    def request(self, payload: Dict[str, Any], timeout: float = 20, address: str = "") -> Dict[str, Any]:
         sock = self.ctx.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
         try:
-            sock.connect(self.address)
+            sock.connect((address or self.address).replace("0.0.0.0", "127.0.0.1"))
             sock.send_json(payload)
             answer: Dict[str, Any] = sock.recv_json()  # type: ignore[assignment]
             return answer
         finally:
             sock.close()
+
+    def run_dir_of(self, name: str, p: subprocess.Popen) -> Path:
+        """A partition manager's own run dir: <wd>/.hpilot/partitions/<id>-<host>-<pid>."""
+        found: List[Path] = []
+        wait_for(lambda: bool(found.extend((self.wd / ".hpilot" / "partitions").glob(f"{name}-*-{p.pid}"))
+                              or found), 20, f"the run dir of {name}")
+        return found[0]
+
+    def partition_address(self, name: str, p: subprocess.Popen) -> str:
+        """The client address a partition manager started with --net wrote in its run dir."""
+        path = self.run_dir_of(name, p) / "address"
+        wait_for(lambda: path.exists() and path.read_text().strip().endswith("}"), 20, f"{name}'s address")
+        address: str = json.loads(path.read_text())["address"]
+        return address
 
     def partitions(self) -> List[Dict[str, Any]]:
         return self.request({"request": "resourcesInfo"})["data"].get("partitions", [])
@@ -285,6 +301,7 @@ def test_partition_drains_without_losing_work(cluster: Cluster) -> None:
     (["--slurm-partition-nodes", "1", "--nodes", "1,1", "--resources", "local"], "Slurm"),
     (["--id", "x", "--governor"], "--parent"),
     (["--parent", "/nonexistent/dir"], "--parent"),
+    (["--parent", "tcp://127.0.0.1:1", "--net-pub-port", "5999"], "--net-pub-port"),  # no events at a partition
 ])
 def test_bad_governor_flags_refused(wd: Path, args: List[str], words: str) -> None:
     start = time.monotonic()
@@ -321,3 +338,113 @@ def test_resume_after_kill_9_of_the_governor(wd: Path) -> None:
                    timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert report_entries(wd)["a"]["state"] == "SUCCEED"
+
+
+def _same(cluster: Cluster, part: str, payload: Dict[str, Any]) -> Dict[str, Any]:
+    """The partition manager's answer is the governor's (asked one after the other: the
+    state must be at rest, no job running that the answer would show changing)."""
+    via_partition = cluster.request(payload, address=part)
+    direct = cluster.request(payload)
+    assert via_partition == direct, (payload, via_partition, direct)
+    return direct
+
+
+@pytest.mark.timeout(120)
+def test_partition_manager_answers_every_query_as_the_governor(cluster: Cluster) -> None:
+    from hpilot.governor.manager import Manager
+
+    cluster.start_governor()
+    cluster.start_partition("x", "2")
+    q = cluster.start_partition("q", "n1:1,n2:1", "--net")
+    part = cluster.partition_address("q", q)
+    assert part.startswith("tcp://127.0.0.1:") and part != cluster.address
+    wait_for(lambda: len(cluster.partitions()) == 2, 20, "two partitions")
+    # submitted through the partition manager, run wherever the governor routes them
+    jobs = [_sweep("s", 8), {"name": "quick", "execution": {"exec": "/bin/true"}},
+            {"name": "huge", "execution": {"exec": "/bin/true"}, "resources": {"numCores": {"exact": 3}}}]
+    ans = cluster.request({"request": "submit", "jobs": jobs}, address=part)
+    assert ans["code"] == 0 and ans["data"]["submitted"] == 3, ans
+    cluster.wait_final("s", "quick", "huge")
+    names = ["s", "quick", "huge"]
+    assert set(_same(cluster, part, {"request": "listJobs"})["data"]["jobs"]) == set(names)
+    status = _same(cluster, part, {"request": "jobStatus", "jobNames": names})
+    assert [status["data"]["jobs"][j]["data"]["status"] for j in names] == ["SUCCEED", "SUCCEED", "FAILED"]
+    info = _same(cluster, part, {"request": "jobInfo", "jobNames": ["s"], "params": {"withChilds": True}})
+    assert set(_partitions_of(info["data"]["jobs"]["s"]["data"])) == {"x", "q"}  # ran on both
+    res = _same(cluster, part, {"request": "resourcesInfo"})
+    assert {p["name"] for p in res["data"]["partitions"]} == {"x", "q"}
+    unknown = _same(cluster, part, {"request": "jobStatus", "jobNames": ["nope"]})
+    assert unknown["data"]["jobs"]["nope"]["status"] != 0
+    assert _same(cluster, part, {"request": "nonsense"})["code"] != 0
+    # cancel and remove through the partition, of a job running on the other partition too
+    long = [_sweep("long", 3, "30")]
+    assert cluster.request({"request": "submit", "jobs": long}, address=part)["code"] == 0
+    wait_for(lambda: cluster.status("long") == "EXECUTING", 20, "long runs")
+    assert cluster.request({"request": "removeJob", "jobNames": ["long"]}, address=part)["code"] != 0  # running
+    assert cluster.request({"request": "cancelJob", "jobNames": ["long"]}, address=part)["code"] == 0
+    cluster.wait_final("long", timeout=30)
+    assert _same(cluster, part, {"request": "jobStatus", "jobNames": ["long"]})[
+        "data"]["jobs"]["long"]["data"]["status"] == "CANCELED"
+    assert cluster.request({"request": "removeJob", "jobNames": ["long", "quick"]}, address=part)["code"] == 0
+    assert set(_same(cluster, part, {"request": "listJobs"})["data"]["jobs"]) == {"s", "huge"}
+    # the Python API and the CLI, given the partition manager's address
+    m = Manager(part, {"request_timeout": 20})
+    try:
+        assert m.submit([{"name": "api", "execution": {"exec": "/bin/true"}}]) == ["api"]
+        m.wait4("api", timeout=30)
+        assert m.status("api")["jobs"]["api"]["data"]["status"] == "SUCCEED"
+        assert set(m.list()) == {"s", "huge", "api"}
+        assert m.info("s", withChilds=True) == cluster.request(
+            {"request": "jobInfo", "jobNames": ["s"], "params": {"withChilds": True}})["data"]
+        assert m.resources()["total_cores"] == 4
+    finally:
+        m.cleanup()
+    shown = run_hpilot(["list", "--address", part], cluster.wd, timeout=30)
+    assert shown.returncode == 0 and "api" in shown.stdout, shown.stdout + shown.stderr
+    # finish is forwarded too: the governor finishes, the client gets its answer, all exit
+    assert cluster.request({"request": "finish"}, address=part)["code"] == 0
+    assert cluster.gov is not None and cluster.gov.wait(timeout=30) is not None
+    assert q.wait(timeout=30) == 0
+    assert not (cluster.run_dir_of("q", q) / "address").exists()  # an exited manager is not found
+
+
+@pytest.mark.timeout(90)
+def test_forwarded_query_gets_an_error_when_the_governor_is_gone(cluster: Cluster) -> None:
+    cluster.start_governor()
+    quick = cluster.start_partition("t", "1", "--net", "--partition-query-timeout", "1")
+    slow = cluster.start_partition("w", "1", "--net", "--net-iface", "0.0.0.0")  # default timeout: 60 s
+    t_addr, w_addr = cluster.partition_address("t", quick), cluster.partition_address("w", slow)
+    wait_for(lambda: len(cluster.partitions()) == 2, 20, "two partitions")
+    # off loopback the governor's client secret is required (the partition read it from the governor's wd)
+    secret = (latest_run(cluster.wd) / "secret").read_text().strip()
+    secret_file = cluster.run_dir_of("w", slow) / "secret"
+    assert secret_file.read_text().strip() == secret and secret_file.stat().st_mode & 0o077 == 0
+    refused = cluster.request({"request": "listJobs"}, address=w_addr)
+    assert refused["code"] != 0 and "unauthorized" in refused["message"]
+    assert cluster.request({"request": "listJobs", "secret": secret}, address=w_addr)["code"] == 0
+    assert cluster.request({"request": "listJobs"}, address=t_addr)["code"] == 0  # loopback: no secret
+    assert cluster.gov is not None
+    cluster.gov.kill()
+    cluster.gov.wait()
+    socks = []
+    for addr, payload in ((t_addr, {"request": "listJobs"}), (w_addr, {"request": "listJobs", "secret": secret})):
+        sock = cluster.ctx.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(addr.replace("0.0.0.0", "127.0.0.1"))
+        sock.send_json(payload)
+        socks.append(sock)
+    start = time.monotonic()
+    try:
+        assert socks[0].poll(20_000), "no answer from the partition with a 1 s query timeout"
+        timed_out: Dict[str, Any] = socks[0].recv_json()  # type: ignore[assignment]
+        t_elapsed = time.monotonic() - start
+        assert socks[1].poll(30_000), "no answer from the partition whose governor is gone"
+        gone: Dict[str, Any] = socks[1].recv_json()  # type: ignore[assignment]
+    finally:
+        for sock in socks:
+            sock.close()
+    assert timed_out["code"] != 0 and "no answer from the governor within 1s" in timed_out["message"], timed_out
+    assert t_elapsed < 10, t_elapsed
+    # the other one notices the governor's silence (6 heartbeats), exits, and answers what waits
+    assert gone["code"] != 0 and "the governor is gone" in gone["message"], gone
+    assert quick.wait(timeout=30) != 0 and slow.wait(timeout=30) != 0

@@ -39,6 +39,10 @@ def _spec() -> TaskSpec:
     IterationsDropped("j", range(2, 9), "canceled", 4.0, True),
     wire.Registered("p1", 1.0), wire.Refused("no"), wire.Heartbeat(1.0), wire.Bye("x"), wire.Leaving("drain"),
     wire.register("s", "p1", "host", 7, (("n1", 4), ("n2", 4)), ("gpu",)),
+    wire.ClientQuery(3, '{"request": "jobInfo", "jobNames": ["j"], "params": {"withChilds": true}}'),
+    wire.ClientQuery(4, '{"@": "Work", "r": [1, 2], "(": []}'),  # a client's data stays text: never decoded
+    wire.ClientAnswer(3, '{"code": 0, "data": {"jobs": {}}}'),
+    wire.ClientAnswer(5, "not even JSON: the receiver answers its client with an error"),
 ])
 def test_round_trip(msg: object) -> None:
     frame = wire.encode(msg)  # type: ignore[arg-type]
@@ -51,7 +55,12 @@ def test_round_trip(msg: object) -> None:
                                    b'{"@": "Heartbeat", "now": 1, "extra": 2}',
                                    b'{"@": "IterationsDropped", "job": "j", "iterations": {"r": [1]}, '
                                    b'"reason": "x", "when": 1}',
-                                   b'{"@": "TaskSpec", "job": "j"}'])
+                                   b'{"@": "TaskSpec", "job": "j"}',
+                                   b'{"@": "ClientQuery", "qid": 1, "payload": {"request": "listJobs"}}',
+                                   b'{"@": "ClientQuery", "qid": "1", "payload": "{}"}',
+                                   b'{"@": "ClientQuery", "qid": true, "payload": "{}"}',
+                                   b'{"@": "ClientAnswer", "qid": 1, "response": null}',
+                                   b'{"@": "ClientAnswer", "qid": 1}'])
 def test_bad_frames_refused(frame: bytes) -> None:
     with pytest.raises(wire.WireError):
         wire.decode(frame)
