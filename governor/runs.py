@@ -5,8 +5,9 @@ an object per run (three floats, two strings, a dict entry) was about 250 bytes,
 a 1M-iteration sweep held 250 MB in the governor alone.  Here a job's runs are two
 flat arrays indexed by iteration: the times as doubles, the rest as 32-bit numbers
 (strings such as the allocation and wd are numbers into a small table of distinct
-values).  That is 48 bytes per iteration, allocated when the first iteration runs.
-Failure reasons are rare and kept in a dict.
+values).  That is 48 bytes per iteration, allocated in chunks of CHUNK iterations as
+the first of each runs (a million-iteration job canceled after two runs costs one
+chunk, not 48 MB).  Failure reasons are rare and kept in a dict.
 
 Callers read and update a run through :class:`RunView`, a two-slot view that reads
 and writes the columns; :class:`IterRun` is the plain record used to add a run.
@@ -29,6 +30,9 @@ _NI = 6
 # the time columns: scheduled, started, finished (NaN while running)
 _SCHED, _START, _FIN = range(3)
 _NT = 3
+CHUNK = 4096  # iterations per chunk of columns
+_SHIFT = CHUNK.bit_length() - 1
+_MASK = CHUNK - 1
 
 
 class IterRun:
@@ -65,13 +69,20 @@ class RunView:
         self._r, self._i = runs, idx
 
     def _int(self, col: int) -> int:
-        return self._r._ints[self._i * _NI + col]
+        i = self._i
+        return self._r._chunks[i >> _SHIFT][1][(i & _MASK) * _NI + col]
 
     def _set_int(self, col: int, v: int) -> None:
-        self._r._ints[self._i * _NI + col] = v
+        i = self._i
+        self._r._chunks[i >> _SHIFT][1][(i & _MASK) * _NI + col] = v
 
     def _time(self, col: int) -> float:
-        return self._r._times[self._i * _NT + col]
+        i = self._i
+        return self._r._chunks[i >> _SHIFT][0][(i & _MASK) * _NT + col]
+
+    def _set_time(self, col: int, v: float) -> None:
+        i = self._i
+        self._r._chunks[i >> _SHIFT][0][(i & _MASK) * _NT + col] = v
 
     @property
     def allocation(self) -> str:
@@ -104,7 +115,7 @@ class RunView:
 
     @finished.setter
     def finished(self, v: Optional[float]) -> None:
-        self._r._times[self._i * _NT + _FIN] = _NAN if v is None else v
+        self._set_time(_FIN, _NAN if v is None else v)
 
     @property
     def exit_code(self) -> Optional[int]:
@@ -152,12 +163,11 @@ class RunView:
 class Runs:
     """The runs of one job's iterations ``it_start .. it_start + it_count - 1``."""
 
-    __slots__ = ("_start", "_count", "_times", "_ints", "_strs", "_str_idx", "_reasons", "_n", "_compact")
+    __slots__ = ("_start", "_count", "_chunks", "_strs", "_str_idx", "_reasons", "_n", "_compact")
 
     def __init__(self, it_start: int, it_count: int) -> None:
         self._start, self._count = it_start, it_count
-        self._times: array = array("d")
-        self._ints: array = array("i")
+        self._chunks: Dict[int, Tuple[array, array]] = {}  # chunk number -> (times, ints)
         self._strs: List[Optional[str]] = [None]
         self._str_idx: Dict[str, int] = {}
         self._reasons: Dict[int, str] = {}
@@ -180,22 +190,28 @@ class Runs:
         return idx
 
     def _has(self, idx: int) -> bool:
-        return bool(self._ints) and self._ints[idx * _NI + _ATT] > 0
+        chunk = self._chunks.get(idx >> _SHIFT)
+        return chunk is not None and chunk[1][(idx & _MASK) * _NI + _ATT] > 0
+
+    def _chunk(self, idx: int) -> Tuple[array, array]:
+        chunk = self._chunks.get(idx >> _SHIFT)
+        if chunk is None:  # the first run in this chunk: its columns
+            size = min(CHUNK, self._count - (idx & ~_MASK))
+            chunk = self._chunks[idx >> _SHIFT] = (array("d", [_NAN]) * (size * _NT),
+                                                   array("i", bytes(4 * size * _NI)))
+        return chunk
 
     def __setitem__(self, it: int, run: IterRun) -> None:
         idx = self._index(it)
         if self._compact:
             self._compact.pop(it, None)
-        if not self._ints:  # the first run of this job: the columns for all its iterations
-            self._times = array("d", [_NAN]) * (self._count * _NT)
-            self._ints = array("i", bytes(4 * self._count * _NI))
         if not self._has(idx):
             self._n += 1
-        t, i = idx * _NT, idx * _NI
-        self._times[t + _SCHED] = run.scheduled
-        self._times[t + _START] = run.started
-        self._times[t + _FIN] = _NAN if run.finished is None else run.finished
-        ints = self._ints
+        times, ints = self._chunk(idx)
+        t, i = (idx & _MASK) * _NT, (idx & _MASK) * _NI
+        times[t + _SCHED] = run.scheduled
+        times[t + _START] = run.started
+        times[t + _FIN] = _NAN if run.finished is None else run.finished
         ints[i + _ATT] = max(1, run.attempts)
         ints[i + _EXIT] = _opt(run.exit_code)
         ints[i + _PID] = _opt(run.pid)
@@ -254,12 +270,12 @@ class Runs:
 
     def __iter__(self) -> Iterator[int]:
         self._load_all()
-        if not self._ints:
-            return
-        ints, start = self._ints, self._start
-        for idx in range(self._count):
-            if ints[idx * _NI + _ATT] > 0:
-                yield start + idx
+        for number in sorted(self._chunks):
+            ints = self._chunks[number][1]
+            base = self._start + (number << _SHIFT)
+            for k in range(len(ints) // _NI):
+                if ints[k * _NI + _ATT] > 0:
+                    yield base + k
 
     def keys(self) -> Iterator[int]:
         return iter(self)
@@ -277,13 +293,17 @@ class Runs:
         view per iteration."""
         starts: List[float] = []
         ends: List[float] = []
-        if self._n:
-            t = self._times
-            starts.append(min(x for x in t[_START::_NT] if not math.isnan(x)))
-            ends.extend(x for x in t[_FIN::_NT] if not math.isnan(x))
+        for times, _ in self._chunks.values():  # a chunk at a time: no list of a million floats
+            begun = [x for x in times[_START::_NT] if not math.isnan(x)]
+            done = [x for x in times[_FIN::_NT] if not math.isnan(x)]
+            if begun:
+                starts.append(min(begun))
+            if done:
+                ends.append(max(done))
         if self._compact:  # replayed runs are read in place, not loaded
             starts.append(min(r[4] for r in self._compact.values()))
-            ends.extend(r[5] for r in self._compact.values() if r[5] is not None)
+            ends.append(max((r[5] for r in self._compact.values() if r[5] is not None), default=-math.inf))
         if not starts:
             return None
-        return min(starts), (max(ends) if ends else None)
+        last = max(ends, default=-math.inf)
+        return min(starts), (None if last == -math.inf else last)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 import pytest
-from hpilot.governor.runs import IterRun, Runs
+from hpilot.governor.runs import CHUNK, IterRun, Runs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,12 +40,21 @@ def test_a_view_writes_through_to_the_columns() -> None:
     assert 102 in runs and 101 not in runs and "x" not in runs and len(runs) == 1
 
 
+def _column_bytes(runs: Runs) -> int:
+    return sum(t.itemsize * len(t) + i.itemsize * len(i) for t, i in runs._chunks.values())
+
+
 def test_a_million_runs_cost_columns_not_objects() -> None:
     n = 1_000_000
     runs = Runs(0, n)
     runs[0] = IterRun("n1[0]", "/wd", 0.0, 0.0)
-    size = runs._times.itemsize * len(runs._times) + runs._ints.itemsize * len(runs._ints)
-    assert size == 48 * n
+    runs[1] = IterRun("n1[1]", "/wd", 0.0, 0.0)
+    assert _column_bytes(runs) == 48 * CHUNK  # two runs: one chunk, not the whole job
+    for it in range(0, n, CHUNK // 2):
+        runs[it] = IterRun("n1[0]", "/wd", 1.0, 1.0)
+    assert _column_bytes(runs) == 48 * n  # the last chunk is cut to the job's end
+    assert len(runs) == len(range(0, n, CHUNK // 2)) + 1
+    assert list(runs)[:4] == [0, 1, CHUNK // 2, CHUNK] and list(runs)[-1] == n - n % (CHUNK // 2)
 
 
 _opt_int = st.one_of(st.none(), st.integers(-(2 ** 31) + 1, 2 ** 31 - 1))
@@ -59,9 +68,9 @@ _run = st.builds(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(5, 14), _run), max_size=30))
+@given(st.lists(st.tuples(st.one_of(st.integers(5, 14), st.integers(CHUNK, CHUNK + 14)), _run), max_size=30))
 def test_columns_behave_like_a_dict_of_records(writes: Any) -> None:
-    runs = Runs(5, 10)
+    runs = Runs(5, 10 + CHUNK)  # two chunks, the second cut short
     model: Dict[int, Dict[str, Any]] = {}
     for it, (a, w, s, t, f, e, r, att, pid, part) in writes:
         run = IterRun(a, w, s, t, f, e, r)
