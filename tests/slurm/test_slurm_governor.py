@@ -5,12 +5,17 @@ iterations of /bin/true) all SUCCEED, spread over both partitions, each task on 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from pathlib import Path
+from typing import Any, Dict, List
 
 import pytest
+import zmq
 
-from tests.conftest import latest_run, submit, write_requests
-from tests.slurm.conftest import salloc
+from tests.conftest import latest_run, submit, wait_for, write_requests
+from tests.slurm.conftest import HPILOT, cancel, job_name, salloc
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm")]
 
@@ -37,3 +42,79 @@ def test_w1_over_two_slurm_partitions(tmp_path: Path) -> None:
         assert "registered with" in plog
     ran = {(tmp_path / f"probe.{i}").read_text().strip() for i in range(8)}
     assert ran <= {"n1", "n2", "n3", "n4"} and len(ran) >= 2
+
+
+def _request(address: str, payload: Dict[str, Any], timeout: float = 20) -> Dict[str, Any]:
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
+    try:
+        sock.connect(address)
+        sock.send_json(payload)
+        answer: Dict[str, Any] = sock.recv_json()  # type: ignore[assignment]
+        return answer
+    finally:
+        sock.close()
+
+
+def _childs(address: str, job: str) -> List[Dict[str, Any]]:
+    ans = _request(address, {"request": "jobInfo", "jobNames": [job], "params": {"withChilds": True}})
+    childs: List[Dict[str, Any]] = ans["data"]["jobs"][job]["data"].get("childs", [])
+    return childs
+
+
+def test_partition_killed_in_the_allocation_loses_nothing(tmp_path: Path) -> None:
+    """kill -9 of a partition manager that srun started: its iterations re-run on the other
+    partition (attempts 2), a dependency across partitions holds, OMITTED propagates, and
+    the governor answers every query about it while the allocation runs."""
+    reqs = write_requests(tmp_path / "r.json", submit(
+        {"name": "k", "iteration": {"stop": 16}, "execution": {"script": "touch started.${it}; sleep 3"}},
+        {"name": "a", "execution": {"exec": "/bin/true"}},
+        {"name": "b", "iteration": {"stop": 4}, "execution": {"exec": "/bin/true"}, "dependencies": {"after": ["a"]}},
+        {"name": "c", "execution": {"exec": "/bin/false"}},
+        {"name": "d", "execution": {"exec": "/bin/true"}, "dependencies": {"after": ["c"]}},
+        finish=False))
+    name = job_name(tmp_path)
+    cmd = ["salloc", "-N", "4", "--ntasks-per-node=2", "--time=5", f"--job-name={name}", *HPILOT, "service",
+           "--file-path", str(reqs), "--wd", str(tmp_path), "--slurm-partition-nodes", "2", "--net",
+           "--partition-heartbeat", "0.5", "--report-format", "json"]
+    with open(tmp_path / "salloc.out", "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: (tmp_path / ".hpilot" / "latest" / "address").exists(), 60, "the governor's address")
+        address = json.loads((latest_run(tmp_path) / "address").read_text())["address"]
+        running: List[str] = []
+
+        def a_partition_runs_k() -> bool:
+            running[:] = [c["runtime"]["partition"] for c in _childs(address, "k")
+                          if c["state"] == "EXECUTING" and c.get("runtime", {}).get("partition")]
+            return bool(running)
+
+        wait_for(a_partition_runs_k, 60, "iterations of k running on a partition")
+        doomed = running[0]
+        (run_dir,) = (tmp_path / ".hpilot" / "partitions").glob(f"{doomed}-*")
+        os.kill(int(run_dir.name.rsplit("-", 1)[1]), signal.SIGKILL)
+        final = {"SUCCEED", "FAILED", "CANCELED", "OMITTED"}
+
+        def states() -> Dict[str, str]:
+            ans = _request(address, {"request": "jobStatus", "jobNames": ["k", "a", "b", "c", "d"]})
+            return {j: v["data"]["status"] for j, v in ans["data"]["jobs"].items()}
+
+        wait_for(lambda: set(states().values()) <= final, 90, "every job final")
+        assert states() == {"k": "SUCCEED", "a": "SUCCEED", "b": "SUCCEED", "c": "FAILED", "d": "OMITTED"}
+        childs = _childs(address, "k")
+        reran = [c for c in childs if c["runtime"].get("attempts", 1) > 1]
+        assert reran and all(c["runtime"]["attempts"] == 2 and c["runtime"]["partition"] != doomed for c in reran)
+        assert all(c["state"] == "SUCCEED" for c in childs) and len(childs) == 16
+        resources = _request(address, {"request": "resourcesInfo"})["data"]
+        assert doomed in resources["lost_partitions"], resources
+        listed = _request(address, {"request": "listJobs"})["data"]["jobs"]
+        assert sorted(listed) == ["a", "b", "c", "d", "k"]
+        assert _request(address, {"request": "finish"})["code"] == 0
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        cancel(name)
