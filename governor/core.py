@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
@@ -395,16 +394,8 @@ class GovernorCore:
         if isinstance(msg, IterationStarted):
             view.used_cores += msg.cores
             rec.set_it_state(msg.iteration, JobState.EXECUTING)
-            if self.router is None:
-                run = IterRun(msg.allocation, msg.wd, msg.scheduled, msg.started)
-            else:  # decoded from the wire: one copy of each string for a million runs, not a million
-                run = IterRun(sys.intern(msg.allocation), sys.intern(msg.wd), msg.scheduled, msg.started)
-                run.partition = view.name
-            run.pid = msg.pid
-            old = rec.runs.get(msg.iteration)
-            if old is not None:
-                run.attempts = old.attempts + 1
-            rec.runs[msg.iteration] = run
+            rec.runs.start(msg.iteration, msg.allocation, msg.wd, msg.scheduled, msg.started, msg.pid,
+                           view.name if self.router is not None else None)
             if self.journaling:
                 out.append(Record(journal.started_record(rec.name, msg.iteration, msg.pid, msg.started)))
             self._iteration_event(rec, msg.iteration, JobState.EXECUTING, msg.started, out)
@@ -422,12 +413,13 @@ class GovernorCore:
 
     def _finished(self, rec: JobRecord, view: PartitionView, msg: IterationFinished,
                   out: List[Action]) -> None:
-        run = rec.runs.get(msg.iteration)
-        if run is None:  # never started (the program could not be spawned)
-            run = rec.runs[msg.iteration] = IterRun(msg.allocation, msg.wd, msg.started, msg.started)
+        started = rec.runs.finish(msg.iteration, msg.finished, msg.exit_code, msg.reason)
+        if started is None:  # never started (the program could not be spawned)
+            started = msg.started
+            rec.runs[msg.iteration] = IterRun(msg.allocation, msg.wd, started, started, msg.finished,
+                                              msg.exit_code, msg.reason)
         else:
             view.used_cores -= msg.cores
-        run.finished, run.exit_code, run.reason = msg.finished, msg.exit_code, msg.reason
         if msg.ok:
             state = JobState.SUCCEED
         elif msg.canceled:
@@ -439,7 +431,7 @@ class GovernorCore:
         rec.set_it_state(msg.iteration, state)
         if self.journaling:
             out.append(Record(journal.finished_record(rec.name, msg.iteration, state.value, msg.exit_code,
-                                                      run.started, msg.finished, msg.allocation, msg.wd,
+                                                      started, msg.finished, msg.allocation, msg.wd,
                                                       msg.reason)))
         self._iteration_event(rec, msg.iteration, state, msg.finished, out)
         self._iteration_final(rec, msg.iteration, state, msg.finished, out)

@@ -223,6 +223,44 @@ class Runs:
         else:
             self._reasons[idx] = run.reason
 
+    def start(self, it: int, allocation: str, wd: str, scheduled: float, started: float, pid: Optional[int],
+              partition: Optional[str]) -> None:
+        """An iteration starts (again: its attempts count up), written straight into the
+        columns: the hot path of every task, so no record object in between."""
+        idx = self._index(it)
+        if self._compact and it in self._compact:
+            self._load(it)
+        times, ints = self._chunk(idx)
+        t, i = (idx & _MASK) * _NT, (idx & _MASK) * _NI
+        attempts = ints[i + _ATT]
+        if attempts == 0:
+            self._n += 1
+        times[t + _SCHED] = scheduled
+        times[t + _START] = started
+        times[t + _FIN] = _NAN
+        ints[i + _ATT] = attempts + 1
+        ints[i + _EXIT] = _NONE
+        ints[i + _PID] = _opt(pid)
+        ints[i + _ALLOC] = self._str(allocation)
+        ints[i + _WD] = self._str(wd)
+        ints[i + _PART] = self._str(partition)
+        self._reasons.pop(idx, None)
+
+    def finish(self, it: int, finished: float, exit_code: int, reason: Optional[str]) -> Optional[float]:
+        """The run of ``it`` ended; returns its start, or None when it never started."""
+        idx = it - self._start
+        if not (0 <= idx < self._count and (self._has(idx) or self._load(it))):
+            return None
+        times, ints = self._chunks[idx >> _SHIFT]
+        t, i = (idx & _MASK) * _NT, (idx & _MASK) * _NI
+        times[t + _FIN] = finished
+        ints[i + _EXIT] = exit_code
+        if reason is None:
+            self._reasons.pop(idx, None)
+        else:
+            self._reasons[idx] = reason
+        return times[t + _START]
+
     def add_compact(self, it: int, record: Tuple[Any, ...]) -> None:
         """A run replayed from the journal, kept as its parsed record until it is read:
         ``record`` is (job, it, state, exit_code, start, end, allocation, wd, reason)."""

@@ -95,3 +95,20 @@ def test_span_reads_replayed_runs_in_place() -> None:
     assert runs.span() == (2.0, 9.0)
     runs[0].finished = 12.0
     assert runs.span() == (2.0, 12.0)
+
+
+def test_start_and_finish_write_the_columns_directly() -> None:
+    runs = Runs(0, 3)
+    assert runs.finish(1, 5.0, 0, None) is None  # never started
+    runs.start(1, "n1[0]", "/w", 1.0, 2.0, 77, "p1")
+    assert _record(runs[1]) == {"allocation": "n1[0]", "wd": "/w", "scheduled": 1.0, "started": 2.0,
+                                "finished": None, "exit_code": None, "reason": None, "attempts": 1, "pid": 77,
+                                "partition": "p1"}
+    assert runs.finish(1, 4.0, 3, "exit 3") == 2.0
+    assert (runs[1].finished, runs[1].exit_code, runs[1].reason) == (4.0, 3, "exit 3")
+    runs.start(1, "n2[1]", "/w", 6.0, 6.5, None, "p2")  # re-run elsewhere: a second attempt, a clean record
+    assert _record(runs[1])["attempts"] == 2 and runs[1].reason is None and runs[1].finished is None
+    runs.add_compact(2, ("j", 2, "SUCCEED", 0, 8.0, 9.0, "n1[1]", "/w2", None))
+    runs.start(2, "n1[1]", "/w2", 10.0, 10.0, 5, None)  # a replayed run started again after a resume
+    assert runs[2].attempts == 2 and len(runs) == 2
+    assert runs.finish(99, 1.0, 0, None) is None
