@@ -12,11 +12,9 @@ from typing import Callable, Optional
 
 from hpilot.governor.config import Options
 from hpilot.governor.rundir import RunDir
-from hpilot.launcher.api import Launcher
+from hpilot.launcher.api import Launcher, LauncherFactory
 from hpilot.launcher.core import TaskExit
 from hpilot.launcher.local import LocalLauncher
-
-LauncherFactory = Callable[[Callable[[TaskExit], None], Callable[[str, int, float], None]], Launcher]
 
 
 def local_launcher(opts: Options, run_dir: Optional[RunDir] = None) -> LauncherFactory:

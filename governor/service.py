@@ -37,7 +37,7 @@ from hpilot.governor.core import (
 )
 from hpilot.governor.journal import FILE as JOURNAL_FILE
 from hpilot.governor.journal import Journal, json_record
-from hpilot.governor.launching import LauncherFactory, local_launcher
+from hpilot.governor.launching import local_launcher
 from hpilot.governor.net import ADDRESS_FILE, NetInterface, make_secret
 from hpilot.governor.partitions import ForwardedQuery, IdleLauncher, PartitionLinks
 from hpilot.governor.progress import Progress, tally
@@ -45,7 +45,7 @@ from hpilot.governor.report import JobReport, write_final_status
 from hpilot.governor.routing import Router, Settled
 from hpilot.governor.rundir import RunDir
 from hpilot.governor.states import JobState
-from hpilot.launcher.api import Launcher, poll_targets
+from hpilot.launcher.api import Launcher, LauncherFactory, poll_targets
 
 if TYPE_CHECKING:
     from hpilot.governor.restore import Plan

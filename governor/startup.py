@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from hpilot.governor.config import Options
 from hpilot.governor.fileiface import RequestFileError, load_requests
-from hpilot.governor.launching import LauncherFactory, local_launcher
+from hpilot.governor.launching import local_launcher
 from hpilot.governor.rundir import RunDir, setup_logging
-from hpilot.launcher.api import Launcher
+from hpilot.launcher.api import Launcher, LauncherFactory
 from hpilot.launcher.pool import AgentPool, AgentStartError, SrunLauncher, srun_starter, ssh_starter, stats_args
 from hpilot.launcher.wire import new_secret, write_secret
 from hpilot.partition.resources import ResourceError, ResourceSet, local_resources

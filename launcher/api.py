@@ -13,9 +13,9 @@ launcher may also have an ``on_node`` attribute: the owner sets it to a callback
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Protocol
+from typing import Any, Callable, List, Optional, Protocol
 
-from hpilot.launcher.core import LaunchRequest
+from hpilot.launcher.core import LaunchRequest, TaskExit
 
 
 class Launcher(Protocol):
@@ -50,3 +50,8 @@ def poll_targets(launcher: Launcher) -> List[Any]:
     if sockets is not None:
         return list(sockets())
     return [launcher.fileno()] if launcher.fileno() >= 0 else []
+
+
+# What a service or partition manager is given to make its launcher: the launcher is
+# built with the owner's callbacks (a task's exit, a task's start with its pid and time).
+LauncherFactory = Callable[[Callable[[TaskExit], None], Callable[[str, int, float], None]], Launcher]

@@ -31,7 +31,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 import zmq
-from hpilot.launcher.api import Launcher, poll_targets
+from hpilot.launcher.api import LauncherFactory, poll_targets
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.partition import wire
 from hpilot.partition.core import KillTask, PartitionCore, Schedule, TaskEnded, TaskStarted
@@ -44,7 +44,6 @@ ERROR = -1  # the "code" of an error response (QCG-PilotJob's)
 # a `finish` sent here stops this partition (the governor's Shutdown comes before its answer).
 ANSWER_GRACE = 2.0
 BURST = 32  # launcher ticks per loop pass at most
-LauncherFactory = Callable[[Callable[[TaskExit], None], Callable[[str, int, float], None]], Launcher]
 
 
 class ClientPort(Protocol):
