@@ -190,10 +190,18 @@ def encode(msg: Message) -> bytes:
 
 def decode(frame: bytes) -> Message:
     """One frame -> one message, or WireError saying why not."""
+    return _message(_json(frame))
+
+
+def _json(frame: bytes) -> Any:
     try:
-        raw = json.loads(frame)
+        return json.loads(frame)
     except (ValueError, UnicodeDecodeError) as e:
         raise WireError(f"not JSON: {e}") from None
+
+
+def _message(raw: Any) -> Message:
+    """A message in its generic form, built and checked."""
     msg = _in(raw)
     if type(msg) not in TOP:
         raise WireError(f"not a message: {type(msg).__name__}")
@@ -238,10 +246,7 @@ def decode_frame(frame: bytes) -> Tuple[List[Message], List[str]]:
     A frame that is not JSON at all raises WireError."""
     if not frame.startswith(b"["):
         return [decode(frame)], []
-    try:
-        raw = json.loads(frame)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise WireError(f"not JSON: {e}") from None
+    raw = _json(frame)
     msgs: List[Message] = []
     errors: List[str] = []
     for item in raw:
@@ -254,11 +259,7 @@ def decode_frame(frame: bytes) -> Tuple[List[Message], List[str]]:
 
 def _compact(item: Any) -> Message:
     if isinstance(item, dict):
-        msg = _in(item)
-        if type(msg) not in TOP:
-            raise WireError(f"not a message: {type(msg).__name__}")
-        _check(msg)
-        return msg
+        return _message(item)
     if not isinstance(item, list) or not item:
         raise WireError("a batch holds records")
     tag, vals = item[0], item[1:]
