@@ -162,16 +162,13 @@ class NetInterface:
     def expire(self, message: str) -> int:
         """Answer the deferred requests whose time is up with an error saying ``message``."""
         now = time.monotonic()
-        late = [t for t, p in self._pending.items() if p[2] <= now]
-        for token in late:
-            self.answer(token, {"code": ERROR, "message": message})
-        if late:
-            log.warning("%d request(s) answered with an error: %s", len(late), message)
-        return len(late)
+        return self._fail([t for t, p in self._pending.items() if p[2] <= now], message)
 
     def fail_pending(self, message: str) -> int:
         """Answer every deferred request with an error (e.g. this process is exiting)."""
-        tokens = list(self._pending)
+        return self._fail(list(self._pending), message)
+
+    def _fail(self, tokens: List[int], message: str) -> int:
         for token in tokens:
             self.answer(token, {"code": ERROR, "message": message})
         if tokens:

@@ -69,13 +69,18 @@ class ManagerError(Exception):
     """The manager cannot start (bad address, refused registration): one clear line."""
 
 
+def governor_run_path(parent: str) -> Optional[str]:
+    """The governor's run dir when ``--parent`` names a directory (its wd: the newest run)."""
+    if not os.path.isdir(parent):
+        return None
+    latest = os.path.join(parent, ".hpilot", "latest")
+    return latest if os.path.isdir(latest) else parent
+
+
 def resolve_parent(parent: str) -> Tuple[str, Optional[str]]:
     """``--parent`` is an address, or the governor's run dir or wd (address and secret read there)."""
-    path = parent
-    if os.path.isdir(path):
-        latest = os.path.join(path, ".hpilot", "latest")
-        if os.path.isdir(latest):
-            path = latest
+    path = governor_run_path(parent)
+    if path is not None:
         try:
             with open(os.path.join(path, "partitions.address")) as f:
                 address = f.read().strip()
@@ -278,9 +283,9 @@ class PartitionManager:
                         self._send(wire.Leaving("signal"))
                 if self.sock in ready:
                     self._recv()
-                if self.client is not None:
-                    if any(sock in ready for sock in client_socks):
-                        self.client.process_deferred(self._forward, self.query_timeout)
+                if self.client is not None and any(sock in ready for sock in client_socks):
+                    self.client.process_deferred(self._forward, self.query_timeout)
+                if self.client is not None and self.client.pending:  # not on every pass: the message is built
                     self.client.expire(f"partition manager {self.name}: no answer from the governor within "
                                        f"{self.query_timeout:g}s (forwarded; the governor may be gone or busy)")
                 self.launcher.reap()
