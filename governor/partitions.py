@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import zmq
-from hpilot.governor.core import ClientRequest, FromPart
+from hpilot.governor.core import ERROR, ClientRequest, FromPart
 from hpilot.governor.routing import PartitionDraining, PartitionGone, PartitionJoined
 from hpilot.launcher.core import LaunchRequest
 from hpilot.launcher.wire import new_secret, write_secret
@@ -136,7 +136,7 @@ class PartitionLinks:
         except ValueError as e:  # the partition's client sent JSON; a bad one is answered, never fatal
             log.warning("partition %s: forwarded request %d is not JSON (%s): answered with an error",
                         link.name, msg.qid, e)
-            self.answer(to, {"code": -1, "message": f"the forwarded request is not valid JSON: {e}"})
+            self.answer(to, {"code": ERROR, "message": f"the forwarded request is not valid JSON: {e}"})
             return
         events.append(ClientRequest(payload, now, to))
 
@@ -146,7 +146,7 @@ class PartitionLinks:
             text = json.dumps(response, default=str)
         except ValueError as e:  # e.g. a circular structure: a bug, but the partition's client gets an answer
             log.error("answer to a request forwarded by %s cannot be encoded: %s", to.partition, e)
-            text = json.dumps({"code": -1, "message": f"internal error: the answer cannot be encoded: {e}"})
+            text = json.dumps({"code": ERROR, "message": f"internal error: the answer cannot be encoded: {e}"})
         self._send(to.ident, wire.ClientAnswer(to.qid, text))
 
     def _register(self, ident: bytes, msg: wire.Register, now: float, events: List[Any]) -> None:

@@ -65,7 +65,7 @@ class Settled:
 
 class _Slot:
     __slots__ = ("name", "cores", "nodes", "node_cores", "tags", "out", "cost", "draining", "sent", "done", "joined",
-                 "rate", "_win_start", "_win_done", "limit")
+                 "_win_start", "_win_done", "limit")
 
     def __init__(self, ev: PartitionJoined) -> None:
         self.name = ev.name
@@ -79,7 +79,6 @@ class _Slot:
         self.sent = 0
         self.done = 0
         self.joined = ev.now
-        self.rate = 0.0  # iterations finished per second, as last measured
         self._win_start: float | None = None
         self._win_done = 0
         self.limit = self.cores * PREFETCH
@@ -93,9 +92,9 @@ class _Slot:
         self._win_done += n
         span = now - self._win_start
         if span >= RATE_WINDOW:
-            self.rate = self._win_done / span
+            rate = self._win_done / span
             self._win_start, self._win_done = now, 0
-            self.limit = min(max(self.cores * PREFETCH, int(self.rate * HORIZON)), self.cores * MAX_PREFETCH)
+            self.limit = min(max(self.cores * PREFETCH, int(rate * HORIZON)), self.cores * MAX_PREFETCH)
 
     def credit(self) -> int:
         return 0 if self.draining else self.limit - self.cost

@@ -347,12 +347,14 @@ def _partition_client_port(opts: Options, run_dir: RunDir, governor_secret: Opti
 
 def _governor_client_secret(parent: str) -> Optional[str]:
     """The governor's client secret, when ``--parent`` is its wd or run dir and it has one."""
-    if not os.path.isdir(parent):
+    from hpilot.governor.net import SECRET_FILE
+    from hpilot.partition.manager import governor_run_path
+
+    run_path = governor_run_path(parent)
+    if run_path is None:
         return None
-    latest = os.path.join(parent, ".hpilot", "latest")
-    path = os.path.join(latest if os.path.isdir(latest) else parent, "secret")
     try:
-        with open(path) as f:
+        with open(os.path.join(run_path, SECRET_FILE)) as f:
             return f.read().strip() or None
     except OSError:
         return None
