@@ -205,23 +205,8 @@ class Runs:
         idx = self._index(it)
         if self._compact:
             self._compact.pop(it, None)
-        if not self._has(idx):
-            self._n += 1
-        times, ints = self._chunk(idx)
-        t, i = (idx & _MASK) * _NT, (idx & _MASK) * _NI
-        times[t + _SCHED] = run.scheduled
-        times[t + _START] = run.started
-        times[t + _FIN] = _NAN if run.finished is None else run.finished
-        ints[i + _ATT] = max(1, run.attempts)
-        ints[i + _EXIT] = _opt(run.exit_code)
-        ints[i + _PID] = _opt(run.pid)
-        ints[i + _ALLOC] = self._str(run.allocation)
-        ints[i + _WD] = self._str(run.wd)
-        ints[i + _PART] = self._str(run.partition)
-        if run.reason is None:
-            self._reasons.pop(idx, None)
-        else:
-            self._reasons[idx] = run.reason
+        self._write(idx, run.allocation, run.wd, run.scheduled, run.started, run.finished, max(1, run.attempts),
+                    run.exit_code, run.pid, run.partition, run.reason)
 
     def start(self, it: int, allocation: str, wd: str, scheduled: float, started: float, pid: Optional[int],
               partition: Optional[str]) -> None:
@@ -230,21 +215,31 @@ class Runs:
         idx = self._index(it)
         if self._compact and it in self._compact:
             self._load(it)
+        chunk = self._chunks.get(idx >> _SHIFT)
+        attempts = chunk[1][(idx & _MASK) * _NI + _ATT] if chunk is not None else 0
+        self._write(idx, allocation, wd, scheduled, started, None, attempts + 1, None, pid, partition, None)
+
+    def _write(self, idx: int, allocation: str, wd: str, scheduled: float, started: float,
+               finished: Optional[float], attempts: int, exit_code: Optional[int], pid: Optional[int],
+               partition: Optional[str], reason: Optional[str]) -> None:
+        """The one place that knows the column layout of a whole run."""
+        if not self._has(idx):
+            self._n += 1
         times, ints = self._chunk(idx)
         t, i = (idx & _MASK) * _NT, (idx & _MASK) * _NI
-        attempts = ints[i + _ATT]
-        if attempts == 0:
-            self._n += 1
         times[t + _SCHED] = scheduled
         times[t + _START] = started
-        times[t + _FIN] = _NAN
-        ints[i + _ATT] = attempts + 1
-        ints[i + _EXIT] = _NONE
+        times[t + _FIN] = _NAN if finished is None else finished
+        ints[i + _ATT] = attempts
+        ints[i + _EXIT] = _opt(exit_code)
         ints[i + _PID] = _opt(pid)
         ints[i + _ALLOC] = self._str(allocation)
         ints[i + _WD] = self._str(wd)
         ints[i + _PART] = self._str(partition)
-        self._reasons.pop(idx, None)
+        if reason is None:
+            self._reasons.pop(idx, None)
+        else:
+            self._reasons[idx] = reason
 
     def finish(self, it: int, finished: float, exit_code: int, reason: Optional[str]) -> Optional[float]:
         """The run of ``it`` ended; returns its start, or None when it never started."""
