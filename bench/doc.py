@@ -219,7 +219,7 @@ to the last registration. Both are medians over the runs."""
   last 0.1 s at its measured rate if that is more; refills go in batches once half of
   that is free. A partition's reports of one loop pass travel as one frame of compact
   records, decoded with one `json.loads` at the governor.
-- The governor keeps each iteration's run in columns (`governor/runs.py`: 48 bytes per
+- The governor keeps each iteration's run in columns (`governor/core/runs.py`: 48 bytes per
   iteration, plus one byte of state), not as an object per run.
 - On this machine the governor and all N partition managers share the same 2 CPUs, so
   more partitions means more processes competing for them: each partition manager's

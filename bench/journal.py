@@ -39,7 +39,7 @@ def _w1_wall(workdir: str, extra: List[str], repeat: int) -> float:
 
 
 def write_replay_journal(run_dir: str, total: int = REPLAY_TOTAL, done: int = REPLAY_DONE) -> str:
-    from hpilot.governor import journal
+    from hpilot.governor.service import journal
 
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, journal.FILE)
@@ -66,7 +66,7 @@ def run(repeat: int, workdir: str, file_w1_wall: float, quick: bool = False) -> 
     off = _w1_wall(workdir, ["--no-journal"], repeat)
     wd = os.path.join(workdir, "replay")
     write_replay_journal(os.path.join(wd, ".hpilot", "r1"), total, done)
-    code = ("import time; from hpilot.governor.restore import resume_plan; t=time.perf_counter(); "
+    code = ("import time; from hpilot.governor.service.resume import resume_plan; t=time.perf_counter(); "
             f"p=resume_plan({wd!r}); print(time.perf_counter()-t, p.iterations_done, p.to_run)")
     replays = []
     for _ in range(repeat):

@@ -79,7 +79,7 @@ def profile_cores(nodes: int) -> Tuple[Dict[str, Any], Dict[str, Any]]:
 
 def profile_journal(records: int, workdir: str) -> Dict[str, Any]:
     """hpilot's journal writer over ``records`` finished iterations, then their replay."""
-    from hpilot.governor.restore import resume_plan
+    from hpilot.governor.service.resume import resume_plan
 
     from bench.journal import write_replay_journal
 

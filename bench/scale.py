@@ -33,8 +33,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from hpilot.governor.core import ClientRequest, FromPart, GovernorConfig, GovernorCore, SendToPartition
-from hpilot.governor.routing import PartitionJoined, Router
+from hpilot.governor.core.governor import ClientRequest, FromPart, GovernorConfig, GovernorCore, SendToPartition
+from hpilot.governor.core.routing import PartitionJoined, Router
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.partition.core import PartitionConfig, PartitionCore, Schedule, TaskEnded, TaskStarted
 from hpilot.partition.models import EnvContext

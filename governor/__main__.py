@@ -1,3 +1,3 @@
-from hpilot.governor.cli import main
+from hpilot.governor.cli.main import main
 
 main()

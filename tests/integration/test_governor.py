@@ -351,7 +351,7 @@ def _same(cluster: Cluster, part: str, payload: Dict[str, Any]) -> Dict[str, Any
 
 @pytest.mark.timeout(120)
 def test_partition_manager_answers_every_query_as_the_governor(cluster: Cluster) -> None:
-    from hpilot.governor.manager import Manager
+    from hpilot.governor.api.manager import Manager
 
     cluster.start_governor()
     cluster.start_partition("x", "2")

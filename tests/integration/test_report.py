@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-from hpilot.governor.report_tools import plots
-from hpilot.governor.report_tools.rundata import load
+from hpilot.governor.reports import plots
+from hpilot.governor.reports.rundata import load
 
 from tests.conftest import latest_run, run_hpilot, submit, write_requests
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Set
 
 import pytest
-from hpilot.governor import journal
+from hpilot.governor.service import journal
 
 from tests.conftest import HPILOT, latest_run, run_hpilot, wait_for, write_requests
 

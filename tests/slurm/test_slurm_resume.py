@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hpilot.governor import journal
+from hpilot.governor.service import journal
 
 from tests.conftest import latest_run, wait_for, write_requests
 from tests.slurm.conftest import HPILOT, cancel, job_name, salloc

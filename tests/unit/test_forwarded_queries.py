@@ -21,9 +21,9 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 import zmq
-from hpilot.governor.core import ClientRequest
-from hpilot.governor.net import NetInterface
-from hpilot.governor.partitions import ForwardedQuery, PartitionLinks
+from hpilot.governor.core.governor import ClientRequest
+from hpilot.governor.service.net import NetInterface
+from hpilot.governor.service.partitions import ForwardedQuery, PartitionLinks
 from hpilot.launcher.dryrun import DryRunLauncher
 from hpilot.partition import wire
 from hpilot.partition.core import PartitionConfig, PartitionCore

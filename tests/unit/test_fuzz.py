@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import pytest
-from hpilot.governor.core import (
+from hpilot.governor.core.governor import (
     ClientRequest,
     FromPart,
     GovernorConfig,
@@ -21,9 +21,9 @@ from hpilot.governor.core import (
     Reply,
     SendToPartition,
 )
-from hpilot.governor.jobspec import FieldError, JobSpec, parse_job
-from hpilot.governor.registry import JobRecord
-from hpilot.governor.states import JobState
+from hpilot.governor.core.jobspec import FieldError, JobSpec, parse_job
+from hpilot.governor.core.registry import JobRecord
+from hpilot.governor.core.states import JobState
 from hpilot.partition.messages import (
     CancelJob,
     IterationFinished,

@@ -1,4 +1,4 @@
-"""The governor's pure core (governor/core.py): requests and partition reports in, actions out.
+"""The governor's pure core (governor/core/governor.py): requests and partition reports in, actions out.
 
 Every scenario goes through :class:`Gov`, which stamps the time, checks that the
 first action is the Reply, and calls ``core.validate()`` after each event.
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar
 
 import pytest
-from hpilot.governor.core import (
+from hpilot.governor.core.governor import (
     Action,
     ClientRequest,
     FinishService,
@@ -25,7 +25,7 @@ from hpilot.governor.core import (
     Reply,
     SendToPartition,
 )
-from hpilot.governor.states import JobState
+from hpilot.governor.core.states import JobState
 from hpilot.partition.messages import (
     CancelJob,
     FromPartition,

@@ -1,4 +1,4 @@
-"""Parsing of QCG-PilotJob job descriptions (governor/jobspec.py).
+"""Parsing of QCG-PilotJob job descriptions (governor/core/jobspec.py).
 
 Good descriptions become a :class:`JobSpec`; every bad one must give at least
 one :class:`FieldError` that names the job and the dotted field at fault.
@@ -10,7 +10,7 @@ import copy
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
-from hpilot.governor.jobspec import Dependency, FieldError, JobSpec, parse_dependency, parse_job, parse_walltime
+from hpilot.governor.core.jobspec import Dependency, FieldError, JobSpec, parse_dependency, parse_job, parse_walltime
 from hpilot.partition.variables import KNOWN_VARIABLES
 
 # ---- helpers ----

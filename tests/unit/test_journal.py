@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-from hpilot.governor import journal
-from hpilot.governor.core import (
+from hpilot.governor.core.governor import (
     ClientRequest,
     FromPart,
     GovernorConfig,
@@ -16,8 +15,9 @@ from hpilot.governor.core import (
     Record,
     SendToPartition,
 )
-from hpilot.governor.restore import ResumeError, find_run, restore, resume_plan
-from hpilot.governor.states import JobState
+from hpilot.governor.core.states import JobState
+from hpilot.governor.service import journal
+from hpilot.governor.service.resume import ResumeError, find_run, restore, resume_plan
 from hpilot.partition.messages import IterationFinished, IterationStarted, Work
 from hpilot.partition.resources import local_resources
 
@@ -178,7 +178,7 @@ def test_restore_reports_iterations_that_were_running_as_orphans(tmp_path: Path)
 
 def test_replayed_runs_read_back_like_built_ones(tmp_path: Path) -> None:
     """Replayed runs stay compact until read; every way of reading them gives the run."""
-    from hpilot.governor.runs import IterRun, Runs
+    from hpilot.governor.core.runs import IterRun, Runs
 
     runs = Runs(0, 10)
     runs[0] = IterRun("n1[0]", "/w", 1.0, 1.0, 2.0, 0, None)
@@ -199,7 +199,7 @@ def test_replayed_runs_read_back_like_built_ones(tmp_path: Path) -> None:
 
 
 def test_restored_iterations_keep_their_runtime_for_queries(tmp_path: Path) -> None:
-    from hpilot.governor.queries import job_info
+    from hpilot.governor.core.queries import job_info
 
     first = _core(tmp_path)
     out: List[Any] = []

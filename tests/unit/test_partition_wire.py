@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hpilot.governor.jobspec import parse_job
+from hpilot.governor.core.jobspec import parse_job
 from hpilot.partition import wire
 from hpilot.partition.messages import (
     CancelJob,

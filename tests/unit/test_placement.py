@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-from hpilot.governor.core import ClientRequest, FromPart, GovernorConfig, GovernorCore, SendToPartition
-from hpilot.governor.placement import Candidate, Placement
-from hpilot.governor.routing import (
+from hpilot.governor.core.governor import ClientRequest, FromPart, GovernorConfig, GovernorCore, SendToPartition
+from hpilot.governor.core.placement import Candidate, Placement
+from hpilot.governor.core.routing import (
     HORIZON,
     MAX_PREFETCH,
     PREFETCH,
@@ -18,7 +18,7 @@ from hpilot.governor.routing import (
     Router,
     Settled,
 )
-from hpilot.governor.states import JobState
+from hpilot.governor.core.states import JobState
 from hpilot.partition.messages import IterationFinished, IterationStarted, Work
 
 

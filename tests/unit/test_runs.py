@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 import pytest
-from hpilot.governor.runs import CHUNK, IterRun, Runs
+from hpilot.governor.core.runs import CHUNK, IterRun, Runs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -10,11 +10,11 @@ import socket
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from hpilot.governor.registry import JobRecord, fmt_time
-from hpilot.governor.states import JobState
+from hpilot.governor.core.registry import JobRecord, fmt_time
+from hpilot.governor.core.states import JobState
 
 if TYPE_CHECKING:
-    from hpilot.governor.core import GovernorCore
+    from hpilot.governor.core.governor import GovernorCore
 
 OK, ERROR = 0, -1
 MAX_CHILDS = 100_000  # withChilds on a million iterations would be a 100 MB answer

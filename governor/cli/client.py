@@ -14,14 +14,14 @@ import sys
 from typing import Any, Callable, Dict, Optional, Sequence
 
 import click
-from hpilot.governor.startup import UserError
+from hpilot.governor.service.startup import UserError
 
 FINAL = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
 
 
 def _connect(address: Optional[str], events: bool = False) -> Any:
-    from hpilot.governor.jobs import QCGPJMAError
-    from hpilot.governor.manager import Manager, find_service
+    from hpilot.governor.api.jobs import QCGPJMAError
+    from hpilot.governor.api.manager import Manager, find_service
 
     secret = None
     if address is None:
@@ -40,7 +40,7 @@ def _connect(address: Optional[str], events: bool = False) -> Any:
 
 
 def _call(fn: Callable[[], Any]) -> Any:
-    from hpilot.governor.jobs import QCGPJMAError
+    from hpilot.governor.api.jobs import QCGPJMAError
 
     try:
         return fn()
@@ -92,7 +92,7 @@ json_opt = click.option("--json", "as_json", is_flag=True, help="Machine-readabl
 @json_opt
 def submit(file: str, address: Optional[str], as_json: bool) -> None:
     """Submit the jobs in FILE (a request file, a submit request, or a list of jobs)."""
-    from hpilot.governor.jobs import Jobs
+    from hpilot.governor.api.jobs import Jobs
 
     jobs = _call(lambda: Jobs().load_from_file(file))
     m = _connect(address)
@@ -210,7 +210,7 @@ def resources(address: Optional[str], as_json: bool) -> None:
 @json_opt
 def wait(jobs: Sequence[str], timeout: Optional[float], address: Optional[str], as_json: bool) -> None:
     """Wait until the given jobs (default: all) finish, with a progress line; exit 1 if any did not succeed."""
-    from hpilot.governor.jobs import TimeoutElapsed
+    from hpilot.governor.api.jobs import TimeoutElapsed
 
     m = _connect(address, events=True)
     names = list(jobs) or list(_call(m.list))

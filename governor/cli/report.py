@@ -14,10 +14,10 @@ import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import click
-from hpilot.governor.startup import UserError
+from hpilot.governor.service.startup import UserError
 
 if TYPE_CHECKING:  # the report code is imported when a report command runs, not by every `hpilot run`
-    from hpilot.governor.report_tools.rundata import RunData
+    from hpilot.governor.reports.rundata import RunData
 
 PLOT_FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 
@@ -35,7 +35,7 @@ class _RunDirFirst(click.Group):
 
 
 def _load(ctx: click.Context) -> RunData:
-    from hpilot.governor.report_tools.rundata import RunDirError, load
+    from hpilot.governor.reports.rundata import RunDirError, load
 
     obj = ctx.find_object(dict)
     assert obj is not None
@@ -58,8 +58,8 @@ def _emit(data: Dict[str, Any], as_json: bool, text: Callable[[Dict[str, Any]], 
 
 def _answer(ctx: click.Context, compute: Callable[[RunData], Dict[str, Any]], as_json: bool,
             text: Optional[Callable[[Dict[str, Any]], str]] = None) -> None:
-    from hpilot.governor.report_tools import metrics
-    from hpilot.governor.report_tools.rundata import MissingData
+    from hpilot.governor.reports import metrics
+    from hpilot.governor.reports.rundata import MissingData
 
     text = text or metrics.render
     run = _load(ctx)
@@ -71,7 +71,7 @@ def _answer(ctx: click.Context, compute: Callable[[RunData], Dict[str, Any]], as
 
 
 def _m() -> Any:
-    from hpilot.governor.report_tools import metrics
+    from hpilot.governor.reports import metrics
 
     return metrics
 
@@ -147,7 +147,7 @@ def text(ctx: click.Context, as_json: bool) -> None:
 
 
 def _plot(ctx: click.Context, out: Optional[str], as_json: bool, kind: str) -> None:
-    from hpilot.governor.report_tools import plots
+    from hpilot.governor.reports import plots
 
     if out is None and not as_json:
         raise UserError(f"{kind}: give the output file (OUT.png, .svg or .pdf), or --json for the data")
@@ -202,8 +202,8 @@ def processes(ctx: click.Context, rundir: str) -> None:
 
 
 def _procs(ctx: click.Context, job: str, as_json: bool, which: str) -> None:
-    from hpilot.governor.report_tools import processes as pr
-    from hpilot.governor.report_tools.rundata import MissingData
+    from hpilot.governor.reports import processes as pr
+    from hpilot.governor.reports.rundata import MissingData
 
     run = _load(ctx)
     try:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from typing import Callable, Optional
 
-from hpilot.governor.config import Options
-from hpilot.governor.rundir import RunDir
+from hpilot.governor.service.config import Options
+from hpilot.governor.service.rundir import RunDir
 from hpilot.launcher.api import Launcher, LauncherFactory
 from hpilot.launcher.core import TaskExit
 from hpilot.launcher.local import LocalLauncher
@@ -35,7 +35,7 @@ def local_launcher(opts: Options, run_dir: Optional[RunDir] = None) -> LauncherF
         try:
             wrapper = find_wrapper(opts.wrapper_rt_stats)
         except WrapperError as e:
-            from hpilot.governor.startup import UserError
+            from hpilot.governor.service.startup import UserError
 
             raise UserError(str(e)) from None
 

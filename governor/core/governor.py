@@ -13,14 +13,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
-from hpilot.governor import journal, queries
-from hpilot.governor.dag import Dag, Edge
-from hpilot.governor.jobspec import FieldError, JobSpec, parse_job
-from hpilot.governor.registry import Drop, JobRecord, Registry
-from hpilot.governor.routing import PartitionDraining, PartitionGone, PartitionJoined, Router, Settled
-from hpilot.governor.runs import IterRun
-from hpilot.governor.states import JobState
-from hpilot.governor.validate import check_submit
+from hpilot.governor.core import queries, records
+from hpilot.governor.core.dag import Dag, Edge
+from hpilot.governor.core.jobspec import FieldError, JobSpec, parse_job
+from hpilot.governor.core.registry import Drop, JobRecord, Registry
+from hpilot.governor.core.routing import PartitionDraining, PartitionGone, PartitionJoined, Router, Settled
+from hpilot.governor.core.runs import IterRun
+from hpilot.governor.core.states import JobState
+from hpilot.governor.core.validate import check_submit
 from hpilot.partition.messages import (
     CancelJob,
     FromPartition,
@@ -213,11 +213,11 @@ class GovernorCore:
         self.rcnt += 1
         values = self.submit_values(now)
         if self.journaling:
-            out.append(Record(journal.json_record({"t": "submit", "time": now, "values": values,
+            out.append(Record(records.json_record({"t": "submit", "time": now, "values": values,
                                                    "jobs": [dict(s.source) for s in specs]})))
         # Register the whole submit before linking: a job may depend on one listed after it.
-        records = [self._register(spec, now, out, values) for spec in specs]
-        for rec in records:
+        registered = [self._register(spec, now, out, values) for spec in specs]
+        for rec in registered:
             self._link(rec, now, out)
         names = [s.name for s in specs]
         return response(OK, f"{len(names)} jobs submitted", {"submitted": len(names), "jobs": names})
@@ -326,7 +326,7 @@ class GovernorCore:
     def _cancel(self, rec: JobRecord, now: float, out: List[Action]) -> None:
         rec.canceled = True
         if self.journaling:
-            out.append(Record(journal.json_record({"t": "cancel", "time": now, "jobs": [rec.name]})))
+            out.append(Record(records.json_record({"t": "cancel", "time": now, "jobs": [rec.name]})))
         reason = "canceled by the user"
         if rec.dispatched and self.router is not None:
             self.router.cancel(self, rec, reason, now, out)
@@ -353,7 +353,7 @@ class GovernorCore:
                 self.dag.remove(name)
                 removed += 1
                 if self.journaling:
-                    out.append(Record(journal.json_record({"t": "remove", "time": now, "jobs": [name]})))
+                    out.append(Record(records.json_record({"t": "remove", "time": now, "jobs": [name]})))
         data: Dict[str, Any] = {"removed": removed}
         if problems:
             data["errors"] = problems
@@ -397,7 +397,7 @@ class GovernorCore:
             rec.runs.start(msg.iteration, msg.allocation, msg.wd, msg.scheduled, msg.started, msg.pid,
                            view.name if self.router is not None else None)
             if self.journaling:
-                out.append(Record(journal.started_record(rec.name, msg.iteration, msg.pid, msg.started)))
+                out.append(Record(records.started_record(rec.name, msg.iteration, msg.pid, msg.started)))
             self._iteration_event(rec, msg.iteration, JobState.EXECUTING, msg.started, out)
             if rec.state is JobState.QUEUED:
                 self._set_state(rec, JobState.EXECUTING, msg.started, out)
@@ -430,7 +430,7 @@ class GovernorCore:
                                f"{msg.reason or f'exit code {msg.exit_code}'}")
         rec.set_it_state(msg.iteration, state)
         if self.journaling:
-            out.append(Record(journal.finished_record(rec.name, msg.iteration, state.value, msg.exit_code,
+            out.append(Record(records.finished_record(rec.name, msg.iteration, state.value, msg.exit_code,
                                                       started, msg.finished, msg.allocation, msg.wd,
                                                       msg.reason)))
         self._iteration_event(rec, msg.iteration, state, msg.finished, out)
@@ -443,7 +443,7 @@ class GovernorCore:
         rec.drops.append(Drop(its, state, now, reason))
         if self.journaling:
             span = [its.start, its.stop] if isinstance(its, range) else list(its)
-            out.append(Record(journal.json_record({"t": "drop", "time": now, "job": rec.name, "its": span,
+            out.append(Record(records.json_record({"t": "drop", "time": now, "job": rec.name, "its": span,
                                                    "range": isinstance(its, range), "state": state.value,
                                                    "reason": reason})))
         if state is not JobState.CANCELED or not rec.canceled:

@@ -14,10 +14,10 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from hpilot.governor.config import Options
-from hpilot.governor.fileiface import RequestFileError, load_requests
-from hpilot.governor.launching import local_launcher
-from hpilot.governor.rundir import RunDir, setup_logging
+from hpilot.governor.service.config import Options
+from hpilot.governor.service.fileiface import RequestFileError, load_requests
+from hpilot.governor.service.launching import local_launcher
+from hpilot.governor.service.rundir import RunDir, setup_logging
 from hpilot.launcher.api import Launcher, LauncherFactory
 from hpilot.launcher.pool import AgentPool, AgentStartError, SrunLauncher, srun_starter, ssh_starter, stats_args
 from hpilot.launcher.wire import new_secret, write_secret
@@ -25,7 +25,7 @@ from hpilot.partition.resources import ResourceError, ResourceSet, local_resourc
 from hpilot.partition.slurm import in_allocation, read_resources_file, scontrol_job, slurm_resources
 
 if TYPE_CHECKING:
-    from hpilot.governor.service import Outcome
+    from hpilot.governor.service.service import Outcome
 
 log = logging.getLogger("hpilot.startup")
 
@@ -126,7 +126,7 @@ def prepare(opts: Options, resume_run: Optional[str] = None) -> tuple:
 def _resume_run(opts: Options) -> Optional[str]:
     if not opts.resume:
         return None
-    from hpilot.governor.restore import ResumeError, find_run
+    from hpilot.governor.service.resume import ResumeError, find_run
 
     try:
         return find_run(opts.resume)
@@ -148,8 +148,8 @@ def _unread_requests(plan: Any) -> tuple:
 
 def _first_run_options(run: str, opts: Options) -> Dict[str, Any]:
     """The first run's report and environment options, where this command line left the default."""
-    from hpilot.governor.journal import FILE, JournalError, read_header
-    from hpilot.governor.service import RESUMED_OPTIONS
+    from hpilot.governor.service.journal import FILE, JournalError, read_header
+    from hpilot.governor.service.service import RESUMED_OPTIONS
 
     try:
         first = read_header(os.path.join(run, FILE)).get("options", {})
@@ -161,7 +161,7 @@ def _first_run_options(run: str, opts: Options) -> Dict[str, Any]:
 
 def serve(opts: Options) -> Outcome:
     """Start a service from options, feed its request file, run until it finishes."""
-    from hpilot.governor.service import Service, run_requests  # not at import: partition managers skip it
+    from hpilot.governor.service.service import Service, run_requests  # not at import: partition managers skip it
 
     requests: List[Any] = []
     file_start = 0
@@ -189,7 +189,7 @@ def serve(opts: Options) -> Outcome:
     except OSError as e:  # e.g. the network port is taken
         raise UserError(str(e)) from None
     if resume_run:
-        from hpilot.governor.restore import ResumeError
+        from hpilot.governor.service.resume import ResumeError
 
         try:
             plan = svc.resume(run_dir.path_str)
@@ -328,7 +328,7 @@ def _partition_client_port(opts: Options, run_dir: RunDir, governor_secret: Opti
     is the governor's wd or run dir, or ``HPILOT_SECRET`` is set, as in the governor's
     tasks), else a new one; either way it is kept (0600) next to the address file in this
     partition's run dir, where ``Manager``/``hpilot ... --address`` users read it."""
-    from hpilot.governor.net import SECRET_FILE, NetInterface
+    from hpilot.governor.service.net import SECRET_FILE, NetInterface
 
     secret = governor_secret or os.environ.get("HPILOT_SECRET") or new_secret()
     write_secret(run_dir.path(SECRET_FILE), secret)
@@ -347,7 +347,7 @@ def _partition_client_port(opts: Options, run_dir: RunDir, governor_secret: Opti
 
 def _governor_client_secret(parent: str) -> Optional[str]:
     """The governor's client secret, when ``--parent`` is its wd or run dir and it has one."""
-    from hpilot.governor.net import SECRET_FILE
+    from hpilot.governor.service.net import SECRET_FILE
     from hpilot.partition.manager import governor_run_path
 
     run_path = governor_run_path(parent)

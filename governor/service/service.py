@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import zmq
-from hpilot.governor.config import Options
-from hpilot.governor.core import (
+from hpilot.governor.core.governor import (
     ERROR,
     ClientRequest,
     FinishService,
@@ -35,20 +34,21 @@ from hpilot.governor.core import (
     SendToPartition,
     StateEvent,
 )
-from hpilot.governor.journal import FILE as JOURNAL_FILE
-from hpilot.governor.journal import Journal, json_record
-from hpilot.governor.launching import local_launcher
-from hpilot.governor.net import ADDRESS_FILE, NetInterface, make_secret
-from hpilot.governor.partitions import ForwardedQuery, IdleLauncher, PartitionLinks
-from hpilot.governor.progress import Progress, tally
-from hpilot.governor.report import JobReport, write_final_status
-from hpilot.governor.routing import Router, Settled
-from hpilot.governor.rundir import RunDir
-from hpilot.governor.states import JobState
+from hpilot.governor.core.routing import Router, Settled
+from hpilot.governor.core.states import JobState
+from hpilot.governor.service.config import Options
+from hpilot.governor.service.journal import FILE as JOURNAL_FILE
+from hpilot.governor.service.journal import Journal, json_record
+from hpilot.governor.service.launching import local_launcher
+from hpilot.governor.service.net import ADDRESS_FILE, NetInterface, make_secret
+from hpilot.governor.service.partitions import ForwardedQuery, IdleLauncher, PartitionLinks
+from hpilot.governor.service.progress import Progress, tally
+from hpilot.governor.service.report import JobReport, write_final_status
+from hpilot.governor.service.rundir import RunDir
 from hpilot.launcher.api import Launcher, LauncherFactory, poll_targets
 
 if TYPE_CHECKING:
-    from hpilot.governor.restore import Plan
+    from hpilot.governor.service.resume import Plan
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.partition.core import (
     KillTask,
@@ -156,7 +156,7 @@ class Service:
 
     def resume(self, run_path: str) -> Plan:
         """Replay the journal of ``run_path`` (this service's own run dir) and run what is left."""
-        from hpilot.governor.restore import kill_orphans, restore
+        from hpilot.governor.service.resume import kill_orphans, restore
 
         journaling, self.gov.journaling = self.gov.journaling, False  # replaying, not recording
         actions, plan = restore(self.gov, run_path, time.time())

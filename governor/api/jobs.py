@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Dict, List, Optional
 
-from hpilot.governor.jobspec import parse_job
+from hpilot.governor.core.jobspec import parse_job
 
 
 class QCGPJMAError(Exception):

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import zmq
-from hpilot.governor.core import ERROR, ClientRequest, FromPart
-from hpilot.governor.routing import PartitionDraining, PartitionGone, PartitionJoined
+from hpilot.governor.core.governor import ERROR, ClientRequest, FromPart
+from hpilot.governor.core.routing import PartitionDraining, PartitionGone, PartitionJoined
 from hpilot.launcher.core import LaunchRequest
 from hpilot.launcher.wire import new_secret, write_secret
 from hpilot.partition import wire

@@ -26,53 +26,19 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-VERSION = 1
-FILE = "journal"
-STATE_LETTER = {"SUCCEED": "S", "FAILED": "F", "CANCELED": "C", "OMITTED": "O"}
-LETTER_STATE = {v: k for k, v in STATE_LETTER.items()}
-
-
-class JournalError(ValueError):
-    """A journal that cannot be replayed at all (not a journal, another version)."""
-
-
-def _esc(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-
-
-def _unesc(text: str) -> str:
-    if "\\" not in text:
-        return text
-    out, i = [], 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\" and i + 1 < len(text):
-            out.append({"t": "\t", "n": "\n", "\\": "\\"}.get(text[i + 1], text[i + 1]))
-            i += 2
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
-def frame(kind: str, body: str) -> bytes:
-    data = body.encode("utf-8")
-    return b"%s %08x %s\n" % (kind.encode(), zlib.crc32(data), data)
-
-
-def json_record(record: Dict[str, Any]) -> bytes:
-    return frame("J", json.dumps(record, separators=(",", ":")))
-
-
-def started_record(job: str, it: int, pid: Optional[int], when: float) -> bytes:
-    return frame("S", f"{job}\t{it}\t{pid if pid is not None else ''}\t{when:.6f}")
-
-
-def finished_record(job: str, it: int, state: str, exit_code: Optional[int], start: float, end: float,
-                    alloc: str, wd: str, reason: Optional[str]) -> bytes:
-    code = "" if exit_code is None else str(exit_code)
-    return frame("I", f"{job}\t{it}\t{STATE_LETTER[state]}\t{code}\t{start:.6f}\t{end:.6f}\t"
-                      f"{_esc(alloc)}\t{_esc(wd)}\t{_esc(reason or '')}")
+from hpilot.governor.core.records import (  # noqa: F401 - the format lives there
+    FILE,
+    LETTER_STATE,
+    STATE_LETTER,
+    VERSION,
+    JournalError,
+    escape,
+    finished_record,
+    frame,
+    json_record,
+    started_record,
+    unescape,
+)
 
 
 class Journal:
@@ -187,7 +153,7 @@ def _parse_finished(line: bytes) -> Optional[Tuple[str, Any]]:
         if len(p) != 9:
             return None
         if "\\" in p[6] or "\\" in p[7] or "\\" in p[8]:  # escapes are rare: unescape only then
-            p[6], p[7], p[8] = _unesc(p[6]), _unesc(p[7]), _unesc(p[8])
+            p[6], p[7], p[8] = unescape(p[6]), unescape(p[7]), unescape(p[8])
         return "I", (p[0], int(p[1]), LETTER_STATE[p[2]], int(p[3]) if p[3] else None, float(p[4]),
                      float(p[5]), p[6], p[7], p[8] or None)
     except (ValueError, KeyError, UnicodeDecodeError):
@@ -226,7 +192,7 @@ def _parse(line: bytes) -> Optional[Tuple[str, Any]]:
         p = text.split("\t")
         if kind == "I" and len(p) == 9:
             return kind, (p[0], int(p[1]), LETTER_STATE[p[2]], int(p[3]) if p[3] else None, float(p[4]),
-                          float(p[5]), _unesc(p[6]), _unesc(p[7]), _unesc(p[8]) or None)
+                          float(p[5]), unescape(p[6]), unescape(p[7]), unescape(p[8]) or None)
         if kind == "S" and len(p) == 4:
             return kind, (p[0], int(p[1]), int(p[2]) if p[2] else None, float(p[3]))
     except (ValueError, KeyError):

@@ -16,8 +16,8 @@ import sys
 from typing import Any, Callable, Dict, NoReturn
 
 import click
-from hpilot.governor.config import CHOICES, ConfigError, build_options
-from hpilot.governor.startup import UserError
+from hpilot.governor.service.config import CHOICES, ConfigError, build_options
+from hpilot.governor.service.startup import UserError
 
 log = logging.getLogger("hpilot.cli")
 
@@ -136,7 +136,7 @@ def resume(path: str, dry_run: bool, as_json: bool, **kw: Any) -> None:
     if dry_run:
         import json
 
-        from hpilot.governor.restore import ResumeError, resume_plan
+        from hpilot.governor.service.resume import ResumeError, resume_plan
 
         try:
             plan = resume_plan(path)
@@ -150,7 +150,7 @@ def resume(path: str, dry_run: bool, as_json: bool, **kw: Any) -> None:
 
 
 def _serve(kw: Dict[str, Any]) -> None:
-    from hpilot.governor.startup import serve
+    from hpilot.governor.service.startup import serve
 
     config = kw.pop("config", None)
     if any(kw.get(k) is not None for k in ("net_port", "net_port_min", "net_port_max", "net_pub_port")):
@@ -160,7 +160,7 @@ def _serve(kw: Dict[str, Any]) -> None:
     except ConfigError as e:
         _fail(str(e))
     if opts.parent:
-        from hpilot.governor.startup import serve_partition
+        from hpilot.governor.service.startup import serve_partition
 
         sys.exit(serve_partition(opts))
     outcome = serve(opts)
@@ -170,7 +170,7 @@ def _serve(kw: Dict[str, Any]) -> None:
     sys.exit(outcome.exit_status)
 
 
-from hpilot.governor import cli_client  # noqa: E402 - the client commands join the group
+from hpilot.governor.cli import client as cli_client  # noqa: E402 - the client commands join the group
 
 cli_client.register(cli)
 
@@ -199,7 +199,7 @@ def main() -> None:
 
 
 # hpilot report / hpilot processes (issue #6)
-from hpilot.governor import cli_report  # noqa: E402
+from hpilot.governor.cli import report as cli_report  # noqa: E402
 
 cli_report.register(cli)
 

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import IO, Iterable, Optional
 
-from hpilot.governor.registry import JobRecord
-from hpilot.governor.states import JobState
+from hpilot.governor.core.registry import JobRecord
+from hpilot.governor.core.states import JobState
 
 
 @dataclass

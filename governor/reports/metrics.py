@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from typing import Any, Dict, List, Optional, Tuple
 
-from hpilot.governor.report_tools.rundata import RunData, Task, fmt_time
+from hpilot.governor.reports.rundata import RunData, Task, fmt_time
 
 
 def _r(x: Optional[float], nd: int = 6) -> Optional[float]:

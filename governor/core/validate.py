@@ -11,7 +11,7 @@ import os
 import shutil
 from typing import Callable, Dict, List, Optional, Sequence
 
-from hpilot.governor.jobspec import FieldError, JobSpec
+from hpilot.governor.core.jobspec import FieldError, JobSpec
 from hpilot.partition.allocator import why_never_fits
 from hpilot.partition.iterplan import PlanError, request_for
 from hpilot.partition.resources import ResourceSet

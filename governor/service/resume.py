@@ -14,11 +14,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from hpilot.governor import journal
-from hpilot.governor.core import Action, GovernorCore, JobDone
-from hpilot.governor.jobspec import parse_job
-from hpilot.governor.registry import Drop, JobRecord
-from hpilot.governor.states import JobState
+from hpilot.governor.core.governor import Action, GovernorCore, JobDone
+from hpilot.governor.core.jobspec import parse_job
+from hpilot.governor.core.registry import Drop, JobRecord
+from hpilot.governor.core.states import JobState
+from hpilot.governor.service import journal
 
 
 class ResumeError(ValueError):
@@ -208,7 +208,7 @@ def _settle(core: GovernorCore, now: float, out: List[Action]) -> None:
 
 def resume_plan(path: str) -> Plan:
     """What ``--resume path`` would do, without doing it (nothing runs, nothing is written)."""
-    from hpilot.governor.core import GovernorConfig, PartitionView
+    from hpilot.governor.core.governor import GovernorConfig, PartitionView
     from hpilot.partition.resources import ResourceSet
 
     run = find_run(path)

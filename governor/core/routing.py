@@ -18,14 +18,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Deque, Dict, List, Sequence, Set, Tuple
 
-from hpilot.governor.placement import Candidate, Placement
-from hpilot.governor.registry import JobRecord
-from hpilot.governor.states import JobState
+from hpilot.governor.core.placement import Candidate, Placement
+from hpilot.governor.core.registry import JobRecord
+from hpilot.governor.core.states import JobState
 from hpilot.partition.messages import CancelJob, Work
 from hpilot.partition.resources import Node, ResourceSet
 
 if TYPE_CHECKING:
-    from hpilot.governor.core import Action, GovernorCore
+    from hpilot.governor.core.governor import Action, GovernorCore
 
 log = logging.getLogger("hpilot.governor")
 PREFETCH = 2  # a partition holds at least this many times its cores: its queue never runs dry
@@ -133,7 +133,7 @@ class Router:
     # ---- partitions ----
 
     def join(self, core: GovernorCore, ev: PartitionJoined, out: List[Action]) -> None:
-        from hpilot.governor.core import PartitionView
+        from hpilot.governor.core.governor import PartitionView
 
         if ev.name in self.slots:
             raise ValueError(f"partition {ev.name} registered twice")
@@ -246,7 +246,7 @@ class Router:
                 slot.out.setdefault(rec.name, set()).update(batch)
                 slot.cost += n * cost
                 slot.sent += n
-                from hpilot.governor.core import SendToPartition
+                from hpilot.governor.core.governor import SendToPartition
 
                 out.append(SendToPartition(name, Work(rec.task, batch, now)))
             if e.pos < len(e.its):
@@ -263,7 +263,7 @@ class Router:
             if e.rec is rec:
                 unsent.extend(e.its[e.pos:])
         self.ready = deque(e for e in self.ready if e.rec is not rec)
-        from hpilot.governor.core import SendToPartition
+        from hpilot.governor.core.governor import SendToPartition
 
         for s in self.slots.values():
             if rec.name in s.out:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
-from hpilot.governor.report_tools.rundata import RunData
+from hpilot.governor.reports.rundata import RunData
 
 DPI = 100
 LEFT_IN, RIGHT_IN, TOP_IN, BOTTOM_IN, LEGEND_IN = 1.4, 0.3, 0.6, 0.7, 2.2

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from hpilot.governor.jobspec import JobSpec
-from hpilot.governor.runs import Runs
-from hpilot.governor.states import FINAL_STATES, JobState, check_transition
+from hpilot.governor.core.jobspec import JobSpec
+from hpilot.governor.core.runs import Runs
+from hpilot.governor.core.states import FINAL_STATES, JobState, check_transition
 from hpilot.partition.messages import TaskSpec
 
 _QUEUED = JobState.QUEUED.code

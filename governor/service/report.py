@@ -12,8 +12,8 @@ import time
 from datetime import timedelta
 from typing import IO, Any, Dict, Optional
 
-from hpilot.governor.queries import _iteration_counts, _runtime
-from hpilot.governor.registry import JobRecord, fmt_time
+from hpilot.governor.core.queries import _iteration_counts, _runtime
+from hpilot.governor.core.registry import JobRecord, fmt_time
 
 
 class JobReport:

@@ -23,8 +23,8 @@ import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import zmq
-from hpilot.governor.jobs import InvalidJobDescriptionError, Jobs
-from hpilot.governor.manager import FINAL, WELCOME, LocalManager, Manager
+from hpilot.governor.api.jobs import InvalidJobDescriptionError, Jobs
+from hpilot.governor.api.manager import FINAL, WELCOME, LocalManager, Manager
 
 Template = Callable[[], Tuple[str, Dict[str, Any]]]
 

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from hpilot.governor.report_tools.rundata import MissingData, RunData, _read_jsonl, fmt_time
+from hpilot.governor.reports.rundata import MissingData, RunData, _read_jsonl, fmt_time
 
 
 @dataclass

@@ -23,7 +23,7 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import zmq
-from hpilot.governor.jobs import (
+from hpilot.governor.api.jobs import (
     ConnectionError,
     InternalError,
     JobInfo,
