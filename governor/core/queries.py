@@ -141,7 +141,7 @@ def resources_info(core: GovernorCore) -> Dict[str, Any]:
     nodes = sum(len(p.resources.nodes) for p in core.partitions.values())
     out: Dict[str, Any] = {"total_nodes": nodes, "total_cores": total, "used_cores": used,
                            "free_cores": total - used}
-    if core.router is not None:  # governor mode: each partition, and its routing counters
+    if core.router.gone or any(not p.local for p in core.partitions.values()):  # each partition, and its counters
         stats = {s["name"]: s for s in core.router.stats()}
         out["partitions"] = [dict(stats.get(p.name, {}), name=p.name, total_cores=p.resources.total_cores,
                                   used_cores=p.used_cores, nodes=[n.name for n in p.resources.nodes])

@@ -7,10 +7,10 @@ submit, the resources, the file system.  Like parsing, they only collect
 
 from __future__ import annotations
 
-import os
-import shutil
+import posixpath
 from typing import Callable, Dict, List, Optional, Sequence
 
+from hpilot.governor.core.host import EXECUTABLE, MISSING, Host
 from hpilot.governor.core.jobspec import FieldError, JobSpec
 from hpilot.partition.allocator import why_never_fits
 from hpilot.partition.iterplan import PlanError, request_for
@@ -27,6 +27,7 @@ def check_submit(
     root_wd: str,
     resources: Optional[ResourceSet],
     models: Sequence[str],
+    host: Host,
 ) -> List[FieldError]:
     errors: List[FieldError] = []
     batch: Dict[str, JobSpec] = {}
@@ -46,10 +47,10 @@ def check_submit(
                                      f"(available: {', '.join(models)}); the MPI models need a Slurm allocation"))
         if resources is not None:
             errors.extend(_fits(spec, resources))
-        errors.extend(_executable(spec, root_wd))
+        errors.extend(_executable(spec, root_wd, host))
     if not errors:  # last, and only for a submit that is otherwise good: it creates directories
         for spec in specs:
-            errors.extend(_wd(spec, root_wd))
+            errors.extend(_wd(spec, root_wd, host))
     return errors
 
 
@@ -124,10 +125,10 @@ def _job_dir(spec: JobSpec, root_wd: str) -> Optional[str]:
     if spec.execution.wd is None:
         return root_wd
     wd = _literal(spec.execution.wd)
-    return None if wd is None else os.path.join(root_wd, wd)
+    return None if wd is None else posixpath.join(root_wd, wd)
 
 
-def _executable(spec: JobSpec, root_wd: str) -> List[FieldError]:
+def _executable(spec: JobSpec, root_wd: str, host: Host) -> List[FieldError]:
     """A missing program is refused now, not found out as 2000 FAILED iterations."""
     ex = spec.execution
     exe = _literal(ex.exec)
@@ -135,32 +136,24 @@ def _executable(spec: JobSpec, root_wd: str) -> List[FieldError]:
         return []  # filled per iteration, or PATH changes when modules/venv load
     if "/" in exe:
         wd = _job_dir(spec, root_wd)
-        path = exe if os.path.isabs(exe) or wd is None else os.path.join(wd, exe)
-        if wd is None and not os.path.isabs(exe):
+        if wd is None and not posixpath.isabs(exe):
             return []
-        if not os.path.exists(path):
+        path = exe if posixpath.isabs(exe) or wd is None else posixpath.join(wd, exe)
+        kind = host.kind(path)
+        if kind == MISSING:
             return [FieldError(spec.name, "execution.exec", f"no such file: {path}")]
-        if os.path.isdir(path) or not os.access(path, os.X_OK):
+        if kind != EXECUTABLE:
             return [FieldError(spec.name, "execution.exec", f"not an executable file: {path}")]
         return []
     env_path = {k: t.text for k, t in ex.env}.get("PATH")
-    if shutil.which(exe, path=env_path or os.environ.get("PATH", os.defpath)) is None:
+    if host.which(exe, env_path) is None:
         return [FieldError(spec.name, "execution.exec", f"program {exe!r} not found in PATH")]
     return []
 
 
-def _wd(spec: JobSpec, root_wd: str) -> List[FieldError]:
+def _wd(spec: JobSpec, root_wd: str, host: Host) -> List[FieldError]:
     wd = _job_dir(spec, root_wd)
     if wd is None or spec.execution.wd is None:
         return []
-    # Creating it is the only honest test (os.access says yes to root even on /proc);
-    # the job would create it before starting anyway.
-    path = os.path.abspath(wd)
-    try:
-        os.makedirs(path, exist_ok=True)
-    except (OSError, ValueError) as e:
-        why = e.strerror if isinstance(e, OSError) else str(e)
-        return [FieldError(spec.name, "execution.wd", f"cannot create {path}: {why}")]
-    if not os.access(path, os.W_OK | os.X_OK):
-        return [FieldError(spec.name, "execution.wd", f"{path} is not writable")]
-    return []
+    why = host.make_dir(posixpath.normpath(wd))
+    return [] if why is None else [FieldError(spec.name, "execution.wd", why)]

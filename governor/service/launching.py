@@ -8,12 +8,11 @@ on a 2-CPU node every partition manager's start-up is CPU taken from the work.
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from typing import Optional
 
 from hpilot.governor.service.config import Options
 from hpilot.governor.service.rundir import RunDir
 from hpilot.launcher.api import Launcher, LauncherFactory
-from hpilot.launcher.core import TaskExit
 from hpilot.launcher.local import LocalLauncher
 
 
@@ -22,8 +21,8 @@ def local_launcher(opts: Options, run_dir: Optional[RunDir] = None) -> LauncherF
     ``run_dir`` (default: the run that ``prepare`` just made, ``<wd>/.hpilot/latest``).
     The wrapper is looked up now, so a missing one is bad input before any task runs."""
     if not (opts.enable_rt_stats or opts.enable_proc_stats):
-        def make(on_exit: Callable[[TaskExit], None], on_start: Callable[[str, int, float], None]) -> Launcher:
-            return LocalLauncher(on_exit=on_exit, on_start=on_start, grace=opts.kill_grace)
+        def make() -> Launcher:
+            return LocalLauncher(grace=opts.kill_grace)
 
         return make
     from hpilot.launcher.rtstats import WrapperError, find_wrapper, open_stats
@@ -39,10 +38,9 @@ def local_launcher(opts: Options, run_dir: Optional[RunDir] = None) -> LauncherF
 
             raise UserError(str(e)) from None
 
-    def make_with_stats(on_exit: Callable[[TaskExit], None], on_start: Callable[[str, int, float], None]
-                        ) -> Launcher:
+    def make_with_stats() -> Launcher:
         rt, ps = open_stats(run_path, opts.enable_rt_stats, wrapper, opts.enable_proc_stats,
                             opts.proc_stats_interval)
-        return LocalLauncher(on_exit=on_exit, on_start=on_start, grace=opts.kill_grace, rtstats=rt, procstats=ps)
+        return LocalLauncher(grace=opts.kill_grace, rtstats=rt, procstats=ps)
 
     return make_with_stats

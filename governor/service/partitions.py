@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import zmq
-from hpilot.governor.core.governor import ERROR, ClientRequest, FromPart
-from hpilot.governor.core.routing import PartitionDraining, PartitionGone, PartitionJoined
-from hpilot.launcher.core import LaunchRequest
+from hpilot.governor.core.events import ClientRequest, FromPart, PartitionDraining, PartitionGone, PartitionJoined
+from hpilot.governor.core.governor import ERROR
 from hpilot.launcher.wire import new_secret, write_secret
 from hpilot.partition import wire
-from hpilot.partition.messages import IterationFinished, IterationsDropped, IterationStarted
+from hpilot.partition.messages import IterationFinished, IterationsDropped, IterationStarted, Reserved
 
 log = logging.getLogger("hpilot.partitions")
 ADDRESS_FILE = "partitions.address"
@@ -115,7 +114,7 @@ class PartitionLinks:
                 self._send(ident, wire.Bye("this partition is not registered (declared lost?)"))
             return
         link.last = now
-        if isinstance(msg, (IterationStarted, IterationFinished, IterationsDropped)):
+        if isinstance(msg, (IterationStarted, IterationFinished, IterationsDropped, Reserved)):
             events.append(FromPart(link.name, msg))
         elif isinstance(msg, wire.ClientQuery):
             self._query(link, msg, now, events)
@@ -262,34 +261,3 @@ class PartitionLinks:
                     p.kill()
                     p.wait()
         self.router.close()
-
-
-class IdleLauncher:
-    """The governor's own launcher in governor mode: it runs nothing (partitions do)."""
-
-    needs_polling = False
-    running = 0
-
-    def fileno(self) -> int:
-        return -1
-
-    def next_deadline(self) -> Optional[float]:
-        return None
-
-    def launch(self, request: LaunchRequest) -> None:
-        raise RuntimeError("a governor runs no tasks itself")
-
-    def kill(self, task_id: str, reason: str) -> None:
-        pass
-
-    def kill_now(self) -> None:
-        pass
-
-    def tick(self) -> None:
-        pass
-
-    def reap(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass

@@ -17,6 +17,7 @@ import pytest
 import zmq
 from hpilot.launcher import wire
 from hpilot.launcher.agent import map_cpus
+from hpilot.launcher.api import LauncherEvent, NodeChanged, TaskStarted
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.pool import AgentPool, AgentStartError
 
@@ -87,27 +88,29 @@ class Recorder:
         self.starts: List[Tuple[str, int]] = []
         self.nodes: List[Tuple[str, bool, str]] = []
 
-    def on_exit(self, ex: TaskExit) -> None:
-        self.exits.append(ex)
-
-    def on_start(self, task_id: str, pid: int, now: float) -> None:
-        self.starts.append((task_id, pid))
+    def take(self, events: List[LauncherEvent]) -> None:
+        for ev in events:
+            if isinstance(ev, TaskExit):
+                self.exits.append(ev)
+            elif isinstance(ev, TaskStarted):
+                self.starts.append((ev.task_id, ev.pid))
+            elif isinstance(ev, NodeChanged):
+                self.nodes.append((ev.node, ev.up, ev.reason))
 
 
 def make_pool(tmp_path: Path, rec: Recorder, nodes=("a", "b"), starter=local_starter, **kw: Any) -> AgentPool:
     secret = str(tmp_path / "agents.secret")
     if not os.path.exists(secret):
         wire.write_secret(secret, wire.new_secret())
-    pool = AgentPool(rec.on_exit, rec.on_start, list(nodes), wd=str(tmp_path), log_dir=str(tmp_path / "agents"),
+    pool = AgentPool(list(nodes), wd=str(tmp_path), log_dir=str(tmp_path / "agents"),
                      secret_file=secret, starter=starter, advertise="127.0.0.1", **kw)
-    pool.on_node = lambda n, up, why: rec.nodes.append((n, up, why))
+    pool.rec = rec  # type: ignore[attr-defined]
     return pool
 
 
 def pump(pool: AgentPool, until, timeout: float = 15.0, what: str = "condition") -> None:
     def step() -> bool:
-        pool.reap()
-        pool.tick()
+        pool.rec.take(pool.poll())  # type: ignore[attr-defined]
         return bool(until())
     wait_for(step, timeout, what)
 
@@ -159,7 +162,7 @@ def test_a_stranger_without_the_secret_is_ignored(pool: AgentPool) -> None:
         s.send(wire.encode(wire.Exited("x", 0, 0.0, 0.0)))
         deadline = time.monotonic() + 0.5
         while time.monotonic() < deadline:
-            pool.reap()
+            pool.rec.take(pool.poll())  # type: ignore[attr-defined]
             assert not s.poll(10), "the service answered a peer without the secret"
         assert pool.nodes["a"].ready and pool.ready_nodes == ["a", "b"]
     finally:
@@ -181,6 +184,7 @@ def test_agent_killed_mid_run_fails_its_tasks_and_leaves(pool: AgentPool, tmp_pa
     assert rec.nodes == [("b", False, rec.nodes[0][2])]
     assert pool.ready_nodes == ["a"]
     pool.launch(req("again", "b", ("/bin/true",), str(tmp_path)))
+    rec.take(pool.poll())
     assert "node b is not available" in (rec.exits[-1].reason or "")
     # A SIGKILLed agent cannot clean up: its task lives on here (under Slurm, ending the agent's
     # step ends it, with proctrack/cgroup). Clean up after the test.

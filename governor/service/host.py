@@ -1,0 +1,44 @@
+"""The governor core's :class:`~hpilot.governor.core.host.Host`, answered by this machine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from typing import Optional, Tuple
+
+from hpilot.governor.core.host import DIRECTORY, EXECUTABLE, FILE, MISSING
+
+
+class SystemHost:
+    def __init__(self) -> None:
+        self._hostname = socket.gethostname()
+
+    def hostname(self) -> str:
+        return self._hostname
+
+    def local_time(self, t: float) -> Tuple[int, int, int, int, int, int]:
+        lt = time.localtime(t)
+        return lt.tm_year, lt.tm_mon, lt.tm_mday, lt.tm_hour, lt.tm_min, lt.tm_sec
+
+    def which(self, program: str, path: Optional[str]) -> Optional[str]:
+        return shutil.which(program, path=path or os.environ.get("PATH", os.defpath))
+
+    def kind(self, path: str) -> str:
+        if not os.path.exists(path):
+            return MISSING
+        if os.path.isdir(path):
+            return DIRECTORY
+        return EXECUTABLE if os.access(path, os.X_OK) else FILE
+
+    def make_dir(self, path: str) -> Optional[str]:
+        # Creating it is the only honest test (os.access says yes to root even on /proc);
+        # the job would create it before starting anyway.
+        try:
+            os.makedirs(path, exist_ok=True)
+        except (OSError, ValueError) as e:
+            return f"cannot create {path}: {e.strerror if isinstance(e, OSError) else e}"
+        if not os.access(path, os.W_OK | os.X_OK):
+            return f"{path} is not writable"
+        return None
