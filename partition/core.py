@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
+import posixpath
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
@@ -243,7 +243,7 @@ class PartitionCore:
         }
         if spec.iterative:
             values["it"] = spec.it_value(it)
-        wd = os.path.join(root, ex.wd.fill(values)) if ex.wd is not None else root
+        wd = posixpath.join(root, ex.wd.fill(values)) if ex.wd is not None else root
         self.running[name] = _Running(spec, it, own, wd, now, full)
         cpus = tuple(c for s in alloc.slots for c in s.cores) if self.cfg.env.binding else None
         return LaunchRequest(
@@ -391,4 +391,4 @@ def _usable(allocator: Allocator, node: str, up: bool, held: Sequence[int]) -> N
 def _in_wd(wd: str, path: Optional[str]) -> Optional[str]:
     if path is None:
         return None
-    return path if os.path.isabs(path) else os.path.join(wd, path)
+    return path if posixpath.isabs(path) else posixpath.join(wd, path)

@@ -6,7 +6,6 @@ and ``status``.  They read the registry and never change it.
 
 from __future__ import annotations
 
-import socket
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
@@ -155,7 +154,7 @@ def system_status(core: GovernorCore, now: float) -> Dict[str, Any]:
     return {
         "System": {
             "Uptime": str(timedelta(seconds=int(now - core.started))),
-            "Host": socket.gethostname(),
+            "Host": core.host.hostname(),
             "Started": fmt_time(core.started),
             "Zmqaddress": core.cfg.address,
             "Pubaddress": core.cfg.pub_address,

@@ -248,6 +248,10 @@ class PartitionLinks:
     def close(self, wait: float = 10.0) -> None:
         for link in list(self.by_name.values()):
             self._send(link.ident, wire.Bye("the governor is finishing"))
+        for name, p in self.procs.items():  # never registered: nobody can say bye to it
+            if name not in self.by_name and p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.terminate()
         deadline = time.monotonic() + wait
         for p in self.procs.values():
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -14,7 +14,6 @@ from hpilot.governor.core.events import (
     JobDone,
     PartitionGone,
     SendToPartition,
-    Settled,
 )
 from hpilot.governor.core.spanning import plan
 from hpilot.governor.core.states import JobState
