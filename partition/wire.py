@@ -20,13 +20,17 @@ a routing id it does not know.
 
 from __future__ import annotations
 
+import collections.abc
 import hashlib
 import hmac
 import json
+import math
 import secrets
+import typing
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
 
+from hpilot.launcher import safejson
 from hpilot.partition.messages import (
     CancelJob,
     IterationFinished,
@@ -126,6 +130,8 @@ TOP = (Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartb
 Message = Union[Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob,
                 Shutdown, IterationStarted, IterationFinished, IterationsDropped]
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+# A Work message nests about a dozen deep; a loop pass's reports fit in a few megabytes.
+LIMITS = safejson.Limits(max_bytes=256 * 1024 * 1024, max_depth=32)
 
 
 def _out(v: Any) -> Any:
@@ -156,10 +162,10 @@ def _in(v: Any) -> Any:
     if not isinstance(v, dict):
         raise WireError(f"unexpected {type(v).__name__}")
     if "r" in v and len(v) == 1:
-        a, b = v["r"] if isinstance(v["r"], list) and len(v["r"]) == 2 else (None, None)
-        if not (isinstance(a, int) and isinstance(b, int)) or isinstance(a, bool) or isinstance(b, bool):
+        ends = v["r"]
+        if not (isinstance(ends, list) and len(ends) == 2 and _whole(ends[0]) and _whole(ends[1])):
             raise WireError("a range must be two whole numbers")
-        return range(a, b)
+        return range(ends[0], ends[1])
     if "(" in v and len(v) == 1:
         if not isinstance(v["("], list):
             raise WireError("a tuple must be a list")
@@ -177,9 +183,65 @@ def _in(v: Any) -> Any:
     if unknown:
         raise WireError(f"{name}: unknown field(s) {', '.join(sorted(unknown))}")
     try:
-        return cls(**kw)
+        record = cls(**kw)
     except TypeError as e:
         raise WireError(f"{name}: {e}") from None
+    for field_name, hint in _hints(cls):
+        if not _conforms(getattr(record, field_name), hint):
+            raise WireError(f"{name}.{field_name}: not a {_show(hint)}")
+    return record
+
+
+# ---- field types: every field of every record is checked against its annotation ----
+
+_WHOLE = 2 ** 63  # whole numbers beyond 64 bits are refused: nothing here counts that far
+_HINTS: Dict[Type[Any], Tuple[Tuple[str, Any], ...]] = {}
+
+
+def _hints(cls: Type[Any]) -> Tuple[Tuple[str, Any], ...]:
+    got = _HINTS.get(cls)
+    if got is None:
+        types = typing.get_type_hints(cls)
+        got = _HINTS[cls] = tuple((f.name, types[f.name]) for f in fields(cls))
+    return got
+
+
+def _conforms(v: Any, hint: Any) -> bool:
+    """Whether the decoded value ``v`` is of the annotated type ``hint`` (the shapes used here only)."""
+    if hint is Any:
+        return True
+    if hint is str:
+        return isinstance(v, str)
+    if hint is int:
+        return type(v) is int and -_WHOLE <= v < _WHOLE
+    if hint is float:
+        return (type(v) is float and math.isfinite(v)) or (type(v) is int and -_WHOLE <= v < _WHOLE)
+    if hint is bool:
+        return type(v) is bool
+    if hint is type(None):
+        return v is None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Union:
+        return any(_conforms(v, a) for a in args)
+    if origin is tuple:
+        if type(v) is not tuple:
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_conforms(x, args[0]) for x in v)
+        return len(v) == len(args) and all(_conforms(x, a) for x, a in zip(v, args))
+    if origin is collections.abc.Sequence:  # iterations: a range (step 1) or a tuple
+        if type(v) is range:
+            return -_WHOLE <= v.start <= v.stop < _WHOLE
+        return type(v) is tuple and all(_conforms(x, args[0]) for x in v)
+    if origin is dict:
+        return type(v) is dict and all(isinstance(k, str) and _conforms(x, args[1]) for k, x in v.items())
+    if isinstance(hint, type) and is_dataclass(hint):
+        return type(v) is hint
+    return False
+
+
+def _show(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 def encode(msg: Message) -> bytes:
@@ -195,17 +257,16 @@ def decode(frame: bytes) -> Message:
 
 def _json(frame: bytes) -> Any:
     try:
-        return json.loads(frame)
-    except (ValueError, UnicodeDecodeError) as e:
+        return safejson.loads(frame, LIMITS)
+    except safejson.DecodeError as e:
         raise WireError(f"not JSON: {e}") from None
 
 
 def _message(raw: Any) -> Message:
-    """A message in its generic form, built and checked."""
+    """A message in its generic form, built and checked (every field's type, in :func:`_in`)."""
     msg = _in(raw)
     if type(msg) not in TOP:
         raise WireError(f"not a message: {type(msg).__name__}")
-    _check(msg)
     return msg
 
 
@@ -220,7 +281,6 @@ def _message(raw: Any) -> Message:
 _STARTED = ("job", "iteration", "allocation", "wd", "scheduled", "started", "cores", "pid")
 _FINISHED = ("job", "iteration", "exit_code", "started", "finished", "allocation", "wd", "cores", "reason",
              "canceled")
-_NUM = (int, float)
 
 
 def encode_batch(msgs: Sequence[Message]) -> bytes:
@@ -265,16 +325,15 @@ def _compact(item: Any) -> Message:
     tag, vals = item[0], item[1:]
     if tag == "s" and len(vals) == len(_STARTED):
         job, it, alloc, wd, sched, started, cores, pid = vals
-        ok = (isinstance(alloc, str) and isinstance(wd, str) and isinstance(sched, _NUM)
-              and isinstance(started, _NUM) and (pid is None or _whole(pid)))
+        ok = (isinstance(alloc, str) and isinstance(wd, str) and _num(sched) and _num(started)
+              and (pid is None or _whole(pid)))
         if ok and isinstance(job, str) and _whole(it) and _whole(cores):
             return IterationStarted(job, it, alloc, wd, sched, started, cores, pid)
         raise WireError(f"IterationStarted: bad field(s) in {str(item)[:200]}")
     if tag == "f" and len(vals) == len(_FINISHED):
         job, it, code, started, finished, alloc, wd, cores, reason, canceled = vals
-        ok = (isinstance(alloc, str) and isinstance(wd, str) and isinstance(started, _NUM)
-              and isinstance(finished, _NUM) and (reason is None or isinstance(reason, str))
-              and isinstance(canceled, bool))
+        ok = (isinstance(alloc, str) and isinstance(wd, str) and _num(started) and _num(finished)
+              and (reason is None or isinstance(reason, str)) and isinstance(canceled, bool))
         if ok and isinstance(job, str) and _whole(it) and _whole(code) and _whole(cores):
             return IterationFinished(job, it, code, started, finished, alloc, wd, cores, reason, canceled)
         raise WireError(f"IterationFinished: bad field(s) in {str(item)[:200]}")
@@ -282,26 +341,11 @@ def _compact(item: Any) -> Message:
 
 
 def _whole(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return _conforms(v, int)
 
 
-def _check(msg: Any) -> None:
-    """The few field types that, if wrong, would break the receiver later rather than now."""
-    for name in ("job", "id", "reason", "name"):
-        if hasattr(msg, name) and not isinstance(getattr(msg, name), str) and not (
-                name == "reason" and getattr(msg, name) is None and isinstance(msg, IterationFinished)):
-            raise WireError(f"{type(msg).__name__}.{name} must be a string")
-    for name in ("payload", "response"):
-        if hasattr(msg, name) and not isinstance(getattr(msg, name), str):
-            raise WireError(f"{type(msg).__name__}.{name} must be a string (JSON text)")
-    for name in ("iteration", "cores", "version", "pid", "exit_code", "qid"):
-        val = getattr(msg, name, 0)
-        if val is not None and (not isinstance(val, int) or isinstance(val, bool)):
-            raise WireError(f"{type(msg).__name__}.{name} must be a whole number")
-    its = getattr(msg, "iterations", None)
-    if its is not None and not (isinstance(its, range) or (isinstance(its, tuple) and
-                                                            all(isinstance(i, int) for i in its))):
-        raise WireError(f"{type(msg).__name__}.iterations must be a range or whole numbers")
+def _num(v: Any) -> bool:
+    return _conforms(v, float)
 
 
 # ---- authentication ----
