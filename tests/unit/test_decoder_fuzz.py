@@ -177,7 +177,7 @@ def _check_part(frame: bytes) -> None:
         return
     for m in msgs:
         assert type(m) in part_wire.TOP
-        for name, hint in part_wire._hints(type(m)):
+        for name, hint, _ in part_wire._checks(type(m)):
             assert part_wire._conforms(getattr(m, name), hint), (m, name)
         assert part_wire.decode(part_wire.encode(m)) == m  # what it accepts is a message it can send again
     assert all(isinstance(e, str) and e for e in errors)
