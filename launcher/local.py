@@ -117,9 +117,6 @@ class LocalLauncher:
         if self.procstats is not None and self._children:
             due = self.procstats.due(self.clock())
             deadline = due if deadline is None else min(deadline, due)
-        flush = self.output.due() if self.output is not None else None
-        if flush is not None:
-            deadline = flush if deadline is None else min(deadline, flush)
         return deadline
 
     @property
@@ -145,8 +142,6 @@ class LocalLauncher:
 
     def tick(self) -> None:
         now = self.clock()
-        if self.output is not None:
-            self.output.flush_if_due()
         if self.procstats is not None and self._children and self.procstats.due(now) <= now:
             self.procstats.sample([(t, c.pid) for t, c in self._children.items()], now)
         self._feed(Tick(now))
@@ -156,7 +151,6 @@ class LocalLauncher:
         out = self.output
         if out is not None:
             out.pump()
-            out.flush_if_due()
         if self._epoll is not None:
             ready = [self._by_fd[fd] for fd, _ in self._epoll.poll(0) if fd in self._by_fd]
         else:
@@ -183,6 +177,8 @@ class LocalLauncher:
                 if tail:
                     self._tails[task_id] = tail
             self._feed(Exited(task_id, rc, now))
+        if out is not None:
+            out.flush()  # one write per loop pass: a kill of hpilot loses no output it had read
         return len(ready)
 
     def close(self) -> None:

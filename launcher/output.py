@@ -12,12 +12,14 @@ How a launcher uses it (LocalLauncher does exactly this):
    stderr (None where the request names a file: QCG-PilotJob's behaviour is kept);
 2. after the spawn, ``streams.spawned(task_id, ok)`` closes the write ends here;
 3. ``streams.fileno()`` is polled with the launcher's other descriptors; ``streams.pump()``
-   reads what is ready (the owner's loop calls it through the launcher's ``reap``);
+   reads what is ready (the owner's loop calls it through the launcher's ``reap``), and
+   ``streams.flush()`` at the end of each loop pass hands what was read to the kernel in
+   one ``write()`` (as the journal does: a kill of hpilot then loses no output it had read;
+   the page cache, or a parallel file system's client cache, merges the small appends);
 4. when the task's exit is seen: ``tail = streams.ended(task_id)`` drains the rest (what a
    task wrote before it exited is in the pipe by then) and returns the end of its stderr;
    if the task failed, ``tail_text(tail)`` is its ``TaskExit.stderr_tail``;
-5. ``streams.due()`` / ``streams.flush_if_due(now)``: buffered records reach the file
-   within ``flush_every`` seconds; ``close()`` at the end.
+5. ``close()`` at the end.
 
 The file format (version 1), so that it can be appended to by one writer and read while it
 grows: a first line ``hpilot-output 1 <tag>``, then records, each a header line
@@ -72,12 +74,11 @@ class _Task:
 class OutputStreams:
     """One launcher's task output, streamed into ``<out_dir>/<tag>.out``."""
 
-    def __init__(self, out_dir: str, tag: str, flush_every: float = 0.5, flush_bytes: int = 1 << 18,
+    def __init__(self, out_dir: str, tag: str, flush_bytes: int = 1 << 20,
                  clock: Callable[[], float] = time.time) -> None:
         os.makedirs(out_dir, mode=0o700, exist_ok=True)
         self.path = os.path.join(out_dir, f"{tag}.out")
-        self.flush_every = flush_every
-        self.flush_bytes = flush_bytes
+        self.flush_bytes = flush_bytes  # a pass that reads more than this writes it at once
         self.clock = clock
         # 0600 from the start: the output of a user's tasks is theirs alone
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -87,7 +88,6 @@ class OutputStreams:
         self._serial = 0
         self._buf: List[bytes] = []
         self._size = 0
-        self._since: Optional[float] = None  # monotonic time of the oldest unflushed record
         if os.fstat(self._fd).st_size == 0:
             self._write([b"%s %d %s\n" % (FORMAT, VERSION, tag.encode())])
         self.bytes_written = 0
@@ -217,19 +217,7 @@ class OutputStreams:
         self._buf.append(payload)
         self._buf.append(b"\n")  # not part of the payload: keeps the file readable with less
         self._size += len(header) + len(payload) + 1
-        if self._since is None:
-            self._since = time.monotonic()
         if self._size >= self.flush_bytes:
-            self.flush()
-
-    def due(self) -> Optional[float]:
-        """When (the launcher's clock) buffered output must reach the file; None: nothing buffered."""
-        if self._since is None:
-            return None
-        return self.clock() + max(0.0, self._since + self.flush_every - time.monotonic())
-
-    def flush_if_due(self) -> None:
-        if self._since is not None and time.monotonic() - self._since >= self.flush_every:
             self.flush()
 
     def flush(self) -> None:
@@ -237,7 +225,7 @@ class OutputStreams:
         if self._buf:
             self._write(self._buf)
             self.bytes_written += self._size
-            self._buf, self._size, self._since = [], 0, None
+            self._buf, self._size = [], 0
 
     def _write(self, chunks: List[bytes]) -> None:
         data = memoryview(b"".join(chunks))

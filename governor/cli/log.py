@@ -118,7 +118,7 @@ def log(target: str, stderr: bool, rundir: str, as_json: bool) -> None:
     if not shown:
         click.echo(f"hpilot log: {_nothing(run_dir, job, it, stderr, os.path.isdir(out_dir))}", err=True)
         return
-    _write(shown, kind, headers=it is None)
+    _write(shown, kind, headers=it is None and any(task != job for task, _ in shown))
 
 
 def _write(shown: List[Tuple[str, List[Any]]], kind: str, headers: bool) -> None:
