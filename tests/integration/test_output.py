@@ -17,7 +17,8 @@ from tests.conftest import HPILOT, latest_run, report_entries, run_hpilot, submi
 
 pytestmark = pytest.mark.integration
 
-FAIL = "echo computing ${it}; echo warming up >&2; if [ ${it} = 2 ]; then echo 'ValueError: bad input 2' >&2; exit 3; fi"
+FAIL = ("echo computing ${it}; echo warming up >&2; "
+        "if [ ${it} = 2 ]; then echo 'ValueError: bad input 2' >&2; exit 3; fi")
 
 
 def _sweep(n: int = 5) -> List[dict]:
