@@ -33,6 +33,7 @@ from hpilot.launcher import wire
 from hpilot.launcher.api import LauncherEvent, TaskStarted
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
+from hpilot.launcher.output import OutputStreams
 
 log = logging.getLogger("hpilot.agent")
 
@@ -50,7 +51,8 @@ def map_cpus(wanted: Sequence[int], allowed: Sequence[int]) -> Tuple[Tuple[int, 
 
 class Agent:
     def __init__(self, connect: str, node: str, secret: str, grace: float = 3.0, misses: int = 5,
-                 hello_timeout: float = 60.0, stats: Tuple[Any, Any] = (None, None)) -> None:
+                 hello_timeout: float = 60.0, stats: Tuple[Any, Any] = (None, None),
+                 output: Optional[OutputStreams] = None) -> None:
         self.node = node
         self.secret = secret
         self.misses = misses
@@ -62,7 +64,7 @@ class Agent:
         self.sock.connect(connect)
         self.allowed = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
         self.outbox: List[bytes] = []
-        self.launcher = LocalLauncher(grace=grace, rtstats=stats[0], procstats=stats[1])
+        self.launcher = LocalLauncher(grace=grace, rtstats=stats[0], procstats=stats[1], output=output)
         self.node_env = {k: os.environ[k] for k in NODE_VARS if k in os.environ}
         self.node_env["HPILOT_NODE"] = node
         self.heartbeat = 1.0
@@ -78,8 +80,7 @@ class Agent:
             if isinstance(ev, TaskStarted):
                 self.outbox.append(wire.encode(wire.Started(ev.task_id, ev.pid, ev.now)))
             elif isinstance(ev, TaskExit):
-                self.outbox.append(wire.encode(wire.Exited(ev.task_id, ev.exit_code, ev.started, ev.finished,
-                                                           ev.reason, ev.pid)))
+                self.outbox.append(wire.encode(wire.Exited.of(ev)))
 
     def _flush(self) -> None:
         if self.outbox:
@@ -212,6 +213,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--wrapper", default=None)
     p.add_argument("--proc-stats", action="store_true")
     p.add_argument("--proc-interval", type=float, default=1.0)
+    p.add_argument("--output-dir", default=None,
+                   help="stream the output of tasks that name no stdout/stderr file into DIR/<node>-<pid>.out")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log.upper(), stream=sys.stderr,
                         format=f"%(asctime)s agent[{args.node}@{socket.gethostname()}] %(levelname)s %(message)s")
@@ -230,7 +233,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except WrapperError as e:
             log.error("%s", e)
             return 2
-    agent = Agent(args.connect, args.node, secret, args.grace, args.misses, args.hello_timeout, stats)
+    output = None
+    if args.output_dir:
+        try:
+            output = OutputStreams(args.output_dir, f"{args.node}-{os.getpid()}")
+        except OSError as e:
+            log.error("cannot write task output into %s: %s", args.output_dir, e)
+            return 2
+    agent = Agent(args.connect, args.node, secret, args.grace, args.misses, args.hello_timeout, stats, output)
 
     def on_signal(signum: int, frame: object) -> None:
         agent.stop = f"signal {signal.Signals(signum).name}"

@@ -40,6 +40,7 @@ from hpilot.launcher import wire
 from hpilot.launcher.api import LauncherEvent, NodeChanged, TaskStarted
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
+from hpilot.launcher.output import OutputStreams
 
 log = logging.getLogger("hpilot.pool")
 
@@ -462,8 +463,8 @@ class SrunLauncher(LocalLauncher):
     """``--disable-nl``: every task is its own ``srun`` step on its node (QCG-PilotJob's
     fallback; slower, since each step costs the controller a round trip)."""
 
-    def __init__(self, grace: float = 3.0, srun: str = "srun") -> None:
-        super().__init__(grace=grace)
+    def __init__(self, grace: float = 3.0, srun: str = "srun", output: Optional[OutputStreams] = None) -> None:
+        super().__init__(grace=grace, output=output)
         self._srun = srun
 
     def launch(self, request: LaunchRequest) -> None:

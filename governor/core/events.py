@@ -8,7 +8,7 @@ answers with actions only; the shell carries them out (sockets, files, processes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 from hpilot.partition.messages import FromPartition, ToPartition
@@ -100,6 +100,7 @@ class ReplayFinished:
     the journal's tuple (job, iteration, state, exit code, start, end, allocation, wd, reason)."""
 
     records: Sequence[Tuple[Any, ...]]
+    tails: Dict[Tuple[Any, Any], str] = field(default_factory=dict)  # (job, it) -> last stderr lines
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from hpilot.governor.core.events import (
     ReplaySubmit,
 )
 from hpilot.governor.core.jobspec import parse_job
-from hpilot.governor.core.registry import Drop, JobRecord
+from hpilot.governor.core.registry import Drop, Failure, JobRecord
 from hpilot.governor.core.states import JobState
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class ReplayError(ValueError):
 
 def apply(core: GovernorCore, ev: Replayed, out: List[Action]) -> None:
     if isinstance(ev, ReplayFinished):
-        _finished(core, ev.records)
+        _finished(core, ev.records, ev.tails)
     elif isinstance(ev, ReplaySubmit):
         _submit(core, ev)
     elif isinstance(ev, ReplayCancel):
@@ -77,27 +77,30 @@ def _submit(core: GovernorCore, ev: ReplaySubmit) -> None:
         core.register(spec, ev.time, [], ev.values)
 
 
-def _finished(core: GovernorCore, records: Sequence[Tuple[Any, ...]]) -> None:
+def _finished(core: GovernorCore, records: Sequence[Tuple[Any, ...]], tails: Dict[Tuple[Any, Any], str]) -> None:
     """Each record is (job, iteration, state, exit code, start, end, allocation, wd, reason).
     Consecutive records of one job are applied together (the journal writes them so)."""
     batch: List[Tuple[Any, ...]] = []
     job = None
     for r in records:
         if r[0] != job:
-            _job_finished(core, job, batch)
+            _job_finished(core, job, batch, tails)
             job, batch = r[0], []
         batch.append(r)
-    _job_finished(core, job, batch)
+    _job_finished(core, job, batch, tails)
 
 
-def _job_finished(core: GovernorCore, job: Any, batch: List[Tuple[Any, ...]]) -> None:
+def _job_finished(core: GovernorCore, job: Any, batch: List[Tuple[Any, ...]],
+                  tails: Dict[Tuple[Any, Any], str]) -> None:
     rec = core.registry.get(job) if job is not None else None
     if rec is None or not batch:
         return
     if rec.state is JobState.QUEUED:
         rec.set_state(JobState.EXECUTING, batch[0][4])
     for r in rec.restore_finished(batch):
-            rec.runs.add_compact(r[1], r)  # an IterRun only when someone reads it
+        rec.runs.add_compact(r[1], r)  # an IterRun only when someone reads it
+        if r[2] == "FAILED":
+            rec.add_failure(Failure(r[1], r[3], r[8], tails.get((job, r[1]))))
 
 
 def _done(core: GovernorCore, now: float, out: List[Action]) -> None:

@@ -84,6 +84,7 @@ def restore(core: GovernorCore, run_dir: str, now: float) -> Tuple[List[Action],
     out: List[Action] = []
     started: Dict[Tuple[str, int], Tuple[Optional[int], float]] = {}
     finished: List[Tuple[Any, ...]] = []
+    tails: Dict[Tuple[Any, Any], str] = {}  # (job, it) -> a failed iteration's last stderr lines
 
     def feed(ev: Any) -> None:
         try:
@@ -97,8 +98,8 @@ def restore(core: GovernorCore, run_dir: str, now: float) -> Tuple[List[Action],
                 started.pop((rec[0], rec[1]), None)
             finished.append(rec)
             if len(finished) >= BATCH:
-                feed(ReplayFinished(finished))
-                finished = []
+                feed(ReplayFinished(finished, tails))
+                finished, tails = [], {}
             continue
         if kind == "S":
             started[(rec[0], rec[1])] = (rec[2], rec[3])
@@ -106,14 +107,18 @@ def restore(core: GovernorCore, run_dir: str, now: float) -> Tuple[List[Action],
         if rec.get("t") == "file":
             plan.file_next = max(plan.file_next, int(rec.get("next", 0)))
             continue
+        if rec.get("t") == "stderr":  # a failed iteration's last stderr lines, before its I record
+            if isinstance(rec.get("tail"), str):
+                tails[(rec.get("job"), rec.get("it"))] = rec["tail"]
+            continue
         if finished:  # in order: counts must be right before a remove or a drop
-            feed(ReplayFinished(finished))
-            finished = []
+            feed(ReplayFinished(finished, tails))
+            finished, tails = [], {}
         ev = _event(rec)
         if ev is not None:
             feed(ev)
     if finished:
-        feed(ReplayFinished(finished))
+        feed(ReplayFinished(finished, tails))
     feed(ReplayDone(now))
     core.validate()
     plan.dropped_records, plan.problems = replay.dropped, list(replay.problems)
