@@ -22,7 +22,6 @@ import threading
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-import zmq
 from hpilot.governor.api.jobs import InvalidJobDescriptionError, Jobs
 from hpilot.governor.api.manager import FINAL, WELCOME, LocalManager, Manager, parse_event
 
@@ -149,12 +148,8 @@ class Executor:
             self._manager.cancel(names)
 
     def _watch(self) -> None:
-        sub: zmq.Socket = zmq.Context.instance().socket(zmq.SUB)
-        sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.SUBSCRIBE, b"job")
-        sub.setsockopt(zmq.SUBSCRIBE, WELCOME)
         assert self._manager.pub_address, "the service publishes no events"
-        sub.connect(self._manager.pub_address)
+        sub = self._manager.event_socket(self._manager.pub_address)
         try:
             while not self._stop.is_set():
                 if not sub.poll(200):
