@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import zmq
+from hpilot.governor.service import qcgevents
 from hpilot.launcher.wire import new_secret, write_secret
 
 log = logging.getLogger("hpilot.net")
@@ -38,7 +39,7 @@ MAX_MESSAGE = 64 * 1024 * 1024  # a bigger frame closes that client's connection
 WELCOME = b"hpilot-welcome"
 ADDRESS_FILE = "address"
 SECRET_FILE = "secret"
-ERROR = -1
+ERROR = 1  # QCG-PilotJob's error code
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ class NetInterface:
             self.close()
             raise
         self.endpoints = Endpoints(address, pub_address, not is_loopback(iface))
+        self.topics = qcgevents.Topics()  # QCG-PilotJob topics someone subscribed to
+        self.instance_id: Optional[str] = None  # the "manager" of QCG-PilotJob's events
         self.refused = 0
         self._token = 0
         # deferred requests: token -> (client identity, envelope, answer-by on the monotonic clock)
@@ -230,19 +233,27 @@ class NetInterface:
     # ---- events ----
 
     def publish(self, event: Dict[str, Any]) -> None:
+        """hpilot's event on its own topic, and QCG-PilotJob's frames for it (see :mod:`qcgevents`)."""
         if self.pub is None:
             return
+        events = self.pub.getsockopt(zmq.EVENTS)
+        if isinstance(events, int) and events & zmq.POLLIN:  # a subscription came in meanwhile
+            self.drain_subscriptions()
         # a subscriber too slow to keep up loses events, never the service
         with contextlib.suppress(zmq.Again):
-            self.pub.send_multipart([event["event"].encode(), json.dumps(event).encode()], zmq.NOBLOCK)
+            if event["event"] != "nojobs":
+                self.pub.send_multipart([event["event"].encode(), json.dumps(event).encode()], zmq.NOBLOCK)
+            if self.topics:
+                for frame in qcgevents.frames(event, self.instance_id, self.topics.wanted):
+                    self.pub.send(frame.encode(), zmq.NOBLOCK)
 
     def drain_subscriptions(self) -> None:
-        """XPUB hands us (un)subscription messages; read them so they do not pile up."""
+        """XPUB hands us (un)subscription messages: they tell which QCG-PilotJob topics are wanted."""
         if self.pub is None:
             return
         while True:
             try:
-                self.pub.recv(zmq.NOBLOCK)
+                self.topics.update(self.pub.recv(zmq.NOBLOCK))
             except zmq.Again:
                 return
 

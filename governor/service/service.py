@@ -100,10 +100,13 @@ class Service:
         governor = opts.governor or bool(opts.partition_nodes) or bool(opts.slurm_partition_nodes)
         self.gov = GovernorCore(
             GovernorConfig(root_wd=self.root_wd, sname=_cluster_name(), started=self.started, address=address,
-                           pub_address=pub, models=models_for(resources.source == "slurm")),
+                           pub_address=pub, models=models_for(resources.source == "slurm"),
+                           instance_id=run_dir.name),
             [] if governor else [PartitionView(PART, resources)],
         )
         self.gov.emit_events = self.net is not None and self.net.pub is not None
+        if self.net is not None:
+            self.net.instance_id = run_dir.name
         slurm = resources.source == "slurm"
         self.links: Optional[PartitionLinks] = None
         self.part: Optional[PartitionCore] = None
