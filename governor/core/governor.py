@@ -192,9 +192,9 @@ class GovernorCore:
 
     def _request(self, payload: Any, now: float, out: List[Action]) -> Dict[str, Any]:
         if not isinstance(payload, dict) or not payload.get("request"):
-            what = ("no 'request' field" if isinstance(payload, dict)
-                    else f"not a JSON object but {type(payload).__name__}")
-            return response(ERROR, qcg.invalid(f"Invalid request (unknown request: {what})"))
+            what = ("unknown request: no 'request' field" if isinstance(payload, dict)
+                    else f"a request must be a JSON object, not {type(payload).__name__}")
+            return response(ERROR, qcg.invalid(f"Invalid request ({what})"))
         kind = payload.get("request")
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is None:

@@ -478,7 +478,10 @@ def run_requests(svc: Service, requests: List[Any], source: str, start: int = 0)
             continue
         kind = payload.get("request") if isinstance(payload, dict) else None
         resp = svc.request(payload)
-        if resp.get("code", ERROR) != 0:
+        # cancelJob/removeJob answer code 0 with the names they could not act on in data.errors
+        # (QCG-PilotJob's shape): in a request file those are refused requests all the same
+        partly = resp.get("code") == 0 and isinstance(resp.get("data"), dict) and resp["data"].get("errors")
+        if resp.get("code", ERROR) != 0 or partly:
             msg = f"{source}: request #{i + 1} ({kind or '?'}): {resp.get('message', 'refused')}"
             log.error(msg)
             svc.refused.append(msg)
