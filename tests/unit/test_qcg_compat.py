@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
+import pytest
 from hpilot.governor.core.governor import StateEvent
 from hpilot.governor.core.states import JobState
 from hpilot.governor.service.qcgevents import Topics, frames
 from hpilot.partition.core import IterationsDropped, KillTask
 from hpilot.partition.messages import CancelJob, Work
 from hpilot.partition.resources import local_resources
-from tests.unit.test_governor_core import Gov, done, gov, jobdesc, messages  # noqa: F401 - gov is a fixture
+
+from tests.unit.test_governor_core import Gov, done, jobdesc, messages
 from tests.unit.test_partition_core import Driver, iterative
+
+
+@pytest.fixture
+def gov(tmp_path: Path) -> Iterator[Gov]:
+    g = Gov(tmp_path)
+    yield g
+    g.core.validate()
 
 
 def each(name: str, n: int, *after: str) -> Dict[str, Any]:
