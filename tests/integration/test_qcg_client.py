@@ -150,3 +150,27 @@ def test_fixture_was_recorded_from_qcg_pilotjob() -> None:
     assert QCG["iteration_dependencies"]["wait4"]["d-c"] == "SUCCEED"
     assert QCG["iteration_dependencies"]["d-c-childs"] == ["SUCCEED", "FAILED", "SUCCEED"]
 
+
+
+@pytest.mark.timeout(120)
+def test_qcg_local_manager_starts_hpilot(wd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QCG-PilotJob's own LocalManager, pointed at hpilot by hpilot.governor.api.qcglocal."""
+    import qcg.pilotjob.service as qcg_service
+    from hpilot.governor.api.qcglocal import HpilotServiceProcess, use_hpilot
+    from qcg.pilotjob.api.job import Jobs
+
+    monkeypatch.setattr(qcg_service, "QCGPMServiceProcess", qcg_service.QCGPMServiceProcess)  # undone after
+    use_hpilot()
+    assert qcg_service.QCGPMServiceProcess is HpilotServiceProcess
+    monkeypatch.chdir(wd)
+    m = qcg_manager.LocalManager(["--wd", str(wd), "--nodes", "3"], {"wdir": str(wd)})
+    try:
+        assert m.resources() == {"total_nodes": 1, "total_cores": 3, "used_cores": 0, "free_cores": 3}
+        ids = m.submit(Jobs().add(name="date", exec="/bin/date", stdout="date.out")
+                       .add(name="it", iteration={"values": ["p", "q"]}, script="echo ${itval} > it.${it}.out"))
+        assert m.wait4(ids) == {"date": "SUCCEED", "it": "SUCCEED"}
+        assert m.system_status()["System"]["StatusPublisher"]
+    finally:
+        m.finish()
+    assert not m.qcgpm_process.is_alive()
+    assert (wd / "date.out").exists() and (wd / "it.1.out").read_text().strip() == "q"
