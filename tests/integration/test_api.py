@@ -511,8 +511,7 @@ def test_events_are_published_to_a_raw_subscriber(manager: LocalManager) -> None
     sub = ctx.socket(zmq.SUB)
     try:
         sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.SUBSCRIBE, b"job")  # hpilot's own topics (QCG-PilotJob's are upper case)
-        sub.setsockopt(zmq.SUBSCRIBE, b"hpilot-welcome")
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.connect(pub)
         assert sub.poll(5000), "no welcome from the event socket"
         sub.recv_multipart()  # the welcome: the subscription is live
@@ -525,6 +524,8 @@ def test_events_are_published_to_a_raw_subscriber(manager: LocalManager) -> None
             if not sub.poll(int(left * 1000)):
                 continue
             frames = sub.recv_multipart()
+            if len(frames) == 1 and frames[0][:4] in (b"JST ", b"JFI ", b"IST ", b"IFI ", b"NOJ "):
+                continue  # QCG-PilotJob's events, one frame each (tests/integration/test_qcg_client.py)
             assert len(frames) == 2, frames
             topic, body = frames
             event = json.loads(body)
