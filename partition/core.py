@@ -157,6 +157,8 @@ class PartitionCore:
         if isinstance(ev, Work):
             return self._work(ev)
         if isinstance(ev, CancelJob):
+            if ev.iterations is not None:
+                return self._cancel_its(ev.job, set(ev.iterations), ev.reason, ev.now)
             return self._cancel(lambda spec: spec.job == ev.job, ev.reason, ev.now)
         if isinstance(ev, NodeChanged):
             return self._node_changed(ev)
@@ -234,15 +236,16 @@ class PartitionCore:
         root = self.cfg.root_wd
         alloc = full or own
         values = {
-            "uniq": f"{self.cfg.uniq_prefix}{next(self._uniq)}",
-            "jname": name,
+            "uniq": f"{self.cfg.uniq_prefix}{next(self._uniq)}",  # per task: names its host files
+            "jname": spec.job,
             "root_wd": root,
             "ncores": str(alloc.ncores),
             "nnodes": str(alloc.nnodes),
             "nlist": ",".join(alloc.nodes),
         }
-        if spec.iterative:
-            values["it"] = spec.it_value(it)
+        if spec.iterative:  # as QCG-PilotJob: ${it} the index, ${itval} the value
+            values["it"] = str(it)
+            values["itval"] = spec.it_value(it)
         wd = posixpath.join(root, ex.wd.fill(values)) if ex.wd is not None else root
         self.running[name] = _Running(spec, it, own, wd, now, full)
         cpus = tuple(c for s in alloc.slots for c in s.cores) if self.cfg.env.binding else None
@@ -328,6 +331,24 @@ class PartitionCore:
             if run.spec.job == ev.job and run.it == ev.iteration:
                 return [KillTask(task_id, ev.reason)]
         return []
+
+    def _cancel_its(self, job: str, its: Set[int], reason: str, now: float) -> List[Action]:
+        """Single iterations: queued ones are dropped (CANCELED), running ones killed."""
+        out: List[Action] = []
+        for p in self.queue:
+            if p.spec.job != job:
+                continue
+            left = p.left
+            hit = tuple(sorted(it for it in its if it in left))
+            if hit:
+                p.its, p.pos = tuple(it for it in left if it not in its), 0
+                out.append(IterationsDropped(job, hit, reason, now, True))
+        self.queue = [p for p in self.queue if p.pos < len(p.its)]
+        for task_id, run in self.running.items():
+            if run.spec.job == job and run.it in its and task_id not in self._canceling:
+                self._canceling.add(task_id)
+                out.append(KillTask(task_id, reason))
+        return out
 
     def _node_changed(self, ev: NodeChanged) -> List[Action]:
         """No placement on a node that is down; queued work that can no longer fit anywhere fails now."""

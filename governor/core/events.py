@@ -77,6 +77,7 @@ class ReplaySubmit:
 class ReplayCancel:
     time: float
     jobs: Sequence[str]
+    iterations: Optional[Sequence[int]] = None  # single iterations ("job:it") when only some
 
 
 @dataclass(frozen=True)

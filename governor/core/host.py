@@ -10,7 +10,7 @@ without one (``NoHost``) takes every program and directory as present.
 
 from __future__ import annotations
 
-from typing import Optional, Protocol, Tuple
+from typing import Any, Dict, Optional, Protocol, Tuple
 
 # what a path is, for the submit checks
 MISSING, DIRECTORY, EXECUTABLE, FILE = "missing", "directory", "executable", "file"
@@ -33,6 +33,13 @@ class Host(Protocol):
         """Create ``path`` (and its parents) unless it exists; None if it is then a writable
         directory, else why not."""
 
+    def unique_id(self) -> str:
+        """A new id, unique across runs and hosts (QCG-PilotJob's ``${uniq}`` of a submit)."""
+
+    def process_facts(self) -> Dict[str, Any]:
+        """What QCG-PilotJob's ``status`` says of the service process: Account, PythonVersion,
+        Python, Platform."""
+
 
 class NoHost:
     """Every program and directory is there; time is UTC. For cores that check nothing
@@ -53,6 +60,13 @@ class NoHost:
 
     def make_dir(self, path: str) -> Optional[str]:
         return None
+
+    def unique_id(self) -> str:
+        self._ids = getattr(self, "_ids", 0) + 1
+        return f"00000000-0000-4000-8000-{self._ids:012x}"
+
+    def process_facts(self) -> Dict[str, Any]:
+        return {"Account": "nobody", "PythonVersion": "", "Python": "", "Platform": ""}
 
 
 def _civil(days: int) -> Tuple[int, int, int]:

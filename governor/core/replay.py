@@ -15,7 +15,7 @@ per job in bulk: a million of them must replay in seconds.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Set, Tuple
 
 from hpilot.governor.core.events import (
     Action,
@@ -49,8 +49,13 @@ def apply(core: GovernorCore, ev: Replayed, out: List[Action]) -> None:
     elif isinstance(ev, ReplayCancel):
         for name in ev.jobs:
             rec = core.registry.get(name)
-            if rec is not None:
+            if rec is None:
+                continue
+            if ev.iterations is None:
                 rec.canceled = True
+            else:  # single iterations ("job:it"): those still queued at the end are canceled
+                rec.partial_cancel = True
+                _canceled_its(core).setdefault(id(rec), (rec, set()))[1].update(ev.iterations)
     elif isinstance(ev, ReplayRemove):
         for name in ev.jobs:
             rec = core.registry.get(name)
@@ -103,8 +108,22 @@ def _job_finished(core: GovernorCore, job: Any, batch: List[Tuple[Any, ...]],
             rec.add_failure(Failure(r[1], r[3], r[8], tails.get((job, r[1]))))
 
 
+def _canceled_its(core: GovernorCore) -> Dict[int, Tuple[JobRecord, Set[int]]]:
+    """Iterations canceled one by one met during this replay: job record's id -> (record, its)."""
+    return core.replay_canceled_its
+
+
 def _done(core: GovernorCore, now: float, out: List[Action]) -> None:
     """Finish what the journal finished; link the rest (dispatch, or omit)."""
+    for rec, its in _canceled_its(core).values():
+        if core.registry.get(rec.name) is not rec:
+            continue
+        queued = tuple(sorted(it for it in its if rec.it_state(it) is JobState.QUEUED))
+        for it in queued:
+            rec.set_it_state(it, JobState.CANCELED)
+        if queued:
+            rec.drops.append(Drop(queued, JobState.CANCELED, now, "canceled by the user (before the resume)"))
+    _canceled_its(core).clear()
     for rec in list(core.registry):
         if rec.canceled and not rec.all_final:
             queued = tuple(rec.queued_iterations())

@@ -329,21 +329,47 @@ class Router:
 
     # ---- cancel and finish ----
 
-    def cancel(self, rec: JobRecord, reason: str, now: float) -> List[Decision]:
-        """Unsent iterations end CANCELED here; partitions holding some are told."""
-        unsent: List[int] = []
-        for e in self.ready:
-            if e.rec is rec:
-                unsent.extend(e.its[e.pos:])
-        self.ready = deque(e for e in self.ready if e.rec is not rec)
-        spanning_unsent, out = self.spanning.cancel(rec, reason, now, self)
+    def cancel(self, rec: JobRecord, reason: str, now: float,
+               its: Optional[Sequence[int]] = None) -> List[Decision]:
+        """Unsent iterations (all, or those of ``its``) end CANCELED here; partitions holding
+        some are told (a CancelJob naming the iterations, when only some are canceled)."""
+        wanted = None if its is None else set(its)
+        if wanted is None:
+            unsent = [it for e in self.ready if e.rec is rec for it in e.its[e.pos:]]
+            self.ready = deque(e for e in self.ready if e.rec is not rec)
+        else:
+            unsent = self._unqueue(rec, wanted)
+        spanning_unsent, out = self.spanning.cancel(rec, reason, now, self, wanted)
         unsent.extend(spanning_unsent)
-        holders = {name for name, s in self.slots.items() if rec in s.held}
-        holders.update(run.leader for run in self.spanning.running.values() if run.rec is rec and run.leader)
-        out.extend(Tell(name, CancelJob(rec.name, reason, now)) for name in sorted(holders))
+        for name, s in sorted(self.slots.items()):
+            held = s.held.get(rec)
+            if held is None:
+                continue
+            if wanted is None:
+                out.append(Tell(name, CancelJob(rec.name, reason, now)))
+                continue
+            mine = tuple(sorted(it for it in wanted if any(it in b for b in held.batches)))
+            if mine:
+                out.append(Tell(name, CancelJob(rec.name, reason, now, mine)))
+        for run in self.spanning.running.values():
+            if run.rec is rec and run.leader and (wanted is None or run.it in wanted):
+                out.append(Tell(run.leader, CancelJob(rec.name, reason, now, None if wanted is None else (run.it,))))
         if unsent:
             out.insert(0, Impossible(rec, tuple(sorted(unsent)), JobState.CANCELED, reason))
         return out
+
+    def _unqueue(self, rec: JobRecord, its: Set[int]) -> List[int]:
+        """Take these iterations of ``rec`` out of the ready queue; returns those that were there."""
+        taken: List[int] = []
+        for e in self.ready:
+            if e.rec is rec:
+                left = e.its[e.pos:]
+                hit = [it for it in its if it in left]
+                if hit:
+                    e.its, e.pos = tuple(it for it in left if it not in its), 0
+                    taken.extend(hit)
+        self.ready = deque(e for e in self.ready if e.pos < len(e.its))
+        return sorted(taken)
 
     def drop_unsent(self, reason: str) -> List[Decision]:
         out: List[Decision] = []

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Deque, Dict, List, Optional, Sequence, Set, Tuple
 
 from hpilot.governor.core.decisions import Decision, Impossible, Requeue, Tell
 from hpilot.governor.core.registry import JobRecord
@@ -218,14 +218,19 @@ class Spanning:
                 out.append(Tell(run.leader, Release(run.rec.name, run.it, why, now)))
         return out
 
-    def cancel(self, rec: JobRecord, reason: str, now: float, router: Router) -> Tuple[List[int], List[Decision]]:
-        """Iterations of ``rec`` not yet started here (they end CANCELED), and the releases."""
-        unsent = [it for r, it in self.queue if r is rec]
+    def cancel(self, rec: JobRecord, reason: str, now: float, router: Router,
+               its: Optional[Set[int]] = None) -> Tuple[List[int], List[Decision]]:
+        """Iterations of ``rec`` (all, or ``its``) not yet started here: they end CANCELED (the
+        caller says so); what was set aside for one being gathered is released."""
+        def hit(r: JobRecord, it: int) -> bool:
+            return r is rec and (its is None or it in its)
+
+        unsent = [it for r, it in self.queue if hit(r, it)]
         if unsent:
-            self.queue = deque((r, it) for r, it in self.queue if r is not rec)
+            self.queue = deque((r, it) for r, it in self.queue if not hit(r, it))
         out: List[Decision] = []
         run = self.current
-        if run is not None and run.rec is rec:
+        if run is not None and hit(run.rec, run.it):
             unsent.append(run.it)
             out.extend(self._release(run, reason, now, router))
             out.extend(self.next(now, router))

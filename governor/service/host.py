@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
+import sys
 import time
-from typing import Optional, Tuple
+import uuid
+from typing import Any, Dict, Optional, Tuple
 
 from hpilot.governor.core.host import DIRECTORY, EXECUTABLE, FILE, MISSING
 
@@ -14,6 +17,8 @@ from hpilot.governor.core.host import DIRECTORY, EXECUTABLE, FILE, MISSING
 class SystemHost:
     def __init__(self) -> None:
         self._hostname = socket.gethostname()
+        self._facts = {"Account": _account(), "PythonVersion": sys.version.replace("\n", " "),
+                       "Python": sys.executable, "Platform": sys.platform}
 
     def hostname(self) -> str:
         return self._hostname
@@ -42,3 +47,16 @@ class SystemHost:
         if not os.access(path, os.W_OK | os.X_OK):
             return f"{path} is not writable"
         return None
+
+    def unique_id(self) -> str:
+        return str(uuid.uuid4())
+
+    def process_facts(self) -> Dict[str, Any]:
+        return dict(self._facts)
+
+
+def _account() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container)
+        return str(os.getuid())

@@ -136,7 +136,7 @@ def _event(rec: Dict[str, Any]) -> Any:
     if t == "submit":
         return ReplaySubmit(rec["time"], rec["values"], rec["jobs"])
     if t == "cancel":
-        return ReplayCancel(rec["time"], rec["jobs"])
+        return ReplayCancel(rec["time"], rec["jobs"], rec.get("its"))
     if t == "remove":
         return ReplayRemove(rec["time"], rec["jobs"])
     if t == "drop":

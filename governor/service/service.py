@@ -101,10 +101,13 @@ class Service:
         slurm = resources.source == "slurm"
         self.gov = GovernorCore(
             GovernorConfig(root_wd=self.root_wd, sname=_cluster_name(), started=self.started, address=address,
-                           pub_address=pub, models=models_for(slurm), allocation=resources if own_nodes else None),
+                           pub_address=pub, models=models_for(slurm), allocation=resources if own_nodes else None,
+                           instance_id=run_dir.name),
             SystemHost(),
         )
         self.gov.emit_events = self.net is not None and self.net.pub is not None
+        if self.net is not None:
+            self.net.instance_id = run_dir.name
         # One path: the governor core routes every iteration to a partition.  Without
         # --governor that is one partition in this process (same messages, no sockets);
         # with it, partition managers register over the network with self.links.
@@ -468,7 +471,10 @@ def run_requests(svc: Service, requests: List[Any], source: str, start: int = 0)
             continue
         kind = payload.get("request") if isinstance(payload, dict) else None
         resp = svc.request(payload)
-        if resp.get("code", ERROR) != 0:
+        # cancelJob/removeJob answer code 0 with the names they could not act on in data.errors
+        # (QCG-PilotJob's shape): in a request file those are refused requests all the same
+        partly = resp.get("code") == 0 and isinstance(resp.get("data"), dict) and resp["data"].get("errors")
+        if resp.get("code", ERROR) != 0 or partly:
             msg = f"{source}: request #{i + 1} ({kind or '?'}): {resp.get('message', 'refused')}"
             log.error(msg)
             svc.refused.append(msg)
