@@ -16,6 +16,7 @@ from typing import Any, Iterator, List
 
 import pytest
 import zmq
+from hpilot.governor.core.qcg import ERROR
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -126,7 +127,7 @@ def test_governor_survives_garbage_from_a_registered_partition(wd: Path) -> None
                     answers.append(json.loads(msg.response))
                     if len(answers) == 2:
                         break
-            assert [a["code"] for a in answers] == [-1, -1], answers  # both forwarded queries get an error
+            assert [a["code"] for a in answers] == [ERROR, ERROR], answers  # both forwarded queries get an error
             assert cluster.request({"request": "status"})["code"] == 0
             assert cluster.gov is not None and cluster.gov.poll() is None
             names = [p["name"] for p in cluster.request({"request": "resourcesInfo"})["data"]["partitions"]]
