@@ -19,7 +19,7 @@ from typing import Any, Dict, List
 import pytest
 from hpilot.governor.core import records
 
-from tests.conftest import latest_run, run_hpilot, submit, write_requests
+from tests.conftest import run_hpilot, submit, write_requests
 
 pytestmark = pytest.mark.integration
 mpl = pytest.importorskip("matplotlib", reason="the plots need matplotlib (pip install 'hpilot[report]')")
