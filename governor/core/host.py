@@ -10,7 +10,7 @@ without one (``NoHost``) takes every program and directory as present.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Protocol, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 # what a path is, for the submit checks
 MISSING, DIRECTORY, EXECUTABLE, FILE = "missing", "directory", "executable", "file"
@@ -32,6 +32,11 @@ class Host(Protocol):
     def make_dir(self, path: str) -> Optional[str]:
         """Create ``path`` (and its parents) unless it exists; None if it is then a writable
         directory, else why not."""
+
+    def output_problems(self, paths: Sequence[Tuple[str, bool]]) -> List[Optional[str]]:
+        """For each (path, may_be_made): why a task could not write its output there (None: it
+        can).  A ``\\0`` in a path stands for a variable (that part differs per iteration);
+        ``may_be_made``: a missing directory is no problem (an earlier job may make it)."""
 
     def unique_id(self) -> str:
         """A new id, unique across runs and hosts (QCG-PilotJob's ``${uniq}`` of a submit)."""
@@ -60,6 +65,9 @@ class NoHost:
 
     def make_dir(self, path: str) -> Optional[str]:
         return None
+
+    def output_problems(self, paths: Sequence[Tuple[str, bool]]) -> List[Optional[str]]:
+        return [None] * len(paths)
 
     def unique_id(self) -> str:
         self._ids = getattr(self, "_ids", 0) + 1

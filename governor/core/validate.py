@@ -8,7 +8,7 @@ submit, the resources, the file system.  Like parsing, they only collect
 from __future__ import annotations
 
 import posixpath
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from hpilot.governor.core.host import EXECUTABLE, MISSING, Host
 from hpilot.governor.core.jobspec import FieldError, JobSpec
@@ -52,6 +52,8 @@ def check_submit(
     if not errors:  # last, and only for a submit that is otherwise good: it creates directories
         for spec in specs:
             errors.extend(_wd(spec, root_wd, host))
+    if not errors:  # then, with every wd in place, where the output goes
+        errors.extend(_outputs(specs, root_wd, host))
     return errors
 
 
@@ -193,3 +195,27 @@ def _wd(spec: JobSpec, root_wd: str, host: Host) -> List[FieldError]:
         return []
     why = host.make_dir(posixpath.normpath(wd))
     return [] if why is None else [FieldError(spec.name, "execution.wd", why)]
+
+
+def _outputs(specs: Sequence[JobSpec], root_wd: str, host: Host) -> List[FieldError]:
+    """``stdout``/``stderr`` that no task could open are refused now, naming the path: a
+    directory, a missing directory, a place hpilot cannot write (the host says which, for the
+    whole submit at once).  Only the literal part is checked (``out/${it}.txt``: ``out``); a
+    missing directory is left alone for a job with dependencies, since an earlier job may make it."""
+    asked: List[Tuple[str, str]] = []  # (job, field) of each path
+    paths: List[Tuple[str, bool]] = []
+    for spec in specs:
+        wd = _job_dir(spec, root_wd)
+        for name in ("stdout", "stderr"):
+            t = getattr(spec.execution, name)
+            if t is None:
+                continue
+            text = "".join(p if isinstance(p, str) else "\0" for p in t.pieces)  # \0: a variable (never in a path)
+            if not posixpath.isabs(text):
+                if wd is None:
+                    continue
+                text = posixpath.join(wd, text)
+            asked.append((spec.name, f"execution.{name}"))
+            paths.append((text, bool(spec.after)))
+    problems = host.output_problems(paths) if paths else []
+    return [FieldError(job, fld, why) for (job, fld), why in zip(asked, problems) if why is not None]
