@@ -112,7 +112,7 @@ class Service:
         # --governor that is one partition in this process (same messages, no sockets);
         # with it, partition managers register over the network with self.links.
         self.links: Optional[PartitionLinks] = None
-        self.local: Optional[PartitionRunner] = None
+        self.inproc: Optional[PartitionRunner] = None
         self._finish_by: Optional[float] = None
         if governor:
             # partitions started by srun run on other nodes: loopback would not reach them
@@ -123,7 +123,7 @@ class Service:
                              binding=resources.binding, in_allocation=slurm, aux_dir=run_dir.path("hostfiles"))
             part = PartitionCore(resources, PartitionConfig(self.root_wd, env, models_for(slurm),
                                                             uniq_prefix=run_dir.uniq))
-            self.local = PartitionRunner(part, (make_launcher or local_launcher(opts))())
+            self.inproc = PartitionRunner(part, (make_launcher or local_launcher(opts))())
             nodes = tuple((n.name, len(n.cores)) for n in resources.nodes)
             self._to_gov(PartitionJoined(PART, nodes, now=self.started, credit=LOCAL_CREDIT))
         self.report = JobReport(run_dir.path(opts.report_file), opts.report_format, opts.report_flush,
@@ -179,8 +179,8 @@ class Service:
                 if self.journal is not None:
                     self.journal.add(a.data)
             elif isinstance(a, SendToPartition):
-                if self.local is not None and a.partition == PART:
-                    self.local.deliver(a.message)  # handled in the loop, after the answer
+                if self.inproc is not None and a.partition == PART:
+                    self.inproc.deliver(a.message)  # handled in the loop, after the answer
                 elif self.links is not None:
                     self.links.send(a.partition, a.message)
             elif isinstance(a, StateEvent):
@@ -198,12 +198,12 @@ class Service:
     def _pump(self) -> None:
         """The in-process partition's work: its reports go to the governor core, whose
         answers may give it more, until both are quiet (a burst is bounded by the runner)."""
-        local = self.local
-        if local is None:
+        inproc = self.inproc
+        if inproc is None:
             return
         for _ in range(PUMP_ROUNDS):
-            local.step()
-            reports = local.take_reports()
+            inproc.step()
+            reports = inproc.take_reports()
             if not reports:
                 return
             for r in reports:
@@ -213,7 +213,7 @@ class Service:
 
     def run_loop(self) -> None:
         poller = zmq.Poller()
-        for target in poll_targets(self.local.launcher) if self.local is not None else []:
+        for target in poll_targets(self.inproc.launcher) if self.inproc is not None else []:
             poller.register(target, zmq.POLLIN)
         wake_r = self._install_signals()
         if wake_r is not None:
@@ -296,8 +296,8 @@ class Service:
     def _done(self) -> bool:
         if self._finish is None:
             return False
-        if self.local is not None:  # every task of ours is reaped and reported
-            return self.local.launcher.running == 0 and not self.local.busy
+        if self.inproc is not None:  # every task of ours is reaped and reported
+            return self.inproc.launcher.running == 0 and not self.inproc.busy
         # partitions elsewhere: wait (a while) for their last reports
         now = time.time()
         if self._finish_by is None:
@@ -307,11 +307,11 @@ class Service:
     def _timeout(self) -> Optional[float]:
         now = time.time()
         waits = []
-        if self.local is not None:
-            deadline = self.local.next_deadline()
+        if self.inproc is not None:
+            deadline = self.inproc.next_deadline()
             if deadline is not None:
                 waits.append(deadline - now)
-            if self.local.launcher.needs_polling:
+            if self.inproc.launcher.needs_polling:
                 waits.append(0.005)
         flush = self.report.maybe_flush()
         if flush is not None:
@@ -350,8 +350,8 @@ class Service:
         self._stop_signal = None
         if self._finish is not None:
             log.warning("%s again: killing the remaining tasks now", name)
-            if self.local is not None:
-                self.local.launcher.kill_now()
+            if self.inproc is not None:
+                self.inproc.launcher.kill_now()
             return
         log.warning("%s received: canceling all jobs and finishing", name)
         self.stopped_by = name
@@ -370,8 +370,8 @@ class Service:
     # ---- the end ----
 
     def close(self) -> Outcome:
-        if self.local is not None:
-            self.local.launcher.close()
+        if self.inproc is not None:
+            self.inproc.launcher.close()
         if self.links is not None:
             self.links.close(self.opts.kill_grace + 5)
         if self.journal is not None:
