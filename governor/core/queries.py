@@ -10,6 +10,7 @@ import socket
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from hpilot.governor.core import counts
 from hpilot.governor.core.registry import JobRecord, fmt_time
 from hpilot.governor.core.states import JobState
 
@@ -68,6 +69,7 @@ def list_jobs(core: GovernorCore) -> Dict[str, Any]:
             entry["messages"] = rec.messages[0]
         if rec.task.iterative:
             entry["iterations"] = _iteration_counts(rec)
+        entry["counts"] = counts.of_job(rec)  # hpilot's honest counts (counts.py)
         jobs[rec.name] = entry
     return {"code": OK, "data": {"length": len(jobs), "jobs": jobs}}
 
@@ -76,10 +78,13 @@ def job_status(rec: JobRecord) -> Dict[str, Any]:
     out: Dict[str, Any] = {"jobName": rec.name, "status": rec.state.value}
     if rec.messages:
         out["messages"] = "\n".join(rec.messages)
+    out["counts"] = counts.of_job(rec)
     return out
 
 
 def _iteration_counts(rec: JobRecord) -> Dict[str, int]:
+    """QCG-PilotJob's shape: ``failed`` is every iteration that did not succeed (the
+    honest split is in the entry's ``counts``)."""
     c = rec.counts
     return {
         "start": rec.task.it_start,
@@ -151,7 +156,7 @@ def resources_info(core: GovernorCore) -> Dict[str, Any]:
 
 
 def system_status(core: GovernorCore, now: float) -> Dict[str, Any]:
-    counts = core.registry.counts()
+    jobs = core.registry.counts()
     return {
         "System": {
             "Uptime": str(timedelta(seconds=int(now - core.started))),
@@ -163,9 +168,9 @@ def system_status(core: GovernorCore, now: float) -> Dict[str, Any]:
         "Resources": resources_info(core),
         "JobStats": {
             "TotalJobs": len(core.registry),
-            "InScheduleJobs": counts[JobState.QUEUED] + counts[JobState.SCHEDULED],
-            "ExecutingJobs": counts[JobState.EXECUTING],
-            "FailedJobs": counts[JobState.FAILED] + counts[JobState.OMITTED],
-            "FinishedJobs": counts[JobState.SUCCEED] + counts[JobState.CANCELED],
+            "InScheduleJobs": jobs[JobState.QUEUED] + jobs[JobState.SCHEDULED],
+            "ExecutingJobs": jobs[JobState.EXECUTING],
+            "FailedJobs": jobs[JobState.FAILED] + jobs[JobState.OMITTED],
+            "FinishedJobs": jobs[JobState.SUCCEED] + jobs[JobState.CANCELED],
         },
     }

@@ -51,6 +51,8 @@ class JobRecord:
         self.unmet = 0  # dependencies not yet satisfied
         self.dispatched = False
         self.canceled = False
+        # CANCELED iterations that never started (see counts.py: "not started", not "canceled")
+        self.canceled_unstarted = 0
 
     # ---- iterations ----
 
@@ -68,6 +70,8 @@ class JobRecord:
             return old
         check_transition(f"{self.task.task_name(it)}", old, new)
         self.it_states[idx] = new.code
+        if new is JobState.CANCELED and (old is JobState.QUEUED or old is JobState.SCHEDULED):
+            self.canceled_unstarted += 1
         self.counts[old] -= 1
         self.counts[new] += 1
         return old

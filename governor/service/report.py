@@ -12,6 +12,7 @@ import time
 from datetime import timedelta
 from typing import IO, Any, Dict, Optional
 
+from hpilot.governor.core import counts
 from hpilot.governor.core.queries import _iteration_counts, _runtime
 from hpilot.governor.core.registry import JobRecord, fmt_time
 
@@ -61,6 +62,7 @@ def job_entry(rec: JobRecord) -> Dict[str, Any]:
     }
     if rec.messages:
         entry["messages"] = rec.messages
+    entry["counts"] = counts.of_job(rec)
     if rec.task.iterative:
         entry["iterations"] = _iteration_counts(rec)
         if rec.runtime is not None:
@@ -82,6 +84,7 @@ def _text(e: Dict[str, Any]) -> str:
         it = e["iterations"]
         lines.append(f"    iterations: {it['total']} ({it['start']}..{it['stop'] - 1}), "
                      f"{it['finished']} finished, {it['failed']} not succeeded")
+        lines.append(f"    counts: {counts.text(e['counts'])}")
     lines.append("    history: " + ", ".join(f"{h['state']} {h['time']}" for h in e["history"]))
     lines.extend(f"    message: {m}" for m in e.get("messages", []))
     return "\n".join(lines) + "\n"
