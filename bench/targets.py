@@ -188,6 +188,16 @@ TARGETS: List[Target] = [
     Target(8, "scale simulation, 16 to 1,024 nodes", "< 10 min", _scale,
            "a run that stops short of 1,024 nodes (--quick) does not show it; otherwise the simulation is bound "
            "by the governor and partition cores' CPU time per task.", "scale"),
+    Target(15, "client command start-up (hpilot status)", "<= 3x python -c pass",
+           _field("CLI-start", "vs_python", "{:.2f}x", lambda v: v <= 3.0),
+           LOAD + "a client command imports click, ZeroMQ and its own module; on a loaded machine every import "
+           "is slower, and a bare Python start is the least affected."),
+    Target(15, "hpilot status, 100,000 iterations in flight", "< 100 ms",
+           _field("CLI-100k", "wall_s", "{:.3f} s", lambda v: v < 0.1, sized=True),
+           LOAD + "the command's start-up is most of it (see CLI-start); the answer itself is a few ms."),
+    Target(15, "hpilot top redraw, 100,000 iterations in flight", "< 100 ms",
+           _field("TOP-100k", "wall_s", "{:.3f} s", lambda v: v < 0.1, sized=True),
+           "the overview request or the rendering of the screen grew with the run's size."),
 ]
 
 

@@ -27,6 +27,7 @@ from hpilot.governor.errors import UserError
 STATES = ("QUEUED", "SCHEDULED", "EXECUTING", "SUCCEED", "FAILED", "CANCELED", "OMITTED")
 FINAL = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
 TIMED_OUT = 124  # `wait --timeout` ran out: the jobs are still running
+ALL = 100_000  # the overview's most jobs in one answer
 
 
 def connect(address: Optional[str], timeout: float = 30.0) -> Client:
@@ -120,15 +121,28 @@ def status(jobs: Sequence[str], partitions: bool, address: Optional[str], as_jso
         _partitions(c.data({"request": "overview", "limit": 0, "failures": 0}), as_json)
         return
     if not jobs:
-        ov = c.data({"request": "overview", "limit": 100_000, "failures": 0})
+        ov = c.data({"request": "overview", "limit": ALL, "failures": 0})
         out(ov, as_json, lambda d: _status_text(d, c.target.run_dir))
         return
-    data = c.data({"request": "jobStatus", "jobNames": list(jobs)})["jobs"]
-    rows = [job_row(n, e["data"]["status"], e["data"].get("counts"), _short(e["data"].get("messages")))
-            if e.get("status") == 0 else (n, "UNKNOWN", "-", "", e.get("message", "")) for n, e in data.items()]
+    ov = c.data({"request": "overview", "jobs": list(jobs), "failures": 0})
+    found = job_map(ov["list"])
+    data = {n: found.get(n, {"status": "UNKNOWN", "message": f"job {n!r} does not exist"})
+            for n in jobs}
+    rows = [job_row(n, e["status"], e.get("counts"), _short(e.get("message"))) for n, e in data.items()]
     out(data, as_json, lambda _: table(rows, JOB_HEAD))
-    if any(e.get("status") != 0 for e in data.values()):
+    if ov["unknown"]:
         sys.exit(2)
+
+
+def job_map(entries: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """Overview entries as {name: {status, total, counts, message}} (what --json prints)."""
+    out = {}
+    for j in entries:
+        e = {"status": j["state"], "total": j["total"], "counts": j["counts"]}
+        if j.get("message"):
+            e["message"] = j["message"]
+        out[j["name"]] = e
+    return out
 
 
 def _status_text(d: Dict[str, Any], run_dir: Optional[str]) -> str:
@@ -169,10 +183,11 @@ def _partitions(ov: Dict[str, Any], as_json: bool) -> None:
 @json_opt
 def list_jobs(states: Sequence[str], address: Optional[str], as_json: bool) -> None:
     """All jobs, optionally only those in some states."""
-    listing = connect(address).data({"request": "listJobs"})["jobs"]
+    entries = connect(address).data({"request": "overview", "limit": ALL, "failures": 0})["list"]
+    entries.sort(key=lambda j: j["submitted"])
     wanted = {s.upper() for s in states}
-    listing = {n: e for n, e in listing.items() if not wanted or e["status"] in wanted}
-    rows = [job_row(n, e["status"], e.get("counts"), _short(e.get("messages"))) for n, e in listing.items()]
+    listing = {n: e for n, e in job_map(entries).items() if not wanted or e["status"] in wanted}
+    rows = [job_row(n, e["status"], e.get("counts"), _short(e.get("message"))) for n, e in listing.items()]
     out(listing, as_json, lambda _: table(rows, JOB_HEAD))
 
 
@@ -183,11 +198,15 @@ def list_jobs(states: Sequence[str], address: Optional[str], as_json: bool) -> N
 @json_opt
 def info(job: str, iterations: bool, address: Optional[str], as_json: bool) -> None:
     """Details of one job: state, counts, where it ran, history, iterations."""
-    data = connect(address).data({"request": "jobInfo", "jobNames": [job], "params": {"withChilds": iterations}})
+    c = connect(address)
+    data = c.data({"request": "jobInfo", "jobNames": [job], "params": {"withChilds": iterations}})
     entry = data["jobs"][job]
     if entry.get("status") != 0:
         raise UserError(entry.get("message", f"job {job} not found"))
-    out(entry["data"], as_json, _info_text)
+    info = dict(entry["data"])
+    for j in c.data({"request": "overview", "jobs": [job], "failures": 0})["list"]:
+        info["counts"] = j["counts"]  # hpilot's honest counts beside QCG's answer
+    out(info, as_json, _info_text)
 
 
 def _info_text(d: Dict[str, Any]) -> str:
@@ -280,12 +299,15 @@ def wait(jobs: Sequence[str], timeout: Optional[float], progress: Optional[bool]
                 names, its, active = _wait_state(c, list(jobs))
             except ServiceGone:  # a run that finished while we waited: its run dir tells how
                 names, its, active = _ended_state(c.target.run_dir, list(jobs))
-            line.show(its, len(names), active)
+            line.show(its, active)
             if not active:
                 break
             left = 5.0 if deadline is None else min(5.0, deadline - time.monotonic())
             if left <= 0:
                 line.close()
+                if not jobs:  # while waiting for all, only their number was asked for: now their names
+                    listed = c.data({"request": "overview", "limit": ALL, "failures": 0})["list"]
+                    active = [j["name"] for j in listed if j["state"] not in FINAL] or active
                 click.echo(f"hpilot: wait: {timeout:g}s passed; still running: {_some(active)}", err=True)
                 sys.exit(TIMED_OUT)
             c.events(left)
@@ -305,26 +327,28 @@ def _some(names: List[str], n: int = 5) -> str:
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
-def _wait_state(c: Client, jobs: List[str]) -> tuple:
-    """({job: state}, iterations by category, [jobs not finished]) of the jobs waited for."""
+def _wait_state(c: Client, jobs: List[str], final: bool = False) -> tuple:
+    """({job: state}, iterations by category, [jobs not finished]) of the jobs waited for.
+
+    Waiting for all jobs asks for totals only (whatever the number of jobs), and for
+    the list of jobs once they are all done (``final``)."""
     from hpilot.governor.core.counts import add, empty
 
     if jobs:
-        data = c.data({"request": "jobStatus", "jobNames": jobs})["jobs"]
-        unknown = [n for n, e in data.items() if e.get("status") != 0]
-        if unknown:
-            raise UserError("; ".join(data[n].get("message", f"job {n!r} does not exist") for n in unknown))
-        entries = {n: e["data"] for n, e in data.items()}
-        states = {n: d["status"] for n, d in entries.items()}
+        ov = c.data({"request": "overview", "jobs": jobs, "failures": 0})
+        if ov["unknown"]:
+            raise UserError("; ".join(f"job {n!r} does not exist" for n in ov["unknown"]))
         its = empty()
-        for d in entries.values():
-            add(its, d.get("counts") or {})
+        for j in ov["list"]:
+            add(its, j["counts"])
     else:
-        listing = c.data({"request": "listJobs"})["jobs"]
-        states = {n: e["status"] for n, e in listing.items()}
-        its = empty()
-        for e in listing.values():
-            add(its, e.get("counts") or {})
+        ov = c.data({"request": "overview", "limit": ALL if final else 0, "failures": 0})
+        its = ov["iterations"]
+        if ov["jobs"]["active"] and not final:
+            return {}, its, [f"{ov['jobs']['active']} job(s)"]  # who, once it matters (--timeout)
+        if not final:
+            return _wait_state(c, jobs, final=True)
+    states = {j["name"]: j["state"] for j in sorted(ov["list"], key=lambda j: j["submitted"])}
     active = [n for n, s in states.items() if s not in FINAL]
     return states, its, active
 
@@ -353,13 +377,13 @@ def _ended_state(run_dir: Optional[str], jobs: List[str]) -> tuple:
 
 
 class _Line:
-    """``[#####.....] 1234/10000 iterations done (1200 succeeded, 34 failed) · 3/5 jobs``"""
+    """``[#####.....] 1234/10000 iterations done (1200 succeeded, 34 failed); waiting for sweep``"""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.drawn = False
 
-    def show(self, its: Dict[str, int], jobs: int, active: List[str]) -> None:
+    def show(self, its: Dict[str, int], active: List[str]) -> None:
         if not self.enabled:
             return
         from hpilot.governor.core.counts import FINAL_CATEGORIES, done, text
@@ -369,7 +393,7 @@ class _Line:
         filled = int(width * finished / total) if total else width
         finals = text({k: its[k] for k in FINAL_CATEGORIES}, "none yet")
         sys.stderr.write(f"\r\x1b[2K[{'#' * filled}{'.' * (width - filled)}] {finished}/{total} iterations done "
-                         f"({finals}) · {jobs - len(active)}/{jobs} jobs")
+                         f"({finals})" + (f"; waiting for {_some(active, 3)}" if active else ""))
         sys.stderr.flush()
         self.drawn = True
 

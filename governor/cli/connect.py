@@ -19,7 +19,6 @@ import json
 import os
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import zmq
@@ -33,13 +32,16 @@ class ServiceGone(UserError):
     """The service ended while we waited for its answer (a run that finished, say)."""
 
 
-@dataclass
 class Target:
-    address: str
-    pub: Optional[str] = None
-    secret: Optional[str] = None
-    run_dir: Optional[str] = None
-    pid: Optional[int] = None  # known when found from a run dir on this host: a dead one is not waited on
+    """Where a service is (a plain class: no dataclasses import at start-up)."""
+
+    def __init__(self, address: str, pub: Optional[str] = None, secret: Optional[str] = None,
+                 run_dir: Optional[str] = None, pid: Optional[int] = None) -> None:
+        self.address = address
+        self.pub = pub
+        self.secret = secret
+        self.run_dir = run_dir
+        self.pid = pid  # known when found from a run dir on this host: a dead one is not waited on
 
 
 def find(address: Optional[str]) -> Target:

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass
 from typing import Any, Callable, Collection, Dict, List, Optional, Union
 
 from hpilot.governor.cli.base import option
@@ -49,15 +48,14 @@ def sweep_options(f: Callable[..., Any]) -> Callable[..., Any]:
 KEYS = ("array", "each_line", "cores", "name", "wt", "stdout", "stderr")
 
 
-@dataclass(frozen=True)
 class SweepOptions:
-    array: Optional[str] = None
-    each_line: Optional[str] = None
-    cores: Optional[int] = None
-    name: Optional[str] = None
-    wt: Optional[str] = None
-    stdout: Optional[str] = None
-    stderr: Optional[str] = None
+    """The sweep options of a command line (a plain class: nothing more to import at start-up)."""
+
+    def __init__(self, array: Optional[str] = None, each_line: Optional[str] = None, cores: Optional[int] = None,
+                 name: Optional[str] = None, wt: Optional[str] = None, stdout: Optional[str] = None,
+                 stderr: Optional[str] = None) -> None:
+        self.array, self.each_line, self.cores, self.name = array, each_line, cores, name
+        self.wt, self.stdout, self.stderr = wt, stdout, stderr
 
     @classmethod
     def from_kw(cls, kw: Dict[str, Any]) -> SweepOptions:

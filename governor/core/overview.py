@@ -7,9 +7,10 @@ per-state counters, and the cores in use per node come from the runs that are
 executing (at most one per core).
 
 The answer: totals by category (:mod:`counts`), the first ``limit`` jobs (those not
-finished first, in submission order, then the most recently finished), each
-partition's and node's cores in use, and the jobs with failures with their last
-messages (the reasons).
+finished first, in submission order, then the most recently finished) or the jobs
+named in ``jobs``, each partition's and node's cores in use, and the jobs with
+failures with their last messages (the reasons).  QCG-PilotJob's requests keep their
+own answers unchanged; the honest counts are here.
 """
 
 from __future__ import annotations
@@ -36,10 +37,16 @@ def answer(core: GovernorCore, payload: Dict[str, Any], now: float) -> Dict[str,
     for key, value in (("limit", limit), ("failures", failures)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             return {"code": ERROR, "message": f"overview: '{key}' must be a whole number >= 0, not {value!r}"}
-    return {"code": OK, "data": overview(core, now, min(limit, MAX_LIMIT), min(failures, 1000))}
+    names = payload.get("jobs")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
+        return {"code": ERROR, "message": "overview: 'jobs' must be a list of job names"}
+    return {"code": OK, "data": overview(core, now, min(limit, MAX_LIMIT), min(failures, 1000), names)}
 
 
-def overview(core: GovernorCore, now: float, limit: int = DEFAULT_LIMIT, failures: int = 10) -> Dict[str, Any]:
+def overview(core: GovernorCore, now: float, limit: int = DEFAULT_LIMIT, failures: int = 10,
+             names: Optional[List[str]] = None) -> Dict[str, Any]:
+    """The whole run; with ``names``, "list" holds those jobs (in that order) and "unknown" the
+    names that are not jobs."""
     totals = counts.empty()
     by_state: Counter = Counter()
     active: List[JobRecord] = []
@@ -57,6 +64,11 @@ def overview(core: GovernorCore, now: float, limit: int = DEFAULT_LIMIT, failure
             running.append(rec)
     ended.sort(key=lambda r: r.history[-1][1], reverse=True)
     shown = (active + ended)[:limit]
+    unknown: List[str] = []
+    if names is not None:
+        found = [(n, core.registry.get(n)) for n in dict.fromkeys(names)]
+        shown = [r for _, r in found if r is not None]
+        unknown = [n for n, r in found if r is None]
     return {
         "time": now,
         "started": core.started,
@@ -66,6 +78,7 @@ def overview(core: GovernorCore, now: float, limit: int = DEFAULT_LIMIT, failure
         "list": [_job(r) for r in shown],
         "resources": _resources(core, running),
         "failures": [_failure(r) for r in failed[-failures:]] if failures else [],
+        "unknown": unknown,
     }
 
 
@@ -74,6 +87,8 @@ def _job(rec: JobRecord) -> Dict[str, Any]:
                            "counts": counts.of_job(rec), "submitted": rec.submitted}
     if rec.state.is_final:
         out["ended"] = rec.history[-1][1]
+    if rec.messages:
+        out["message"] = rec.messages[0]
     return out
 
 

@@ -10,7 +10,6 @@ import socket
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from hpilot.governor.core import counts
 from hpilot.governor.core.registry import JobRecord, fmt_time
 from hpilot.governor.core.states import JobState
 
@@ -69,7 +68,6 @@ def list_jobs(core: GovernorCore) -> Dict[str, Any]:
             entry["messages"] = rec.messages[0]
         if rec.task.iterative:
             entry["iterations"] = _iteration_counts(rec)
-        entry["counts"] = counts.of_job(rec)  # hpilot's honest counts (counts.py)
         jobs[rec.name] = entry
     return {"code": OK, "data": {"length": len(jobs), "jobs": jobs}}
 
@@ -78,13 +76,12 @@ def job_status(rec: JobRecord) -> Dict[str, Any]:
     out: Dict[str, Any] = {"jobName": rec.name, "status": rec.state.value}
     if rec.messages:
         out["messages"] = "\n".join(rec.messages)
-    out["counts"] = counts.of_job(rec)
     return out
 
 
 def _iteration_counts(rec: JobRecord) -> Dict[str, int]:
     """QCG-PilotJob's shape: ``failed`` is every iteration that did not succeed (the
-    honest split is in the entry's ``counts``)."""
+    honest split is in hpilot's ``overview`` answer, counts.py)."""
     c = rec.counts
     return {
         "start": rec.task.it_start,

@@ -257,7 +257,6 @@ def test_submit_list_status_info(manager: LocalManager) -> None:
     assert listing["it"]["iterations"]["total"] == 3
 
     st = manager.status(["ok", "bad", "nope"])["jobs"]
-    assert st["ok"]["data"].pop("counts")["succeeded"] == 1  # hpilot's honest counts, beside QCG's keys
     assert st["ok"] == {"status": 0, "data": {"jobName": "ok", "status": "SUCCEED"}}
     assert st["bad"]["data"]["status"] == "FAILED"
     assert st["nope"]["status"] != 0 and "nope" in st["nope"]["message"]

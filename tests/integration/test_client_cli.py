@@ -199,13 +199,14 @@ def test_status_all_and_named(service: Service) -> None:
     named = ok(hp(["status", "good"], service.wd))
     assert re.search(r"^good\s+SUCCEED", named, re.M) and "bad" not in named
     data = as_json(hp(["status", "good", "bad", "--json"], service.wd))
-    assert data["good"]["data"]["status"] == "SUCCEED" and data["bad"]["data"]["status"] == "FAILED"
+    assert data["good"]["status"] == "SUCCEED" and data["bad"]["status"] == "FAILED"
+    assert data["bad"]["counts"]["failed"] == 1 and "exit code 3" in data["bad"]["message"]
 
     unknown = hp(["status", "good", "nope"], service.wd)
     assert unknown.returncode == 2, describe(unknown)
     assert re.search(r"^nope\s+UNKNOWN", unknown.stdout, re.M)
     assert "does not exist" in unknown.stdout
-    assert json.loads(hp(["status", "nope", "--json"], service.wd).stdout)["nope"]["status"] != 0
+    assert json.loads(hp(["status", "nope", "--json"], service.wd).stdout)["nope"]["status"] == "UNKNOWN"
 
 
 def test_list_with_state_filter(service: Service) -> None:

@@ -25,8 +25,8 @@ def gov(tmp_path: Path) -> Iterator[Gov]:
 
 
 def listed(gov: Gov, name: str) -> Dict[str, int]:
-    resp, _ = gov.request({"request": "listJobs"})
-    return dict(resp["data"]["jobs"][name]["counts"])
+    resp, _ = gov.request({"request": "overview", "jobs": [name]})
+    return dict(resp["data"]["list"][0]["counts"])
 
 
 def test_every_state_has_a_category() -> None:
@@ -75,16 +75,19 @@ def test_failed_without_a_run_is_failed(gov: Gov) -> None:
     assert listed(gov, "j") == dict(counts.empty(), failed=2)
 
 
-def test_job_status_and_info_carry_counts(gov: Gov) -> None:
+def test_qcg_answers_keep_their_shape_and_overview_names_jobs(gov: Gov) -> None:
     gov.submit_ok(jobdesc("a"), jobdesc("it", iterations=3))
     gov.run("a")
     gov.run("it", 0)
     gov.started("it", 1)
     for kind in ("jobStatus", "jobInfo"):
         resp, _ = gov.request({"request": kind, "jobNames": ["a", "it"]})
-        assert resp["data"]["jobs"]["a"]["data"]["counts"] == dict(counts.empty(), succeeded=1)
-        assert resp["data"]["jobs"]["it"]["data"]["counts"] == dict(counts.empty(), succeeded=1, running=1,
-                                                                    queued=1)
+        assert "counts" not in resp["data"]["jobs"]["a"]["data"]  # QCG-PilotJob's answer, unchanged
+    resp, _ = gov.request({"request": "overview", "jobs": ["it", "ghost", "a", "it"]})
+    d = resp["data"]
+    assert [j["name"] for j in d["list"]] == ["it", "a"] and d["unknown"] == ["ghost"]
+    assert d["list"][0]["counts"] == dict(counts.empty(), succeeded=1, running=1, queued=1)
+    assert d["list"][1]["counts"] == dict(counts.empty(), succeeded=1)
 
 
 def overview(gov: Gov, **kw: Any) -> Dict[str, Any]:
@@ -111,11 +114,12 @@ def test_overview(gov: Gov) -> None:
     # the test driver allocates n1[it % 4]: cores per node from the running iterations' allocations
     assert part["nodes"] == [{"name": "n1", "cores": 4, "used": 2}]
     assert d["failures"] == [{"job": "bad", "failed": 1, "messages": ["bad: exit code 7"]}]
+    assert d["list"][1]["message"] == "bad: exit code 7" and d["unknown"] == []
     assert [j["name"] for j in overview(gov, limit=1)["list"]] == ["sweep"]
     assert overview(gov, failures=0)["failures"] == []
 
 
-@pytest.mark.parametrize("bad", [{"limit": -1}, {"limit": "x"}, {"failures": True}])
+@pytest.mark.parametrize("bad", [{"limit": -1}, {"limit": "x"}, {"failures": True}, {"jobs": "a"}])
 def test_overview_bad_arguments(gov: Gov, bad: Dict[str, Any]) -> None:
     resp, _ = gov.request({"request": "overview", **bad})
     assert resp["code"] != 0 and list(bad)[0] in resp["message"]

@@ -599,16 +599,12 @@ def test_list_jobs_shape(gov: Gov) -> None:
     assert actions == []
     data = resp["data"]
     assert data["length"] == 4
-    assert data["jobs"]["a"].pop("counts")["succeeded"] == 1
     assert data["jobs"]["a"] == {"status": "SUCCEED"}
-    assert data["jobs"]["b"].pop("counts")["queued"] == 1
     assert data["jobs"]["b"] == {"status": "QUEUED", "inQueue": 0}
     assert data["jobs"]["bad"]["status"] == "FAILED" and "7" in data["jobs"]["bad"]["messages"]
     sweep = data["jobs"]["sweep"]
     assert sweep["status"] == "EXECUTING"
     assert sweep["iterations"] == {"start": 0, "stop": 3, "total": 3, "finished": 2, "failed": 1}
-    assert sweep["counts"] == {"succeeded": 1, "failed": 1, "canceled": 0, "interrupted": 0, "not_started": 0,
-                               "running": 0, "queued": 1}
 
 
 def test_job_status_shape(gov: Gov) -> None:
@@ -618,10 +614,8 @@ def test_job_status_shape(gov: Gov) -> None:
     resp, _ = gov.request({"request": "jobStatus", "jobNames": ["a", "b", "ghost"]})
     jobs = resp["data"]["jobs"]
     assert resp["code"] == 0
-    assert jobs["a"]["data"].pop("counts")["succeeded"] == 1
     assert jobs["a"] == {"status": 0, "data": {"jobName": "a", "status": "SUCCEED"}}
     assert jobs["b"]["status"] == 0 and jobs["b"]["data"]["status"] == "FAILED"
-    assert jobs["b"]["data"]["counts"]["failed"] == 1
     assert "exit code 5" in jobs["b"]["data"]["messages"]
     assert jobs["ghost"]["status"] != 0 and "ghost" in jobs["ghost"]["message"]
 
