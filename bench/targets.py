@@ -1,4 +1,4 @@
-"""Every speed and scale target of issues #2 to #8, checked against the results of one run.
+"""Every speed and scale target of issues #2 to #8 and #15, checked against the results of one run.
 
 Each target knows where its figure lives in the results of ``python -m bench all`` and
 why it can be missed.  The reason is static text, shown only for a target that is missed,

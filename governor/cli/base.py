@@ -113,5 +113,5 @@ class LazyGroup(click.Group):
 
 SECTION = {"serve": "Run work", "client": "Watch and steer a running hpilot (from its working directory)",
            "top": "Watch and steer a running hpilot (from its working directory)",
-           "report": "Read a run dir (also after the run)"}
+           "report": "Read a run dir (also after the run)", "log": "Read a run dir (also after the run)"}
 

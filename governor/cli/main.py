@@ -39,6 +39,7 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "finish": (_CLIENT, "finish", "Stop the service."),
     "report": (_REPORT, "report", "Reports of a run: stats, jobs, tasks, rusage, gantt, ..."),
     "processes": (_REPORT, "processes", "The process tree of a task, or a job's applications."),
+    "log": ("hpilot.governor.cli.log", "log", "The output a task wrote (also after the run, off the allocation)."),
 }
 
 

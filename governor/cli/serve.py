@@ -35,6 +35,7 @@ NL_START = ("slurm", "ssh")
 ENVSCHEMA = ("auto", "slurm")
 REPORT_FORMAT = ("text", "json")
 LOG = ("critical", "error", "warning", "info", "debug", "notset")
+TASK_OUTPUT = ("stream", "discard")
 
 RUN, SERVICE, RESUME = "run", "service", "resume"
 ALL = (RUN, SERVICE, RESUME)
@@ -59,6 +60,10 @@ OPTIONS: List[Tuple[Tuple[str, ...], Dict[str, Any], str, Tuple[str, ...]]] = [
      dict(help="A live progress line on stderr [default: on when stderr is a terminal]."), G_RUN, (RUN, RESUME)),
     (("--progress/--no-progress", "show_progress"), dict(help="A live progress line on stderr."), G_RUN, (SERVICE,)),
     (("--show-progress", "qcg_show_progress"), dict(flag_value=True, hidden=True), G_RUN, ALL),  # QCG's spelling
+    (("--task-output",), dict(type=click.Choice(TASK_OUTPUT),
+                              help="Output a job does not direct to a file: stream it into the run dir (read it "
+                                   "with hpilot log), or discard it."), G_RUN, ALL),
+    (("--task-output-dir",), dict(metavar="DIR", hidden=True, help="Where streamed task output goes."), G_RUN, ALL),
     (("--no-journal", "journal"), dict(flag_value=False, help="Keep no journal (the run cannot be resumed)."),
      G_RUN, (RUN, SERVICE)),
     (("--resume",), dict(metavar="PATH", help="Carry on the run in PATH (a run dir, or a wd: its newest run)."),

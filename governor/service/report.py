@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import IO, Any, Dict, Optional
 
 from hpilot.governor.core import counts
-from hpilot.governor.core.queries import _iteration_counts, _runtime
+from hpilot.governor.core.queries import _iteration_counts, _runtime, failures
 from hpilot.governor.core.registry import JobRecord, fmt_time
 
 
@@ -63,6 +63,8 @@ def job_entry(rec: JobRecord) -> Dict[str, Any]:
     if rec.messages:
         entry["messages"] = rec.messages
     entry["counts"] = counts.of_job(rec)
+    if rec.failures:
+        entry["failures"] = failures(rec)
     if rec.task.iterative:
         entry["iterations"] = _iteration_counts(rec)
         if rec.runtime is not None:
@@ -87,7 +89,17 @@ def _text(e: Dict[str, Any]) -> str:
         lines.append(f"    counts: {counts.text(e['counts'])}")
     lines.append("    history: " + ", ".join(f"{h['state']} {h['time']}" for h in e["history"]))
     lines.extend(f"    message: {m}" for m in e.get("messages", []))
+    for f in e.get("failures", []):
+        lines.append(f"    failed: {failure_text(e['name'], f)}")
+        lines.extend(f"      | {ln}" for ln in (f.get("stderr") or "").splitlines())
     return "\n".join(lines) + "\n"
+
+
+def failure_text(job: str, f: Dict[str, Any]) -> str:
+    """``sweep:3 exit code 3`` (and the reason when it did not end by itself)."""
+    task = f"{job}:{f['iteration']}" if "iteration" in f else job
+    why = f" ({f['reason']})" if f.get("reason") else ""
+    return f"{task} exit code {f.get('exit_code')}{why}"
 
 
 def write_final_status(path: str, status: Dict[str, Any]) -> None:
