@@ -1,4 +1,4 @@
-"""Every speed and scale target of issues #2 to #8 and #15, checked against the results of one run.
+"""Every speed and scale target of issues #2 to #8, #14 and #15, checked against the results of one run.
 
 Each target knows where its figure lives in the results of ``python -m bench all`` and
 why it can be missed.  The reason is static text, shown only for a target that is missed,
@@ -188,6 +188,13 @@ TARGETS: List[Target] = [
     Target(8, "scale simulation, 16 to 1,024 nodes", "< 10 min", _scale,
            "a run that stops short of 1,024 nodes (--quick) does not show it; otherwise the simulation is bound "
            "by the governor and partition cores' CPU time per task.", "scale"),
+    Target(14, "QCG-PilotJob 0.14.2's own Manager.wait4 of /bin/true", "returns < 50 ms after the job ends",
+           _field("API-QCG-wait4", "wall_s", "{:.4f} s", lambda v: v < 0.050),
+           "its client waits on the service's JFI events; a miss means the events did not reach it and it "
+           "polled."),
+    Target(14, "QCG-PilotJob 0.14.2's own Manager.wait4all", "returns < 50 ms after the job ends",
+           _field("API-QCG-wait4all", "wall_s", "{:.4f} s", lambda v: v < 0.050),
+           "its client waits on the service's NOJ event."),
     Target(15, "client command start-up (hpilot status)", "<= 3x python -c pass",
            _field("CLI-start", "vs_python", "{:.2f}x", lambda v: v <= 3.0),
            LOAD + "a client command imports click, ZeroMQ and its own module; on a loaded machine every import "

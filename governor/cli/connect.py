@@ -26,6 +26,8 @@ from hpilot.governor.errors import UserError
 
 WELCOME = b"hpilot-welcome"
 AUX = ".hpilot"
+KEY_ENV = "HPILOT_CLIENT_KEY"  # the run's client key file, needed by a service off loopback (CURVE)
+KEY_FILE = "client.key"
 
 
 class ServiceGone(UserError):
@@ -35,11 +37,11 @@ class ServiceGone(UserError):
 class Target:
     """Where a service is (a plain class: no dataclasses import at start-up)."""
 
-    def __init__(self, address: str, pub: Optional[str] = None, secret: Optional[str] = None,
+    def __init__(self, address: str, pub: Optional[str] = None, key_file: Optional[str] = None,
                  run_dir: Optional[str] = None, pid: Optional[int] = None) -> None:
         self.address = address
         self.pub = pub
-        self.secret = secret
+        self.key_file = key_file
         self.run_dir = run_dir
         self.pid = pid  # known when found from a run dir on this host: a dead one is not waited on
 
@@ -50,9 +52,9 @@ def find(address: Optional[str]) -> Target:
     if address is None:
         address = os.environ.get("HPILOT_ADDRESS") or os.environ.get("QCG_PM_ZMQ_ADDRESS")
         if address is not None:
-            return Target(_normalize(address), secret=os.environ.get("HPILOT_SECRET"))
+            return Target(_normalize(address), key_file=os.environ.get(KEY_ENV))
         return _in_dir(".")
-    return Target(_normalize(address), secret=os.environ.get("HPILOT_SECRET"))
+    return Target(_normalize(address), key_file=os.environ.get(KEY_ENV))
 
 
 def _normalize(address: str) -> str:
@@ -85,7 +87,8 @@ def _in_dir(path: str) -> Target:
         return Target(local["address"], local.get("pub"), None, run_dir, local.get("pid"))
     if net is not None and (net.get("host", here) != here or _alive(net.get("pid"))):
         pid = net.get("pid") if net.get("host", here) == here else None
-        return Target(net["address"].replace("0.0.0.0", "127.0.0.1"), net.get("pub"), _secret(run_dir), run_dir, pid)
+        key = os.path.join(run_dir, KEY_FILE) if net.get("server_key") else os.environ.get(KEY_ENV)
+        return Target(net["address"], net.get("pub"), key, run_dir, pid)
     if local is not None and local.get("host") != here:
         raise UserError(f"the newest run in {where} runs on host {local.get('host')}: run the command there, "
                         "or start the run with --net and give --address")
@@ -119,12 +122,20 @@ def _alive(pid: Any) -> bool:
         return True  # no /proc: kill(0) is all we know
 
 
-def _secret(run_dir: str) -> Optional[str]:
+def is_loopback(address: str) -> bool:
+    """ipc:// and loopback tcp:// speak plain JSON; anywhere else is CURVE with the run's client key."""
+    import ipaddress
+
+    proto, _, rest = address.partition("://")
+    if proto != "tcp":
+        return True
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
     try:
-        with open(os.path.join(run_dir, "secret")) as f:
-            return f.read().strip() or None
-    except OSError:
-        return os.environ.get("HPILOT_SECRET")
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Client:
@@ -138,16 +149,45 @@ class Client:
         self.req.setsockopt(zmq.LINGER, 0)
         self.req.setsockopt(zmq.REQ_RELAXED, 1)
         self.req.setsockopt(zmq.REQ_CORRELATE, 1)
+        self.keys: Any = None
+        self.monitor: Optional[zmq.Socket] = None
+        if not is_loopback(target.address):
+            self.keys = self._keys(target)
+            self._secure(self.req)
+            self.monitor = self.req.get_monitor_socket(self._curve().MONITORED)  # a refused key: said at once
         self.req.connect(target.address)
         self.sub: Optional[zmq.Socket] = None
 
+    @staticmethod
+    def _curve() -> Any:
+        from hpilot.launcher import curve
+
+        return curve
+
+    def _keys(self, target: Target) -> Any:
+        if not target.key_file:
+            raise UserError(f"{target.address}: a service off loopback needs the run's client key: set {KEY_ENV} "
+                            f"to its <run dir>/{KEY_FILE}, or run the command in the run's working directory")
+        curve = self._curve()
+        try:
+            return curve.read_peer_keys(target.key_file)
+        except curve.KeyFileError as e:
+            raise UserError(str(e)) from None
+
+    def _secure(self, sock: zmq.Socket) -> None:
+        if self.keys is not None:
+            self._curve().connect_with(sock, self.keys)
+
     def call(self, payload: Dict[str, Any]) -> Dict[str, Any]:
         """The whole answer (``code``, ``message``, ``data``); no answer in time is a UserError."""
-        if self.target.secret:
-            payload = dict(payload, secret=self.target.secret)
         self.req.send(json.dumps(payload).encode())
         deadline = time.monotonic() + self.timeout
         while not self.req.poll(200):
+            if self.monitor is not None and self.monitor.poll(0):
+                why = self._curve().handshake_failure(self.monitor)
+                if why is not None:
+                    raise UserError(f"{self.target.address}: {why} (the key {self.target.key_file} is not this "
+                                    "service's client key)")
             if self.target.pid is not None and not _alive(self.target.pid):
                 raise ServiceGone(f"the service at {self.target.address} has ended")
             if time.monotonic() > deadline:
@@ -175,10 +215,11 @@ class Client:
             return False
         sub = self.ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
+        self._secure(sub)
         sub.setsockopt(zmq.RCVHWM, 100_000)
         for t in [*topics, WELCOME]:
             sub.setsockopt(zmq.SUBSCRIBE, t)
-        sub.connect(pub.replace("0.0.0.0", "127.0.0.1"))
+        sub.connect(pub)
         if not sub.poll(int(timeout * 1000)):
             sub.close(0)
             return False
@@ -205,6 +246,8 @@ class Client:
                     out.append(ev)
 
     def close(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close(0)
         self.req.close(0)
         if self.sub is not None:
             self.sub.close(0)

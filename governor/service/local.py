@@ -37,7 +37,9 @@ import tempfile
 from typing import Any, Dict, List, Optional
 
 import zmq
+from hpilot.governor.service import qcgevents
 from hpilot.governor.service.net import MAX_MESSAGE, WELCOME, Endpoints, NetInterface
+from hpilot.launcher.private import write_private
 
 log = logging.getLogger("hpilot.local")
 
@@ -55,7 +57,7 @@ class LocalPort(NetInterface):
 
     def __init__(self, run_dir: str) -> None:  # noqa: D107 - binds ipc endpoints instead of tcp ones
         self.ctx: zmq.Context = zmq.Context.instance()
-        self.secret = ""
+        self.keys = None  # no CURVE: the 0700 run dir is the access check
         self.run_dir = run_dir
         self._links: List[str] = []
         self._paths: List[str] = []
@@ -66,7 +68,9 @@ class LocalPort(NetInterface):
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.setsockopt(zmq.XPUB_WELCOME_MSG, WELCOME)
         self.pub.setsockopt(zmq.SNDHWM, 100_000)
-        self.topics: set = set()
+        self.topics = qcgevents.Topics()  # QCG-PilotJob topics someone subscribed to (as NetInterface)
+        self.instance_id: Optional[str] = None
+        self._subscribed: set = set()  # every topic with a subscriber: someone listens
         try:
             private_dir(run_dir)
             address = self._bind(self.router, CTL)
@@ -74,7 +78,7 @@ class LocalPort(NetInterface):
         except (OSError, zmq.ZMQError) as e:
             self.close()
             raise LocalPortError(f"no local sockets in {run_dir}: {e}") from None
-        self.endpoints = Endpoints(address, pub, False)
+        self.endpoints = Endpoints(address, pub, None)
         self.refused = 0
         self._token = 0
         self._pending: Dict[int, Any] = {}
@@ -94,13 +98,10 @@ class LocalPort(NetInterface):
             self._links.append(link)
         return f"ipc://{path}"
 
-    def _authorized(self, payload: Any) -> bool:
-        return True  # the 0700 run dir is the access check: only the owner reaches the socket
-
     @property
     def listening(self) -> bool:
         """Someone is subscribed to events (so they are worth building)."""
-        return bool(self.topics)
+        return bool(self._subscribed)
 
     def drain_subscriptions(self) -> None:
         """Read the XPUB's (un)subscriptions: who listens decides whether events are made."""
@@ -111,18 +112,16 @@ class LocalPort(NetInterface):
                 msg = self.pub.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            self.topics.update(msg)
             if msg[:1] == b"\x01":
-                self.topics.add(msg[1:])
+                self._subscribed.add(msg[1:])
             elif msg[:1] == b"\x00":
-                self.topics.discard(msg[1:])
+                self._subscribed.discard(msg[1:])
 
     def write_address(self, run_dir_path: str) -> str:
         path = os.path.join(run_dir_path, LOCAL_FILE)
-        tmp = path + ".tmp"
         info = dict(self.endpoints.to_json(), host=socket.gethostname())
-        with open(tmp, "w") as f:
-            json.dump(info, f)
-        os.replace(tmp, path)
+        write_private(path, json.dumps(info))
         return path
 
     def close(self) -> None:

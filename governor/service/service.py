@@ -42,11 +42,12 @@ from hpilot.governor.service.journal import FILE as JOURNAL_FILE
 from hpilot.governor.service.journal import Journal, json_record
 from hpilot.governor.service.launching import local_launcher
 from hpilot.governor.service.local import LocalPort, LocalPortError
-from hpilot.governor.service.net import ADDRESS_FILE, NetInterface, make_secret
+from hpilot.governor.service.net import ADDRESS_FILE, CLIENT_KEY_ENV, NetInterface
 from hpilot.governor.service.partitions import ForwardedQuery, IdleLauncher, PartitionLinks
 from hpilot.governor.service.progress import Progress
 from hpilot.governor.service.report import JobReport, write_final_status
 from hpilot.governor.service.rundir import RunDir
+from hpilot.launcher import curve
 from hpilot.launcher.api import Launcher, LauncherFactory, poll_targets
 
 if TYPE_CHECKING:
@@ -92,21 +93,26 @@ class Service:
         self.net: Optional[NetInterface] = None
         base_env = dict(os.environ)
         if opts.net:
-            secret = make_secret(run_dir.path_str)
+            keys = curve.RunKeys.of(run_dir.path_str)
             self.net = NetInterface(opts.net_iface, opts.net_port, opts.net_port_min, opts.net_port_max,
-                                    opts.net_pub_port, not opts.disable_pub, secret)
+                                    opts.net_pub_port, not opts.disable_pub, lambda: keys.issue("client"))
             self.net.write_address(run_dir.path_str)
-            base_env["HPILOT_SECRET"] = secret  # so that a task can submit more work
+            if self.net.keys is not None:  # so that a task can submit more work
+                base_env[CLIENT_KEY_ENV] = self.net.keys.path
         self.local = _local_port(run_dir.path_str)
         address = self.net.endpoints.address if self.net else None
         pub = self.net.endpoints.pub if self.net else None
         governor = opts.governor or bool(opts.partition_nodes) or bool(opts.slurm_partition_nodes)
         self.gov = GovernorCore(
             GovernorConfig(root_wd=self.root_wd, sname=_cluster_name(), started=self.started, address=address,
-                           pub_address=pub, models=models_for(resources.source == "slurm")),
+                           pub_address=pub, models=models_for(resources.source == "slurm"),
+                           instance_id=run_dir.name),
             [] if governor else [PartitionView(PART, resources)],
         )
         self._listeners()
+        for port in (self.net, self.local):
+            if port is not None:
+                port.instance_id = run_dir.name  # the "manager" of QCG-PilotJob's events
         slurm = resources.source == "slurm"
         self.links: Optional[PartitionLinks] = None
         self.part: Optional[PartitionCore] = None
@@ -523,7 +529,10 @@ def run_requests(svc: Service, requests: List[Any], source: str, start: int = 0)
             continue
         kind = payload.get("request") if isinstance(payload, dict) else None
         resp = svc.request(payload)
-        if resp.get("code", ERROR) != 0:
+        # cancelJob/removeJob answer code 0 with the names they could not act on in data.errors
+        # (QCG-PilotJob's shape): in a request file those are refused requests all the same
+        partly = resp.get("code") == 0 and isinstance(resp.get("data"), dict) and resp["data"].get("errors")
+        if resp.get("code", ERROR) != 0 or partly:
             msg = f"{source}: request #{i + 1} ({kind or '?'}): {resp.get('message', 'refused')}"
             log.error(msg)
             svc.refused.append(msg)
