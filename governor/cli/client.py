@@ -245,7 +245,15 @@ def _info_text(d: Dict[str, Any]) -> str:
 def cancel(jobs: Sequence[str], address: Optional[str], as_json: bool) -> None:
     """Cancel jobs: queued iterations never start, running ones are killed, dependants are OMITTED."""
     data = connect(address).data({"request": "cancelJob", "jobNames": list(jobs)})
+    _refused(data)
     out(data, as_json, lambda d: f"{d['canceled']} job(s) canceled")
+
+
+def _refused(data: Dict[str, Any]) -> None:
+    """QCG-PilotJob answers code 0 and lists the names it could not act on: for us that is exit 2."""
+    errors = data.get("errors")
+    if errors:
+        raise UserError("; ".join(str(m) for m in errors.values()) if isinstance(errors, dict) else str(errors))
 
 
 @click.command()
@@ -255,6 +263,7 @@ def cancel(jobs: Sequence[str], address: Optional[str], as_json: bool) -> None:
 def remove(jobs: Sequence[str], address: Optional[str], as_json: bool) -> None:
     """Forget finished jobs (their names can then be used again)."""
     data = connect(address).data({"request": "removeJob", "jobNames": list(jobs)})
+    _refused(data)
     out(data, as_json, lambda d: f"{d['removed']} job(s) removed")
 
 

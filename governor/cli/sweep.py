@@ -8,7 +8,8 @@
 ``--array`` takes HyperQueue's ranges: ``0-99``, ``1,3,7-9``, ``0-100:10`` (a step).
 Placeholders are ``{name}`` for QCG-PilotJob's variables (``{it}``, ``{jname}``,
 ``{uniq}``, ``{ncores}``, ``{nnodes}``, ``{nlist}``, ``{root_wd}``, ...): they become
-``${name}`` in the job, which is a plain QCG-PilotJob job description, so everything a
+``${name}`` in the job (``{it}`` is the task's number or line: ``${itval}`` when the
+iterations are a list of values), which is a plain QCG-PilotJob job description, so everything a
 request file can do to it (resume, reports, ``hpilot info``) works the same.  Other
 braces (``awk '{print $1}'``) are left alone.  The command runs as given, without a
 shell (``-- bash -c '...'`` for one), in the directory where hpilot was typed.
@@ -92,11 +93,18 @@ def parse_array(text: str) -> Union[range, List[int]]:
     return numbers
 
 
-def _placeholders(text: str) -> str:
+def _placeholders(text: str, values: bool = False) -> str:
+    """``{name}`` -> ``${name}`` for QCG-PilotJob's variables.  ``{it}`` is the task's number or
+    line: with a list of values (``--each-line``, ``--array 1,5``) that is QCG's ``${itval}``."""
     from hpilot.partition.variables import KNOWN_VARIABLES
 
-    return re.sub(r"\{(\w+)\}", lambda m: f"${{{m.group(1)}}}" if m.group(1) in KNOWN_VARIABLES else m.group(0),
-                  text)
+    def sub(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in KNOWN_VARIABLES:
+            return str(m.group(0))
+        return "${itval}" if name == "it" and values else f"${{{name}}}"
+
+    return re.sub(r"\{(\w+)\}", sub, text)
 
 
 def _lines(path: str) -> List[str]:
@@ -126,12 +134,20 @@ def job_from_command(argv: List[str], o: SweepOptions, wd: str, taken: Collectio
     if o.array is not None and o.each_line is not None:
         raise UserError("--array and --each-line: give one of them")
     base = o.name or re.sub(r"[^\w.-]", "_", os.path.basename(argv[0])) or "task"
-    execution: Dict[str, Any] = {"exec": _placeholders(argv[0]), "args": [_placeholders(a) for a in argv[1:]],
-                                 "wd": wd}
+    iteration: Optional[Dict[str, Any]] = None
+    if o.array is not None:
+        numbers = parse_array(o.array)
+        iteration = ({"start": numbers.start, "stop": numbers.stop} if isinstance(numbers, range)
+                     else {"values": [str(n) for n in numbers]})
+    elif o.each_line is not None:
+        iteration = {"values": _lines(o.each_line)}
+    values = iteration is not None and "values" in iteration
+    execution: Dict[str, Any] = {"exec": _placeholders(argv[0], values),
+                                 "args": [_placeholders(a, values) for a in argv[1:]], "wd": wd}
     for key in ("stdout", "stderr"):
         value = getattr(o, key)
         if value is not None:
-            execution[key] = _placeholders(value)
+            execution[key] = _placeholders(value, values)
     job: Dict[str, Any] = {"name": o.name or _free_name(base, taken), "execution": execution}
     if o.cores is not None:
         if o.cores < 1:
@@ -139,12 +155,8 @@ def job_from_command(argv: List[str], o: SweepOptions, wd: str, taken: Collectio
         job["resources"] = {"numCores": {"exact": o.cores}}
     if o.wt is not None:
         job.setdefault("resources", {})["wt"] = o.wt
-    if o.array is not None:
-        numbers = parse_array(o.array)
-        job["iteration"] = ({"start": numbers.start, "stop": numbers.stop} if isinstance(numbers, range)
-                            else {"values": [str(n) for n in numbers]})
-    elif o.each_line is not None:
-        job["iteration"] = {"values": _lines(o.each_line)}
+    if iteration is not None:
+        job["iteration"] = iteration
     return job
 
 

@@ -40,7 +40,7 @@ def test_run_array_with_placeholders(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     outs = sorted(p.name for p in tmp_path.glob("out-*.txt"))
     assert outs == sorted([f"out-{i}.txt" for i in [*range(10), 20]])
-    assert (tmp_path / "out-20.txt").read_text() == "20 bash:10\n"  # QCG's ${jname}: name:index
+    assert (tmp_path / "out-20.txt").read_text() == "20 bash\n"  # {it}: the number; {jname}: the job
     final = json.loads((latest_run(tmp_path) / "final_status").read_text())
     assert final["iterations"]["succeeded"] == 11
 

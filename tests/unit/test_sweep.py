@@ -52,6 +52,7 @@ def test_array_with_placeholders_and_cores() -> None:
 def test_array_with_gaps_is_values() -> None:
     job = job_from_command(["sim", "{it}"], SweepOptions(array="1,5"), "/w")
     assert job["iteration"] == {"values": ["1", "5"]}
+    assert job["execution"]["args"] == ["${itval}"]  # the number itself, not its index
 
 
 def test_each_line(tmp_path: Path) -> None:
@@ -59,6 +60,7 @@ def test_each_line(tmp_path: Path) -> None:
     f.write_text("a 1\n\nb 2\r\n   \nc\n")
     job = job_from_command(["sim", "{it}"], SweepOptions(each_line=str(f)), "/w")
     assert job["iteration"] == {"values": ["a 1", "b 2", "c"]}
+    assert job["execution"]["args"] == ["${itval}"]  # the line
     with pytest.raises(UserError, match="cannot read"):
         job_from_command(["sim"], SweepOptions(each_line=str(tmp_path / "nope")), "/w")
     (tmp_path / "empty").write_text("\n\n")
