@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from hpilot.governor.core import control, qcg, queries, records, replay
+from hpilot.governor.core import control, overview, qcg, queries, records, replay
 from hpilot.governor.core.dag import Dag, Edge
 from hpilot.governor.core.decisions import Decision, Grant, Impossible, Requeue, Tell
 from hpilot.governor.core.each import EachWaits
@@ -373,6 +373,9 @@ class GovernorCore:
     def _req_query(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
         return queries.answer(self, payload, now)
 
+    def _req_overview(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
+        return overview.answer(self, payload, now)
+
     # ---- partition reports ----
 
     def _from_partition(self, part: str, msg: FromPartition, out: List[Action]) -> None:
@@ -584,6 +587,7 @@ _HANDLERS = {
     "jobInfo": GovernorCore._req_query,
     "resourcesInfo": GovernorCore._req_query,
     "status": GovernorCore._req_query,
+    "overview": GovernorCore._req_overview,  # hpilot's own: what `hpilot top` and `status` show
 }
 
 

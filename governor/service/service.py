@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import zmq
+from hpilot.governor.core import counts as tallies
 from hpilot.governor.core.events import (
     ClientRequest,
     FinishService,
@@ -43,9 +44,10 @@ from hpilot.governor.service.host import SystemHost
 from hpilot.governor.service.journal import FILE as JOURNAL_FILE
 from hpilot.governor.service.journal import Journal, json_record
 from hpilot.governor.service.launching import local_launcher
+from hpilot.governor.service.local import LocalPort, LocalPortError
 from hpilot.governor.service.net import ADDRESS_FILE, CLIENT_KEY_ENV, NetInterface
 from hpilot.governor.service.partitions import ForwardedQuery, PartitionLinks
-from hpilot.governor.service.progress import Progress, tally
+from hpilot.governor.service.progress import Progress
 from hpilot.governor.service.report import JobReport, write_final_status
 from hpilot.governor.service.rundir import RunDir
 from hpilot.launcher import curve
@@ -94,6 +96,7 @@ class Service:
             self.net.write_address(run_dir.path_str)
             if self.net.keys is not None:  # so that a task can submit more work
                 base_env[CLIENT_KEY_ENV] = self.net.keys.path
+        self.local = _local_port(run_dir.path_str)
         address = self.net.endpoints.address if self.net else None
         pub = self.net.endpoints.pub if self.net else None
         governor = opts.governor or bool(opts.partition_nodes) or bool(opts.slurm_partition_nodes)
@@ -105,9 +108,10 @@ class Service:
                            instance_id=run_dir.name),
             SystemHost(),
         )
-        self.gov.emit_events = self.net is not None and self.net.pub is not None
-        if self.net is not None:
-            self.net.instance_id = run_dir.name
+        self._listeners()
+        for port in (self.net, self.local):
+            if port is not None:
+                port.instance_id = run_dir.name  # the "manager" of QCG-PilotJob's events
         # One path: the governor core routes every iteration to a partition.  Without
         # --governor that is one partition in this process (same messages, no sockets);
         # with it, partition managers register over the network with self.links.
@@ -170,6 +174,11 @@ class Service:
         self._carry_out(actions)
         return plan
 
+    def _listeners(self) -> None:
+        """Events are built while someone can hear them: a network publisher, or a local subscriber."""
+        self.gov.emit_events = ((self.net is not None and self.net.pub is not None)
+                                or (self.local is not None and self.local.listening))
+
     def _to_gov(self, ev: Any, on_reply: Optional[Callable[[Reply], None]] = None) -> None:
         self._carry_out(self.gov.handle(ev), on_reply)
 
@@ -186,6 +195,8 @@ class Service:
             elif isinstance(a, StateEvent):
                 if self.net is not None:
                     self.net.publish(a.event)
+                if self.local is not None:
+                    self.local.publish(a.event)
             elif isinstance(a, JobDone):
                 self.report.job_done(a.job)
             elif isinstance(a, Reply):
@@ -218,7 +229,7 @@ class Service:
         wake_r = self._install_signals()
         if wake_r is not None:
             poller.register(wake_r, zmq.POLLIN)
-        for sock in self.net.sockets() if self.net else []:
+        for sock in (self.net.sockets() if self.net else []) + (self.local.sockets() if self.local else []):
             poller.register(sock, zmq.POLLIN)
         for sock in self.links.sockets() if self.links else []:
             poller.register(sock, zmq.POLLIN)
@@ -251,6 +262,12 @@ class Service:
                         self.net.process(self.request)
                     if self.net.pub is not None and self.net.pub in ready:
                         self.net.drain_subscriptions()
+                if self.local is not None:
+                    if self.local.router in ready:
+                        self.local.process(self.request)
+                    if self.local.pub in ready:
+                        self.local.drain_subscriptions()
+                        self._listeners()
                 if self.links is not None:
                     now = time.time()
                     for ev in self.links.process(now) + self.links.tick(now):
@@ -370,6 +387,8 @@ class Service:
     # ---- the end ----
 
     def close(self) -> Outcome:
+        if self.local is not None:
+            self.local.close()  # first: nobody answers from here on, and <run dir>/local says so
         if self.inproc is not None:
             self.inproc.launcher.close()
         if self.links is not None:
@@ -387,7 +406,8 @@ class Service:
             self.progress.close(self.gov.registry)
         finished = time.time()
         counts = self.gov.registry.counts()
-        t = tally(self.gov.registry)
+        its = tallies.of_jobs(self.gov.registry)
+        done = tallies.done(its)
         all_ok = counts[JobState.SUCCEED] == len(self.gov.registry)
         status = exit_status(all_ok, bool(self.refused), self.stopped_by is not None)
         elapsed = finished - self.started
@@ -404,18 +424,20 @@ class Service:
                            for name, view in sorted(self.gov.partitions.items())} if self.links is not None else None,
             "jobs": {s.value: counts[s] for s in JobState if counts[s]},
             "total_jobs": len(self.gov.registry),
-            "iterations": {"total": t.total, "succeeded": t.succeeded, "failed": t.failed},
+            # honest counts (counts.py): canceled and not-started iterations are not "failed"
+            "iterations": dict(total=sum(its.values()), **its),
             "refused_requests": self.refused,
             "stopped_by": self.stopped_by,
             "exit_status": status,
             "reason": self._finish,
         })
         states = ", ".join(f"{counts[s]} {s.value}" for s in JobState if counts[s]) or "no jobs"
-        rate = f", {t.done / elapsed:.0f} tasks/s" if elapsed > 0 and t.done else ""
+        rate = f", {done / elapsed:.0f} tasks/s" if elapsed > 0 and done else ""
         refused = f"; {len(self.refused)} request(s) refused" if self.refused else ""
         if self.stopped_by:
             refused += f"; stopped by {self.stopped_by}"
-        summary = (f"hpilot: {len(self.gov.registry)} job(s), {t.total} task(s): {states}{refused}; "
+        summary = (f"hpilot: {len(self.gov.registry)} job(s) ({states}), {sum(its.values())} task(s): "
+                   f"{tallies.text(its, 'none')}{refused}; "
                    f"{elapsed:.2f}s{rate}; run dir {self.run_dir.path_str}{first_failure(self.gov.registry)}")
         log.info(summary)
         return Outcome(status, summary, self.run_dir.path_str, list(self.refused), self.stopped_by)
@@ -442,6 +464,17 @@ def exit_status(all_jobs_ok: bool, refused: bool, stopped: bool) -> int:
     if stopped or not all_jobs_ok:
         return 1
     return 2 if refused else 0
+
+
+def _local_port(run_dir: str) -> Optional[LocalPort]:
+    """The run's local sockets (local.py); a run that cannot have them still runs, and says so."""
+    try:
+        port = LocalPort(run_dir)
+        port.write_address(run_dir)
+        return port
+    except (LocalPortError, OSError) as e:
+        log.warning("this run cannot be watched with `hpilot status/top` without --net: %s", e)
+        return None
 
 
 def _cluster_name() -> str:
