@@ -1,4 +1,4 @@
-"""Every speed and scale target of issues #2 to #8, checked against the results of one run.
+"""Every speed and scale target of issues #2 to #8, #14 and #15, checked against the results of one run.
 
 Each target knows where its figure lives in the results of ``python -m bench all`` and
 why it can be missed.  The reason is static text, shown only for a target that is missed,
@@ -223,6 +223,16 @@ TARGETS: List[Target] = [
     Target(15, "plots of 100,000 tasks on 1,000 nodes (gantt, cores, throughput)", "each < 5 s", _plots,
            LOAD + "most of a plot's time is reading the journal in Python and importing matplotlib; the CPU "
            "time says what the command itself needed."),
+    Target(15, "client command start-up (hpilot status)", "<= 3x python -c pass",
+           _field("CLI-start", "vs_python", "{:.2f}x", lambda v: v <= 3.0),
+           LOAD + "a client command imports click, ZeroMQ and its own module; on a loaded machine every import "
+           "is slower, and a bare Python start is the least affected."),
+    Target(15, "hpilot status, 100,000 iterations in flight", "< 100 ms",
+           _field("CLI-100k", "wall_s", "{:.3f} s", lambda v: v < 0.1, sized=True),
+           LOAD + "the command's start-up is most of it (see CLI-start); the answer itself is a few ms."),
+    Target(15, "hpilot top redraw, 100,000 iterations in flight", "< 100 ms",
+           _field("TOP-100k", "wall_s", "{:.3f} s", lambda v: v < 0.1, sized=True),
+           "the overview request or the rendering of the screen grew with the run's size."),
 ]
 
 
