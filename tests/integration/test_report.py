@@ -13,9 +13,8 @@ import os
 import shutil
 import struct
 import subprocess
-import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
 from hpilot.governor.reports import plots
@@ -136,6 +135,15 @@ def _png_size(path: Path) -> tuple:
     return struct.unpack(">II", head[16:24])
 
 
+def _assert_png_inches(path: Path, inches: Tuple[float, float]) -> Tuple[int, int]:
+    """The PNG is ``inches`` at plots.DPI.  Matplotlib up to 3.9 truncates a size in pixels,
+    later ones round it (2.3 in at 100 dpi: 229 or 230 px), so the pixel may differ by one."""
+    px = _png_size(path)
+    want = [x * plots.DPI for x in inches]
+    assert all(abs(p - x) < 1 for p, x in zip(px, want)), f"{path.name}: {px} px, expected {want}"
+    return px
+
+
 @needs_mpl
 def test_gantt_png_svg_pdf(real_run: Path, tmp_path: Path) -> None:
     run = latest_run(real_run)
@@ -150,7 +158,7 @@ def test_gantt_png_svg_pdf(real_run: Path, tmp_path: Path) -> None:
     for b in data["bars"]:
         per_row[b["row"]] = per_row.get(b["row"], 0) + 1
     w, h = plots.figure_size(4, max(per_row.values()), legend=True)
-    assert _png_size(tmp_path / "g.png") == (round(w * plots.DPI), round(h * plots.DPI))
+    _assert_png_inches(tmp_path / "g.png", (w, h))
     # no core runs two tasks at once
     for r in range(4):
         spans = sorted((b["start"], b["end"]) for b in data["bars"] if b["row"] <= r < b["row"] + b["rows"])
@@ -170,8 +178,9 @@ def test_gantt_gaps(real_run: Path, tmp_path: Path) -> None:
 
 
 @needs_mpl
-def test_big_gantt_is_fast_and_sized_by_content(tmp_path: Path) -> None:
-    """2000 tasks on 40 nodes x 24 cores (a synthetic run directory): seconds, and a taller image."""
+def test_big_gantt_is_sized_by_content(tmp_path: Path) -> None:
+    """2000 tasks on 40 nodes x 24 cores (a synthetic run directory): a taller image.
+    How long it takes is measured by ``python -m bench`` (bench/wrapper.py, gantt_seconds)."""
     run = tmp_path / "big"
     (run / "rtstats").mkdir(parents=True)
     t0 = 1_700_000_000.0
@@ -192,13 +201,9 @@ def test_big_gantt_is_fast_and_sized_by_content(tmp_path: Path) -> None:
     (run / "rtstats" / "launch-x.jsonl").write_text("".join(json.dumps(r) + "\n" for r in launch))
     (run / "rtstats" / "wrapper-x.jsonl").write_text("".join(json.dumps(r) + "\n" for r in wrap))
     out = tmp_path / "big.png"
-    t = time.monotonic()
     hp(["report", str(run), "gantt", str(out)], tmp_path)
-    took = time.monotonic() - t
-    w, h = _png_size(out)
-    assert (w, h) == tuple(round(x * plots.DPI) for x in plots.figure_size(960, 3, legend=True))
+    _, h = _assert_png_inches(out, plots.figure_size(960, 3, legend=True))
     assert h > 2000  # 960 rows get room
-    assert took < 30, f"gantt of 2000 tasks on 960 cores took {took:.1f}s"
     d = report_json(tmp_path, run, "rusage")
     assert d["used_cores"] == 960
 
