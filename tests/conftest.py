@@ -1,16 +1,25 @@
-"""Shared test helpers: run the real ``hpilot`` command, write request files, poll."""
+"""Shared test helpers: run the real ``hpilot`` command, write request files, poll.
+
+Also the ``core`` tier (``pytest -m core``): every test in tests/unit not marked ``shell``.
+Such a test feeds events to a pure core or calls a pure function, so it may not start a
+process, open a socket (plain or ZeroMQ) or start a thread: doing so fails the test, with
+the reason.  A unit test of an I/O shell (a launcher, a socket loop) is marked ``shell``.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest
+import zmq
 
 HPILOT = [sys.executable, "-m", "hpilot.governor"]
 
@@ -61,3 +70,42 @@ def wd(tmp_path: Path) -> Path:
     d = tmp_path / "wd"
     d.mkdir()
     return d
+
+
+# ---- the core tier ----
+
+_UNIT = Path(__file__).parent / "unit"
+
+
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    """Every test in tests/unit is in the core tier unless marked ``shell`` (real processes/sockets)."""
+    for item in items:
+        if _UNIT in item.path.parents and item.get_closest_marker("shell") is None:
+            item.add_marker(pytest.mark.core)
+
+
+_CORE_FORBIDS = (
+    (subprocess.Popen, "_execute_child", "started a process"),
+    (os, "fork", "forked"),
+    (os, "posix_spawn", "started a process"),
+    (os, "posix_spawnp", "started a process"),
+    (socket.socket, "__init__", "opened a socket"),
+    (zmq.Context, "socket", "opened a ZeroMQ socket"),
+    (threading.Thread, "start", "started a thread"),
+)
+
+
+@pytest.fixture(autouse=True)
+def _core_tests_start_nothing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``core`` test that starts a process, a socket or a thread fails at once and says which."""
+    if request.node.get_closest_marker("core") is None:
+        return
+    for owner, name, what in _CORE_FORBIDS:
+        if not hasattr(owner, name):
+            continue
+
+        def refuse(*_a: Any, _what: str = what, **_k: Any) -> Any:
+            raise AssertionError(f"a test marked core {_what}: the core tier starts nothing (tests/conftest.py); "
+                                 "feed the core events instead, or leave the test out of the tier")
+
+        monkeypatch.setattr(owner, name, refuse)

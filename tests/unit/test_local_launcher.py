@@ -24,6 +24,8 @@ from hpilot.launcher.local import LocalLauncher
 
 from tests.conftest import wait_for
 
+pytestmark = pytest.mark.shell  # real processes: not in the core tier
+
 
 def gone(pid: int) -> bool:
     """The process no longer runs (a zombie waiting for a foreign parent counts as gone)."""

@@ -24,6 +24,8 @@ from hpilot.launcher.rtstats import RtStats, WrapperError, build_wrapper, find_w
 
 from tests.conftest import wait_for
 
+pytestmark = pytest.mark.shell  # real processes: not in the core tier
+
 SOURCE = Path(__file__).resolve().parents[2] / "wrapper_c" / "hpilot_wrapper.c"
 KEYS = {"v", "task", "host", "wpid", "pid", "start", "stop", "start_mono", "stop_mono", "exit", "signal",
         "utime", "stime", "maxrss_kb", "cpus", "error"}
