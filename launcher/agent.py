@@ -101,7 +101,7 @@ class Agent:
             for frame in self.sock.recv_multipart():
                 try:
                     msg = wire.decode(frame)
-                except wire.WireError as e:
+                except Exception as e:  # WireError; anything else would be a decoder bug: dropped all the same
                     log.warning("agent %s: dropped a malformed frame: %s", self.node, e)
                     continue
                 if isinstance(msg, wire.Welcome) and wire.check_welcome(self.secret, h, msg):
@@ -156,7 +156,7 @@ class Agent:
             for frame in frames:
                 try:
                     msg = wire.decode(frame)
-                except wire.WireError as e:
+                except Exception as e:  # WireError; anything else would be a decoder bug: dropped all the same
                     log.warning("agent %s: dropped a malformed frame: %s", self.node, e)
                     continue
                 self._handle(msg)

@@ -325,7 +325,7 @@ class AgentPool:
             for frame in parts:
                 try:
                     msg = wire.decode(frame)
-                except wire.WireError as e:
+                except Exception as e:  # WireError; anything else would be a decoder bug: dropped all the same
                     log.warning("dropped a malformed frame from %s: %s", st.name if st else "an unknown peer", e)
                     continue
                 n += 1

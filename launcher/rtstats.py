@@ -38,6 +38,7 @@ import sys
 import tempfile
 from typing import Dict, List, Optional, Tuple
 
+from hpilot.launcher import safejson
 from hpilot.launcher.core import LaunchRequest
 from hpilot.launcher.procstats import ProcSampler
 
@@ -48,6 +49,7 @@ _F_SETPIPE_SZ: Optional[int] = getattr(fcntl, "F_SETPIPE_SZ", 1031 if sys.platfo
 
 WRAPPER_NAME = "hpilot-wrapper"
 FORMAT_VERSION = 1
+RECORD_LIMITS = safejson.Limits(max_bytes=4096, max_depth=2, max_digits=40)  # one write() < PIPE_BUF
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # a source checkout (editable install): launcher/ next to wrapper_c/
 _SOURCE = os.path.join(os.path.dirname(_HERE), "wrapper_c", "hpilot_wrapper.c")
@@ -218,12 +220,14 @@ class RtStats:
         for line in lines.splitlines():
             if b'"signal":0,' in line and b'"error":""}' in line:
                 continue
-            with contextlib.suppress(ValueError):
-                rec = json.loads(line)
-                if rec.get("signal"):
-                    self._signals[rec.get("task", "")] = int(rec["signal"])
-                if rec.get("error"):
-                    self._errors[rec.get("task", "")] = str(rec["error"])
+            rec = wrapper_record(line)
+            if rec is None:
+                continue
+            task, sig, error = rec
+            if sig:
+                self._signals[task] = sig
+            if error:
+                self._errors[task] = error
 
     def signal_of(self, task_id: str) -> Optional[int]:
         """The signal that killed the task, when its wrapper said so (it exits 128+N)."""
@@ -244,6 +248,23 @@ class RtStats:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._launch.close()
+
+
+def wrapper_record(line: bytes) -> Optional[Tuple[str, int, str]]:
+    """(task, signal, error) of one wrapper record, or None when the line is not one.
+
+    The pipe is the wrapper's, but a task could write to it too: any line is taken
+    apart within limits, and a wrong one is skipped (it stays in the records file)."""
+    try:
+        rec = safejson.loads(line, RECORD_LIMITS)
+    except safejson.DecodeError:
+        return None
+    if not isinstance(rec, dict):
+        return None
+    task, sig, error = rec.get("task", ""), rec.get("signal", 0), rec.get("error", "")
+    if not isinstance(task, str) or type(sig) is not int or not 0 <= sig < 256 or not isinstance(error, str):
+        return None
+    return task, sig, error
 
 
 def default_tag() -> str:

@@ -20,11 +20,13 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple, Type, Union
 
+from hpilot.launcher import safejson
 from hpilot.launcher.core import LaunchRequest, TaskExit
 
 VERSION = 1
@@ -133,6 +135,17 @@ _KINDS: Dict[str, Tuple[type, ...]] = {
 }
 
 
+_WHOLE = 2 ** 63  # no field here counts beyond 64 bits
+# A Launch carries a task's whole environment; nothing here nests more than three deep.
+LIMITS = safejson.Limits(max_bytes=64 * 1024 * 1024, max_depth=8)
+
+
+def _bounded(v: Any) -> bool:
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return -_WHOLE <= v < _WHOLE
+
+
 _NAMES: Dict[Type[Any], Tuple[str, ...]] = {c: tuple(f.name for f in dataclasses.fields(c)) for c in _TYPES.values()}
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -145,10 +158,10 @@ def encode(msg: Message) -> bytes:
 
 
 def decode(frame: bytes) -> Message:
-    """One frame -> one message, or WireError saying why not."""
+    """One frame -> one message, or WireError saying why not (never another exception)."""
     try:
-        d = json.loads(frame)
-    except (ValueError, UnicodeDecodeError) as e:
+        d = safejson.loads(frame, LIMITS)
+    except safejson.DecodeError as e:
         raise WireError(f"not JSON ({e})") from None
     if not isinstance(d, dict):
         raise WireError("not a JSON object")
@@ -170,12 +183,14 @@ def decode(frame: bytes) -> Message:
         kinds = _KINDS.get(name)
         if kinds is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
             raise WireError(f"{cls.__name__}.{name}: wrong type {type(value).__name__}")
+        if isinstance(value, (int, float)) and not _bounded(value):
+            raise WireError(f"{cls.__name__}.{name}: out of range")
         if name == "argv":
             if not value or not all(isinstance(a, str) for a in value):
                 raise WireError(f"{cls.__name__}.argv: a non-empty list of strings")
             d[name] = tuple(value)
         elif name == "cpus":
-            if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in value):
+            if not all(type(c) is int and 0 <= c < _WHOLE for c in value):
                 raise WireError(f"{cls.__name__}.cpus: a list of CPU ids")
             d[name] = tuple(value)
         elif name == "env" and not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):

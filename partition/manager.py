@@ -31,6 +31,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 import zmq
+from hpilot.launcher import safejson
 from hpilot.launcher.api import LauncherFactory, poll_targets
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.partition import wire
@@ -197,8 +198,8 @@ class PartitionManager:
             log.warning("an answer to query %d, but this partition has no client port: dropped", msg.qid)
             return
         try:
-            response = json.loads(msg.response)
-        except ValueError as e:
+            response = safejson.loads(msg.response.encode("utf-8", "surrogatepass"))
+        except safejson.DecodeError as e:
             response = None
             log.warning("the governor's answer to query %d is not JSON (%s)", msg.qid, e)
         if not isinstance(response, dict):
@@ -319,6 +320,9 @@ class PartitionManager:
                     msg = wire.decode(frame)
                 except wire.WireError as e:
                     log.warning("frame from the governor dropped: %s", e)
+                    continue
+                except Exception:  # the boundary: a decoder bug drops the frame, never the partition
+                    log.exception("frame from the governor dropped")
                     continue
                 self._from_governor(msg)
 

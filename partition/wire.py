@@ -20,13 +20,17 @@ a routing id it does not know.
 
 from __future__ import annotations
 
+import collections.abc
 import hashlib
 import hmac
 import json
+import math
 import secrets
+import typing
 from dataclasses import dataclass, fields, is_dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
+from hpilot.launcher import safejson
 from hpilot.partition.messages import (
     CancelJob,
     IterationFinished,
@@ -126,6 +130,8 @@ TOP = (Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartb
 Message = Union[Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob,
                 Shutdown, IterationStarted, IterationFinished, IterationsDropped]
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+# A Work message nests about a dozen deep; a loop pass's reports fit in a few megabytes.
+LIMITS = safejson.Limits(max_bytes=256 * 1024 * 1024, max_depth=32)
 
 
 def _out(v: Any) -> Any:
@@ -156,10 +162,10 @@ def _in(v: Any) -> Any:
     if not isinstance(v, dict):
         raise WireError(f"unexpected {type(v).__name__}")
     if "r" in v and len(v) == 1:
-        a, b = v["r"] if isinstance(v["r"], list) and len(v["r"]) == 2 else (None, None)
-        if not (isinstance(a, int) and isinstance(b, int)) or isinstance(a, bool) or isinstance(b, bool):
+        ends = v["r"]
+        if not (isinstance(ends, list) and len(ends) == 2 and _whole(ends[0]) and _whole(ends[1])):
             raise WireError("a range must be two whole numbers")
-        return range(a, b)
+        return range(ends[0], ends[1])
     if "(" in v and len(v) == 1:
         if not isinstance(v["("], list):
             raise WireError("a tuple must be a list")
@@ -177,9 +183,88 @@ def _in(v: Any) -> Any:
     if unknown:
         raise WireError(f"{name}: unknown field(s) {', '.join(sorted(unknown))}")
     try:
-        return cls(**kw)
+        record = cls(**kw)
     except TypeError as e:
         raise WireError(f"{name}: {e}") from None
+    for field_name, hint, ok in _checks(cls):
+        if not ok(getattr(record, field_name)):
+            raise WireError(f"{name}.{field_name}: not a {_show(hint)}")
+    return record
+
+
+# ---- field types: every field of every record is checked against its annotation ----
+# Each annotation is turned once into a check (a closure): a Work message, with its
+# templates, is checked in a few microseconds.
+
+_WHOLE = 2 ** 63  # whole numbers beyond 64 bits are refused: nothing here counts that far
+Check = Callable[[Any], bool]
+_CHECKS: Dict[Type[Any], Tuple[Tuple[str, Any, Check], ...]] = {}
+_COMPILED: Dict[Any, Check] = {}
+
+
+def _checks(cls: Type[Any]) -> Tuple[Tuple[str, Any, Check], ...]:
+    got = _CHECKS.get(cls)
+    if got is None:
+        types = typing.get_type_hints(cls)
+        got = _CHECKS[cls] = tuple((f.name, types[f.name], _check_of(types[f.name])) for f in fields(cls))
+    return got
+
+
+def _conforms(v: Any, hint: Any) -> bool:
+    """Whether the decoded value ``v`` is of the annotated type ``hint``."""
+    return _check_of(hint)(v)
+
+
+def _is_whole(v: Any) -> bool:
+    return type(v) is int and -_WHOLE <= v < _WHOLE
+
+
+def _is_number(v: Any) -> bool:
+    return (type(v) is float and math.isfinite(v)) or _is_whole(v)
+
+
+_SIMPLE: Dict[Any, Check] = {
+    Any: lambda v: True, str: lambda v: type(v) is str, int: _is_whole, float: _is_number,
+    bool: lambda v: type(v) is bool, type(None): lambda v: v is None,
+}
+
+
+def _check_of(hint: Any) -> Check:
+    got = _SIMPLE.get(hint) or _COMPILED.get(hint)
+    if got is None:
+        got = _COMPILED[hint] = _compile(hint)
+    return got
+
+
+def _compile(hint: Any) -> Check:
+    """The check of one annotation (only the shapes the records here use; others never pass)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Union:
+        arms = tuple(_check_of(a) for a in args)
+        if len(arms) == 2:
+            first, second = arms
+            return lambda v: first(v) or second(v)
+        return lambda v: any(arm(v) for arm in arms)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        each = _check_of(args[0])
+        return lambda v: type(v) is tuple and all(map(each, v))
+    if origin is tuple:
+        items = tuple(_check_of(a) for a in args)
+        return lambda v: type(v) is tuple and len(v) == len(items) and all(c(x) for c, x in zip(items, v))
+    if origin is collections.abc.Sequence:  # iterations: a range (step 1) or a tuple
+        each = _check_of(args[0])
+        return lambda v: (-_WHOLE <= v.start <= v.stop < _WHOLE) if type(v) is range else (
+            type(v) is tuple and all(map(each, v)))
+    if origin is dict:
+        value = _check_of(args[1])
+        return lambda v: type(v) is dict and all(type(k) is str and value(x) for k, x in v.items())
+    if isinstance(hint, type) and is_dataclass(hint):
+        return lambda v: type(v) is hint  # its own fields were checked when it was built
+    return lambda v: False
+
+
+def _show(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 def encode(msg: Message) -> bytes:
@@ -195,17 +280,16 @@ def decode(frame: bytes) -> Message:
 
 def _json(frame: bytes) -> Any:
     try:
-        return json.loads(frame)
-    except (ValueError, UnicodeDecodeError) as e:
+        return safejson.loads(frame, LIMITS)
+    except safejson.DecodeError as e:
         raise WireError(f"not JSON: {e}") from None
 
 
 def _message(raw: Any) -> Message:
-    """A message in its generic form, built and checked."""
+    """A message in its generic form, built and checked (every field's type, in :func:`_in`)."""
     msg = _in(raw)
     if type(msg) not in TOP:
         raise WireError(f"not a message: {type(msg).__name__}")
-    _check(msg)
     return msg
 
 
@@ -220,7 +304,6 @@ def _message(raw: Any) -> Message:
 _STARTED = ("job", "iteration", "allocation", "wd", "scheduled", "started", "cores", "pid")
 _FINISHED = ("job", "iteration", "exit_code", "started", "finished", "allocation", "wd", "cores", "reason",
              "canceled")
-_NUM = (int, float)
 
 
 def encode_batch(msgs: Sequence[Message]) -> bytes:
@@ -265,43 +348,23 @@ def _compact(item: Any) -> Message:
     tag, vals = item[0], item[1:]
     if tag == "s" and len(vals) == len(_STARTED):
         job, it, alloc, wd, sched, started, cores, pid = vals
-        ok = (isinstance(alloc, str) and isinstance(wd, str) and isinstance(sched, _NUM)
-              and isinstance(started, _NUM) and (pid is None or _whole(pid)))
+        ok = (isinstance(alloc, str) and isinstance(wd, str) and _num(sched) and _num(started)
+              and (pid is None or _whole(pid)))
         if ok and isinstance(job, str) and _whole(it) and _whole(cores):
             return IterationStarted(job, it, alloc, wd, sched, started, cores, pid)
         raise WireError(f"IterationStarted: bad field(s) in {str(item)[:200]}")
     if tag == "f" and len(vals) == len(_FINISHED):
         job, it, code, started, finished, alloc, wd, cores, reason, canceled = vals
-        ok = (isinstance(alloc, str) and isinstance(wd, str) and isinstance(started, _NUM)
-              and isinstance(finished, _NUM) and (reason is None or isinstance(reason, str))
-              and isinstance(canceled, bool))
+        ok = (isinstance(alloc, str) and isinstance(wd, str) and _num(started) and _num(finished)
+              and (reason is None or isinstance(reason, str)) and isinstance(canceled, bool))
         if ok and isinstance(job, str) and _whole(it) and _whole(code) and _whole(cores):
             return IterationFinished(job, it, code, started, finished, alloc, wd, cores, reason, canceled)
         raise WireError(f"IterationFinished: bad field(s) in {str(item)[:200]}")
     raise WireError(f"unknown compact record {str(item)[:80]}")
 
 
-def _whole(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _check(msg: Any) -> None:
-    """The few field types that, if wrong, would break the receiver later rather than now."""
-    for name in ("job", "id", "reason", "name"):
-        if hasattr(msg, name) and not isinstance(getattr(msg, name), str) and not (
-                name == "reason" and getattr(msg, name) is None and isinstance(msg, IterationFinished)):
-            raise WireError(f"{type(msg).__name__}.{name} must be a string")
-    for name in ("payload", "response"):
-        if hasattr(msg, name) and not isinstance(getattr(msg, name), str):
-            raise WireError(f"{type(msg).__name__}.{name} must be a string (JSON text)")
-    for name in ("iteration", "cores", "version", "pid", "exit_code", "qid"):
-        val = getattr(msg, name, 0)
-        if val is not None and (not isinstance(val, int) or isinstance(val, bool)):
-            raise WireError(f"{type(msg).__name__}.{name} must be a whole number")
-    its = getattr(msg, "iterations", None)
-    if its is not None and not (isinstance(its, range) or (isinstance(its, tuple) and
-                                                            all(isinstance(i, int) for i in its))):
-        raise WireError(f"{type(msg).__name__}.iterations must be a range or whole numbers")
+_whole = _is_whole
+_num = _is_number
 
 
 # ---- authentication ----

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import zmq
 from hpilot.governor.api.jobs import InvalidJobDescriptionError, Jobs
-from hpilot.governor.api.manager import FINAL, WELCOME, LocalManager, Manager
+from hpilot.governor.api.manager import FINAL, WELCOME, LocalManager, Manager, parse_event
 
 Template = Callable[[], Tuple[str, Dict[str, Any]]]
 
@@ -160,11 +160,11 @@ class Executor:
                 if not sub.poll(200):
                     continue
                 frames = sub.recv_multipart()
-                if frames[0] == WELCOME or len(frames) != 2:
+                if frames[0] == WELCOME:
                     self._ready.set()
                     continue
-                ev = json.loads(frames[1])
-                if ev.get("event") != "job":
+                ev = parse_event(frames)
+                if ev is None or ev["event"] != "job":
                     continue
                 with self._lock:
                     if ev["state"] in FINAL:

@@ -12,7 +12,6 @@ it works the same in a script, a thread and a Jupyter notebook.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
 import logging
 import os
@@ -32,11 +31,15 @@ from hpilot.governor.api.jobs import (
     ServiceError,
     TimeoutElapsed,
 )
+from hpilot.launcher import safejson
 
 log = logging.getLogger("hpilot.api")
 
 FINAL = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
 WELCOME = b"hpilot-welcome"
+# what the service sends back: answers may list every job, events are small
+ANSWER_LIMITS = safejson.Limits(max_bytes=1 << 30, max_depth=64)
+EVENT_LIMITS = safejson.Limits(max_bytes=1 << 20, max_depth=16)
 
 
 def find_service(wd: str = ".") -> Optional[Dict[str, Any]]:
@@ -55,6 +58,21 @@ def find_service(wd: str = ".") -> Optional[Dict[str, Any]]:
     info["run_dir"] = os.path.dirname(os.path.realpath(path))
     info["secret"] = _read_secret(info["run_dir"])
     return info
+
+
+def parse_event(frames: List[bytes]) -> Optional[Dict[str, Any]]:
+    """A published event ([topic, JSON object]) as a dict, or None for anything else."""
+    if len(frames) != 2:
+        return None
+    try:
+        ev = safejson.loads(frames[1], EVENT_LIMITS)
+    except safejson.DecodeError:
+        return None
+    if not isinstance(ev, dict) or not isinstance(ev.get("event"), str):
+        return None
+    if ev["event"] == "job" and not (isinstance(ev.get("job"), str) and isinstance(ev.get("state"), str)):
+        return None
+    return ev
 
 
 def _alive(pid: int) -> bool:
@@ -153,10 +171,10 @@ class Manager:
             self._req.send(json.dumps(request).encode())
             if not self._req.poll(int(self.request_timeout * 1000)):
                 raise ConnectionError(f"no answer from {self.address} in {self.request_timeout:g}s")
-            response = json.loads(self._req.recv())
+            response = safejson.loads(self._req.recv(), ANSWER_LIMITS)
         except zmq.ZMQError as e:
             raise ConnectionError(f"{self.address}: {e}") from None
-        except ValueError as e:
+        except safejson.DecodeError as e:
             raise InternalError(f"the service's answer is not JSON: {e}") from None
         if not isinstance(response, dict) or not isinstance(response.get("code"), int):
             raise InternalError(f"unexpected answer: {response!r:.200}")
@@ -252,8 +270,9 @@ class Manager:
                 frames = self._sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return events
-            with contextlib.suppress(ValueError, IndexError):
-                events.append(json.loads(frames[1]))
+            ev = parse_event(frames)
+            if ev is not None:
+                events.append(ev)
 
     def _drain_events(self) -> None:
         if self._sub is None:

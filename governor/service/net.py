@@ -30,11 +30,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import zmq
+from hpilot.launcher import safejson
 from hpilot.launcher.wire import new_secret, write_secret
 
 log = logging.getLogger("hpilot.net")
 
 MAX_MESSAGE = 64 * 1024 * 1024  # a bigger frame closes that client's connection, not the service
+# QCG's job descriptions nest about eight deep (attributes are the user's own); 64 is plenty
+REQUEST_LIMITS = safejson.Limits(max_bytes=MAX_MESSAGE, max_depth=64, max_digits=100)
 WELCOME = b"hpilot-welcome"
 ADDRESS_FILE = "address"
 SECRET_FILE = "secret"
@@ -139,7 +142,10 @@ class NetInterface:
             except zmq.Again:
                 return n
             n += 1
-            self._one(frames, handle, timeout)
+            try:
+                self._one(frames, handle, timeout)
+            except Exception:  # the boundary: whatever a frame does, the next client is served
+                log.exception("a request was dropped: error while reading or answering it")
 
     def answer(self, token: int, response: Dict[str, Any]) -> bool:
         """The response to a deferred request; False if it was already answered (timed out)."""
@@ -187,9 +193,9 @@ class NetInterface:
             self._reply(identity, envelope, {"code": ERROR, "message": "a request is one JSON frame"})
             return
         try:
-            payload = json.loads(body[0].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            log.warning("malformed request dropped (not JSON: %s)", e)
+            payload = safejson.loads(body[0], REQUEST_LIMITS)
+        except safejson.DecodeError as e:
+            log.warning("malformed request answered with an error (%s)", e)
             self._reply(identity, envelope, {"code": ERROR, "message": f"the request is not valid JSON: {e}"})
             return
         if not self._authorized(payload):
@@ -221,7 +227,11 @@ class NetInterface:
         return isinstance(given, str) and hmac.compare_digest(given, self.secret)
 
     def _reply(self, identity: bytes, envelope: List[bytes], response: Dict[str, Any]) -> None:
-        data = json.dumps(response, default=str).encode("utf-8")
+        try:
+            data = json.dumps(response, default=str).encode("utf-8")
+        except (ValueError, TypeError, RecursionError) as e:  # a bug; the client still gets an answer
+            log.error("a response cannot be encoded: %s", e)
+            data = json.dumps({"code": ERROR, "message": "internal error: the response cannot be encoded"}).encode()
         try:
             self.router.send_multipart([identity, *envelope, data], zmq.NOBLOCK)
         except zmq.ZMQError as e:  # the client went away: nothing to do

@@ -29,6 +29,8 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 import zmq
 from hpilot.governor.core.governor import ERROR, ClientRequest, FromPart
 from hpilot.governor.core.routing import PartitionDraining, PartitionGone, PartitionJoined
+from hpilot.governor.service.net import REQUEST_LIMITS
+from hpilot.launcher import safejson
 from hpilot.launcher.core import LaunchRequest
 from hpilot.launcher.wire import new_secret, write_secret
 from hpilot.partition import wire
@@ -99,6 +101,9 @@ class PartitionLinks:
                 except wire.WireError as e:
                     log.warning("partition frame dropped: %s", e)
                     continue
+                except Exception:  # the boundary: a decoder bug drops the frame, never the governor
+                    log.exception("partition frame dropped")
+                    continue
                 for why in errors:
                     log.warning("partition record dropped: %s", why)
                 for msg in msgs:
@@ -132,8 +137,8 @@ class PartitionLinks:
     def _query(self, link: _Link, msg: wire.ClientQuery, now: float, events: List[Any]) -> None:
         to = ForwardedQuery(link.name, link.ident, msg.qid)
         try:
-            payload = json.loads(msg.payload)
-        except ValueError as e:  # the partition's client sent JSON; a bad one is answered, never fatal
+            payload = safejson.loads(msg.payload.encode("utf-8", "surrogatepass"), REQUEST_LIMITS)
+        except safejson.DecodeError as e:  # the partition's client sent JSON; a bad one is answered, never fatal
             log.warning("partition %s: forwarded request %d is not JSON (%s): answered with an error",
                         link.name, msg.qid, e)
             self.answer(to, {"code": ERROR, "message": f"the forwarded request is not valid JSON: {e}"})
