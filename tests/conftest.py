@@ -65,6 +65,24 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "
         time.sleep(0.01)
 
 
+def wait_for_progress(count: Callable[[], int], target: int, stall: float = 30.0, what: str = "work",
+                      interval: float = 0.2) -> None:
+    """Poll ``count()`` until it reaches ``target``, failing only when it stops growing for
+    ``stall`` seconds: for work whose total time depends on the machine's load (thousands of
+    tasks), where any fixed deadline is either too short on a loaded machine or hides a hang.
+    The interval is long enough that the polling itself does not slow the service down."""
+    best, since = -1, time.monotonic()
+    while True:
+        n = count()
+        if n >= target:
+            return
+        if n > best:
+            best, since = n, time.monotonic()
+        elif time.monotonic() - since > stall:
+            raise AssertionError(f"{what}: stuck at {n} of {target} for {stall}s")
+        time.sleep(interval)
+
+
 @pytest.fixture
 def wd(tmp_path: Path) -> Path:
     d = tmp_path / "wd"
