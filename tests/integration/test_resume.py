@@ -15,6 +15,7 @@ import random
 import signal
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Set
@@ -197,13 +198,15 @@ def test_resume_of_something_that_is_not_a_run_is_a_clear_error(wd: Path) -> Non
 def test_resumed_service_kills_what_the_dead_one_left_running(wd: Path) -> None:
     import psutil
 
+    # a sleep no other test, and no other test run on this machine, uses: only ours are found
+    token = f"4242.{uuid.uuid4().int % 10**9:09d}"
     write_requests(wd / "jobs.json", [{"request": "submit", "jobs": [
-        {"name": "long", "execution": {"exec": "/bin/sleep", "args": ["4242"]}}]}])
+        {"name": "long", "execution": {"exec": "/bin/sleep", "args": [token]}}]}])
     proc = subprocess.Popen(HPILOT + ["run", "jobs.json", "--nodes", "1"], cwd=wd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def sleeper() -> List[psutil.Process]:
-        return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["/bin/sleep", "4242"]]
+        return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["/bin/sleep", token]]
 
     try:
         wait_for(lambda: bool(sleeper()), 30, "the task to start")
