@@ -1,9 +1,10 @@
 """Shared test helpers: run the real ``hpilot`` command, write request files, poll.
 
-Also the ``core`` tier (``pytest -m core``): every test in tests/unit not marked ``shell``.
-Such a test feeds events to a pure core or calls a pure function, so it may not start a
-process, open a socket (plain or ZeroMQ) or start a thread: doing so fails the test, with
-the reason.  A unit test of an I/O shell (a launcher, a socket loop) is marked ``shell``.
+Also the pure tiers: every test in tests/unit not marked ``shell`` is ``core`` (``pytest -m
+core``, the fast tier) or, when it is a hypothesis property test, ``fuzz``.  Such a test feeds
+events to a pure core or calls a pure function, so it may not start a process, open a socket
+(plain or ZeroMQ) or start a thread: doing so fails the test, with the reason.  A unit test of
+an I/O shell (a launcher, a socket loop) is marked ``shell``.
 """
 
 from __future__ import annotations
@@ -90,19 +91,22 @@ def wd(tmp_path: Path) -> Path:
     return d
 
 
-# ---- the core tier ----
+# ---- the pure tiers: core and fuzz ----
 
 _UNIT = Path(__file__).parent / "unit"
 
 
 def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
-    """Every test in tests/unit is in the core tier unless marked ``shell`` (real processes/sockets)."""
+    """A test in tests/unit not marked ``shell`` (real processes/sockets) is pure: ``fuzz`` when it
+    is a hypothesis property test (hundreds of generated cases each), else ``core``."""
     for item in items:
-        if _UNIT in item.path.parents and item.get_closest_marker("shell") is None:
-            item.add_marker(pytest.mark.core)
+        if _UNIT not in item.path.parents or item.get_closest_marker("shell") is not None:
+            continue
+        property_based = getattr(getattr(item, "obj", None), "is_hypothesis_test", False)
+        item.add_marker(pytest.mark.fuzz if property_based else pytest.mark.core)
 
 
-_CORE_FORBIDS = (
+_PURE_FORBIDS = (
     (subprocess.Popen, "_execute_child", "started a process"),
     (os, "fork", "forked"),
     (os, "posix_spawn", "started a process"),
@@ -114,16 +118,16 @@ _CORE_FORBIDS = (
 
 
 @pytest.fixture(autouse=True)
-def _core_tests_start_nothing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A ``core`` test that starts a process, a socket or a thread fails at once and says which."""
-    if request.node.get_closest_marker("core") is None:
+def _pure_tests_start_nothing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``core`` or ``fuzz`` test that starts a process, a socket or a thread fails at once and says which."""
+    if request.node.get_closest_marker("core") is None and request.node.get_closest_marker("fuzz") is None:
         return
-    for owner, name, what in _CORE_FORBIDS:
+    for owner, name, what in _PURE_FORBIDS:
         if not hasattr(owner, name):
             continue
 
         def refuse(*_a: Any, _what: str = what, **_k: Any) -> Any:
-            raise AssertionError(f"a test marked core {_what}: the core tier starts nothing (tests/conftest.py); "
-                                 "feed the core events instead, or leave the test out of the tier")
+            raise AssertionError(f"a pure unit test {_what} (tests/conftest.py): feed the core events "
+                                 "instead, or mark the test shell")
 
         monkeypatch.setattr(owner, name, refuse)
