@@ -29,6 +29,7 @@ _EXPORTS = {
     "Executor": "hpilot.governor.api.executor",
     "QCGPJExecutor": "hpilot.governor.api.executor",
     "HPilotFuture": "hpilot.governor.api.executor",
+    "TaskFailedError": "hpilot.governor.api.executor",
     "BasicTemplate": "hpilot.governor.api.executor",
     "resume_plan": "hpilot.governor.service.resume",
 }

@@ -32,6 +32,7 @@ import zmq
 from hpilot.launcher import wire
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
+from hpilot.launcher.output import OutputStreams
 
 log = logging.getLogger("hpilot.agent")
 
@@ -49,7 +50,8 @@ def map_cpus(wanted: Sequence[int], allowed: Sequence[int]) -> Tuple[Tuple[int, 
 
 class Agent:
     def __init__(self, connect: str, node: str, secret: str, grace: float = 3.0, misses: int = 5,
-                 hello_timeout: float = 60.0, stats: Tuple[Any, Any] = (None, None)) -> None:
+                 hello_timeout: float = 60.0, stats: Tuple[Any, Any] = (None, None),
+                 output: Optional[OutputStreams] = None) -> None:
         self.node = node
         self.secret = secret
         self.misses = misses
@@ -62,7 +64,7 @@ class Agent:
         self.allowed = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
         self.outbox: List[bytes] = []
         self.launcher = LocalLauncher(on_exit=self._exited, on_start=self._started, grace=grace,
-                                      rtstats=stats[0], procstats=stats[1])
+                                      rtstats=stats[0], procstats=stats[1], output=output)
         self.node_env = {k: os.environ[k] for k in NODE_VARS if k in os.environ}
         self.node_env["HPILOT_NODE"] = node
         self.heartbeat = 1.0
@@ -77,8 +79,7 @@ class Agent:
         self.outbox.append(wire.encode(wire.Started(task_id, pid, now)))
 
     def _exited(self, ex: TaskExit) -> None:
-        self.outbox.append(wire.encode(wire.Exited(ex.task_id, ex.exit_code, ex.started, ex.finished,
-                                                   ex.reason, ex.pid)))
+        self.outbox.append(wire.encode(wire.Exited.of(ex)))
 
     def _flush(self) -> None:
         if self.outbox:
@@ -213,6 +214,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--wrapper", default=None)
     p.add_argument("--proc-stats", action="store_true")
     p.add_argument("--proc-interval", type=float, default=1.0)
+    p.add_argument("--output-dir", default=None,
+                   help="stream the output of tasks that name no stdout/stderr file into DIR/<node>-<pid>.out")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log.upper(), stream=sys.stderr,
                         format=f"%(asctime)s agent[{args.node}@{socket.gethostname()}] %(levelname)s %(message)s")
@@ -231,7 +234,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except WrapperError as e:
             log.error("%s", e)
             return 2
-    agent = Agent(args.connect, args.node, secret, args.grace, args.misses, args.hello_timeout, stats)
+    output = None
+    if args.output_dir:
+        try:
+            output = OutputStreams(args.output_dir, f"{args.node}-{os.getpid()}")
+        except OSError as e:
+            log.error("cannot write task output into %s: %s", args.output_dir, e)
+            return 2
+    agent = Agent(args.connect, args.node, secret, args.grace, args.misses, args.hello_timeout, stats, output)
 
     def on_signal(signum: int, frame: object) -> None:
         agent.stop = f"signal {signal.Signals(signum).name}"

@@ -37,6 +37,7 @@ class TaskExit:
     finished: float
     reason: Optional[str] = None  # set when the task did not end by itself
     pid: Optional[int] = None
+    stderr_tail: Optional[str] = None  # a failed task's last stderr lines, when its output was streamed
 
     @property
     def ok(self) -> bool:

@@ -9,6 +9,7 @@ time kill reaches the processes a script started, not just the script.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import select
@@ -35,6 +36,7 @@ from hpilot.launcher.core import (
 )
 
 if TYPE_CHECKING:  # imported only with --enable-rt-stats/--enable-proc-stats (psutil costs start-up time)
+    from hpilot.launcher.output import OutputStreams
     from hpilot.launcher.procstats import ProcSampler
     from hpilot.launcher.rtstats import RtStats
 
@@ -77,8 +79,11 @@ class LocalLauncher:
         clock: Callable[[], float] = time.time,
         rtstats: Optional[RtStats] = None,
         procstats: Optional[ProcSampler] = None,
+        output: Optional[OutputStreams] = None,
     ) -> None:
         self.core = LauncherCore(grace)
+        self.output = output  # tasks' stdout/stderr streamed into one file (launcher/output.py)
+        self._tails: Dict[str, bytes] = {}  # stderr tails of exits being reported
         self.rtstats = rtstats
         self.procstats = procstats
         self._seen_mono = 0.0  # when the exit being reported was seen (monotonic clock)
@@ -91,6 +96,8 @@ class LocalLauncher:
         self._exe_cache: Dict[Tuple[str, Optional[str]], str] = {}
         self._epoll = select.epoll() if HAVE_PIDFD else None
         self._affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        if output is not None and self._epoll is not None:  # task output wakes the owner too
+            self._epoll.register(output.fileno(), select.EPOLLIN)
         # The record pipe is not polled: a wrapper writes its record before it exits, so
         # draining it whenever exits are reaped finds every record, with no extra wake-up.
 
@@ -141,6 +148,9 @@ class LocalLauncher:
 
     def reap(self) -> int:
         """Collect every child that has exited; returns how many."""
+        out = self.output
+        if out is not None:
+            out.pump()
         if self._epoll is not None:
             ready = [self._by_fd[fd] for fd, _ in self._epoll.poll(0) if fd in self._by_fd]
         else:
@@ -162,7 +172,13 @@ class LocalLauncher:
             # of a Slurm job step do when the step ends.
             _killpg(child.pid, signal.SIGKILL, leader_gone=True)
             self._forget(child)
+            if out is not None:  # what it wrote before it exited is in its pipes: read it all now
+                tail = out.ended(task_id)
+                if tail:
+                    self._tails[task_id] = tail
             self._feed(Exited(task_id, rc, now))
+        if out is not None:
+            out.flush()  # one write per loop pass: a kill of hpilot loses no output it had read
         return len(ready)
 
     def close(self) -> None:
@@ -179,6 +195,8 @@ class LocalLauncher:
             self.rtstats.close()
         if self.procstats is not None:
             self.procstats.close()
+        if self.output is not None:
+            self.output.close()
         if self._epoll is not None:
             self._epoll.close()
 
@@ -196,38 +214,50 @@ class LocalLauncher:
             if child is not None:
                 _killpg(child.pid, action.signum)
         elif isinstance(action, Report):
+            ex = action.exit
             if self.rtstats is not None:
-                ex = action.exit
                 self.rtstats.ended(ex.task_id, ex.exit_code, ex.reason, ex.finished, self._seen_mono)
-            self.on_exit(action.exit)
+            tail = self._tails.pop(ex.task_id, None) if self._tails else None
+            if tail is not None and not ex.ok:  # a failure carries what it last said on stderr
+                from hpilot.launcher.output import tail_text
+
+                ex = dataclasses.replace(ex, stderr_tail=tail_text(tail))
+            self.on_exit(ex)
 
     def _spawn(self, req: LaunchRequest) -> None:
         files: List[IO[bytes]] = []
+        pipes: Tuple[Optional[int], Optional[int]] = (None, None)
         try:
+            if self.output is not None:
+                pipes = self.output.open(req)
             if req.wd not in self._made_dirs:
                 os.makedirs(req.wd, exist_ok=True)
                 self._made_dirs.add(req.wd)
             if self.rtstats is not None:  # the wrapper binds the CPUs itself
                 spawn_rt, spawn_mono = time.time(), time.monotonic()
                 if HAVE_POSIX_SPAWN and req.wd == os.getcwd():
-                    pid, proc = self._posix_spawn(req, self.rtstats), None
+                    pid, proc = self._posix_spawn(req, self.rtstats, pipes), None
                 else:
-                    proc = self._popen(req, files, self.rtstats)
+                    proc = self._popen(req, files, self.rtstats, pipes)
                     pid = proc.pid
                 self.rtstats.started(req, pid, spawn_rt, spawn_mono)
             else:
                 with self._bound(req):
                     if HAVE_POSIX_SPAWN and req.wd == os.getcwd():
-                        pid, proc = self._posix_spawn(req), None
+                        pid, proc = self._posix_spawn(req, None, pipes), None
                     else:
-                        proc = self._popen(req, files)
+                        proc = self._popen(req, files, None, pipes)
                         pid = proc.pid
         except OSError as e:
             for f in files:
                 f.close()
+            if self.output is not None:
+                self.output.spawned(req.task_id, ok=False)
             code = 126 if isinstance(e, PermissionError) else 127
             self._feed(SpawnFailed(req.task_id, f"could not start: {_oserror(e)}", self.clock(), code))
             return
+        if self.output is not None:
+            self.output.spawned(req.task_id)
         fd = -1
         if self._epoll is not None:
             fd = os.pidfd_open(pid)
@@ -256,7 +286,8 @@ class LocalLauncher:
             if bound:
                 os.sched_setaffinity(0, self._affinity)  # type: ignore[arg-type]
 
-    def _posix_spawn(self, req: LaunchRequest, rt: Optional[RtStats] = None) -> int:
+    def _posix_spawn(self, req: LaunchRequest, rt: Optional[RtStats] = None,
+                     pipes: Tuple[Optional[int], Optional[int]] = (None, None)) -> int:
         """The fast path (no chdir needed): posix_spawn converts the environment in C
         and starts the child with vfork semantics; the files are opened by the child.
         With ``rt`` the child is the wrapper, its record pipe as descriptor 3."""
@@ -269,12 +300,16 @@ class LocalLauncher:
         if req.stdin and not os.path.exists(req.stdin):  # the child's open would not name it
             raise FileNotFoundError(2, "No such file or directory (stdin)", req.stdin)
         out_flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        out, err = pipes  # streamed output (launcher/output.py): the pipes' write ends
         actions: List[Tuple[Any, ...]] = [
             (os.POSIX_SPAWN_OPEN, 0, req.stdin or os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, out, 1) if out is not None else
             (os.POSIX_SPAWN_OPEN, 1, req.stdout or os.devnull, out_flags, 0o666),
         ]
         if req.stderr and req.stderr == req.stdout:
             actions.append((os.POSIX_SPAWN_DUP2, 1, 2))
+        elif err is not None:
+            actions.append((os.POSIX_SPAWN_DUP2, err, 2))
         else:
             actions.append((os.POSIX_SPAWN_OPEN, 2, req.stderr or os.devnull, out_flags, 0o666))
         if rt is not None:
@@ -298,15 +333,17 @@ class LocalLauncher:
             self._exe_cache[key] = found
         return found
 
-    def _popen(self, req: LaunchRequest, files: List[IO[bytes]], rt: Optional[RtStats] = None
-               ) -> subprocess.Popen:
+    def _popen(self, req: LaunchRequest, files: List[IO[bytes]], rt: Optional[RtStats] = None,
+               pipes: Tuple[Optional[int], Optional[int]] = (None, None)) -> subprocess.Popen:
         stdin = _open(files, req.stdin, "rb") if req.stdin else subprocess.DEVNULL
-        stdout = _open(files, req.stdout, "wb") if req.stdout else subprocess.DEVNULL
+        stdout: Union[int, IO[bytes]] = _open(files, req.stdout, "wb") if req.stdout else (
+            pipes[0] if pipes[0] is not None else subprocess.DEVNULL)
         stderr: Union[int, IO[bytes]]
         if req.stderr and req.stderr == req.stdout:
             stderr = stdout
         else:
-            stderr = _open(files, req.stderr, "wb") if req.stderr else subprocess.DEVNULL
+            stderr = _open(files, req.stderr, "wb") if req.stderr else (
+                pipes[1] if pipes[1] is not None else subprocess.DEVNULL)
         argv: List[str] = list(req.argv)
         pass_fds: Tuple[int, ...] = ()
         if rt is not None:

@@ -39,6 +39,7 @@ import zmq
 from hpilot.launcher import wire
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
+from hpilot.launcher.output import OutputStreams
 
 log = logging.getLogger("hpilot.pool")
 
@@ -481,8 +482,8 @@ class SrunLauncher(LocalLauncher):
     fallback; slower, since each step costs the controller a round trip)."""
 
     def __init__(self, on_exit: OnExit, on_start: Optional[OnStart] = None, grace: float = 3.0,
-                 srun: str = "srun") -> None:
-        super().__init__(on_exit=on_exit, on_start=on_start, grace=grace)
+                 srun: str = "srun", output: Optional[OutputStreams] = None) -> None:
+        super().__init__(on_exit=on_exit, on_start=on_start, grace=grace, output=output)
         self._srun = srun
 
     def launch(self, request: LaunchRequest) -> None:

@@ -64,9 +64,15 @@ class Exited:
     finished: float
     reason: Optional[str] = None
     pid: Optional[int] = None
+    stderr_tail: Optional[str] = None  # a failed task's last stderr lines (streamed output only)
+
+    @classmethod
+    def of(cls, ex: TaskExit) -> Exited:
+        return cls(ex.task_id, ex.exit_code, ex.started, ex.finished, ex.reason, ex.pid, ex.stderr_tail)
 
     def to_exit(self) -> TaskExit:
-        return TaskExit(self.task_id, self.exit_code, self.started, self.finished, self.reason, self.pid)
+        return TaskExit(self.task_id, self.exit_code, self.started, self.finished, self.reason, self.pid,
+                        self.stderr_tail)
 
 
 # ---- service -> agent ----
@@ -129,7 +135,8 @@ _TYPES: Dict[str, Type[Any]] = {c.__name__: c for c in (Hello, Started, Exited, 
 # field -> the JSON type(s) it may have (None always allowed where the default is None)
 _KINDS: Dict[str, Tuple[type, ...]] = {
     "version": (int,), "pid": (int,), "exit_code": (int,), "node": (str,), "nonce": (str,), "proof": (str,),
-    "task_id": (str,), "reason": (str,), "wd": (str,), "stdin": (str,), "stdout": (str,), "stderr": (str,),
+    "task_id": (str,), "reason": (str,), "stderr_tail": (str,), "wd": (str,), "stdin": (str,), "stdout": (str,),
+    "stderr": (str,),
     "now": (int, float), "started": (int, float), "finished": (int, float), "heartbeat": (int, float),
     "walltime": (int, float), "argv": (list,), "cpus": (list,), "env": (dict,),
 }

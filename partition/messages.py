@@ -84,6 +84,7 @@ class IterationFinished:
     cores: int = 1
     reason: Optional[str] = None  # why it did not end by itself (wall time, cancel, spawn)
     canceled: bool = False
+    stderr_tail: Optional[str] = None  # a failed task's last stderr lines (streamed output only)
 
     @property
     def ok(self) -> bool:

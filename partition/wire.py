@@ -315,8 +315,11 @@ def encode_batch(msgs: Sequence[Message]) -> bytes:
         if type(m) is IterationStarted:
             items.append(["s", m.job, m.iteration, m.allocation, m.wd, m.scheduled, m.started, m.cores, m.pid])
         elif type(m) is IterationFinished:
-            items.append(["f", m.job, m.iteration, m.exit_code, m.started, m.finished, m.allocation, m.wd,
-                          m.cores, m.reason, m.canceled])
+            rec = ["f", m.job, m.iteration, m.exit_code, m.started, m.finished, m.allocation, m.wd,
+                   m.cores, m.reason, m.canceled]
+            if m.stderr_tail is not None:  # a failed task's stderr: rare, so only then a field more
+                rec.append(m.stderr_tail)
+            items.append(rec)
         elif type(m) in TOP:
             items.append(_out(m))
         else:
@@ -353,12 +356,14 @@ def _compact(item: Any) -> Message:
         if ok and isinstance(job, str) and _whole(it) and _whole(cores):
             return IterationStarted(job, it, alloc, wd, sched, started, cores, pid)
         raise WireError(f"IterationStarted: bad field(s) in {str(item)[:200]}")
-    if tag == "f" and len(vals) == len(_FINISHED):
-        job, it, code, started, finished, alloc, wd, cores, reason, canceled = vals
+    if tag == "f" and len(vals) in (len(_FINISHED), len(_FINISHED) + 1):
+        job, it, code, started, finished, alloc, wd, cores, reason, canceled = vals[:len(_FINISHED)]
+        tail = vals[len(_FINISHED)] if len(vals) > len(_FINISHED) else None
         ok = (isinstance(alloc, str) and isinstance(wd, str) and _num(started) and _num(finished)
-              and (reason is None or isinstance(reason, str)) and isinstance(canceled, bool))
+              and (reason is None or isinstance(reason, str)) and isinstance(canceled, bool)
+              and (tail is None or isinstance(tail, str)))
         if ok and isinstance(job, str) and _whole(it) and _whole(code) and _whole(cores):
-            return IterationFinished(job, it, code, started, finished, alloc, wd, cores, reason, canceled)
+            return IterationFinished(job, it, code, started, finished, alloc, wd, cores, reason, canceled, tail)
         raise WireError(f"IterationFinished: bad field(s) in {str(item)[:200]}")
     raise WireError(f"unknown compact record {str(item)[:80]}")
 

@@ -9,6 +9,13 @@ one shell command.  The futures are real ``concurrent.futures.Future`` s, so
 
 A watcher thread with its own sockets (ZeroMQ sockets are not shared between
 threads) listens to the service's events and completes the futures.
+
+A future whose jobs all SUCCEED has the result ``{job name: 'SUCCEED', ...}``.  One whose job
+failed (or was OMITTED, or CANCELED in the service) has a :class:`TaskFailedError` as its
+exception, as a ``concurrent.futures`` user expects: ``result()`` raises it, ``exception()``
+returns it.  It carries the job, the iteration, the exit code, the reason and the task's
+last stderr lines; QCG-PilotJob's status dict stays available as ``future.statuses()`` and
+as the error's ``statuses``.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import zmq
-from hpilot.governor.api.jobs import InvalidJobDescriptionError, Jobs
+from hpilot.governor.api.jobs import InvalidJobDescriptionError, Jobs, QCGPJMAError
 from hpilot.governor.api.manager import FINAL, WELCOME, LocalManager, Manager, parse_event
 
 Template = Callable[[], Tuple[str, Dict[str, Any]]]
@@ -48,14 +55,58 @@ class BasicTemplate:
         return template, {"args": [], "stdout": "stdout", "stderr": "stderr"}
 
 
+class TaskFailedError(QCGPJMAError):
+    """A job of an Executor future did not succeed: which, where, and why.
+
+    ``job``, ``iteration`` (None for a job without iterations, or when none ran), ``state``
+    (FAILED, OMITTED or CANCELED), ``exit_code`` (None when it never ran), ``reason`` (why it
+    did not end by itself, or why it never ran), ``stderr`` (its last stderr lines, when its
+    output was streamed) and ``statuses`` (the future's ``{job: state}``, QCG-PilotJob's result).
+    """
+
+    def __init__(self, job: str, state: str, statuses: Dict[str, str], iteration: Optional[int] = None,
+                 exit_code: Optional[int] = None, reason: Optional[str] = None, stderr: Optional[str] = None) -> None:
+        self.job, self.state, self.statuses = job, state, statuses
+        self.iteration, self.exit_code, self.reason, self.stderr = iteration, exit_code, reason, stderr
+        task = job if iteration is None else f"{job}:{iteration}"
+        why = [f"exit code {exit_code}"] if exit_code is not None else []
+        if reason:
+            why.append(reason)
+        last = (stderr or "").strip().rpartition("\n")[2].strip()
+        if last:
+            why.append(last)
+        super().__init__(f"{task} {state}" + (": " + "; ".join(why) if why else ""))
+
+    @classmethod
+    def from_info(cls, job: str, statuses: Dict[str, str], data: Dict[str, Any]) -> TaskFailedError:
+        """From the job's ``jobInfo`` data: its first failed iteration, else its first message."""
+        state = str(data.get("status", statuses.get(job, "FAILED")))
+        failures = data.get("failures") or []
+        if failures:
+            f = failures[0]
+            return cls(job, state, statuses, f.get("iteration"), f.get("exit_code"), f.get("reason"), f.get("stderr"))
+        code = (data.get("runtime") or {}).get("exit_code")
+        message = str(data.get("messages") or "").split("\n")[0] or None
+        return cls(job, state, statuses, None, int(code) if code not in (None, "", "0") else None, message)
+
+
 class HPilotFuture(concurrent.futures.Future):
-    """The jobs of one submit; the result is ``{job name: final state}``."""
+    """The jobs of one submit.  The result is ``{job name: 'SUCCEED'}`` when every job succeeded;
+    otherwise ``result()`` raises :class:`TaskFailedError` (``exception()`` returns it)."""
 
     def __init__(self, names: List[str], executor: Executor) -> None:
         super().__init__()
         self.names = names
         self._executor = executor
         self._states: Dict[str, str] = {}
+        self._final = threading.Event()
+
+    def statuses(self, timeout: Optional[float] = None) -> Dict[str, str]:
+        """QCG-PilotJob's result: ``{job name: final state}`` once every job ended, failed or not
+        (never raises for a failed job; ``TimeoutError`` if they do not end within ``timeout``)."""
+        if not self._final.wait(timeout):
+            raise concurrent.futures.TimeoutError(f"jobs {', '.join(self.names)} not finished after {timeout}s")
+        return {n: self._states[n] for n in self.names}
 
     def running(self) -> bool:
         return not self.done() and any(s == "EXECUTING" for s in self._states.values())
@@ -67,11 +118,28 @@ class HPilotFuture(concurrent.futures.Future):
         self._executor._cancel_jobs(self.names)
         return super().cancel()
 
-    def _update(self, job: str, state: str) -> None:
+    def _update(self, job: str, state: str) -> bool:
+        """Record a job's state; True when this made every job final (complete it then)."""
         self._states[job] = state
-        if all(self._states.get(n) in FINAL for n in self.names) and not self.done():
-            with contextlib.suppress(concurrent.futures.InvalidStateError):  # canceled meanwhile
-                self.set_result({n: self._states[n] for n in self.names})
+        if self._final.is_set() or not all(self._states.get(n) in FINAL for n in self.names):
+            return False
+        self._final.set()
+        return True
+
+    def _complete(self, info: Callable[[str], Dict[str, Any]]) -> None:
+        """Set the result, or the failure of the first job that did not succeed (``info`` asks
+        the service for that job's jobInfo data)."""
+        statuses = {n: self._states[n] for n in self.names}
+        failed = next((n for n in self.names if statuses[n] != "SUCCEED"), None)
+        with contextlib.suppress(concurrent.futures.InvalidStateError):  # canceled meanwhile
+            if failed is None:
+                self.set_result(statuses)
+                return
+            try:
+                data = info(failed)
+            except QCGPJMAError as e:  # the details are a bonus: the failure itself is known
+                data = {"status": statuses[failed], "messages": f"(no details from the service: {e})"}
+            self.set_exception(TaskFailedError.from_info(failed, statuses, data))
 
 
 def render(template: Union[Template, str], *args: Dict[str, Any], **kwargs: Any) -> List[Dict[str, Any]]:
@@ -138,10 +206,13 @@ class Executor:
         with self._lock:
             names = self._manager.submit(jobs)
             future = HPilotFuture(names, self)
+            complete = False
             for n in names:
                 self._futures[n] = future
                 if n in self._finals:  # it finished before we registered it
-                    future._update(n, self._finals[n])
+                    complete = future._update(n, self._finals[n]) or complete
+            if complete:  # this thread's manager, under the lock that guards its socket
+                future._complete(lambda name: _info_data(self._manager, name))
         return future
 
     def _cancel_jobs(self, names: List[str]) -> None:
@@ -149,6 +220,15 @@ class Executor:
             self._manager.cancel(names)
 
     def _watch(self) -> None:
+        asker: Optional[Manager] = None  # the watcher's own requests (a REQ socket is one thread's)
+
+        def info(name: str) -> Dict[str, Any]:
+            nonlocal asker
+            if asker is None:
+                asker = Manager(self._manager.address, {"subscribe": False, "request_timeout": 30},
+                                secret=self._manager.secret)
+            return _info_data(asker, name)
+
         sub: zmq.Socket = zmq.Context.instance().socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, b"job")
@@ -170,10 +250,13 @@ class Executor:
                     if ev["state"] in FINAL:
                         self._finals[ev["job"]] = ev["state"]
                     future = self._futures.get(ev["job"])
-                    if future is not None:
-                        future._update(ev["job"], ev["state"])
+                    complete = future is not None and future._update(ev["job"], ev["state"])
+                if complete and future is not None:
+                    future._complete(info)
         finally:
             sub.close(0)
+            if asker is not None:
+                asker.cleanup()
 
     def shutdown(self, wait: bool = True) -> None:
         if wait:
@@ -187,6 +270,12 @@ class Executor:
 
     def __exit__(self, *exc: Any) -> None:
         self.shutdown(wait=exc[0] is None)
+
+
+def _info_data(manager: Manager, name: str) -> Dict[str, Any]:
+    entry = manager.info([name]).get("jobs", {}).get(name, {})
+    data = entry.get("data") if isinstance(entry, dict) else None
+    return data if isinstance(data, dict) else {}
 
 
 QCGPJExecutor = Executor

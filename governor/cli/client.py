@@ -163,6 +163,11 @@ def _info_text(d: Dict[str, Any]) -> str:
         lines.append(f"iterations: {it['total']} ({it['finished']} finished, {it['failed']} not succeeded)")
     if d.get("messages"):
         lines.append("messages:   " + d["messages"].replace("\n", "\n            "))
+    for f in d.get("failures", []):  # each failed iteration's last stderr lines (hpilot log has the rest)
+        it = f":{f['iteration']}" if "iteration" in f else ""
+        why = f" ({f['reason']})" if f.get("reason") else ""
+        lines.append(f"failed:     {d['jobName']}{it} exit code {f.get('exit_code')}{why}")
+        lines.extend(f"            | {ln}" for ln in (f.get("stderr") or "").splitlines())
     lines.append("history:" + d.get("history", "").replace("\n", "\n  "))
     for c in d.get("childs", []):
         crt = c.get("runtime", {})

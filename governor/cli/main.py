@@ -48,6 +48,10 @@ SERVICE_OPTIONS = [
     _opt("--log", type=click.Choice(CHOICES["log"]), help="service.log level."),
     _flag("system-core", "Keep one core for hpilot."),
     _flag("show-progress", "Live progress line on stderr."),
+    _opt("--task-output", type=click.Choice(CHOICES["task_output"]),
+         help="Output a job does not direct to a file: stream it into the run dir (read it with hpilot log; "
+              "default), or discard it."),
+    _opt("--task-output-dir", type=str, hidden=True, help="Where streamed task output goes."),
     # network interface
     _flag("net", "Enable the ZeroMQ request interface."),
     _opt("--net-port", type=int, help="Request port (implies --net)."),
@@ -202,6 +206,11 @@ def main() -> None:
 from hpilot.governor.cli import report as cli_report  # noqa: E402
 
 cli_report.register(cli)
+
+# hpilot log (issue #15): task output read back from the run dir
+from hpilot.governor.cli import log as cli_log  # noqa: E402
+
+cli_log.register(cli)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 from hpilot.governor.core import queries, records
 from hpilot.governor.core.dag import Dag, Edge
 from hpilot.governor.core.jobspec import FieldError, JobSpec, parse_job
-from hpilot.governor.core.registry import Drop, JobRecord, Registry
+from hpilot.governor.core.registry import Drop, Failure, JobRecord, Registry
 from hpilot.governor.core.routing import PartitionDraining, PartitionGone, PartitionJoined, Router, Settled
 from hpilot.governor.core.runs import IterRun
 from hpilot.governor.core.states import JobState
@@ -428,6 +428,10 @@ class GovernorCore:
             state = JobState.FAILED
             self._message(rec, f"{rec.task.task_name(msg.iteration)}: "
                                f"{msg.reason or f'exit code {msg.exit_code}'}")
+            kept = rec.add_failure(Failure(msg.iteration, msg.exit_code, msg.reason, msg.stderr_tail))
+            if kept and msg.stderr_tail and self.journaling:  # before its I record: a resume shows it too
+                out.append(Record(records.json_record({"t": "stderr", "job": rec.name, "it": msg.iteration,
+                                                       "tail": msg.stderr_tail})))
         rec.set_it_state(msg.iteration, state)
         if self.journaling:
             out.append(Record(records.finished_record(rec.name, msg.iteration, state.value, msg.exit_code,

@@ -106,9 +106,27 @@ def _runtime(run) -> Dict[str, Any]:
     return out
 
 
+def failures(rec: JobRecord) -> List[Dict[str, Any]]:
+    """hpilot's addition to jobInfo: the first failed iterations, each with its exit code, the
+    reason when it did not end by itself, and its last stderr lines when its output was streamed."""
+    out = []
+    for f in rec.failures:
+        entry: Dict[str, Any] = {"exit_code": f.exit_code}
+        if rec.task.iterative:
+            entry = {"iteration": f.iteration, **entry}
+        if f.reason:
+            entry["reason"] = f.reason
+        if f.stderr:
+            entry["stderr"] = f.stderr
+        out.append(entry)
+    return out
+
+
 def job_info(rec: JobRecord, with_childs: bool) -> Dict[str, Any]:
     out = job_status(rec)
     out["history"] = rec.history_text()
+    if rec.failures:
+        out["failures"] = failures(rec)
     if not rec.task.iterative:
         run = rec.runs.get(0)
         if run is not None:

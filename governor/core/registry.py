@@ -25,6 +25,19 @@ def fmt_time(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+MAX_FAILURES = 20  # per job: the first failed iterations, with their exit and last stderr lines
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed iteration: why, and what it last wrote on stderr (when its output was streamed)."""
+
+    iteration: int
+    exit_code: Optional[int]
+    reason: Optional[str]
+    stderr: Optional[str] = None
+
+
 @dataclass(frozen=True)
 class Drop:
     iterations: Sequence[int]
@@ -48,6 +61,7 @@ class JobRecord:
         self.runs = Runs(task.it_start, n)
         self.drops: List[Drop] = []
         self.messages: List[str] = []
+        self.failures: List[Failure] = []  # the first MAX_FAILURES failed iterations
         self.unmet = 0  # dependencies not yet satisfied
         self.dispatched = False
         self.canceled = False
@@ -94,6 +108,14 @@ class JobRecord:
         for idx, code in enumerate(self.it_states):
             if code == _QUEUED:
                 yield start + idx
+
+    def add_failure(self, failure: Failure) -> bool:
+        """Keep a failed iteration's details, the first MAX_FAILURES of them (a sweep of a
+        million failing iterations must not keep a million stderr tails); True if kept."""
+        if len(self.failures) >= MAX_FAILURES or any(f.iteration == failure.iteration for f in self.failures):
+            return False
+        self.failures.append(failure)
+        return True
 
     # ---- the job's own state ----
 

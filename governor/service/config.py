@@ -23,6 +23,7 @@ CHOICES = {
     "envschema": ("auto", "slurm"),
     "report_format": ("text", "json"),
     "log": ("critical", "error", "warning", "info", "debug", "notset"),
+    "task_output": ("stream", "discard"),
 }
 
 
@@ -47,6 +48,10 @@ class Options:
     show_progress: bool = False
     kill_grace: float = 3.0
     report_flush: float = 0.5
+    # stdout/stderr a job does not direct to a file: streamed into <run dir>/output (one file per
+    # launcher: `hpilot log JOB:IT`), or discarded (QCG-PilotJob's way)
+    task_output: str = "stream"
+    task_output_dir: Optional[str] = None  # where streamed output goes (default <run dir>/output)
     file_path: Optional[str] = None
     node: List[Dict[str, Any]] = field(default_factory=list)  # [[node]] tables
     # ---- network interface (issue #3) ----

@@ -12,7 +12,7 @@ import time
 from datetime import timedelta
 from typing import IO, Any, Dict, Optional
 
-from hpilot.governor.core.queries import _iteration_counts, _runtime
+from hpilot.governor.core.queries import _iteration_counts, _runtime, failures
 from hpilot.governor.core.registry import JobRecord, fmt_time
 
 
@@ -61,6 +61,8 @@ def job_entry(rec: JobRecord) -> Dict[str, Any]:
     }
     if rec.messages:
         entry["messages"] = rec.messages
+    if rec.failures:
+        entry["failures"] = failures(rec)
     if rec.task.iterative:
         entry["iterations"] = _iteration_counts(rec)
         if rec.runtime is not None:
@@ -84,7 +86,17 @@ def _text(e: Dict[str, Any]) -> str:
                      f"{it['finished']} finished, {it['failed']} not succeeded")
     lines.append("    history: " + ", ".join(f"{h['state']} {h['time']}" for h in e["history"]))
     lines.extend(f"    message: {m}" for m in e.get("messages", []))
+    for f in e.get("failures", []):
+        lines.append(f"    failed: {failure_text(e['name'], f)}")
+        lines.extend(f"      | {ln}" for ln in (f.get("stderr") or "").splitlines())
     return "\n".join(lines) + "\n"
+
+
+def failure_text(job: str, f: Dict[str, Any]) -> str:
+    """``sweep:3 exit code 3`` (and the reason when it did not end by itself)."""
+    task = f"{job}:{f['iteration']}" if "iteration" in f else job
+    why = f" ({f['reason']})" if f.get("reason") else ""
+    return f"{task} exit code {f.get('exit_code')}{why}"
 
 
 def write_final_status(path: str, status: Dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from hpilot.governor.core.governor import Action, GovernorCore, JobDone
 from hpilot.governor.core.jobspec import parse_job
-from hpilot.governor.core.registry import Drop, JobRecord
+from hpilot.governor.core.registry import Drop, Failure, JobRecord
 from hpilot.governor.core.states import JobState
 from hpilot.governor.service import journal
 
@@ -86,6 +86,8 @@ def restore(core: GovernorCore, run_dir: str, now: float) -> Tuple[List[Action],
             started[(rec[0], rec[1])] = (rec[2], rec[3])
         elif rec.get("t") == "file":
             plan.file_next = max(plan.file_next, int(rec.get("next", 0)))
+        elif rec.get("t") == "stderr":  # a failed iteration's last stderr lines, before its I record
+            finished.tails[(rec.get("job"), rec.get("it"))] = rec.get("tail")
         else:
             finished.settle()  # counts must be right before a remove or a drop
             _json_record(core, rec, out)
@@ -149,6 +151,7 @@ class _Finished:
         self.pending: Dict[int, Tuple[JobRecord, Dict[str, int]]] = {}
         self.last: Tuple[Optional[str], Optional[JobRecord]] = (None, None)
         self.cur: Tuple[Any, ...] = (None, {}, bytearray(), {}, 0)
+        self.tails: Dict[Tuple[Any, Any], Any] = {}  # (job, it) -> stderr tail, from "stderr" records
 
     def add(self, rec: Tuple[Any, ...]) -> None:
         job, it, state = rec[0], rec[1], rec[2]
@@ -164,6 +167,9 @@ class _Finished:
         states[idx] = self.codes[state]
         counts[state] = counts.get(state, 0) + 1
         runs.add_compact(it, rec)  # an IterRun only when someone reads it
+        if state == "FAILED":
+            tail = self.tails.pop((job, it), None) if self.tails else None
+            r.add_failure(Failure(it, rec[3], rec[8], tail if isinstance(tail, str) else None))
 
     def _switch(self, job: str, start: float) -> None:
         r = self.core.registry.get(job)

@@ -433,9 +433,25 @@ class Service:
         if self.stopped_by:
             refused += f"; stopped by {self.stopped_by}"
         summary = (f"hpilot: {len(self.gov.registry)} job(s), {t.total} task(s): {states}{refused}; "
-                   f"{elapsed:.2f}s{rate}; run dir {self.run_dir.path_str}")
+                   f"{elapsed:.2f}s{rate}; run dir {self.run_dir.path_str}{first_failure(self.gov.registry)}")
         log.info(summary)
         return Outcome(status, summary, self.run_dir.path_str, list(self.refused), self.stopped_by)
+
+
+def first_failure(registry: Any) -> str:
+    """``; first failure: sweep:3 exit code 3: <its last stderr line>`` for the summary line."""
+    from hpilot.governor.service.report import failure_text
+
+    for rec in registry:
+        if rec.failures:
+            f = rec.failures[0]
+            entry = {"exit_code": f.exit_code, "reason": f.reason}
+            if rec.task.iterative:
+                entry["iteration"] = f.iteration
+            last = (f.stderr or "").rstrip("\n").rpartition("\n")[2].strip()
+            said = f": {last[:200]}" if last else ""
+            return f"; first failure: {failure_text(rec.name, entry)}{said}"
+    return ""
 
 
 def exit_status(all_jobs_ok: bool, refused: bool, stopped: bool) -> int:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from hpilot.governor.service.config import Options
 from hpilot.governor.service.fileiface import RequestFileError, load_requests
-from hpilot.governor.service.launching import local_launcher
+from hpilot.governor.service.launching import local_launcher, output_args, task_output_dir, task_streams
 from hpilot.governor.service.rundir import RunDir, setup_logging
 from hpilot.launcher.api import Launcher, LauncherFactory
 from hpilot.launcher.pool import AgentPool, AgentStartError, SrunLauncher, srun_starter, ssh_starter, stats_args
@@ -84,7 +84,8 @@ def launcher_for(opts: Options, resources: ResourceSet, run_dir: RunDir) -> Laun
         return local_launcher(opts, run_dir)
     if opts.disable_nl:
         def make_srun(on_exit: Any, on_start: Any) -> Launcher:
-            return SrunLauncher(on_exit, on_start, grace=opts.kill_grace)
+            return SrunLauncher(on_exit, on_start, grace=opts.kill_grace,
+                                output=task_streams(opts, run_dir.path_str))
 
         return make_srun
     secret_file = run_dir.path("agents.secret")  # not the client secret: tasks get that one, never this
@@ -98,7 +99,8 @@ def launcher_for(opts: Options, resources: ResourceSet, run_dir: RunDir) -> Laun
                              grace=opts.kill_grace, init_timeout=opts.nl_init_timeout,
                              ready_threshold=opts.nl_ready_threshold,
                              agent_extra=stats_args(run_dir.path_str, opts.enable_rt_stats, opts.wrapper_rt_stats,
-                                                    opts.enable_proc_stats, opts.proc_stats_interval))
+                                                    opts.enable_proc_stats, opts.proc_stats_interval)
+                             + output_args(opts, run_dir.path_str))
         except AgentStartError as e:
             log.error("%s", e)
             raise UserError(str(e)) from None
@@ -181,7 +183,7 @@ def serve(opts: Options) -> Outcome:
     opts, resources, run_dir = prepare(opts, resume_run)
     # Tasks that run in the service's wd (the usual case) then need no chdir,
     # which lets the local launcher use posix_spawn, its fastest path.
-    firsts = partition_groups(opts, resources)
+    firsts = partition_groups(opts, resources, task_output_dir(opts, run_dir.path_str))
     groups = [(name, args) for name, args, _ in firsts]
     os.chdir(opts.wd)
     try:
@@ -249,8 +251,10 @@ def check_governor_flags(opts: Options) -> None:
         raise UserError("--partition-heartbeat must be > 0")
 
 
-def partition_groups(opts: Options, resources: ResourceSet) -> List[Tuple[str, List[str], str]]:
-    """The partitions the governor starts itself: (name, the manager's extra arguments, first node)."""
+def partition_groups(opts: Options, resources: ResourceSet, output: Optional[str] = None
+                     ) -> List[Tuple[str, List[str], str]]:
+    """The partitions the governor starts itself: (name, the manager's extra arguments, first node).
+    ``output``: the governor's task output dir, where their tasks' output goes too (None: discarded)."""
     n = opts.partition_nodes or opts.slurm_partition_nodes
     if not n:
         return []
@@ -271,6 +275,7 @@ def partition_groups(opts: Options, resources: ResourceSet) -> List[Tuple[str, L
             args = ["--nodes", ",".join(f"{nd.name}:{len(nd.cores)}" for nd in part)]
         if opts.dry_run_tasks is not None:
             args += ["--dry-run-tasks", str(opts.dry_run_tasks)]
+        args += ["--task-output", "discard"] if output is None else ["--task-output-dir", output]
         groups.append((name, args, part[0].name))
     return groups
 
@@ -279,7 +284,7 @@ def serve_partition(opts: Options) -> int:
     """``hpilot service --parent ADDRESS``: run a partition manager until its governor lets it go."""
     from hpilot.partition import wire
     from hpilot.partition.core import PartitionConfig, PartitionCore
-    from hpilot.partition.manager import ManagerError, PartitionManager, resolve_parent
+    from hpilot.partition.manager import ManagerError, PartitionManager, governor_run_path, resolve_parent
     from hpilot.partition.models import EnvContext, models_for
 
     check_governor_flags(opts)
@@ -296,6 +301,10 @@ def serve_partition(opts: Options) -> int:
     resources = resources_for(opts)
     opts = dataclasses.replace(opts, wd=os.path.abspath(opts.wd))
     run_dir = _partition_run_dir(opts.wd, opts.id)
+    if opts.task_output_dir is None:  # next to the governor's when --parent names its wd, else here
+        gov_run = governor_run_path(opts.parent or "")
+        opts = dataclasses.replace(opts, task_output_dir=os.path.join(os.path.abspath(gov_run), "output")
+                                   if gov_run else run_dir.path("output"))
     setup_logging(run_dir, opts.log)
     os.chdir(opts.wd)
     slurm = resources.source == "slurm"

@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import re
 import select
 import shlex
 import signal
@@ -40,6 +41,7 @@ from hpilot.governor import (
     LocalManager,
     Manager,
     QCGPJMAError,
+    TaskFailedError,
     TimeoutElapsed,
 )
 
@@ -687,7 +689,9 @@ def test_executor_basic_template(wd: Path) -> None:
         assert f.done() and not f.running() and not f.cancelled()
         assert (wd / "stdout").read_text().strip() == "hello there"  # BasicTemplate's default stdout
         g = e.submit(BasicTemplate.template, name="tf", exec="false")
-        assert g.result(timeout=30) == {"tf": "FAILED"}
+        with pytest.raises(TaskFailedError, match="tf FAILED: exit code 1"):
+            g.result(timeout=30)
+        assert g.statuses() == {"tf": "FAILED"}
         with pytest.raises(InvalidJobDescriptionError, match="exec"):
             e.submit(BasicTemplate.template, name="missing-exec")
 
@@ -722,8 +726,12 @@ def test_executor_command_shortcut(wd: Path) -> None:
         assert f.names == list(result)
         assert (wd / "sc.txt").read_text().strip() == "shortcut"
         assert (wd / "np.txt").read_text().strip() == "2"
-        named = e.submit("exit 4", name="named")
-        assert named.result(timeout=30) == {"named": "FAILED"}
+        named = e.submit("echo giving up >&2; exit 4", name="named")
+        err = named.exception(timeout=30)
+        assert isinstance(err, TaskFailedError)
+        assert (err.job, err.iteration, err.state, err.exit_code, err.stderr) == ("named", None, "FAILED", 4,
+                                                                                  "giving up")
+        assert err.statuses == named.statuses() == {"named": "FAILED"}
 
 
 def test_executor_futures_with_as_completed_and_wait(wd: Path) -> None:
@@ -738,7 +746,7 @@ def test_executor_futures_with_as_completed_and_wait(wd: Path) -> None:
         # the longest sleep finishes after the shortest one
         assert completed.index(futures[0]) > completed.index(futures[3])
         assert [f.result() for f in futures] == [{f"f{i}": "SUCCEED"} for i in range(4)]
-        assert failing.result() == {"bad": "FAILED"}
+        assert isinstance(failing.exception(), TaskFailedError) and failing.statuses() == {"bad": "FAILED"}
         more = [e.submit("sleep 0.2", name=f"w{i}") for i in range(3)]
         done, not_done = concurrent.futures.wait(more, timeout=30)
         assert done == set(more) and not not_done
@@ -776,3 +784,52 @@ def test_executor_context_manager_shuts_the_service_down(wd: Path) -> None:
     finally:
         if proc.poll() is None:
             e.manager.kill_manager_process()
+
+
+def test_executor_failure_names_the_iteration_exit_code_reason_and_stderr(wd: Path) -> None:
+    def sweep() -> Tuple[str, Dict[str, Any]]:
+        return ("""{'name': '${name}', 'iteration': {'stop': 4},
+                    'execution': {'script': 'echo it $${it} >&2; [ $${it} != 2 ] || exit 7'}}""", {})
+
+    def slow() -> Tuple[str, Dict[str, Any]]:
+        return "{'name': '${name}', 'execution': {'exec': '/bin/sleep', 'args': ['30']}, 'wt': '1s'}", {}
+
+    with executor(wd, "4") as e:
+        err = e.submit(sweep, name="sw").exception(timeout=30)
+        assert isinstance(err, TaskFailedError)
+        assert (err.job, err.iteration, err.exit_code, err.reason, err.stderr) == ("sw", 2, 7, None, "it 2")
+        assert str(err) == "sw:2 FAILED: exit code 7; it 2"
+        timed = e.submit(slow, name="slow").exception(timeout=30)
+        assert isinstance(timed, TaskFailedError) and "wall time of 1s exceeded" in (timed.reason or "")
+        # a job that never ran: OMITTED, with the reason from the service
+        first = e.submit("exit 1", name="first")
+        then = e.submit("true", name="then", after=["first"])
+        omitted = then.exception(timeout=30)
+        assert isinstance(omitted, TaskFailedError) and omitted.state == "OMITTED" and omitted.exit_code is None
+        assert "first" in (omitted.reason or "") and isinstance(first.exception(), TaskFailedError)
+        # canceled in the service (not through the future): it fails, it is not the future's cancel
+        long = e.submit("sleep 30", name="long")
+        wait_for(long.running, 15, "long to run")
+        e.manager.cancel("long")
+        canceled = long.exception(timeout=30)
+        assert isinstance(canceled, TaskFailedError) and canceled.state == "CANCELED" and not long.cancelled()
+
+
+README_EXECUTOR = re.compile(r"The Executor works like `concurrent.futures`.*?```python\n(.*?)```", re.S)
+
+
+def test_the_readme_executor_example_behaves(tmp_path: Path) -> None:
+    """The README's Executor example, run as written, against a ./simulate that fails for one seed."""
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    m = README_EXECUTOR.search(readme.read_text())
+    assert m, "the README has no Executor example"
+    sim = tmp_path / "simulate"
+    sim.write_text('#!/bin/sh\nif [ "$2" = 3 ]; then echo "diverged at seed $2" >&2; exit 2; fi\necho ok\n')
+    sim.chmod(0o755)
+    (tmp_path / "example.py").write_text(m.group(1))
+    proc = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert sum("SUCCEED" in ln for ln in lines) == 10  # date and the 9 good seeds
+    failed = [ln for ln in lines if "failed" in ln]
+    assert len(failed) == 1 and "exit code 2" in failed[0] and "diverged at seed 3" in failed[0], lines
