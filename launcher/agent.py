@@ -1,8 +1,9 @@
 """The node launcher agent: one long-lived process per node, spawning that node's tasks.
 
-``python -m hpilot.launcher.agent --connect tcp://HOST:PORT --node NAME --secret-file F``
+``python -m hpilot.launcher.agent --connect tcp://HOST:PORT --node NAME --key-file F``
 
-It is a DEALER that greets the service's ROUTER (see :mod:`hpilot.launcher.wire`), then
+It is a DEALER that greets the service's ROUTER (see :mod:`hpilot.launcher.wire`) over
+CURVE with the run's agent key (the file ``F``, never a command-line value), then
 runs what it is sent through a :class:`LocalLauncher` (the same spawning, binding, wall
 time and kill code as local mode) and reports every start and exit.
 
@@ -29,7 +30,7 @@ import time
 from typing import Any, List, Optional, Sequence, Tuple
 
 import zmq
-from hpilot.launcher import wire
+from hpilot.launcher import curve, wire
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
 from hpilot.launcher.output import OutputStreams
@@ -49,17 +50,18 @@ def map_cpus(wanted: Sequence[int], allowed: Sequence[int]) -> Tuple[Tuple[int, 
 
 
 class Agent:
-    def __init__(self, connect: str, node: str, secret: str, grace: float = 3.0, misses: int = 5,
+    def __init__(self, connect: str, node: str, keys: curve.PeerKeys, grace: float = 3.0, misses: int = 5,
                  hello_timeout: float = 60.0, stats: Tuple[Any, Any] = (None, None),
                  output: Optional[OutputStreams] = None) -> None:
         self.node = node
-        self.secret = secret
         self.misses = misses
         self.hello_timeout = hello_timeout
         self.ctx: zmq.Context = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 2000)
         self.sock.setsockopt(zmq.ROUTING_ID, os.urandom(16))
+        curve.connect_with(self.sock, keys)
+        self._monitor = self.sock.get_monitor_socket(curve.MONITORED)  # a refused key ends the greeting at once
         self.sock.connect(connect)
         self.allowed = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
         self.outbox: List[bytes] = []
@@ -89,15 +91,30 @@ class Agent:
     # ---- the handshake ----
 
     def greet(self) -> bool:
-        h = wire.hello(self.secret, self.node, os.getpid(), self.allowed)
+        try:
+            return self._greet()
+        finally:
+            self.sock.disable_monitor()
+            self._monitor.close(0)
+
+    def _greet(self) -> bool:
+        h = wire.hello(self.node, os.getpid(), self.allowed)
         self.sock.send(wire.encode(h))
         deadline = time.monotonic() + self.hello_timeout
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         while self.stop is None:
             left = deadline - time.monotonic()
             if left <= 0:
                 log.error("agent %s: no welcome from the service within %.0fs", self.node, self.hello_timeout)
                 return False
-            if not self.sock.poll(int(min(left, 0.5) * 1000)):
+            ready = dict(poller.poll(int(min(left, 0.5) * 1000)))
+            why = curve.handshake_failure(self._monitor) if self._monitor in ready else None
+            if why is not None:
+                log.error("agent %s: %s (is --key-file the run's agent.key?)", self.node, why)
+                return False
+            if self.sock not in ready:
                 continue
             for frame in self.sock.recv_multipart():
                 try:
@@ -105,7 +122,7 @@ class Agent:
                 except Exception as e:  # WireError; anything else would be a decoder bug: dropped all the same
                     log.warning("agent %s: dropped a malformed frame: %s", self.node, e)
                     continue
-                if isinstance(msg, wire.Welcome) and wire.check_welcome(self.secret, h, msg):
+                if isinstance(msg, wire.Welcome):
                     self.heartbeat = msg.heartbeat
                     self.last_heard = time.monotonic()
                     return True
@@ -204,7 +221,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hpilot.launcher.agent", description=__doc__.split("\n")[0])
     p.add_argument("--connect", required=True, help="the service's agent address, tcp://HOST:PORT")
     p.add_argument("--node", required=True, help="this node's name in the allocation")
-    p.add_argument("--secret-file", required=True, help="file holding the run's secret (never on the command line)")
+    p.add_argument("--key-file", required=True, help="the run's agent key file (keys never go on a command line)")
     p.add_argument("--grace", type=float, default=3.0, help="seconds between SIGTERM and SIGKILL of a task")
     p.add_argument("--misses", type=int, default=5, help="heartbeats missed before the service is deemed gone")
     p.add_argument("--hello-timeout", type=float, default=60.0)
@@ -220,9 +237,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=args.log.upper(), stream=sys.stderr,
                         format=f"%(asctime)s agent[{args.node}@{socket.gethostname()}] %(levelname)s %(message)s")
     try:
-        secret = wire.read_secret(args.secret_file)
-    except (OSError, ValueError) as e:
-        log.error("cannot read the secret: %s", e)
+        keys = curve.read_peer_keys(args.key_file)
+    except curve.KeyFileError as e:
+        log.error("%s", e)
         return 2
     stats: Tuple[Any, Any] = (None, None)
     if args.run_dir and (args.rt_stats or args.proc_stats):
@@ -241,7 +258,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except OSError as e:
             log.error("cannot write task output into %s: %s", args.output_dir, e)
             return 2
-    agent = Agent(args.connect, args.node, secret, args.grace, args.misses, args.hello_timeout, stats, output)
+    agent = Agent(args.connect, args.node, keys, args.grace, args.misses, args.hello_timeout, stats, output)
 
     def on_signal(signum: int, frame: object) -> None:
         agent.stop = f"signal {signal.Signals(signum).name}"

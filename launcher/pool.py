@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import zmq
-from hpilot.launcher import wire
+from hpilot.launcher import curve, private, wire
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
 from hpilot.launcher.output import OutputStreams
@@ -57,10 +57,10 @@ class AgentStartError(RuntimeError):
 # ---- how an agent is started on a node ----
 
 
-def agent_argv(node: str, connect: str, secret_file: str, grace: float, heartbeat_misses: int = 5,
+def agent_argv(node: str, connect: str, key_file: str, grace: float, heartbeat_misses: int = 5,
                extra: Sequence[str] = ()) -> List[str]:
     return [sys.executable, "-m", "hpilot.launcher.agent", "--connect", connect, "--node", node,
-            "--secret-file", secret_file, "--grace", str(grace), "--misses", str(heartbeat_misses), *extra]
+            "--key-file", key_file, "--grace", str(grace), "--misses", str(heartbeat_misses), *extra]
 
 
 def stats_args(run_dir: str, rt_stats: bool, wrapper: Optional[str], proc_stats: bool,
@@ -133,13 +133,12 @@ class AgentPool:
     """A :class:`Launcher` whose processes run in agents on the allocation's nodes."""
 
     def __init__(self, on_exit: OnExit, on_start: Optional[OnStart], nodes: Sequence[str], wd: str, log_dir: str,
-                 secret_file: str, starter: Starter = srun_starter, grace: float = 3.0,
+                 keys: curve.Issued, starter: Starter = srun_starter, grace: float = 3.0,
                  init_timeout: float = 30.0, ready_threshold: float = 1.0, heartbeat: float = 1.0,
                  misses: int = 5, advertise: Optional[str] = None, agent_extra: Sequence[str] = ()) -> None:
         self.on_exit = on_exit
         self.on_start = on_start
         self.agent_extra = list(agent_extra)  # e.g. stats_args(): statistics written by the agents
-        self.secret = wire.read_secret(secret_file)
         self.heartbeat = heartbeat
         self.misses = misses
         self.nodes: Dict[str, _Node] = {n: _Node(n) for n in nodes}
@@ -152,12 +151,14 @@ class AgentPool:
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # sending to a gone agent raises, never blocks
+        self.router.setsockopt(zmq.MAXMSGSIZE, wire.LIMITS.max_bytes)
+        curve.serve(self.router, keys.server, [keys.peer_public], "agent")  # only the run's agents get in
         port = self.router.bind_to_random_port("tcp://*")
         self.address = f"tcp://{advertise or socket.gethostname()}:{port}"
         self._epoll = select.epoll()
         self._by_fd: Dict[int, _Node] = {}
         self.started_in: Optional[float] = None
-        self._start(wd, log_dir, secret_file, starter, grace)
+        self._start(wd, log_dir, keys.path, starter, grace)
         try:
             self._wait_ready(init_timeout, ready_threshold)
         except BaseException:
@@ -166,15 +167,15 @@ class AgentPool:
 
     # ---- start-up ----
 
-    def _start(self, wd: str, log_dir: str, secret_file: str, starter: Starter, grace: float) -> None:
-        os.makedirs(log_dir, exist_ok=True)
+    def _start(self, wd: str, log_dir: str, key_file: str, starter: Starter, grace: float) -> None:
+        private.make_dir(log_dir)
         pre = _pdeathsig()
         for st in self.nodes.values():
             st.log_path = os.path.join(log_dir, f"agent-{st.name}.log")
-            cmd = starter(st.name, wd, agent_argv(st.name, self.address, secret_file, grace, self.misses,
+            cmd = starter(st.name, wd, agent_argv(st.name, self.address, key_file, grace, self.misses,
                                                   self.agent_extra))
             log.debug("starting the agent on %s: %s", st.name, shlex.join(cmd))
-            with open(st.log_path, "ab") as out:
+            with private.open_private(st.log_path, "ab") as out:
                 try:
                     st.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                                start_new_session=True, close_fds=True, preexec_fn=pre)
@@ -342,7 +343,7 @@ class AgentPool:
         if not isinstance(msg, wire.Hello):
             log.warning("dropped %s from a peer that has not greeted", type(msg).__name__)
             return None
-        why = wire.check_hello(self.secret, msg)
+        why = wire.check_hello(msg)
         st = self.nodes.get(msg.node)
         if why is None and st is None:
             why = f"node {msg.node!r} is not in this allocation"
@@ -352,14 +353,13 @@ class AgentPool:
             why = f"node {msg.node} already has an agent"
         if why is not None:
             log.warning("refused an agent greeting (node %r): %s", msg.node, why)
-            if "secret" not in why:  # do not talk to whoever does not know the secret
-                with contextlib.suppress(zmq.ZMQError):
-                    self.router.send_multipart([ident, wire.encode(wire.Bye(why))])
+            with contextlib.suppress(zmq.ZMQError):
+                self.router.send_multipart([ident, wire.encode(wire.Bye(why))])
             return None
         assert st is not None
         st.ident, st.cpus, st.last_heard = ident, msg.cpus, time.monotonic()
         self._by_ident[ident] = st
-        self._send(st, wire.welcome(self.secret, msg, self.heartbeat))
+        self._send(st, wire.Welcome(self.heartbeat))
         if self.started_in is not None:  # a late agent: its node joins now
             log.info("node launcher agent on %s greeted late; the node joins", st.name)
             self._emit(st.name, True, "its agent greeted")

@@ -19,17 +19,18 @@ import time
 from typing import IO, Any, Dict, Iterable, List, Optional, Tuple
 
 import psutil
+from hpilot.launcher.private import make_dir, open_private
 
 FORMAT_VERSION = 1
 
 
 class ProcSampler:
     def __init__(self, out_dir: str, tag: str, interval: float, host: Optional[str] = None) -> None:
-        os.makedirs(out_dir, exist_ok=True)
+        make_dir(out_dir)
         self.path = os.path.join(out_dir, f"procs-{tag}.jsonl")
         self.interval = max(0.01, interval)
         self.host = host or socket.gethostname().split(".")[0]
-        self._f: IO[str] = open(self.path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+        self._f: IO[str] = open_private(self.path, "a", encoding="utf-8", buffering=1 << 16)
         self._seen: Dict[Tuple[int, float], str] = {}
         self._procs: Dict[int, psutil.Process] = {}  # psutil caches per-process state (cpu_times ...)
         self._next = 0.0

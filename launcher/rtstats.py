@@ -40,6 +40,7 @@ from typing import Dict, List, Optional, Tuple
 
 from hpilot.launcher import safejson
 from hpilot.launcher.core import LaunchRequest
+from hpilot.launcher.private import make_dir, open_private
 from hpilot.launcher.procstats import ProcSampler
 
 # fcntl names F_SETPIPE_SZ from Python 3.10 on; Linux has had it since 2.6.35 (F_LINUX_SPECIFIC_BASE + 7).
@@ -133,7 +134,7 @@ class RtStats:
 
     def __init__(self, wrapper: str, out_dir: str, tag: str) -> None:
         self.wrapper = wrapper
-        os.makedirs(out_dir, exist_ok=True)
+        make_dir(out_dir)
         self.records_path = os.path.join(out_dir, f"wrapper-{tag}.jsonl")
         self.launch_path = os.path.join(out_dir, f"launch-{tag}.jsonl")
         r, w = os.pipe2(os.O_CLOEXEC)
@@ -145,8 +146,9 @@ class RtStats:
             with contextlib.suppress(OSError):  # room for ~4000 records between two drains
                 fcntl.fcntl(r, _F_SETPIPE_SZ, 1 << 20)
         self._r = r
-        self._out = os.open(self.records_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        self._launch = open(self.launch_path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+        self._out = os.open(self.records_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        os.fchmod(self._out, 0o600)
+        self._launch = open_private(self.launch_path, "a", encoding="utf-8", buffering=1 << 16)
         self._partial = b""
         self._signals: Dict[str, int] = {}
         self._errors: Dict[str, str] = {}

@@ -6,30 +6,26 @@ frame: anything that is not exactly a known record with the right fields raises
 :class:`WireError`, which the receiver logs and drops, so a stray or hostile frame can
 neither crash nor confuse either side.
 
-Authentication uses the run's secret (a 0600 file in the run directory that both sides
-can read; it never appears on a command line): the agent's :class:`Hello` carries
-``HMAC(secret, hello|version|node|nonce)`` and the service answers with
-``HMAC(secret, welcome|nonce)``, so each side proves it knows the secret without
-sending it.  The service accepts nothing but a valid Hello from a routing id it does
-not know, and agents pick random, unguessable routing ids.
+Authentication is the transport's: the service's agent socket is a CURVE server that
+admits only the holders of the run's agent key (``agent.key`` in the run directory, 0600,
+read by the agent from ``--key-file``; see :mod:`hpilot.launcher.curve`).  Nothing an
+unknown peer sends reaches the service, and CURVE's per-connection keys and nonces make
+a captured Hello useless to replay.  The service still accepts nothing but a Hello from a
+routing id it does not know.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import json
 import math
-import os
-import secrets
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple, Type, Union
 
 from hpilot.launcher import safejson
 from hpilot.launcher.core import LaunchRequest, TaskExit
 
-VERSION = 1
+VERSION = 2  # 2: CURVE at the transport; Hello and Welcome carry no proof any more
 
 
 class WireError(ValueError):
@@ -45,8 +41,6 @@ class Hello:
     node: str
     pid: int
     cpus: Tuple[int, ...]  # the CPUs this agent may bind tasks to
-    nonce: str
-    proof: str
 
 
 @dataclass(frozen=True)
@@ -80,7 +74,6 @@ class Exited:
 
 @dataclass(frozen=True)
 class Welcome:
-    proof: str
     heartbeat: float  # seconds between heartbeats, each way
 
 
@@ -134,7 +127,7 @@ _TYPES: Dict[str, Type[Any]] = {c.__name__: c for c in (Hello, Started, Exited, 
                                                          Heartbeat, Bye)}
 # field -> the JSON type(s) it may have (None always allowed where the default is None)
 _KINDS: Dict[str, Tuple[type, ...]] = {
-    "version": (int,), "pid": (int,), "exit_code": (int,), "node": (str,), "nonce": (str,), "proof": (str,),
+    "version": (int,), "pid": (int,), "exit_code": (int,), "node": (str,),
     "task_id": (str,), "reason": (str,), "stderr_tail": (str,), "wd": (str,), "stdin": (str,), "stdout": (str,),
     "stderr": (str,),
     "now": (int, float), "started": (int, float), "finished": (int, float), "heartbeat": (int, float),
@@ -206,54 +199,15 @@ def decode(frame: bytes) -> Message:
     return msg
 
 
-# ---- the secret ----
+# ---- the greeting ----
 
 
-def new_secret() -> str:
-    return secrets.token_hex(32)
+def hello(node: str, pid: int, cpus: Tuple[int, ...]) -> Hello:
+    return Hello(VERSION, node, pid, cpus)
 
 
-def write_secret(path: str, secret: str) -> None:
-    """Create the secret file readable by its owner only (0600 from the start, not chmod later).
-
-    A resumed run writes a new secret in the same run dir: the old file is replaced, not
-    reopened, so its mode can never have been widened in between."""
-    tmp = f"{path}.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secret + "\n")
-    os.replace(tmp, path)
-
-
-def read_secret(path: str) -> str:
-    with open(path, encoding="ascii") as f:
-        secret = f.read().strip()
-    if len(secret) < 32:
-        raise ValueError(f"{path}: too short to be a secret")
-    return secret
-
-
-def _mac(secret: str, text: str) -> str:
-    return hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
-
-
-def hello(secret: str, node: str, pid: int, cpus: Tuple[int, ...]) -> Hello:
-    nonce = secrets.token_hex(16)
-    return Hello(VERSION, node, pid, cpus, nonce, _mac(secret, f"hello|{VERSION}|{node}|{nonce}"))
-
-
-def check_hello(secret: str, h: Hello) -> Optional[str]:
-    """None when the hello is genuine and speaks our version; else why not."""
-    if not hmac.compare_digest(h.proof, _mac(secret, f"hello|{h.version}|{h.node}|{h.nonce}")):
-        return "bad proof of the run's secret"
+def check_hello(h: Hello) -> Optional[str]:
+    """None when the hello speaks our version; else why not."""
     if h.version != VERSION:
         return f"wire version {h.version}, this service speaks {VERSION} (mixed hpilot installations?)"
     return None
-
-
-def welcome(secret: str, h: Hello, heartbeat: float) -> Welcome:
-    return Welcome(_mac(secret, f"welcome|{h.nonce}"), heartbeat)
-
-
-def check_welcome(secret: str, h: Hello, w: Welcome) -> bool:
-    return hmac.compare_digest(w.proof, _mac(secret, f"welcome|{h.nonce}"))

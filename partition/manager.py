@@ -31,7 +31,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 import zmq
-from hpilot.launcher import safejson
+from hpilot.launcher import curve, safejson
 from hpilot.launcher.api import LauncherFactory, poll_targets
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.partition import wire
@@ -79,7 +79,8 @@ def governor_run_path(parent: str) -> Optional[str]:
 
 
 def resolve_parent(parent: str) -> Tuple[str, Optional[str]]:
-    """``--parent`` is an address, or the governor's run dir or wd (address and secret read there)."""
+    """``--parent`` is an address, or the governor's run dir or wd: (its address, the partition
+    key file there, if any)."""
     path = governor_run_path(parent)
     if path is not None:
         try:
@@ -87,32 +88,31 @@ def resolve_parent(parent: str) -> Tuple[str, Optional[str]]:
                 address = f.read().strip()
         except OSError:
             raise ManagerError(f"--parent {parent}: no governor's partitions.address there") from None
-        secret = None
-        with contextlib.suppress(OSError), open(os.path.join(path, "partitions.secret")) as f:
-            secret = f.read().strip()
-        return address, secret
+        key_file = os.path.join(path, "partition.key")
+        return address, key_file if os.path.exists(key_file) else None
     if not parent.startswith("tcp://"):
         raise ManagerError(f"--parent {parent!r}: give the governor's address (tcp://host:port) or its wd")
     return parent, None
 
 
 class PartitionManager:
-    def __init__(self, address: str, secret: str, pid: str, tags: Tuple[str, ...], core: PartitionCore,
+    def __init__(self, address: str, keys: curve.PeerKeys, pid: str, tags: Tuple[str, ...], core: PartitionCore,
                  make_launcher: LauncherFactory, register_timeout: float = 30.0,
                  client: Optional[ClientPort] = None, query_timeout: float = 60.0) -> None:
         self.core = core
         self.client = client
         self.query_timeout = query_timeout
         self.address = address
-        self.secret = secret
         self.launcher = make_launcher(self._exit, self._start)
         self.ctx: zmq.Context = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 2000)
         self.sock.setsockopt(zmq.IDENTITY, os.urandom(16))
+        self.sock.setsockopt(zmq.MAXMSGSIZE, wire.LIMITS.max_bytes)
+        curve.connect_with(self.sock, keys)  # the governor admits holders of the run's partition key only
         self.sock.connect(address)
         nodes = tuple((n.name, len(n.cores)) for n in core.resources.nodes)
-        self._send(wire.register(secret, pid, socket.gethostname(), os.getpid(), nodes, tags))
+        self._send(wire.register(pid, socket.gethostname(), os.getpid(), nodes, tags))
         self.name = pid or "?"
         self.heartbeat = 1.0
         self.registered = False
@@ -247,7 +247,8 @@ class PartitionManager:
                     self.stop = "drained"
                     break
                 if not self.registered and now > self.register_by:
-                    raise ManagerError(f"no answer from the governor at {self.address}")
+                    raise ManagerError(f"no answer from the governor at {self.address} (gone, or it refused this "
+                                       f"manager's partition key: is {wire.KEY_ENV} its run's partition.key?)")
                 if self.registered and now - self.last_heard > self.heartbeat * LOST_AFTER and self.stop is None:
                     log.error("the governor is silent for %.1fs: killing tasks and exiting", now - self.last_heard)
                     self.stop = "the governor is gone"

@@ -12,20 +12,19 @@ frozen dataclasses: a record is ``{"@": "ClassName", field: value, ...}``, a tup
 two numbers).  :func:`decode` builds only the listed classes; anything else raises
 :class:`WireError`, which the receiver logs and drops.
 
-Authentication: the governor's run has a partition secret (a 0600 file in its run
-directory, or ``HPILOT_PARTITION_SECRET``); a partition's :class:`Register` carries
-``HMAC(secret, register|version|id|nonce)`` and the governor accepts nothing else from
-a routing id it does not know.
+Authentication is the transport's: the governor's partition socket is a CURVE server
+that admits only the holders of the run's partition key (``partition.key`` in its run
+directory, 0600; :mod:`hpilot.launcher.curve`), on loopback too.  A stranger cannot
+register, and a captured registration cannot be replayed or altered (each CURVE
+connection has its own keys, each message its own nonce).  The governor accepts nothing
+but a :class:`Register` from a routing id it does not know.
 """
 
 from __future__ import annotations
 
 import collections.abc
-import hashlib
-import hmac
 import json
 import math
-import secrets
 import typing
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
@@ -43,8 +42,8 @@ from hpilot.partition.messages import (
 from hpilot.partition.spec import Execution, IterSchedulerSpec, Resources, ResourceSize
 from hpilot.partition.variables import Template
 
-VERSION = 1
-SECRET_ENV = "HPILOT_PARTITION_SECRET"
+VERSION = 2  # 2: CURVE at the transport; Register carries no proof any more
+KEY_ENV = "HPILOT_PARTITION_KEY"  # the path of the partition key file, for a manager started by hand
 
 
 class WireError(ValueError):
@@ -62,8 +61,6 @@ class Register:
     pid: int
     nodes: Tuple[Tuple[str, int], ...]  # (node name, cores) of this partition
     tags: Tuple[str, ...]
-    nonce: str
-    proof: str
 
 
 @dataclass(frozen=True)
@@ -372,23 +369,15 @@ _whole = _is_whole
 _num = _is_number
 
 
-# ---- authentication ----
+# ---- registration ----
 
 
-def proof(secret: str, pid: str, nonce: str) -> str:
-    return hmac.new(secret.encode(), f"register|{VERSION}|{pid}|{nonce}".encode(), hashlib.sha256).hexdigest()
+def register(pid: str, host: str, os_pid: int, nodes: Tuple[Tuple[str, int], ...], tags: Tuple[str, ...]) -> Register:
+    return Register(VERSION, pid, host, os_pid, nodes, tags)
 
 
-def register(secret: str, pid: str, host: str, os_pid: int, nodes: Tuple[Tuple[str, int], ...],
-             tags: Tuple[str, ...]) -> Register:
-    nonce = secrets.token_hex(16)
-    return Register(VERSION, pid, host, os_pid, nodes, tags, nonce, proof(secret, pid, nonce))
-
-
-def check_register(secret: str, msg: Register) -> Optional[str]:
-    """None when the registration is genuine, else why not."""
+def check_register(msg: Register) -> Optional[str]:
+    """None when the registration speaks our version, else why not."""
     if msg.version != VERSION:
         return f"protocol version {msg.version}, this governor speaks {VERSION}"
-    if not hmac.compare_digest(proof(secret, msg.id, msg.nonce), str(msg.proof)):
-        return "bad proof: the partition does not know this run's partition secret"
     return None

@@ -29,7 +29,6 @@ import threading
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-import zmq
 from hpilot.governor.api.jobs import InvalidJobDescriptionError, Jobs, QCGPJMAError
 from hpilot.governor.api.manager import FINAL, WELCOME, LocalManager, Manager, parse_event
 
@@ -226,15 +225,11 @@ class Executor:
             nonlocal asker
             if asker is None:
                 asker = Manager(self._manager.address, {"subscribe": False, "request_timeout": 30},
-                                secret=self._manager.secret)
+                                keys=self._manager.keys)
             return _info_data(asker, name)
 
-        sub: zmq.Socket = zmq.Context.instance().socket(zmq.SUB)
-        sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.SUBSCRIBE, b"job")
-        sub.setsockopt(zmq.SUBSCRIBE, WELCOME)
         assert self._manager.pub_address, "the service publishes no events"
-        sub.connect(self._manager.pub_address)
+        sub = self._manager.event_socket(self._manager.pub_address)
         try:
             while not self._stop.is_set():
                 if not sub.poll(200):

@@ -12,6 +12,8 @@ it works the same in a script, a thread and a Jupyter notebook.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -31,12 +33,14 @@ from hpilot.governor.api.jobs import (
     ServiceError,
     TimeoutElapsed,
 )
-from hpilot.launcher import safejson
+from hpilot.launcher import curve, safejson
 
 log = logging.getLogger("hpilot.api")
 
 FINAL = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
 WELCOME = b"hpilot-welcome"
+CLIENT_KEY_ENV = "HPILOT_CLIENT_KEY"
+CLIENT_KEY_FILE = "client.key"
 # what the service sends back: answers may list every job, events are small
 ANSWER_LIMITS = safejson.Limits(max_bytes=1 << 30, max_depth=64)
 EVENT_LIMITS = safejson.Limits(max_bytes=1 << 20, max_depth=16)
@@ -56,7 +60,7 @@ def find_service(wd: str = ".") -> Optional[Dict[str, Any]]:
     if isinstance(pid, int) and not _alive(pid):
         return None
     info["run_dir"] = os.path.dirname(os.path.realpath(path))
-    info["secret"] = _read_secret(info["run_dir"])
+    info["key_file"] = os.path.join(info["run_dir"], CLIENT_KEY_FILE) if info.get("server_key") else None
     return info
 
 
@@ -85,14 +89,29 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _read_secret(run_dir: Optional[str]) -> Optional[str]:
-    if not run_dir:
+def find_keys(keys: Union[None, str, curve.PeerKeys], found: Optional[Dict[str, Any]]) -> Optional[curve.PeerKeys]:
+    """The client keys to use: given (a key file's path, or keys), else ``HPILOT_CLIENT_KEY``,
+    else the client key of the service found in the working directory; None if none."""
+    if isinstance(keys, curve.PeerKeys):
+        return keys
+    path = keys or os.environ.get(CLIENT_KEY_ENV) or (found.get("key_file") if found else None)
+    if not path:
         return None
     try:
-        with open(os.path.join(run_dir, "secret")) as f:
-            return f.read().strip() or None
-    except OSError:
-        return None
+        return curve.read_peer_keys(path)
+    except curve.KeyFileError as e:
+        raise ConnectionError(str(e)) from None
+
+
+def is_loopback_address(address: str) -> bool:
+    """Whether ``tcp://HOST:PORT`` names a loopback host (where services speak plain JSON)."""
+    host = address.partition("://")[2].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def normalize_address(address: str) -> str:
@@ -114,7 +133,10 @@ class Manager:
     DEFAULT_PUB_TIMEOUT = 300
 
     def __init__(self, address: Optional[str] = None, cfg: Optional[Dict[str, Any]] = None,
-                 secret: Optional[str] = None) -> None:
+                 keys: Union[None, str, curve.PeerKeys] = None) -> None:
+        """``keys``: the run's client key file (``<run dir>/client.key``) or keys, needed for a
+        service bound off loopback; by default ``HPILOT_CLIENT_KEY``, or the key of the service
+        found in the working directory."""
         cfg = dict(cfg or {})
         found = None
         if address is None:
@@ -123,12 +145,15 @@ class Manager:
             found = find_service()
             address = found["address"] if found else self.DEFAULT_ADDRESS
         self.address = normalize_address(address)
-        self.secret = secret or os.environ.get("HPILOT_SECRET") or (found.get("secret") if found else None)
+        found_keys = find_keys(keys, found)
+        # loopback speaks plain JSON (QCG's clients have no keys); anywhere else is CURVE
+        self.keys = None if is_loopback_address(self.address) else found_keys
         self.request_timeout = float(cfg.get("request_timeout", 600))
         self.safety_poll = float(cfg.get("safety_poll", 30))
         self.poll_delay = float(cfg.get("poll_delay", 0.5))  # only without events (--disable-pub)
         self._ctx: zmq.Context = zmq.Context.instance()
         self._req: Optional[zmq.Socket] = None
+        self._monitor: Optional[zmq.Socket] = None
         self._sub: Optional[zmq.Socket] = None
         self._connect()
         pub = found.get("pub") if found else None
@@ -145,15 +170,29 @@ class Manager:
         self._req.setsockopt(zmq.LINGER, 0)
         self._req.setsockopt(zmq.REQ_RELAXED, 1)
         self._req.setsockopt(zmq.REQ_CORRELATE, 1)
+        self._secure(self._req)
+        # a refused key or a plain client at a CURVE service shows as a failed handshake: say so at once
+        self._monitor = self._req.get_monitor_socket(curve.MONITORED)
         self._req.connect(self.address)
 
-    def _subscribe(self, pub: str, timeout: float) -> None:
+    def _secure(self, sock: zmq.Socket) -> None:
+        if self.keys is not None:
+            curve.connect_with(sock, self.keys)
+
+    def event_socket(self, pub: str) -> zmq.Socket:
+        """A SUB socket connected to the service's events (job state changes and the welcome)."""
         sub = self._ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.RCVHWM, 100_000)
+        sub.setsockopt(zmq.MAXMSGSIZE, EVENT_LIMITS.max_bytes)
         sub.setsockopt(zmq.SUBSCRIBE, b"job")
         sub.setsockopt(zmq.SUBSCRIBE, WELCOME)
+        self._secure(sub)
         sub.connect(pub)
+        return sub
+
+    def _subscribe(self, pub: str, timeout: float) -> None:
+        sub = self.event_socket(pub)
         if sub.poll(int(timeout * 1000)):
             sub.recv_multipart()  # the welcome: our subscription is now live
             self._sub = sub
@@ -165,12 +204,9 @@ class Manager:
         """Send any request and return the validated response (code 0), else raise."""
         if self._req is None:
             raise ConnectionError("not connected (finish() or cleanup() was called)")
-        if self.secret:
-            request = {**request, "secret": self.secret}
         try:
             self._req.send(json.dumps(request).encode())
-            if not self._req.poll(int(self.request_timeout * 1000)):
-                raise ConnectionError(f"no answer from {self.address} in {self.request_timeout:g}s")
+            self._wait_answer()
             response = safejson.loads(self._req.recv(), ANSWER_LIMITS)
         except zmq.ZMQError as e:
             raise ConnectionError(f"{self.address}: {e}") from None
@@ -181,6 +217,31 @@ class Manager:
         if response["code"] != 0:
             raise ConnectionError(response.get("message", "request failed"))
         return response
+
+    def _wait_answer(self) -> None:
+        assert self._req is not None
+        poller = zmq.Poller()
+        poller.register(self._req, zmq.POLLIN)
+        if self._monitor is not None:
+            poller.register(self._monitor, zmq.POLLIN)
+        deadline = time.monotonic() + self.request_timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ConnectionError(f"no answer from {self.address} in {self.request_timeout:g}s")
+            ready = dict(poller.poll(int(left * 1000) + 1))
+            if self._req in ready:
+                return
+            why = curve.handshake_failure(self._monitor) if self._monitor is not None and self._monitor in ready \
+                else None
+            if why is not None:
+                raise ConnectionError(f"{self.address}: {why} ({self._key_hint()})")
+
+    def _key_hint(self) -> str:
+        if self.keys is None:
+            return (f"a service off loopback needs the run's client key: give keys=, set {CLIENT_KEY_ENV} to its "
+                    "<run dir>/client.key, or work in the service's wd")
+        return f"the key {self.keys.path or '(given)'} is not this service's client key"
 
     def _data(self, request: Dict[str, Any]) -> Dict[str, Any]:
         data = self.send_request(request).get("data")
@@ -234,10 +295,13 @@ class Manager:
             self.cleanup()
 
     def cleanup(self) -> None:
-        for sock in (self._req, self._sub):
+        if self._req is not None and self._monitor is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self._req.disable_monitor()
+        for sock in (self._monitor, self._req, self._sub):
             if sock is not None:
                 sock.close(0)
-        self._req = self._sub = None
+        self._req = self._sub = self._monitor = None
 
     @staticmethod
     def is_status_finished(status: str) -> bool:
@@ -364,7 +428,8 @@ class LocalManager(Manager):
         atexit.register(self._atexit)
         address, pub, run_dir = self._read_banner(float(cfg.get("init_timeout", 300)))
         self.run_dir = run_dir
-        super().__init__(address, cfg, secret=_read_secret(run_dir))
+        key_file = os.path.join(run_dir, CLIENT_KEY_FILE)
+        super().__init__(address, cfg, keys=key_file if os.path.exists(key_file) else None)
 
     def _read_banner(self, timeout: float) -> Tuple[str, Optional[str], str]:
         assert self.process.stdout is not None

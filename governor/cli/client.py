@@ -23,7 +23,7 @@ def _connect(address: Optional[str], events: bool = False) -> Any:
     from hpilot.governor.api.jobs import QCGPJMAError
     from hpilot.governor.api.manager import Manager, find_service
 
-    secret = None
+    key_file = None
     if address is None:
         address = os.environ.get("HPILOT_ADDRESS") or os.environ.get("QCG_PM_ZMQ_ADDRESS")
     if address is None:
@@ -31,10 +31,10 @@ def _connect(address: Optional[str], events: bool = False) -> Any:
         if found is None:
             raise UserError("no running hpilot service found: give --address, set HPILOT_ADDRESS, "
                             "or run this in the working directory of `hpilot service --net`")
-        address, secret = found["address"], found.get("secret")
+        address, key_file = found["address"], found.get("key_file")  # off loopback: the run's client key
     cfg = {"request_timeout": 30, "subscribe": events}
     try:
-        return Manager(address, cfg, secret=secret)
+        return Manager(address, cfg, keys=key_file)
     except QCGPJMAError as e:
         raise UserError(f"cannot talk to the service at {address}: {e}") from None
 

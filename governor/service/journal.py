@@ -46,7 +46,8 @@ class Journal:
         self.path = path
         self.sync_every = sync_every
         new = not os.path.exists(path) or os.path.getsize(path) == 0
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # every script and environment
+        os.fchmod(self._fd, 0o600)
         self._pending: List[bytes] = []
         self._unsynced = False
         self._last_sync = time.monotonic()

@@ -6,11 +6,14 @@ leave on an XPUB socket; its welcome message tells a new subscriber that its
 subscription is in place, so a client can subscribe, then query, then wait for
 events without a window in which a finish could be missed.
 
-Security: bound to loopback, requests are accepted as QCG-PilotJob accepts them.
-Bound to any other address, every request must carry the run's secret (in the
-request's ``"secret"`` field); one without it is refused and logged, and nothing
-it asked for happens.  The secret is generated per run and kept in a 0600 file
-in the run directory (and given to tasks in ``HPILOT_SECRET``).
+Security: bound to loopback, requests are accepted as QCG-PilotJob accepts them
+(plain JSON: QCG's clients have no keys; loopback is shared by the node's users).
+Bound to any other address, both sockets are CURVE servers that admit only holders
+of the run's client key (``client.key`` in the run directory, 0600; given to tasks
+as ``HPILOT_CLIENT_KEY``): a stranger's connection is refused in the handshake, before
+any of its frames is read, and it cannot read the events either
+(:mod:`hpilot.launcher.curve`).  ``--net-iface`` takes an interface name or an
+address; the address file names an address clients can connect to.
 
 Answers may be deferred: a partition manager's client port (``hpilot service
 --parent ... --net``) forwards each request to its governor and answers when the
@@ -21,17 +24,18 @@ or with an error once a timeout passes or the partition exits; never a hang.
 from __future__ import annotations
 
 import contextlib
-import hmac
+import ipaddress
 import json
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import zmq
-from hpilot.launcher import safejson
-from hpilot.launcher.wire import new_secret, write_secret
+from hpilot.launcher import curve, safejson
+from hpilot.launcher.private import write_private
 
 log = logging.getLogger("hpilot.net")
 
@@ -40,7 +44,7 @@ MAX_MESSAGE = 64 * 1024 * 1024  # a bigger frame closes that client's connection
 REQUEST_LIMITS = safejson.Limits(max_bytes=MAX_MESSAGE, max_depth=64, max_digits=100)
 WELCOME = b"hpilot-welcome"
 ADDRESS_FILE = "address"
-SECRET_FILE = "secret"
+CLIENT_KEY_ENV = "HPILOT_CLIENT_KEY"  # tasks find the run's client key file here
 ERROR = -1
 
 
@@ -48,26 +52,69 @@ ERROR = -1
 class Endpoints:
     address: str
     pub: Optional[str]
-    secret_required: bool
+    server_key: Optional[str]  # the CURVE public key of the service (None: plain, on loopback)
 
     def to_json(self) -> Dict[str, Any]:
-        return {"address": self.address, "pub": self.pub, "secret_required": self.secret_required,
-                "pid": os.getpid()}
+        return {"address": self.address, "pub": self.pub, "server_key": self.server_key, "pid": os.getpid()}
 
 
 def is_loopback(iface: str) -> bool:
-    return iface in ("localhost", "::1") or iface.startswith("127.")
+    """Whether a (resolved) bind address is a loopback one."""
+    if iface == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(iface.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
-def make_secret(run_dir_path: str) -> str:
-    secret = new_secret()
-    write_secret(os.path.join(run_dir_path, SECRET_FILE), secret)
-    return secret
+class IfaceError(OSError):
+    """``--net-iface`` names neither an interface of this machine nor an address."""
+
+
+def resolve_iface(iface: str) -> Tuple[str, str]:
+    """``--net-iface`` (an interface name, an address, a host name, or ``*``/``0.0.0.0``) ->
+    (the address to bind, the host clients connect to).
+
+    An interface's first IPv4 address that is not a loopback one is taken (then any
+    IPv4, then a global IPv6); binding every interface advertises this host's name."""
+    if iface in ("*", "0.0.0.0", "::", ""):
+        return ("0.0.0.0" if iface != "::" else "::"), socket.gethostname()
+    try:
+        ipaddress.ip_address(iface)
+        return iface, iface
+    except ValueError:
+        pass
+    import psutil
+
+    addrs = psutil.net_if_addrs().get(iface)
+    if addrs is not None:
+        v4 = [a.address for a in addrs if a.family == socket.AF_INET]
+        v6 = [a.address for a in addrs if a.family == socket.AF_INET6 and "%" not in a.address
+              and not a.address.lower().startswith("fe80")]
+        picks = [a for a in v4 if not is_loopback(a)] + v4 + v6
+        if not picks:
+            raise IfaceError(f"--net-iface {iface}: the interface has no address")
+        return picks[0], picks[0]
+    try:
+        return str(socket.getaddrinfo(iface, None, socket.AF_INET)[0][4][0]), iface
+    except (OSError, IndexError):
+        known = ", ".join(sorted(psutil.net_if_addrs())) or "none"
+        raise IfaceError(f"--net-iface {iface}: neither an interface of this machine ({known}) nor an "
+                         "address") from None
+
+
+def bind(sock: zmq.Socket, iface: str, shown: str, what: str, port: Optional[int] = None,
+         lo: Optional[int] = None, hi: Optional[int] = None) -> str:
+    """Bind ``sock`` to the address ``iface``; returns its address as clients connect to it (``shown``)."""
+    return _bind(sock, iface, port, lo, hi, what, shown)
 
 
 def _bind(sock: zmq.Socket, iface: str, port: Optional[int], lo: Optional[int], hi: Optional[int],
-          what: str) -> str:
+          what: str, shown: Optional[str] = None) -> str:
     host = f"[{iface}]" if ":" in iface else iface
+    shown = shown or iface
+    shown = f"[{shown}]" if ":" in shown else shown
     try:
         if port is not None:
             sock.bind(f"tcp://{host}:{port}")
@@ -78,45 +125,51 @@ def _bind(sock: zmq.Socket, iface: str, port: Optional[int], lo: Optional[int], 
     except zmq.ZMQError as e:
         want = f"port {port}" if port is not None else f"a port in {lo or 20000}-{hi or 60000}"
         raise OSError(f"cannot bind the {what} socket to {iface}, {want}: {e}") from None
-    return f"tcp://{host}:{bound}"
+    return f"tcp://{shown}:{bound}"
 
 
 class NetInterface:
     def __init__(self, iface: str, port: Optional[int], port_min: Optional[int], port_max: Optional[int],
-                 pub_port: Optional[int], publish: bool, secret: str) -> None:
+                 pub_port: Optional[int], publish: bool, keys: Optional[Callable[[], curve.Issued]] = None) -> None:
+        """``keys`` gives the run's client keys; called only when the sockets are bound off loopback."""
         self.ctx: zmq.Context = zmq.Context.instance()
-        self.secret = secret
-        self.router = self.ctx.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.LINGER, 0)
+        bind_host, shown = resolve_iface(iface)
+        self.keys = None if is_loopback(bind_host) else _required(keys, iface)()
+        self.router = self._socket(zmq.ROUTER, "client")
         self.router.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
         self.pub: Optional[zmq.Socket] = None
         try:
-            address = _bind(self.router, iface, port, port_min, port_max, "request")
+            address = _bind(self.router, bind_host, port, port_min, port_max, "request", shown)
             pub_address = None
             if publish:
-                self.pub = self.ctx.socket(zmq.XPUB)
-                self.pub.setsockopt(zmq.LINGER, 0)
+                self.pub = self._socket(zmq.XPUB, "event")
                 self.pub.setsockopt(zmq.XPUB_WELCOME_MSG, WELCOME)
                 self.pub.setsockopt(zmq.SNDHWM, 100_000)
-                pub_address = _bind(self.pub, iface, pub_port, port_min, port_max, "event")
+                self.pub.setsockopt(zmq.MAXMSGSIZE, 4096)  # subscribers send subscriptions only
+                pub_address = _bind(self.pub, bind_host, pub_port, port_min, port_max, "event", shown)
         except OSError:
             self.close()
             raise
-        self.endpoints = Endpoints(address, pub_address, not is_loopback(iface))
+        server_key = self.keys.server.public.decode() if self.keys is not None else None
+        self.endpoints = Endpoints(address, pub_address, server_key)
         self.refused = 0
         self._token = 0
         # deferred requests: token -> (client identity, envelope, answer-by on the monotonic clock)
         self._pending: Dict[int, Tuple[bytes, List[bytes], float]] = {}
+
+    def _socket(self, kind: int, what: str) -> zmq.Socket:
+        sock = self.ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        if self.keys is not None:  # off loopback: the run's clients only, before any frame is read
+            curve.serve(sock, self.keys.server, [self.keys.peer_public], what)
+        return sock
 
     def sockets(self) -> List[zmq.Socket]:
         return [s for s in (self.router, self.pub) if s is not None]
 
     def write_address(self, run_dir_path: str) -> str:
         path = os.path.join(run_dir_path, ADDRESS_FILE)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.endpoints.to_json(), f)
-        os.replace(tmp, path)
+        write_private(path, json.dumps(self.endpoints.to_json()))
         return path
 
     # ---- requests ----
@@ -198,14 +251,8 @@ class NetInterface:
             log.warning("malformed request answered with an error (%s)", e)
             self._reply(identity, envelope, {"code": ERROR, "message": f"the request is not valid JSON: {e}"})
             return
-        if not self._authorized(payload):
-            self.refused += 1
-            log.warning("request without the run's secret refused: %.200s", _describe(payload))
-            self._reply(identity, envelope, {"code": ERROR, "message": "unauthorized: this service requires the "
-                                             "run's secret (the 'secret' field; see the run dir's secret file)"})
-            return
         if isinstance(payload, dict):
-            payload.pop("secret", None)
+            payload.pop("secret", None)  # an older client's bearer secret: never kept, never logged
         self._token += 1
         token = self._token
         try:
@@ -219,12 +266,6 @@ class NetInterface:
         if response is None:
             response = {"code": ERROR, "message": "internal error: the request got no answer (see service.log)"}
         self._reply(identity, envelope, response)
-
-    def _authorized(self, payload: Any) -> bool:
-        if not self.endpoints.secret_required:
-            return True
-        given = payload.get("secret") if isinstance(payload, dict) else None
-        return isinstance(given, str) and hmac.compare_digest(given, self.secret)
 
     def _reply(self, identity: bytes, envelope: List[bytes], response: Dict[str, Any]) -> None:
         try:
@@ -263,6 +304,13 @@ class NetInterface:
 
 
 def _describe(payload: Any) -> str:
-    if isinstance(payload, dict):
-        return str({k: v for k, v in payload.items() if k != "secret"})
-    return repr(payload)
+    """What the log says of a request: its kind and size, never its content (which may hold
+    anything a user put in a job: a password in an environment variable, say)."""
+    kind = payload.get("request") if isinstance(payload, dict) else None
+    return f"a {kind[:40]!r} request" if isinstance(kind, str) else f"a request ({type(payload).__name__})"
+
+
+def _required(keys: Optional[Callable[[], curve.Issued]], iface: str) -> Callable[[], curve.Issued]:
+    if keys is None:
+        raise OSError(f"--net-iface {iface}: off loopback the sockets need the run's CURVE keys")
+    return keys

@@ -9,8 +9,9 @@ work.  It also starts the partition managers that the governor runs itself
 A client's request sent to a partition manager's client port arrives here as a
 :class:`wire.ClientQuery` and becomes the core's ordinary ``ClientRequest`` (its
 ``reply_to`` a :class:`ForwardedQuery`); the service sends the response back with
-:meth:`PartitionLinks.answer`.  Only registered partitions are heard: the secret the
-client had to show was checked at the partition, the partition's at registration.
+:meth:`PartitionLinks.answer`.  Only registered partitions are heard, and only holders of
+the run's partition key (``partition.key``) can reach the socket at all: it is a CURVE
+server wherever it is bound (:mod:`hpilot.launcher.curve`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,16 +29,15 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 import zmq
 from hpilot.governor.core.governor import ERROR, ClientRequest, FromPart
 from hpilot.governor.core.routing import PartitionDraining, PartitionGone, PartitionJoined
-from hpilot.governor.service.net import REQUEST_LIMITS
-from hpilot.launcher import safejson
+from hpilot.governor.service.net import REQUEST_LIMITS, bind, resolve_iface
+from hpilot.launcher import curve, safejson
 from hpilot.launcher.core import LaunchRequest
-from hpilot.launcher.wire import new_secret, write_secret
+from hpilot.launcher.private import open_private, write_private
 from hpilot.partition import wire
 from hpilot.partition.messages import IterationFinished, IterationsDropped, IterationStarted
 
 log = logging.getLogger("hpilot.partitions")
 ADDRESS_FILE = "partitions.address"
-SECRET_FILE = "partitions.secret"
 LOST_AFTER = 6  # heartbeats missed before a partition counts as lost
 
 
@@ -61,17 +60,15 @@ class _Link:
 class PartitionLinks:
     def __init__(self, iface: str, run_path: str, heartbeat: float) -> None:
         self.heartbeat = heartbeat
-        self.secret = os.environ.get(wire.SECRET_ENV) or new_secret()
-        write_secret(os.path.join(run_path, SECRET_FILE), self.secret)
+        self.keys = curve.RunKeys.of(run_path).issue("partition")
         self.ctx: zmq.Context = zmq.Context.instance()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 1000)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        port = self.router.bind_to_random_port(f"tcp://{iface}")
-        host = iface if iface not in ("0.0.0.0", "*") else socket.gethostname()
-        self.address = f"tcp://{host}:{port}"
-        with open(os.path.join(run_path, ADDRESS_FILE), "w") as f:
-            f.write(self.address + "\n")
+        self.router.setsockopt(zmq.MAXMSGSIZE, wire.LIMITS.max_bytes)
+        curve.serve(self.router, self.keys.server, [self.keys.peer_public], "partition")
+        self.address = bind(self.router, *resolve_iface(iface), "partition")
+        write_private(os.path.join(run_path, ADDRESS_FILE), self.address + "\n")
         self.by_ident: Dict[bytes, _Link] = {}
         self.by_name: Dict[str, _Link] = {}
         self._count = 0
@@ -155,7 +152,7 @@ class PartitionLinks:
         self._send(to.ident, wire.ClientAnswer(to.qid, text))
 
     def _register(self, ident: bytes, msg: wire.Register, now: float, events: List[Any]) -> None:
-        why = wire.check_register(self.secret, msg)
+        why = wire.check_register(msg)
         if why is None and msg.id and msg.id in self.by_name:
             why = f"a partition named {msg.id!r} is already registered"
         if why is None and not msg.nodes:
@@ -236,8 +233,8 @@ class PartitionLinks:
         """One partition manager per group: (name, extra command-line arguments)."""
         first_node = first_node or {}
         env = dict(os.environ)
-        env[wire.SECRET_ENV] = self.secret
-        env.pop("HPILOT_SECRET", None)
+        env[wire.KEY_ENV] = self.keys.path
+        env.pop("HPILOT_CLIENT_KEY", None)
         for name, args in groups:
             argv = [sys.executable, "-m", "hpilot.governor", "service", "--parent", self.address, "--id", name,
                     "--wd", wd, "--log", log_level] + args
@@ -245,7 +242,7 @@ class PartitionLinks:
                 node = first_node.get(name)
                 argv = ["srun", "-N1", "-n1", "--overlap", "--cpu-bind=none", "--export=ALL"] + \
                     (["-w", node] if node else []) + argv
-            with open(os.path.join(wd, ".hpilot", f"partition-{name}.out"), "ab") as out:
+            with open_private(os.path.join(wd, ".hpilot", f"partition-{name}.out"), "ab") as out:
                 p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                      env=env, cwd=wd, start_new_session=not srun)
             self.procs[name] = p

@@ -7,13 +7,13 @@ second, so a run killed when its allocation ends still tells what finished.
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import timedelta
 from typing import IO, Any, Dict, Optional
 
 from hpilot.governor.core.queries import _iteration_counts, _runtime, failures
 from hpilot.governor.core.registry import JobRecord, fmt_time
+from hpilot.launcher.private import open_private, write_private
 
 
 class JobReport:
@@ -22,7 +22,7 @@ class JobReport:
         self.fmt = fmt
         self.flush_every = flush_every
         # a resume writes the report anew: every job once, from before and after the crash
-        self._f: IO[str] = open(path, "w" if fresh else "a", encoding="utf-8")  # noqa: SIM115 - see close()
+        self._f: IO[str] = open_private(path, "w" if fresh else "a", encoding="utf-8")
         self._dirty = False
         self._last_flush = time.monotonic()
 
@@ -100,8 +100,4 @@ def failure_text(job: str, f: Dict[str, Any]) -> str:
 
 
 def write_final_status(path: str, status: Dict[str, Any]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(status, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_private(path, json.dumps(status, indent=2) + "\n")

@@ -13,6 +13,8 @@ import socket
 import time
 from typing import Optional
 
+from hpilot.launcher.private import make_dir, touch
+
 AUX = ".hpilot"
 
 
@@ -21,7 +23,8 @@ class RunDir:
         host = socket.gethostname().split(".")[0] or "host"
         self.name = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{host}-{os.getpid()}"
         self.path_str = os.path.join(os.path.abspath(wd), AUX, self.name)
-        os.makedirs(self.path_str, exist_ok=True)
+        make_dir(os.path.dirname(self.path_str))
+        make_dir(self.path_str)  # 0700: the journal holds every job's script and environment
         self._point_latest()
         # per-run prefix of ${uniq}: unique across runs sharing one wd
         self.uniq = f"{os.getpid():x}{int(time.time()) & 0xFFFFFF:06x}-"
@@ -51,7 +54,7 @@ class RunDir:
 
 
 def setup_logging(run_dir: RunDir, level: str) -> logging.Handler:
-    handler = logging.FileHandler(run_dir.path("service.log"), encoding="utf-8")
+    handler = logging.FileHandler(touch(run_dir.path("service.log")), encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("hpilot")
     root.setLevel(logging.NOTSET if level == "notset" else getattr(logging, level.upper()))

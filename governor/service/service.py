@@ -40,11 +40,12 @@ from hpilot.governor.service.config import Options
 from hpilot.governor.service.journal import FILE as JOURNAL_FILE
 from hpilot.governor.service.journal import Journal, json_record
 from hpilot.governor.service.launching import local_launcher
-from hpilot.governor.service.net import ADDRESS_FILE, NetInterface, make_secret
+from hpilot.governor.service.net import ADDRESS_FILE, CLIENT_KEY_ENV, NetInterface
 from hpilot.governor.service.partitions import ForwardedQuery, IdleLauncher, PartitionLinks
 from hpilot.governor.service.progress import Progress, tally
 from hpilot.governor.service.report import JobReport, write_final_status
 from hpilot.governor.service.rundir import RunDir
+from hpilot.launcher import curve
 from hpilot.launcher.api import Launcher, LauncherFactory, poll_targets
 
 if TYPE_CHECKING:
@@ -90,11 +91,12 @@ class Service:
         self.net: Optional[NetInterface] = None
         base_env = dict(os.environ)
         if opts.net:
-            secret = make_secret(run_dir.path_str)
+            keys = curve.RunKeys.of(run_dir.path_str)
             self.net = NetInterface(opts.net_iface, opts.net_port, opts.net_port_min, opts.net_port_max,
-                                    opts.net_pub_port, not opts.disable_pub, secret)
+                                    opts.net_pub_port, not opts.disable_pub, lambda: keys.issue("client"))
             self.net.write_address(run_dir.path_str)
-            base_env["HPILOT_SECRET"] = secret  # so that a task can submit more work
+            if self.net.keys is not None:  # so that a task can submit more work
+                base_env[CLIENT_KEY_ENV] = self.net.keys.path
         address = self.net.endpoints.address if self.net else None
         pub = self.net.endpoints.pub if self.net else None
         governor = opts.governor or bool(opts.partition_nodes) or bool(opts.slurm_partition_nodes)

@@ -18,9 +18,10 @@ from hpilot.governor.service.config import Options
 from hpilot.governor.service.fileiface import RequestFileError, load_requests
 from hpilot.governor.service.launching import local_launcher, output_args, task_output_dir, task_streams
 from hpilot.governor.service.rundir import RunDir, setup_logging
+from hpilot.launcher import curve
 from hpilot.launcher.api import Launcher, LauncherFactory
 from hpilot.launcher.pool import AgentPool, AgentStartError, SrunLauncher, srun_starter, ssh_starter, stats_args
-from hpilot.launcher.wire import new_secret, write_secret
+from hpilot.launcher.private import make_dir
 from hpilot.partition.resources import ResourceError, ResourceSet, local_resources
 from hpilot.partition.slurm import in_allocation, read_resources_file, scontrol_job, slurm_resources
 
@@ -88,14 +89,13 @@ def launcher_for(opts: Options, resources: ResourceSet, run_dir: RunDir) -> Laun
                                 output=task_streams(opts, run_dir.path_str))
 
         return make_srun
-    secret_file = run_dir.path("agents.secret")  # not the client secret: tasks get that one, never this
-    write_secret(secret_file, new_secret())
+    keys = curve.RunKeys.of(run_dir.path_str).issue("agent")  # not the client key: tasks get that one, never this
     starter = ssh_starter if opts.nl_start_method == "ssh" else srun_starter
 
     def make(on_exit: Any, on_start: Any) -> Launcher:
         try:
             return AgentPool(on_exit, on_start, [n.name for n in resources.nodes], wd=opts.wd,
-                             log_dir=run_dir.path("agents"), secret_file=secret_file, starter=starter,
+                             log_dir=run_dir.path("agents"), keys=keys, starter=starter,
                              grace=opts.kill_grace, init_timeout=opts.nl_init_timeout,
                              ready_threshold=opts.nl_ready_threshold,
                              agent_extra=stats_args(run_dir.path_str, opts.enable_rt_stats, opts.wrapper_rt_stats,
@@ -290,14 +290,19 @@ def serve_partition(opts: Options) -> int:
     check_governor_flags(opts)
     assert opts.parent is not None
     try:
-        address, secret = resolve_parent(opts.parent)
+        address, key_file = resolve_parent(opts.parent)
     except ManagerError as e:
         raise UserError(str(e)) from None
-    secret = os.environ.get(wire.SECRET_ENV) or secret
-    client_secret = _governor_client_secret(opts.parent) if opts.net else None  # before the chdir below
-    if not secret:
-        raise UserError(f"--parent {opts.parent}: the run's partition secret is unknown: set {wire.SECRET_ENV} "
-                        "(the governor's <run dir>/partitions.secret) or give the governor's wd as --parent")
+    key_file = os.environ.get(wire.KEY_ENV) or key_file
+    if not key_file:
+        raise UserError(f"--parent {opts.parent}: the run's partition key is unknown: set {wire.KEY_ENV} to the "
+                        "path of the governor's <run dir>/partition.key, or give the governor's wd as --parent")
+    try:
+        keys = curve.read_peer_keys(key_file)
+    except curve.KeyFileError as e:
+        raise UserError(f"--parent {opts.parent}: {e}") from None
+    governor_run = governor_run_path(opts.parent) if opts.net else None  # before the chdir below
+    governor_run = os.path.abspath(governor_run) if governor_run else None
     resources = resources_for(opts)
     opts = dataclasses.replace(opts, wd=os.path.abspath(opts.wd))
     run_dir = _partition_run_dir(opts.wd, opts.id)
@@ -312,9 +317,9 @@ def serve_partition(opts: Options) -> int:
                      in_allocation=slurm, aux_dir=run_dir.path("hostfiles"))
     core = PartitionCore(resources, PartitionConfig(opts.wd, env, models_for(slurm), uniq_prefix=run_dir.uniq))
     tags = tuple(t.strip() for t in opts.tags.split(",") if t.strip())
-    net = _partition_client_port(opts, run_dir, client_secret) if opts.net else None
+    net = _partition_client_port(opts, run_dir, governor_run) if opts.net else None
     try:
-        mgr = PartitionManager(address, secret, opts.id or "", tags, core, launcher_for(opts, resources, run_dir),
+        mgr = PartitionManager(address, keys, opts.id or "", tags, core, launcher_for(opts, resources, run_dir),
                                opts.partition_register_timeout, client=net,
                                query_timeout=opts.partition_query_timeout)
         return mgr.run()
@@ -328,45 +333,38 @@ def serve_partition(opts: Options) -> int:
             net.close()
 
 
-def _partition_client_port(opts: Options, run_dir: RunDir, governor_secret: Optional[str]) -> Any:
+def _partition_client_port(opts: Options, run_dir: RunDir, governor_run: Optional[str]) -> Any:
     """``--parent ... --net``: a client port whose every request the governor answers.
 
     The same NetInterface (and rules) as a service's, without events (clients subscribe
-    to the governor's; its ``status`` answer names them).  The secret a client must show
-    off loopback is the governor's client secret when this manager can know it (``--parent``
-    is the governor's wd or run dir, or ``HPILOT_SECRET`` is set, as in the governor's
-    tasks), else a new one; either way it is kept (0600) next to the address file in this
-    partition's run dir, where ``Manager``/``hpilot ... --address`` users read it."""
-    from hpilot.governor.service.net import SECRET_FILE, NetInterface
+    to the governor's; its ``status`` answer names them).  Off loopback it is a CURVE
+    server: with the governor's server key and client key when this manager can read them
+    (``--parent`` is the governor's wd or run dir), so the run's clients and tasks reach it
+    with the key they have; else with keys of its own.  Either way the client key file is
+    in this partition's run dir (``client.key``, 0600), next to the address file."""
+    from hpilot.governor.service.net import NetInterface
 
-    secret = governor_secret or os.environ.get("HPILOT_SECRET") or new_secret()
-    write_secret(run_dir.path(SECRET_FILE), secret)
+    def keys() -> curve.Issued:
+        own = curve.RunKeys.of(run_dir.path_str)
+        if governor_run is not None:
+            with contextlib.suppress(curve.KeyFileError):
+                server = curve.read_pair(os.path.join(governor_run, "server.key"))
+                client = curve.read_peer_keys(os.path.join(governor_run, "client.key"))
+                own = curve.RunKeys(run_dir.path_str, server)
+                return own.issue("client", curve.KeyPair(client.public, client.secret))
+        return own.issue("client")
+
     try:
-        net = NetInterface(opts.net_iface, opts.net_port, opts.net_port_min, opts.net_port_max, None, False, secret)
+        net = NetInterface(opts.net_iface, opts.net_port, opts.net_port_min, opts.net_port_max, None, False, keys)
     except OSError as e:  # e.g. the port is taken
         raise UserError(str(e)) from None
     net.write_address(run_dir.path_str)
     log.info("clients: requests at %s are forwarded to the governor (no events here: subscribe to the "
-             "governor's)%s", net.endpoints.address, "; the secret is required" if net.endpoints.secret_required
-             else "")
+             "governor's)%s", net.endpoints.address, "; CURVE: the run's client key is required"
+             if net.keys is not None else "")
     print(f"hpilot: partition manager listening on {net.endpoints.address} (requests are answered by the "
           f"governor); run dir {run_dir.path_str}", flush=True)
     return net
-
-
-def _governor_client_secret(parent: str) -> Optional[str]:
-    """The governor's client secret, when ``--parent`` is its wd or run dir and it has one."""
-    from hpilot.governor.service.net import SECRET_FILE
-    from hpilot.partition.manager import governor_run_path
-
-    run_path = governor_run_path(parent)
-    if run_path is None:
-        return None
-    try:
-        with open(os.path.join(run_path, SECRET_FILE)) as f:
-            return f.read().strip() or None
-    except OSError:
-        return None
 
 
 def _partition_run_dir(wd: str, pid: Optional[str]) -> RunDir:
@@ -380,7 +378,9 @@ def _partition_run_dir(wd: str, pid: Optional[str]) -> RunDir:
     rd.name = f"{pid or 'partition'}-{host}-{os.getpid()}"
     rd.path_str = os.path.join(wd, ".hpilot", "partitions", rd.name)
     try:
-        os.makedirs(rd.path_str, exist_ok=True)
+        make_dir(os.path.dirname(os.path.dirname(rd.path_str)))
+        make_dir(os.path.dirname(rd.path_str))
+        make_dir(rd.path_str)
     except OSError as e:
         raise UserError(f"--wd {wd}: cannot write the partition's files: {e.strerror}") from None
     rd.uniq = f"{os.getpid():x}{int(time.time()) & 0xFFFFFF:06x}-"

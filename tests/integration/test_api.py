@@ -539,12 +539,13 @@ def test_a_task_submits_more_work(manager: LocalManager, wd: Path) -> None:
             "m = Manager()\n"
             "print(m.submit([{'name': 'child', 'execution': {'script': 'echo from-child > child.txt'}}]))\n"
             "m.cleanup()\n")
-    script = ("env | grep -E '^(HPILOT_ADDRESS|QCG_PM_ZMQ_ADDRESS|HPILOT_SECRET)=' | cut -d= -f1 | sort > env.txt\n"
+    script = ("env | grep -E '^(HPILOT_ADDRESS|QCG_PM_ZMQ_ADDRESS|HPILOT_CLIENT_KEY)=' | cut -d= -f1 | sort > env.txt\n"
               f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}")
     manager.submit([{"name": "parent", "execution": {"script": script, "stdout": "parent.out",
                                                      "stderr": "parent.err"}}])
     assert manager.wait4("parent", timeout=30) == {"parent": "SUCCEED"}, (wd / "parent.err").read_text()
-    assert (wd / "env.txt").read_text().split() == ["HPILOT_ADDRESS", "HPILOT_SECRET", "QCG_PM_ZMQ_ADDRESS"]
+    # on loopback no key is needed (off loopback tasks get HPILOT_CLIENT_KEY: tests/integration/test_curve.py)
+    assert (wd / "env.txt").read_text().split() == ["HPILOT_ADDRESS", "QCG_PM_ZMQ_ADDRESS"]
     assert "child" in (wd / "parent.out").read_text()
     assert manager.wait4("child", timeout=15) == {"child": "SUCCEED"}
     assert (wd / "child.txt").read_text().strip() == "from-child"
@@ -609,7 +610,7 @@ def test_service_dies_with_its_parent(wd: Path) -> None:
 
 def test_manager_finds_the_service_from_env_and_working_directory(manager: LocalManager, wd: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("HPILOT_ADDRESS", "QCG_PM_ZMQ_ADDRESS", "HPILOT_SECRET"):
+    for var in ("HPILOT_ADDRESS", "QCG_PM_ZMQ_ADDRESS", "HPILOT_CLIENT_KEY"):
         monkeypatch.delenv(var, raising=False)
     manager.submit([{"name": "j", "execution": {"exec": "/bin/true"}}])
     manager.wait4("j", timeout=10)
@@ -643,28 +644,6 @@ def test_local_manager_with_bad_arguments_raises_service_error(wd: Path) -> None
     with pytest.raises(ServiceError, match="exited with status 2 before listening"):  # not its start timeout
         m = LocalManager(["--nodes", "not-a-node-spec!", "--wd", str(wd)], CFG)
         stop_manager(m)
-
-
-def test_local_manager_on_all_interfaces_uses_the_run_secret(wd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("HPILOT_ADDRESS", "QCG_PM_ZMQ_ADDRESS", "HPILOT_SECRET"):
-        monkeypatch.delenv(var, raising=False)
-    m = LocalManager(["--nodes", "2", "--wd", str(wd), "--net-iface", "0.0.0.0"], CFG)
-    try:
-        assert m.address.startswith("tcp://0.0.0.0:")
-        assert m.secret and m.secret == (Path(m.run_dir) / "secret").read_text().strip()
-        m.submit([{"name": "j", "execution": {"exec": "/bin/true"}}])
-        assert m.wait4("j", timeout=15) == {"j": "SUCCEED"}
-        monkeypatch.chdir(wd)  # a Manager found from the working directory reads the secret there
-        found = Manager(cfg=CFG)
-        try:
-            assert found.list()["j"]["status"] == "SUCCEED"
-        finally:
-            found.cleanup()
-        with pytest.raises(ConnectionError, match="unauthorized"):
-            Manager(m.address, CFG)  # an explicit address and no secret anywhere
-    finally:
-        stop_manager(m)
-    assert m.process.returncode == 0
 
 
 def test_local_manager_without_publisher_still_waits(wd: Path) -> None:

@@ -26,7 +26,7 @@ from tests.conftest import HPILOT, wait_for, write_requests
 pytestmark = pytest.mark.integration
 
 BANNER = re.compile(r"^hpilot: service listening on (\S+?)(?:, events (\S+))?; run dir (.+)$")
-ENV_KEYS = ("HPILOT_ADDRESS", "QCG_PM_ZMQ_ADDRESS", "HPILOT_SECRET")
+ENV_KEYS = ("HPILOT_ADDRESS", "QCG_PM_ZMQ_ADDRESS", "HPILOT_CLIENT_KEY")
 TIMEOUT = 30.0
 
 
@@ -109,9 +109,9 @@ def start_service(wd: Path, *extra: str) -> Service:
     return Service(proc, m.group(1), m.group(2), Path(m.group(3)), wd)
 
 
-def stop_service_proc(proc: subprocess.Popen, address: Optional[str], secret: Optional[str] = None) -> None:
+def stop_service_proc(proc: subprocess.Popen, address: Optional[str]) -> None:
     if proc.poll() is None and address is not None:
-        ask(address.replace("0.0.0.0", "127.0.0.1"), {"request": "finish", "secret": secret})
+        ask(address, {"request": "finish"})
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
@@ -394,25 +394,3 @@ def test_killed_service_is_a_quick_clear_error(wd: Path) -> None:
     finally:
         with contextlib.suppress(Exception):
             stop_service_proc(svc.proc, None)
-
-
-def test_secret_on_a_non_loopback_service(wd: Path, tmp_path: Path) -> None:
-    """The CLI picks the run's secret up from the run dir (when found from the cwd) or the environment."""
-    svc = start_service(wd, "--net-iface", "0.0.0.0")
-    secret = (svc.run_dir / "secret").read_text().strip()
-    try:
-        address = svc.address.replace("0.0.0.0", "127.0.0.1")
-        elsewhere = tmp_path / "elsewhere"
-        elsewhere.mkdir()
-        # no secret: refused, one clear line
-        line = one_error_line(hp(["resources", "--address", address], elsewhere))
-        assert "unauthorized" in line
-        # the secret from the environment
-        env = clean_env(HPILOT_SECRET=secret)
-        assert as_json(hp(["resources", "--address", address, "--json"], elsewhere, env=env))["total_cores"] == 2
-        # found from the working directory: address and secret from the run dir
-        proc = hp(["resources", "--json"], wd)
-        assert proc.returncode == 0, describe(proc)
-        assert json.loads(proc.stdout)["total_cores"] == 2
-    finally:
-        stop_service_proc(svc.proc, svc.address, secret)

@@ -138,18 +138,20 @@ def test_governor_survives_garbage_from_a_registered_partition(wd: Path) -> None
 
 
 def fake_partition(ctx: zmq.Context, run: Path, name: str) -> zmq.Socket:
-    """A DEALER registered with the governor of ``run`` as a partition manager would."""
+    """A DEALER registered with the governor of ``run`` as a partition manager would (with the
+    run's partition key: a stranger's frames never get this far, tests/integration/test_curve.py)."""
     import os
 
+    from hpilot.launcher import curve
     from hpilot.partition import wire
 
     address = (run / "partitions.address").read_text().strip()
-    secret = (run / "partitions.secret").read_text().strip()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.IDENTITY, os.urandom(16))
+    curve.connect_with(sock, curve.read_peer_keys(str(run / "partition.key")))
     sock.connect(address)
-    sock.send(wire.encode(wire.register(secret, name, "h", os.getpid(), (("n1", 1),), ())))
+    sock.send(wire.encode(wire.register(name, "h", os.getpid(), (("n1", 1),), ())))
     got: List[Any] = []
     wait_for(lambda: bool(sock.poll(100) and got.append(wire.decode(sock.recv())) is None and got), 10,
              "the registration's answer")

@@ -3,7 +3,7 @@ requests on a REQ socket, QCG-shaped answers (``code``/``message``/``data``).
 
 Every test starts a real ``hpilot service --net`` in a temporary working directory
 and always stops it (a ``finish`` request, then a kill).  Also here: bad frames,
-clients that vanish, the run's secret on a non-loopback interface, port choice,
+clients that vanish, plain JSON on loopback, port choice,
 and 100 clients at once.
 """
 
@@ -14,11 +14,8 @@ import json
 import os
 import random
 import re
-import shlex
 import socket
-import stat
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,7 +30,7 @@ from tests.conftest import HPILOT, wait_for, wait_for_progress
 pytestmark = pytest.mark.integration
 
 BANNER = re.compile(r"^hpilot: service listening on (\S+?)(?:, events (\S+))?; run dir (.+)$")
-ENV_KEYS = ("HPILOT_ADDRESS", "QCG_PM_ZMQ_ADDRESS", "HPILOT_SECRET")
+ENV_KEYS = ("HPILOT_ADDRESS", "QCG_PM_ZMQ_ADDRESS", "HPILOT_CLIENT_KEY")
 
 
 # ---- a real service ----
@@ -57,9 +54,6 @@ class Service:
     @property
     def port(self) -> int:
         return int(self.address.rsplit(":", 1)[1])
-
-    def secret(self) -> str:
-        return (self.run_dir / "secret").read_text().strip()
 
     def log(self) -> str:
         return (self.run_dir / "service.log").read_text()
@@ -86,10 +80,10 @@ def start_service(wd: Path, *extra: str, nodes: str = "2") -> Service:
     return Service(proc, m.group(1), m.group(2), Path(m.group(3)), wd, out, err)
 
 
-def stop(proc: subprocess.Popen, address: Optional[str] = None, secret: Optional[str] = None) -> None:
+def stop(proc: subprocess.Popen, address: Optional[str] = None) -> None:
     if proc.poll() is None and address is not None:
         with contextlib.suppress(AssertionError):
-            ask(address, {"request": "finish"}, timeout=5, secret=secret)
+            ask(address, {"request": "finish"}, timeout=5)
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
@@ -98,10 +92,7 @@ def stop(proc: subprocess.Popen, address: Optional[str] = None, secret: Optional
 
 
 def stop_service(svc: Service) -> None:
-    secret = None
-    with contextlib.suppress(OSError):
-        secret = svc.secret()
-    stop(svc.proc, svc.connect, secret)
+    stop(svc.proc, svc.connect)
 
 
 @pytest.fixture
@@ -119,10 +110,8 @@ def service(wd: Path) -> Iterator[Service]:
 CTX: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
 
 
-def ask(address: str, payload: Any, timeout: float = 10, secret: Optional[str] = None) -> Dict[str, Any]:
+def ask(address: str, payload: Any, timeout: float = 10) -> Dict[str, Any]:
     """One request on a fresh REQ socket, as QCG-PilotJob's client sends it."""
-    if secret is not None and isinstance(payload, dict):
-        payload = {**payload, "secret": secret}
     sock = CTX.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     try:
@@ -150,14 +139,14 @@ def send_raw(address: str, frames: List[bytes], kind: int = zmq.REQ, timeout: fl
         sock.close(0)
 
 
-def job_state(address: str, name: str, secret: Optional[str] = None) -> str:
-    answer = ask(address, {"request": "jobStatus", "jobNames": [name]}, secret=secret)
+def job_state(address: str, name: str) -> str:
+    answer = ask(address, {"request": "jobStatus", "jobNames": [name]})
     entry = answer["data"]["jobs"][name]
     return str(entry["data"]["status"]) if entry["status"] == 0 else "UNKNOWN"
 
 
-def wait_state(address: str, name: str, wanted: str, timeout: float = 15, secret: Optional[str] = None) -> None:
-    wait_for(lambda: job_state(address, name, secret) == wanted, timeout, f"{name} to be {wanted}")
+def wait_state(address: str, name: str, wanted: str, timeout: float = 15) -> None:
+    wait_for(lambda: job_state(address, name) == wanted, timeout, f"{name} to be {wanted}")
 
 
 def still_serving(svc: Service) -> None:
@@ -349,84 +338,12 @@ def test_clients_that_send_and_disconnect_without_reading(service: Service) -> N
 # ---- security ----
 
 
-@pytest.fixture
-def open_service(wd: Path) -> Iterator[Service]:
-    """Bound to every interface: the run's secret is required."""
-    svc = start_service(wd, "--net-iface", "0.0.0.0")
-    try:
-        yield svc
-    finally:
-        stop_service(svc)
-
-
-def test_non_loopback_refuses_requests_without_the_secret(open_service: Service) -> None:
-    svc = open_service
-    assert svc.address.startswith("tcp://0.0.0.0:")
-    secret_file = svc.run_dir / "secret"
-    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
-    secret = svc.secret()
-    assert len(secret) >= 32
-    assert json.loads((svc.run_dir / "address").read_text())["secret_required"] is True
-
-    marker = svc.wd / "pwned.txt"
-    evil = {"request": "submit", "jobs": [{"name": "evil", "execution": {"script": f"touch {marker}"}}]}
-    for bad in (None, "", "wrong-" + secret, secret[:-1], 123, [secret], {"secret": secret}):
-        payload: Dict[str, Any] = dict(evil) if bad is None else {**evil, "secret": bad}
-        answer = ask(svc.connect, payload)
-        assert answer["code"] != 0 and "unauthorized" in answer["message"], answer
-    for req in ({"request": "listJobs"}, {"request": "finish"}, {"request": "status"}):
-        answer = ask(svc.connect, req)
-        assert answer["code"] != 0 and "unauthorized" in answer["message"], answer
-    assert svc.proc.poll() is None, "an unauthorized finish stopped the service"
-
-    # with the secret: accepted; a job run afterwards proves the refused one never ran
-    listing = ask(svc.connect, {"request": "listJobs"}, secret=secret)
-    assert listing["code"] == 0 and listing["data"]["jobs"] == {}
-    ok = ask(svc.connect, {"request": "submit", "jobs": [
-        {"name": "good", "execution": {"script": "touch good.txt"}}]}, secret=secret)
-    assert ok["code"] == 0, ok
-    wait_state(svc.connect, "good", "SUCCEED", secret=secret)
-    assert (svc.wd / "good.txt").exists()
-    assert not marker.exists()
-    assert set(ask(svc.connect, {"request": "listJobs"}, secret=secret)["data"]["jobs"]) == {"good"}
-    assert "refused" in svc.log()
-    # the secret never shows up in the log
-    assert secret not in svc.log()
-
-
-def test_non_loopback_task_can_submit_with_its_secret(open_service: Service) -> None:
-    """Tasks get HPILOT_SECRET, so an application controller inside a task still works."""
-    svc = open_service
-    code = ("from hpilot.governor import Manager\n"
-            "m = Manager()\n"
-            "m.submit([{'name': 'child', 'execution': {'script': 'touch child.txt'}}])\n"
-            "m.cleanup()\n")
-    answer = ask(svc.connect, {"request": "submit", "jobs": [{"name": "parent", "execution": {
-        "script": f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}", "stderr": "parent.err"}}]},
-        secret=svc.secret())
-    assert answer["code"] == 0
-    wait_state(svc.connect, "parent", "SUCCEED", timeout=30, secret=svc.secret())
-    wait_state(svc.connect, "child", "SUCCEED", secret=svc.secret())
-    assert (svc.wd / "child.txt").exists()
-
-
-def test_python_api_uses_the_secret_from_the_run_dir(open_service: Service) -> None:
-    from hpilot.governor import ConnectionError, Manager
-
-    svc = open_service
-    with pytest.raises(ConnectionError, match="unauthorized"):
-        Manager(svc.connect, {"request_timeout": 10}, secret="wrong")
-    m = Manager(svc.connect, {"request_timeout": 10}, secret=svc.secret())
-    try:
-        assert m.submit([{"name": "api", "execution": {"exec": "/bin/true"}}]) == ["api"]
-        assert m.wait4("api", timeout=15) == {"api": "SUCCEED"}
-    finally:
-        m.cleanup()
-
-
-def test_loopback_needs_no_secret(service: Service) -> None:
+def test_loopback_speaks_plain_qcg_json(service: Service) -> None:
+    """QCG's clients have no keys: on loopback the service is plain (off loopback it is
+    CURVE: tests/integration/test_curve.py, in a network namespace)."""
     assert service.address.startswith("tcp://127.0.0.1:")
-    assert json.loads((service.run_dir / "address").read_text())["secret_required"] is False
+    assert json.loads((service.run_dir / "address").read_text())["server_key"] is None
+    assert not (service.run_dir / "client.key").exists()
     answer = ask(service.connect, {"request": "submit", "jobs": [
         {"name": "plain", "execution": {"script": "touch plain.txt"}}]})
     assert answer["code"] == 0

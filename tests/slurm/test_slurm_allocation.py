@@ -158,13 +158,13 @@ def test_agent_killed_mid_run(tmp_path: Path) -> None:
 
 
 def _agent_pid(wd: Path, node: str) -> int:
-    secret = str(latest_run(wd) / "agents.secret")
+    key_file = str(latest_run(wd) / "agent.key")
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"hpilot.launcher.agent" in cmd and secret.encode() in cmd and node.encode() in cmd:
+        if b"hpilot.launcher.agent" in cmd and key_file.encode() in cmd and node.encode() in cmd:
             return int(pid)
     raise AssertionError(f"no agent process for {node}")
 
@@ -195,14 +195,14 @@ def test_no_orphans_after_kill_9_of_the_manager(tmp_path: Path) -> None:
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: len(list(tmp_path.glob("started.*"))) == 4, 30, "all 4 tasks to start")
-        secret = str(latest_run(tmp_path) / "agents.secret").encode()
+        key_file = str(latest_run(tmp_path) / "agent.key").encode()
         wait_for(lambda: len(_pids_with(marker.encode())) == 4, 10, "the 4 tasks to exec")
-        assert len(_pids_with(secret)) >= 4
+        assert len(_pids_with(key_file)) >= 4
         service = [p for p in _pids_with(b"hpilot.governor") if _ppid(p) == proc.pid]
         assert len(service) == 1
         os.kill(service[0], signal.SIGKILL)
         wait_for(lambda: not _pids_with(marker.encode()), 30, "the tasks to die with their manager")
-        wait_for(lambda: not _pids_with(secret, b"hpilot.launcher.agent"), 30, "the agents to exit")
+        wait_for(lambda: not _pids_with(key_file, b"hpilot.launcher.agent"), 30, "the agents to exit")
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any, Dict, List
@@ -42,6 +43,18 @@ def test_w1_over_two_slurm_partitions(tmp_path: Path) -> None:
         assert "registered with" in plog
     ran = {(tmp_path / f"probe.{i}").read_text().strip() for i in range(8)}
     assert ran <= {"n1", "n2", "n3", "n4"} and len(ran) >= 2
+    # the links are CURVE: partition managers (started by srun) read the run's partition key, their
+    # agents their own run's agent key; each key file is 0600 and travels by path, never by value
+    run = latest_run(tmp_path)
+    assert stat.S_IMODE(run.stat().st_mode) == 0o700
+    assert stat.S_IMODE((run / "partition.key").stat().st_mode) == 0o600
+    for d in parts:
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700
+        assert stat.S_IMODE((d / "agent.key").stat().st_mode) == 0o600
+        for agent_log in (d / "agents").glob("agent-*.log"):
+            assert stat.S_IMODE(agent_log.stat().st_mode) == 0o600
+        secret = json.loads((d / "agent.key").read_text())["secret"]
+        assert all(secret not in f.read_text(errors="replace") for f in d.rglob("*.log"))
 
 
 def _request(address: str, payload: Dict[str, Any], timeout: float = 20) -> Dict[str, Any]:

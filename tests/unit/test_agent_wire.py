@@ -6,16 +6,17 @@ command directly instead of through srun/ssh): real sockets, real tasks, real ki
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import stat
-import time
 from pathlib import Path
 from typing import Any, List, Tuple
 
 import pytest
 import zmq
-from hpilot.launcher import wire
+from hpilot.launcher import curve, wire
 from hpilot.launcher.agent import map_cpus
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.pool import AgentPool, AgentStartError
@@ -27,8 +28,8 @@ from tests.conftest import wait_for
 
 def test_round_trip_every_message() -> None:
     msgs: List[wire.Message] = [
-        wire.hello("s" * 64, "n1", 12, (0, 1)), wire.Started("t", 5, 1.5), wire.Exited("t", 3, 1.0, 2.0, "why", 9),
-        wire.Welcome("p", 1.0), wire.Launch("t", ("a", "b"), {"K": "V"}, "/w", None, "o", None, (1, 2), 3.0),
+        wire.hello("n1", 12, (0, 1)), wire.Started("t", 5, 1.5), wire.Exited("t", 3, 1.0, 2.0, "why", 9),
+        wire.Welcome(1.0), wire.Launch("t", ("a", "b"), {"K": "V"}, "/w", None, "o", None, (1, 2), 3.0),
         wire.Kill("t", "r"), wire.KillNow(), wire.Heartbeat(1.0), wire.Bye("done"),
     ]
     for m in msgs:
@@ -49,22 +50,25 @@ def test_malformed_frames_are_refused_with_the_reason(frame: bytes, why: str) ->
         wire.decode(frame)
 
 
-def test_hello_and_welcome_prove_the_secret() -> None:
-    secret, other = wire.new_secret(), wire.new_secret()
-    h = wire.hello(secret, "n1", 1, (0,))
-    assert wire.check_hello(secret, h) is None
-    assert "bad proof" in (wire.check_hello(other, h) or "")
-    forged = wire.Hello(h.version, "n2", h.pid, h.cpus, h.nonce, h.proof)  # another node, same proof
-    assert "bad proof" in (wire.check_hello(secret, forged) or "")
-    assert wire.check_welcome(secret, h, wire.welcome(secret, h, 1.0))
-    assert not wire.check_welcome(secret, h, wire.welcome(other, h, 1.0))
+def test_hello_speaks_our_version() -> None:
+    h = wire.hello("n1", 1, (0,))
+    assert wire.check_hello(h) is None
+    assert "wire version 1" in (wire.check_hello(wire.Hello(1, "n1", 1, (0,))) or "")
 
 
-def test_secret_file_is_private(tmp_path: Path) -> None:
-    p = str(tmp_path / "s")
-    wire.write_secret(p, wire.new_secret())
-    assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
-    assert len(wire.read_secret(p)) == 64
+def test_key_files_are_private_and_one_server_pair_per_run(tmp_path: Path) -> None:
+    keys = curve.RunKeys.of(str(tmp_path))
+    agent, client = keys.issue("agent"), keys.issue("client")
+    assert agent.server == client.server and agent.peer_public != client.peer_public
+    for name in ("server.key", "agent.key", "client.key"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600
+    held = curve.read_peer_keys(agent.path)
+    assert held.server == agent.server.public and held.public == agent.peer_public
+    assert curve.read_pair(str(tmp_path / "server.key")) == agent.server
+    assert keys.issue("agent") == agent  # once per run
+    (tmp_path / "bad.key").write_text('{"server": "x"}')
+    with pytest.raises(curve.KeyFileError, match="bad.key"):
+        curve.read_peer_keys(str(tmp_path / "bad.key"))
 
 
 def test_cpu_mapping() -> None:
@@ -95,11 +99,9 @@ class Recorder:
 
 
 def make_pool(tmp_path: Path, rec: Recorder, nodes=("a", "b"), starter=local_starter, **kw: Any) -> AgentPool:
-    secret = str(tmp_path / "agents.secret")
-    if not os.path.exists(secret):
-        wire.write_secret(secret, wire.new_secret())
+    keys = curve.RunKeys.of(str(tmp_path)).issue("agent")
     pool = AgentPool(rec.on_exit, rec.on_start, list(nodes), wd=str(tmp_path), log_dir=str(tmp_path / "agents"),
-                     secret_file=secret, starter=starter, advertise="127.0.0.1", **kw)
+                     keys=keys, starter=starter, advertise="127.0.0.1", **kw)
     pool.on_node = lambda n, up, why: rec.nodes.append((n, up, why))
     return pool
 
@@ -151,22 +153,45 @@ def test_malformed_frame_to_an_agent_is_dropped(pool: AgentPool, tmp_path: Path)
 
 
 @pytest.mark.shell
-def test_a_stranger_without_the_secret_is_ignored(pool: AgentPool) -> None:
+@pytest.mark.parametrize("who", ["plain", "unknown key", "the client key"])
+def test_a_stranger_without_the_agent_key_gets_nothing_in(pool: AgentPool, tmp_path: Path, who: str,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """Refused in the CURVE handshake by the ZAP handler: not one of its frames reaches the pool."""
     ctx = zmq.Context.instance()
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
+    server = curve.read_pair(str(tmp_path / "server.key")).public
+    if who == "unknown key":
+        pair = curve.new_pair()
+        curve.connect_with(s, curve.PeerKeys(server, pair.public, pair.secret))
+    elif who == "the client key":  # a task's key: it must not pose as an agent
+        curve.connect_with(s, curve.read_peer_keys(curve.RunKeys.of(str(tmp_path)).issue("client").path))
+    monitor = s.get_monitor_socket(curve.MONITORED)
     s.connect(pool.address)
+    guard = curve.Guard.of(ctx)
+    refused = guard.refused_total
     try:
-        s.send(wire.encode(wire.hello(wire.new_secret(), "a", 1, (0,))))
-        s.send(b"garbage")
-        s.send(wire.encode(wire.Exited("x", 0, 0.0, 0.0)))
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
+        for frame in (wire.encode(wire.hello("a", 1, (0,))), b"garbage", wire.encode(wire.Exited("x", 0, 0.0, 0.0))):
+            with contextlib.suppress(zmq.Again):  # queued while a connection is tried; never delivered
+                s.send(frame, zmq.NOBLOCK)
+        why: List[str] = []
+        wait_for(lambda: bool(monitor.poll(10) and why.append(curve.handshake_failure(monitor) or "") is None
+                              and any(why)), 10, "the failed handshake")
+        if who != "plain":
+            assert guard.refused_total > refused and "refused this client's key" in why[-1]
+        caplog.set_level("DEBUG", logger="hpilot")
+        for _ in range(20):
             pool.reap()
-            assert not s.poll(10), "the service answered a peer without the secret"
+            assert not s.poll(10), "the service answered a peer without the agent key"
+        logging.getLogger("hpilot.pool").warning("probe: the pool's log is seen here")
+        seen = [r.getMessage() for r in caplog.records if r.name == "hpilot.pool"]
+        assert seen[-1].startswith("probe")
+        assert not [m for m in seen if "unknown peer" in m or "greet" in m], seen  # not one frame was read
         assert pool.nodes["a"].ready and pool.ready_nodes == ["a", "b"]
     finally:
-        s.close()
+        s.disable_monitor()
+        monitor.close(0)
+        s.close(0)
 
 
 @pytest.mark.shell

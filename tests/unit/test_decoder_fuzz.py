@@ -134,7 +134,7 @@ PART_MESSAGES: List[Any] = [
     IterationsDropped("j", range(2, 9), "canceled", 4.0, True),
     part_wire.Registered("p1", 1.0), part_wire.Refused("no"), part_wire.Heartbeat(1.0), part_wire.Bye("x"),
     part_wire.Leaving("drain"), part_wire.ClientQuery(3, '{"request": "listJobs"}'),
-    part_wire.ClientAnswer(3, '{"code": 0}'), part_wire.register("s" * 64, "p", "h", 1, (("n1", 4),), ()),
+    part_wire.ClientAnswer(3, '{"code": 0}'), part_wire.register("p", "h", 1, (("n1", 4),), ()),
 ]
 
 
@@ -232,10 +232,10 @@ def test_partition_codec_checks_every_field(frame: bytes, why: Any) -> None:
 # ---- service <-> agent ----
 
 AGENT_MESSAGES: List[Any] = [
-    agent_wire.Started("t", 5, 1.5), agent_wire.Exited("t", 3, 1.0, 2.0, "why", 9), agent_wire.Welcome("p", 1.0),
+    agent_wire.Started("t", 5, 1.5), agent_wire.Exited("t", 3, 1.0, 2.0, "why", 9), agent_wire.Welcome(1.0),
     agent_wire.Launch("t", ("a", "b"), {"K": "V"}, "/w", None, "o", None, (1, 2), 3.0),
     agent_wire.Kill("t", "r"), agent_wire.KillNow(), agent_wire.Heartbeat(1.0), agent_wire.Bye("done"),
-    agent_wire.hello("s" * 64, "n1", 12, (0, 1)),
+    agent_wire.hello("n1", 12, (0, 1)),
 ]
 AGENT_GENERIC = [json.loads(agent_wire.encode(m)) for m in AGENT_MESSAGES]
 

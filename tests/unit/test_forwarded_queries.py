@@ -2,8 +2,8 @@
 in-process sockets (no processes).
 
 - NetInterface's deferred path: answered later by token, or with an error at the
-  timeout or when the owner exits; malformed and unauthorized requests are still
-  answered at once; a handler that raises is an error answer, never fatal.
+  timeout or when the owner exits; malformed requests are still answered at once; a
+  handler that raises is an error answer, never fatal.
 - PartitionLinks: a registered partition's ClientQuery becomes the core's ClientRequest
   (reply_to a ForwardedQuery) and its answer goes back as a ClientAnswer; a forwarded
   payload that is not JSON gets an error answer; an unregistered sender is not heard.
@@ -24,6 +24,7 @@ import zmq
 from hpilot.governor.core.governor import ClientRequest
 from hpilot.governor.service.net import NetInterface
 from hpilot.governor.service.partitions import ForwardedQuery, PartitionLinks
+from hpilot.launcher import curve
 from hpilot.launcher.dryrun import DryRunLauncher
 from hpilot.partition import wire
 from hpilot.partition.core import PartitionConfig, PartitionCore
@@ -62,7 +63,7 @@ class Client:
 
 @pytest.fixture
 def net() -> Iterator[NetInterface]:
-    n = NetInterface("127.0.0.1", None, None, None, None, False, "s3cret")
+    n = NetInterface("127.0.0.1", None, None, None, None, False)
     try:
         yield n
     finally:
@@ -165,21 +166,19 @@ def test_sync_process_is_unchanged(net: NetInterface, client: Client) -> None:
     assert net.pending == 0
 
 
-def test_off_loopback_the_secret_is_checked_before_forwarding() -> None:
-    net = NetInterface("0.0.0.0", None, None, None, None, False, "s3cret")
-    c = Client(net.endpoints.address)
-    try:
-        handle = Deferring()
-        c.send({"request": "listJobs"})
-        _take(net, handle)
-        assert "unauthorized" in c.recv()["message"] and not handle.seen and net.refused == 1
-        c.send({"request": "listJobs", "secret": "s3cret"})
-        _take(net, handle)
-        [(payload, _)] = handle.seen
-        assert payload == {"request": "listJobs"}  # the secret never travels on
-    finally:
-        c.close()
-        net.close()
+def test_off_loopback_the_client_port_cannot_start_without_keys() -> None:
+    """Off loopback the port is CURVE or nothing (it is tested on real sockets in a network
+    namespace: tests/integration/test_curve.py); the check comes before any bind."""
+    with pytest.raises(OSError, match="CURVE keys"):
+        NetInterface("0.0.0.0", None, None, None, None, False)
+
+
+def test_an_old_clients_secret_field_never_travels_on(net: NetInterface, client: Client) -> None:
+    handle = Deferring()
+    client.send({"request": "listJobs", "secret": "an old hpilot's bearer token"})
+    _take(net, handle)
+    [(payload, _)] = handle.seen
+    assert payload == {"request": "listJobs"}
 
 
 # ---- the governor's side ----
@@ -197,6 +196,7 @@ def links(tmp_path: Path) -> Iterator[PartitionLinks]:
 def _dealer(links: PartitionLinks) -> zmq.Socket:
     sock = CTX.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    curve.connect_with(sock, curve.read_peer_keys(links.keys.path))  # the run's partition key
     sock.connect(links.address)
     return sock
 
@@ -224,7 +224,7 @@ def _next(sock: zmq.Socket, links: Optional[PartitionLinks] = None) -> Any:
 def test_links_turn_a_forwarded_query_into_a_client_request(links: PartitionLinks) -> None:
     sock = _dealer(links)
     try:
-        sock.send(wire.encode(wire.register(links.secret, "p", "h", 1, (("n", 1),), ())))
+        sock.send(wire.encode(wire.register("p", "h", 1, (("n", 1),), ())))
         _events(links)  # joined
         assert isinstance(_next(sock), wire.Registered)
         sock.send(wire.encode(wire.ClientQuery(7, json.dumps({"request": "jobInfo", "jobNames": ["j"]}))))
@@ -261,9 +261,12 @@ def test_partition_manager_forwards_and_survives_a_malformed_answer(tmp_path: Pa
                                                                      client: Client) -> None:
     gov = CTX.socket(zmq.ROUTER)
     gov.setsockopt(zmq.LINGER, 0)
+    (tmp_path / "gov").mkdir()
+    keys = curve.RunKeys.of(str(tmp_path / "gov")).issue("partition")
+    curve.serve(gov, keys.server, [keys.peer_public], "partition")
     port = gov.bind_to_random_port("tcp://127.0.0.1")
     core = PartitionCore(local_resources("1"), PartitionConfig(str(tmp_path), EnvContext(base_env=dict(os.environ))))
-    mgr = PartitionManager(f"tcp://127.0.0.1:{port}", "k", "p", (), core,
+    mgr = PartitionManager(f"tcp://127.0.0.1:{port}", curve.read_peer_keys(keys.path), "p", (), core,
                            lambda on_exit, on_start: DryRunLauncher(on_exit, on_start), client=net, query_timeout=30)
     try:
         assert gov.poll(5000)

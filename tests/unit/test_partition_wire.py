@@ -38,7 +38,7 @@ def _spec() -> TaskSpec:
     IterationFinished("j", 3, -9, 1.0, 2.0, "n1[0]", "/wd", 1, "killed", True),
     IterationsDropped("j", range(2, 9), "canceled", 4.0, True),
     wire.Registered("p1", 1.0), wire.Refused("no"), wire.Heartbeat(1.0), wire.Bye("x"), wire.Leaving("drain"),
-    wire.register("s", "p1", "host", 7, (("n1", 4), ("n2", 4)), ("gpu",)),
+    wire.register("p1", "host", 7, (("n1", 4), ("n2", 4)), ("gpu",)),
     wire.ClientQuery(3, '{"request": "jobInfo", "jobNames": ["j"], "params": {"withChilds": true}}'),
     wire.ClientQuery(4, '{"@": "Work", "r": [1, 2], "(": []}'),  # a client's data stays text: never decoded
     wire.ClientAnswer(3, '{"code": 0, "data": {"jobs": {}}}'),
@@ -66,10 +66,12 @@ def test_bad_frames_refused(frame: bytes) -> None:
         wire.decode(frame)
 
 
-def test_register_proof() -> None:
-    reg = wire.register("secret", "p1", "h", 1, (("n", 1),), ())
-    assert wire.check_register("secret", reg) is None
-    assert "proof" in (wire.check_register("other", reg) or "")
+def test_register_speaks_our_version() -> None:
+    """Who may register is the transport's business (CURVE with the run's partition key)."""
+    reg = wire.register("p1", "h", 1, (("n", 1),), ())
+    assert wire.check_register(reg) is None
+    old = wire.Register(1, "p1", "h", 1, (("n", 1),), ())
+    assert "protocol version 1" in (wire.check_register(old) or "")
 
 
 def test_reports_travel_in_one_frame_and_keep_their_order() -> None:
