@@ -1,4 +1,5 @@
-"""API workloads: latency of one submit+wait, LocalManager start/finish, W1 through the API.
+"""API workloads: latency of one submit+wait, LocalManager start/finish, W1 through the API,
+and QCG-PilotJob's own client waiting on hpilot (:mod:`bench.qcgclient`).
 
 Each runs the real LocalManager (a service process on loopback) from this process.
 """
@@ -24,7 +25,7 @@ def _row(name: str, desc: str, wall: float, tasks: int = 0, **extra: Any) -> Dic
 
 
 def run(repeat: int, workdir: str, file_w1_wall: float, quick: bool = False) -> List[Dict[str, Any]]:
-    """The three API rows; ``quick`` changes nothing here: every row is already small."""
+    """The API rows; ``quick`` changes nothing here: every row is already small."""
     from hpilot.governor import LocalManager
 
     wd = os.path.join(workdir, "API")
@@ -63,7 +64,9 @@ def run(repeat: int, workdir: str, file_w1_wall: float, quick: bool = False) -> 
         walls.append(time.perf_counter() - t0)
     w1_api = statistics.median(walls)
     ratio = w1_api / file_w1_wall if file_w1_wall else None
-    return [
+    from bench import qcgclient
+
+    return qcgclient.run(workdir) + [
         _row("API-lat", f"submit + wait4 of /bin/true, median of {LATENCY_SAMPLES}", latency,
              target="median < 10 ms", met=latency < 0.010),
         _row("API-life", "LocalManager() start + finish()", start_finish,

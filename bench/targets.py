@@ -188,6 +188,13 @@ TARGETS: List[Target] = [
     Target(8, "scale simulation, 16 to 1,024 nodes", "< 10 min", _scale,
            "a run that stops short of 1,024 nodes (--quick) does not show it; otherwise the simulation is bound "
            "by the governor and partition cores' CPU time per task.", "scale"),
+    Target(14, "QCG-PilotJob 0.14.2's own Manager.wait4 of /bin/true", "returns < 50 ms after the job ends",
+           _field("API-QCG-wait4", "wall_s", "{:.4f} s", lambda v: v < 0.050),
+           "its client waits on the service's JFI events; a miss means the events did not reach it and it "
+           "polled."),
+    Target(14, "QCG-PilotJob 0.14.2's own Manager.wait4all", "returns < 50 ms after the job ends",
+           _field("API-QCG-wait4all", "wall_s", "{:.4f} s", lambda v: v < 0.050),
+           "its client waits on the service's NOJ event."),
 ]
 
 

@@ -140,6 +140,8 @@ class PartitionCore:
         if isinstance(ev, Work):
             return self._work(ev)
         if isinstance(ev, CancelJob):
+            if ev.iterations is not None:
+                return self._cancel_its(ev.job, set(ev.iterations), ev.reason, ev.now)
             return self._cancel(lambda spec: spec.job == ev.job, ev.reason, ev.now)
         if isinstance(ev, NodeChanged):
             return self._node_changed(ev)
@@ -203,15 +205,16 @@ class PartitionCore:
         name = spec.task_name(it)
         root = self.cfg.root_wd
         values = {
-            "uniq": f"{self.cfg.uniq_prefix}{next(self._uniq)}",
-            "jname": name,
+            "uniq": f"{self.cfg.uniq_prefix}{next(self._uniq)}",  # per task: names its host files
+            "jname": spec.job,
             "root_wd": root,
             "ncores": str(alloc.ncores),
             "nnodes": str(alloc.nnodes),
             "nlist": ",".join(alloc.nodes),
         }
-        if spec.iterative:
-            values["it"] = spec.it_value(it)
+        if spec.iterative:  # as QCG-PilotJob: ${it} the index, ${itval} the value
+            values["it"] = str(it)
+            values["itval"] = spec.it_value(it)
         wd = os.path.join(root, ex.wd.fill(values)) if ex.wd is not None else root
         self.running[name] = _Running(spec, it, alloc, wd, now)
         cpus = tuple(c for s in alloc.slots for c in s.cores) if self.cfg.env.binding else None
@@ -256,6 +259,24 @@ class PartitionCore:
         self.queue = keep
         for task_id, run in self.running.items():
             if match(run.spec) and task_id not in self._canceling:
+                self._canceling.add(task_id)
+                out.append(KillTask(task_id, reason))
+        return out
+
+    def _cancel_its(self, job: str, its: Set[int], reason: str, now: float) -> List[Action]:
+        """Single iterations: queued ones are dropped (CANCELED), running ones killed."""
+        out: List[Action] = []
+        for p in self.queue:
+            if p.spec.job != job:
+                continue
+            left = p.left
+            hit = tuple(sorted(it for it in its if it in left))
+            if hit:
+                p.its, p.pos = tuple(it for it in left if it not in its), 0
+                out.append(IterationsDropped(job, hit, reason, now, True))
+        self.queue = [p for p in self.queue if p.pos < len(p.its)]
+        for task_id, run in self.running.items():
+            if run.spec.job == job and run.it in its and task_id not in self._canceling:
                 self._canceling.add(task_id)
                 out.append(KillTask(task_id, reason))
         return out

@@ -40,7 +40,7 @@ from hpilot.partition.messages import CancelJob, Shutdown, Work
 
 log = logging.getLogger("hpilot.partition.manager")
 LOST_AFTER = 6
-ERROR = -1  # the "code" of an error response (QCG-PilotJob's)
+ERROR = 1  # the "code" of an error response (QCG-PilotJob's)
 # A stopping manager waits this long (at most) for the answers to requests it forwarded:
 # a `finish` sent here stops this partition (the governor's Shutdown comes before its answer).
 ANSWER_GRACE = 2.0

@@ -44,9 +44,12 @@ class Work:
 
 @dataclass(frozen=True)
 class CancelJob:
+    """Cancel a whole job, or only these of its iterations (``job:it`` canceled by a client)."""
+
     job: str
     reason: str
     now: float = 0.0
+    iterations: Optional[Tuple[int, ...]] = None
 
 
 @dataclass(frozen=True)

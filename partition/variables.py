@@ -19,7 +19,10 @@ from typing import Mapping, Optional, Tuple, Union
 
 SUBMIT_VARIABLES = ("rcnt", "sname", "date", "time", "dateTime")
 # Filled when an iteration is launched (resources are known by then).
-LAUNCH_VARIABLES = ("it", "uniq", "jname", "root_wd", "ncores", "nnodes", "nlist")
+# As QCG-PilotJob fills them: ${it} the iteration's index, ${itval} its value (the index again
+# unless the job iterates over "values"); ${jname} (the job's name) and ${uniq} (one per submit
+# request) are known at submit already and are filled there.
+LAUNCH_VARIABLES = ("it", "itval", "uniq", "jname", "root_wd", "ncores", "nnodes", "nlist")
 KNOWN_VARIABLES = SUBMIT_VARIABLES + LAUNCH_VARIABLES
 
 _VAR = re.compile(r"\$\{\s*([^}]*?)\s*\}")

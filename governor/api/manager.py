@@ -200,8 +200,12 @@ class Manager:
             log.warning("no event welcome from %s in %ss; waits fall back to status queries", pub, timeout)
             sub.close(0)
 
-    def send_request(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        """Send any request and return the validated response (code 0), else raise."""
+    def send_request(self, request: Dict[str, Any], per_job: bool = False) -> Dict[str, Any]:
+        """Send any request and return the validated response (code 0), else raise.
+
+        ``per_job``: an answer that failed only because of some names (an unknown job; the
+        service, as QCG-PilotJob's, fails the whole request) is returned with its per-job
+        entries, so that the other names are still answered."""
         if self._req is None:
             raise ConnectionError("not connected (finish() or cleanup() was called)")
         try:
@@ -215,6 +219,8 @@ class Manager:
         if not isinstance(response, dict) or not isinstance(response.get("code"), int):
             raise InternalError(f"unexpected answer: {response!r:.200}")
         if response["code"] != 0:
+            if per_job and isinstance(response.get("data"), dict) and "jobs" in response["data"]:
+                return response
             raise ConnectionError(response.get("message", "request failed"))
         return response
 
@@ -243,10 +249,19 @@ class Manager:
                     "<run dir>/client.key, or work in the service's wd")
         return f"the key {self.keys.path or '(given)'} is not this service's client key"
 
-    def _data(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        data = self.send_request(request).get("data")
+    def _data(self, request: Dict[str, Any], per_job: bool = False) -> Dict[str, Any]:
+        data = self.send_request(request, per_job).get("data")
         if not isinstance(data, dict):
             raise InternalError(f"{request.get('request')}: the answer has no data")
+        return data
+
+    def _all_done(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        """cancelJob, removeJob: the service answers code 0 and lists names it could not act
+        on in ``data.errors`` (QCG-PilotJob's shape); hpilot's API raises on any of them."""
+        data = self._data(request)
+        errors = data.get("errors")
+        if errors:
+            raise ConnectionError("; ".join(f"{name}: {why}" for name, why in errors.items()))
         return data
 
     # ---- the requests ----
@@ -265,13 +280,13 @@ class Manager:
         return dict(self._data({"request": "listJobs"}).get("jobs", {}))
 
     def status(self, names: Union[str, Iterable[str]]) -> Dict[str, Any]:
-        return self._data({"request": "jobStatus", "jobNames": _names(names)})
+        return self._data({"request": "jobStatus", "jobNames": _names(names)}, per_job=True)
 
     def info(self, names: Union[str, Iterable[str]], **kwargs: Any) -> Dict[str, Any]:
         req: Dict[str, Any] = {"request": "jobInfo", "jobNames": _names(names)}
         if kwargs.get("withChilds"):
             req["params"] = {"withChilds": True}
-        return self._data(req)
+        return self._data(req, per_job=True)
 
     def info_parsed(self, names: Union[str, Iterable[str]], **kwargs: Any) -> Dict[str, JobInfo]:
         jobs = self.info(names, **kwargs).get("jobs", {})
@@ -283,10 +298,10 @@ class Manager:
         return out
 
     def cancel(self, names: Union[str, Iterable[str]]) -> Dict[str, Any]:
-        return self._data({"request": "cancelJob", "jobNames": _names(names)})
+        return self._all_done({"request": "cancelJob", "jobNames": _names(names)})
 
     def remove(self, names: Union[str, Iterable[str]]) -> Dict[str, Any]:
-        return self._data({"request": "removeJob", "jobNames": _names(names)})
+        return self._all_done({"request": "removeJob", "jobNames": _names(names)})
 
     def finish(self) -> None:
         try:

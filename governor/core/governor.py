@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
-from hpilot.governor.core import queries, records
+from hpilot.governor.core import qcg, queries, records
 from hpilot.governor.core.dag import Dag, Edge
+from hpilot.governor.core.each import EachWaits
 from hpilot.governor.core.jobspec import FieldError, JobSpec, parse_job
 from hpilot.governor.core.registry import Drop, Failure, JobRecord, Registry
 from hpilot.governor.core.routing import PartitionDraining, PartitionGone, PartitionJoined, Router, Settled
@@ -38,7 +40,7 @@ from hpilot.partition.spec import Execution
 
 log = logging.getLogger("hpilot.governor")
 
-OK, ERROR = 0, -1
+OK, ERROR = qcg.OK, qcg.ERROR
 MAX_MESSAGES = 20  # per job: a sweep of 10^6 failing iterations must not keep 10^6 strings
 
 # ---- events ----
@@ -109,6 +111,7 @@ class GovernorConfig:
     address: Optional[str] = None
     pub_address: Optional[str] = None
     started: float = 0.0  # the service's start, given by the shell (the core reads no clock)
+    instance_id: Optional[str] = None  # QCG-PilotJob's InstanceId (the run's id)
 
 
 @dataclass
@@ -144,6 +147,8 @@ class GovernorCore:
         # not names: a name can be removed and reused while an old record still waits.
         self._waiting_whole: Dict[str, List[JobRecord]] = {}
         self._waiting_it: Dict[Tuple[str, int], List[JobRecord]] = {}
+        self.each = EachWaits()  # per-iteration dependencies ("after": ["a:${it}"])
+        self._busy = False  # some job was active since the last "no jobs" event
         # governor mode (set by the shell): partitions register over the network and
         # ready work is routed by credit; None is the single in-process partition
         self.router: Optional[Router] = None
@@ -173,6 +178,12 @@ class GovernorCore:
         return out
 
     def _check_done(self, out: List[Action]) -> None:
+        if self.emit_events:  # QCG-PilotJob's NOJ: what its client's wait4all waits for
+            if self.active:
+                self._busy = True
+            elif self._busy:
+                self._busy = False
+                out.append(StateEvent({"event": "nojobs"}))
         if self.finish_when_done and self.active == 0 and not self.finishing:
             self.finishing = True
             out.append(FinishService("all jobs finished"))
@@ -180,21 +191,26 @@ class GovernorCore:
     # ---- requests ----
 
     def _request(self, payload: Any, now: float, out: List[Action]) -> Dict[str, Any]:
-        if not isinstance(payload, dict):
-            return response(ERROR, f"a request must be a JSON object, not {type(payload).__name__}")
+        if not isinstance(payload, dict) or not payload.get("request"):
+            what = ("unknown request: no 'request' field" if isinstance(payload, dict)
+                    else f"a request must be a JSON object, not {type(payload).__name__}")
+            return response(ERROR, qcg.invalid(f"Invalid request ({what})"))
         kind = payload.get("request")
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is None:
             known = ", ".join(sorted(_HANDLERS))
-            return response(ERROR, f"unknown request {kind!r}; known requests: {known}")
+            return response(ERROR, qcg.invalid(f"Unknown request name: {kind} (unknown request {kind!r}; known "
+                                               f"requests: {known})"))
         return handler(self, payload, now, out)
 
     def _req_submit(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
         raw_jobs = payload.get("jobs")
         if not isinstance(raw_jobs, list) or not raw_jobs:
-            return response(ERROR, "submit: 'jobs' must be a non-empty list of job descriptions")
+            return response(ERROR, qcg.invalid(f"{qcg.MISSING_JOBS} ('jobs' must be a non-empty list of job "
+                                               "descriptions)"))
         if self.finishing:
-            return response(ERROR, "submit: the service is finishing and accepts no more jobs")
+            return response(ERROR, "processing stopped: the service is finishing and accepts no more jobs")
+        self.rcnt += 1  # as QCG-PilotJob: every submit request counts, accepted or not
         specs: List[JobSpec] = []
         errors: List[FieldError] = []
         for i, raw in enumerate(raw_jobs):
@@ -210,7 +226,6 @@ class GovernorCore:
             return response(ERROR, f"submit refused, no job accepted ({len(errors)} problem(s) in "
                                    f"{', '.join(bad)}):\n{lines}",
                             {"errors": [dataclasses.asdict(e) for e in errors]})
-        self.rcnt += 1
         values = self.submit_values(now)
         if self.journaling:
             out.append(Record(records.json_record({"t": "submit", "time": now, "values": values,
@@ -235,6 +250,7 @@ class GovernorCore:
         if errors:
             return errors
         edges: List[Edge] = [(d.job, s.name, d.iteration) for s in specs for d in s.after]
+        edges += [(name, s.name, None) for s in specs for name in s.each]
         cycle = self.dag.find_cycle(edges) if edges else None
         if cycle:
             return [FieldError(cycle[0], "dependencies.after", f"dependency cycle: {' -> '.join(cycle)}")]
@@ -246,8 +262,8 @@ class GovernorCore:
         if self.emit_events:
             out.append(StateEvent({"event": "job", "job": rec.name, "state": "QUEUED", "time": now}))
         self.active += 1
-        if spec.after:
-            self.dag.add((d.job, spec.name, d.iteration) for d in spec.after)
+        if spec.after or spec.each:
+            self.dag.add(dag_edges(spec))
         return rec
 
     def _link(self, rec: JobRecord, now: float, out: List[Action]) -> None:
@@ -267,7 +283,10 @@ class GovernorCore:
                 self._waiting_it.setdefault((dep.job, dep.iteration), []).append(rec)
         if broken:
             self._omit([rec], broken, now, out)
-        elif rec.unmet == 0:
+            return
+        if spec.each:
+            self.each.link(self, rec, now, out)
+        if rec.unmet == 0 and not rec.state.is_final:
             self._dispatch(rec, out)
 
     def submit_values(self, now: float) -> Dict[str, str]:
@@ -275,6 +294,7 @@ class GovernorCore:
         t = time.localtime(now)
         return {
             "rcnt": str(self.rcnt),
+            "uniq": str(uuid.uuid4()),  # one per submit request, as QCG-PilotJob
             "sname": self.cfg.sname,
             "date": time.strftime("%Y-%m-%d", t),
             "time": time.strftime("%H:%M:%S", t),
@@ -282,7 +302,7 @@ class GovernorCore:
         }
 
     def _task_spec(self, spec: JobSpec, values: Dict[str, str]) -> TaskSpec:
-        ex = _fill_submit_vars(spec.execution, values)
+        ex = _fill_submit_vars(spec.execution, {**values, "jname": spec.name})
         it = spec.iteration
         return TaskSpec(
             job=spec.name, execution=ex, resources=spec.resources, iterative=it is not None,
@@ -297,37 +317,69 @@ class GovernorCore:
 
     def _dispatch(self, rec: JobRecord, out: List[Action]) -> None:
         rec.dispatched = True
+        its = rec.pending()
+        if rec.it_unmet:  # iterations still waiting for theirs ("a:${it}") go when it is done
+            its = tuple(it for it in its if it not in rec.it_unmet)
+        self.dispatch_its(rec, its, out)
+
+    def dispatch_its(self, rec: JobRecord, its: Sequence[int], out: List[Action]) -> None:
+        """Send these iterations of a dispatched job to run."""
+        if not len(its):
+            return
         if self.router is not None:
-            self.router.add(self, rec, rec.submitted, out)
+            self.router.add(self, rec, rec.submitted, out, its)
             return
         part = next(iter(self.partitions))
-        out.append(SendToPartition(part, Work(rec.task, rec.pending(), rec.submitted)))
+        out.append(SendToPartition(part, Work(rec.task, its, rec.submitted)))
 
     def _req_cancel(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
+        """QCG-PilotJob's answer: code 0, the count in ``data.canceled``, and each name that
+        could not be canceled in ``data.errors`` (its client raises on none of them)."""
         names, err = queries.job_names(payload)
         if err:
             return err
         results: Dict[str, Dict[str, Any]] = {}
         for name in names:
-            rec = self.registry.get(name)
-            if rec is None:
-                results[name] = {"status": ERROR, "message": f"job {name!r} does not exist"}
-            elif rec.state.is_final or rec.canceled:
-                results[name] = {"status": ERROR, "message": f"job {name!r} already {rec.state.value}"}
-            else:
-                self._cancel(rec, now, out)
-                results[name] = {"status": OK, "message": "canceled"}
-        ok = sum(1 for r in results.values() if r["status"] == OK)
-        code = OK if ok == len(names) else ERROR
-        why = "; ".join(r["message"] for r in results.values() if r["status"] != OK)
-        message = f"{ok} of {len(names)} jobs canceled" + (f": {why}" if why else "")
-        return response(code, message, {"canceled": ok, "jobs": results})
+            why = self._cancel_one(name, now, out)
+            results[name] = {"status": OK, "message": "canceled"} if why is None else {"status": ERROR,
+                                                                                       "message": why}
+        errors = {n: r["message"] for n, r in results.items() if r["status"] != OK}
+        ok = len(names) - len(errors)
+        message = f"{ok} of {len(names)} jobs canceled" + (f": {'; '.join(errors.values())}" if errors else "")
+        data: Dict[str, Any] = {"canceled": ok, "jobs": results}
+        if errors:
+            data["errors"] = errors
+        return response(OK, message, data)
+
+    def _cancel_one(self, name: str, now: float, out: List[Action]) -> Optional[str]:
+        """Cancel a job or one iteration (``job:it``); None, or why it cannot be."""
+        job, it = qcg.split_name(name)
+        rec = self.registry.get(job)
+        if rec is None:
+            return f"Job/iteration {name} doesn't exist"
+        if it is None:
+            if rec.canceled:
+                return f"Job {name} already canceled"
+            if rec.state.is_final:
+                return f"Job/iteration {name} already finished ({rec.state.value}) - can not be canceled"
+            self._cancel(rec, now, out)
+            return None
+        if not rec.task.iterative or it not in rec.iterations():
+            return qcg.unknown_iteration(job, it, rec.iterations() if rec.task.iterative else None)
+        state = rec.it_state(it)
+        if state.is_final or rec.canceled:
+            return f"Job/iteration {name} already finished ({state.value}) - can not be canceled"
+        self._cancel_iteration(rec, it, now, out)
+        return None
 
     def _cancel(self, rec: JobRecord, now: float, out: List[Action]) -> None:
         rec.canceled = True
         if self.journaling:
             out.append(Record(records.json_record({"t": "cancel", "time": now, "jobs": [rec.name]})))
         reason = "canceled by the user"
+        held = self.each.take_held(rec)  # iterations waiting for theirs were never sent
+        if held:
+            self._drop(rec, held, JobState.CANCELED, reason, now, out)
         if rec.dispatched and self.router is not None:
             self.router.cancel(self, rec, reason, now, out)
         elif rec.dispatched:
@@ -337,7 +389,23 @@ class GovernorCore:
             self._drop(rec, rec.iterations(), JobState.CANCELED, reason, now, out)
         self._break_dependants(rec.name, f"dependency {rec.name} was canceled", now, out)
 
+    def _cancel_iteration(self, rec: JobRecord, it: int, now: float, out: List[Action]) -> None:
+        """One iteration: never started if queued, killed if running.  The job then ends FAILED
+        (not CANCELED), as in QCG-PilotJob: it did not do all its work, but nobody canceled it."""
+        rec.partial_cancel = True
+        if self.journaling:
+            out.append(Record(records.json_record({"t": "cancel", "time": now, "jobs": [rec.name], "its": [it]})))
+        reason = "canceled by the user"
+        if not rec.dispatched or self.each.take_held(rec, (it,)):
+            self._drop(rec, (it,), JobState.CANCELED, reason, now, out)
+        elif self.router is not None:
+            self.router.cancel(self, rec, reason, now, out, (it,))
+        else:
+            for part in self.partitions:
+                out.append(SendToPartition(part, CancelJob(rec.name, reason, now, (it,))))
+
     def _req_remove(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
+        """QCG-PilotJob's answer: code 0, ``data.removed``, and ``data.errors`` per name not removed."""
         names, err = queries.job_names(payload)
         if err:
             return err
@@ -345,9 +413,9 @@ class GovernorCore:
         for name in names:
             rec = self.registry.get(name)
             if rec is None:
-                problems[name] = f"job {name!r} does not exist"
+                problems[name] = f"Job '{name}' doesn't exist"
             elif not rec.state.is_final:
-                problems[name] = f"job {name!r} is {rec.state.value}; cancel it first"
+                problems[name] = f"Job '{name}' not finished ({rec.state.value}) - can not be removed; cancel it first"
             else:
                 self.registry.remove(name)
                 self.dag.remove(name)
@@ -357,20 +425,26 @@ class GovernorCore:
         data: Dict[str, Any] = {"removed": removed}
         if problems:
             data["errors"] = problems
-            return response(ERROR, "; ".join(problems.values()), data)
+            return response(OK, f"{removed} jobs removed: " + "; ".join(problems.values()), data)
         return response(OK, f"{removed} jobs removed", data)
 
     def _req_control(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
         command = payload.get("command")
         if command == "finishAfterAllTasksDone":
             self.finish_when_done = True
-            return response(OK, "the service will finish when all jobs are done")
-        return response(ERROR, f"control: unknown command {command!r}; known: finishAfterAllTasksDone")
+            return response(OK, f"{command} command accepted: the service will finish when all jobs are done")
+        if not isinstance(command, str):
+            return response(ERROR, qcg.invalid("Wrong control request - missing command"))
+        return response(ERROR, qcg.invalid(f'Wrong control request - unknown command "{command}" '
+                                           "(known: finishAfterAllTasksDone)"))
 
     def _req_finish(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
         self.finishing = True
         reason = "the service was asked to finish"
         for rec in list(self.registry):
+            held = self.each.take_held(rec)
+            if held:
+                self._drop(rec, held, JobState.CANCELED, reason, now, out)
             if not rec.state.is_final and not rec.dispatched:
                 self._drop(rec, rec.iterations(), JobState.CANCELED, reason, now, out)
         if self.router is not None:
@@ -378,7 +452,7 @@ class GovernorCore:
         for part in self.partitions:
             out.append(SendToPartition(part, Shutdown(reason, now)))
         out.append(FinishService("finish request"))
-        return response(OK, "finishing")
+        return response(OK, "finishing", {"when": "0s"})  # QCG-PilotJob's client needs data here
 
     def _req_query(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
         return queries.answer(self, payload, now)
@@ -456,14 +530,20 @@ class GovernorCore:
             if rec.it_state(it) is JobState.QUEUED:
                 rec.set_it_state(it, state)
         if self.emit_events and rec.task.iterative:
+            which: Dict[str, Any] = ({"range": [its.start, its.stop]} if isinstance(its, range)
+                                     else {"its": list(its)})
             out.append(StateEvent({"event": "iterations", "job": rec.name, "count": len(its),
-                                   "state": state.value, "time": now}))
+                                   "state": state.value, "time": now, **which}))
+        if self.each.waiting:
+            self.each.final(self, rec, its, state, now, out)
         if state is not JobState.SUCCEED:
             self._break_dependants(rec.name, f"dependency {rec.name} {state.value}", now, out)
         self._maybe_final(rec, now, out)
 
     def _iteration_final(self, rec: JobRecord, it: int, state: JobState, now: float,
                          out: List[Action]) -> None:
+        if self.each.waiting:
+            self.each.final(self, rec, (it,), state, now, out)
         if self._waiting_it:
             waiting = self._waiting_it.pop((rec.name, it), None)
             if waiting:
@@ -541,6 +621,8 @@ class GovernorCore:
             self._set_state(rec, JobState.OMITTED, now, out)
             self.active -= 1
             out.append(JobDone(rec))
+            if self.each.waiting:  # those waiting for its iterations one by one
+                self.each.final(self, rec, rec.iterations(), JobState.OMITTED, now, out)
 
     # ---- for tests ----
 
@@ -567,6 +649,11 @@ _HANDLERS = {
     "resourcesInfo": GovernorCore._req_query,
     "status": GovernorCore._req_query,
 }
+
+
+def dag_edges(spec: JobSpec) -> List[Edge]:
+    """A job's dependencies as DAG edges; one on each iteration ("a:${it}") links the whole jobs."""
+    return [(d.job, spec.name, d.iteration) for d in spec.after] + [(name, spec.name, None) for name in spec.each]
 
 
 def _fill_submit_vars(ex: Execution, values: Dict[str, str]) -> Execution:

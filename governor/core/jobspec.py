@@ -32,6 +32,7 @@ _ITER_KEYS = ("start", "stop", "values")
 _DEP_KEYS = ("after",)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.+\-@=,]+$")
 _WT_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_EACH_RE = re.compile(r"^\$\{\s*it\s*\}$")
 _HMS_RE = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)$")
 
 
@@ -77,6 +78,8 @@ class JobSpec:
     iteration: Optional[Iteration]
     after: Tuple[Dependency, ...]
     attributes: Tuple[Tuple[str, Any], ...] = ()
+    # ``"after": ["a:${it}"]``: iteration i waits for iteration i of each of these jobs
+    each: Tuple[str, ...] = ()
     # The description as the user sent it: kept for jobInfo, reports and resume.
     source: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -108,7 +111,7 @@ def parse_job(raw: Any, index: int = 0) -> Tuple[Optional[JobSpec], List[FieldEr
     execution = _parse_execution(c, raw.get("execution"))
     resources = _parse_resources(c, raw.get("resources"), raw.get("wt"))
     iteration = _parse_iteration(c, raw.get("iteration"))
-    after = _parse_dependencies(c, raw.get("dependencies"))
+    after, each = _parse_dependencies(c, raw.get("dependencies"))
     attributes = raw.get("attributes", {})
     if attributes is None:
         attributes = {}
@@ -124,6 +127,7 @@ def parse_job(raw: Any, index: int = 0) -> Tuple[Optional[JobSpec], List[FieldEr
         iteration=iteration,
         after=after,
         attributes=tuple(sorted(attributes.items())),
+        each=each,
         source=raw,
     )
     return spec, []
@@ -421,27 +425,39 @@ def _parse_iteration(c: _Collector, raw: Any) -> Optional[Iteration]:
     return Iteration(start, stop)
 
 
-def _parse_dependencies(c: _Collector, raw: Any) -> Tuple[Dependency, ...]:
+def _parse_dependencies(c: _Collector, raw: Any) -> Tuple[Tuple[Dependency, ...], Tuple[str, ...]]:
+    """The whole-job and single-iteration dependencies, and the per-iteration ones
+    (``"job:${it}"``: QCG-PilotJob's way to make iteration i wait for iteration i of job)."""
     if raw is None:
-        return ()
+        return (), ()
     if not isinstance(raw, dict):
         c.add("dependencies", f"must be an object with 'after', not {_kind(raw)}")
-        return ()
+        return (), ()
     _unknown_keys(c, raw, _DEP_KEYS, "dependencies.")
     after = _or_empty(raw.get("after"), [])
     if isinstance(after, str):
         after = [after]
     if not isinstance(after, list):
         c.add("dependencies.after", "must be a list of job names")
-        return ()
+        return (), ()
     deps = []
+    each: List[str] = []
     for i, item in enumerate(after):
+        if isinstance(item, str) and "${" in item:
+            name, sep, it = item.partition(":")
+            if sep and _EACH_RE.match(it) and _NAME_RE.match(name):
+                if name not in each:
+                    each.append(name)
+            else:
+                c.add(f"dependencies.after[{i}]", f"{item!r}: the only variable a dependency may hold is "
+                                                  "the iteration, as 'job:${it}'")
+            continue
         dep = parse_dependency(item)
         if dep is None:
             c.add(f"dependencies.after[{i}]", f"{item!r} is not a job name or 'job:iteration'")
         else:
             deps.append(dep)
-    return tuple(deps)
+    return tuple(deps), tuple(each)
 
 
 def parse_dependency(item: Any) -> Optional[Dependency]:

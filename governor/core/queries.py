@@ -6,17 +6,20 @@ and ``status``.  They read the registry and never change it.
 
 from __future__ import annotations
 
+import os
 import socket
+from collections import Counter
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from hpilot.governor.core import qcg
+from hpilot.governor.core.qcg import ERROR, OK
 from hpilot.governor.core.registry import JobRecord, fmt_time
 from hpilot.governor.core.states import JobState
 
 if TYPE_CHECKING:
     from hpilot.governor.core.governor import GovernorCore
 
-OK, ERROR = 0, -1
 MAX_CHILDS = 100_000  # withChilds on a million iterations would be a 100 MB answer
 
 
@@ -27,22 +30,44 @@ def answer(core: GovernorCore, payload: Dict[str, Any], now: float) -> Dict[str,
     if kind == "resourcesInfo":
         return {"code": OK, "data": resources_info(core)}
     if kind == "status":
+        options = payload.get("options")
+        if isinstance(options, dict) and options.get("allJobsFinished"):
+            return {"code": OK, "data": {"AllJobsFinished": core.active == 0}}
         return {"code": OK, "data": system_status(core, now)}
     names, err = job_names(payload)
     if err:
         return err
-    with_childs = bool(payload.get("params", {}).get("withChilds") if isinstance(payload.get("params"), dict)
-                       else payload.get("withChilds"))
+    params = payload.get("params")
+    with_childs = bool(params.get("withChilds") if isinstance(params, dict) else payload.get("withChilds"))
     jobs: Dict[str, Any] = {}
+    missing: List[str] = []
     for name in names:
-        rec = core.registry.get(name)
-        if rec is None:
-            jobs[name] = {"status": ERROR, "message": f"job {name!r} does not exist"}
+        job, it = qcg.split_name(name)
+        rec = core.registry.get(job)
+        why = _not_found(rec, job, it)
+        if why is not None or rec is None:
+            why = why or qcg.unknown_job(name)
+            jobs[name] = {"status": ERROR, "message": why}
+            if rec is None or rec.task.iterative:  # QCG-PilotJob fails the whole request for these
+                missing.append(why)
         elif kind == "jobStatus":
-            jobs[name] = {"status": OK, "data": job_status(rec)}
+            jobs[name] = {"status": OK, "data": job_status(rec, name, it)}
         else:
-            jobs[name] = {"status": OK, "data": job_info(rec, with_childs)}
+            jobs[name] = {"status": OK, "data": job_info(rec, with_childs, name, it)}
+    if missing:
+        # QCG-PilotJob answers the whole request with an error (its client raises); the
+        # per-job entries stay in data for hpilot's own client, which reports each name
+        return qcg.error(missing[0] + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                         {"jobs": jobs})
     return {"code": OK, "data": {"jobs": jobs}}
+
+
+def _not_found(rec: Optional[JobRecord], job: str, it: Optional[int]) -> Optional[str]:
+    if rec is None:
+        return qcg.unknown_job(job if it is None else f"{job}:{it}")
+    if it is not None and (not rec.task.iterative or it not in rec.iterations()):
+        return qcg.unknown_iteration(job, it, rec.iterations() if rec.task.iterative else None)
+    return None
 
 
 def job_names(payload: Dict[str, Any]) -> Tuple[List[str], Optional[Dict[str, Any]]]:
@@ -51,8 +76,9 @@ def job_names(payload: Dict[str, Any]) -> Tuple[List[str], Optional[Dict[str, An
     if isinstance(names, str):
         names = [names]
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        kind = payload.get("request")
-        return [], {"code": ERROR, "message": f"{kind}: 'jobNames' must be a non-empty list of job names"}
+        kind = str(payload.get("request"))
+        start = qcg.invalid(qcg.MISSING_NAMES.get(kind, f"Wrong {kind} request - missing job names"))
+        return [], qcg.error(f"{start} ('jobNames' must be a non-empty list of job names)")
     return list(dict.fromkeys(names)), None
 
 
@@ -72,8 +98,10 @@ def list_jobs(core: GovernorCore) -> Dict[str, Any]:
     return {"code": OK, "data": {"length": len(jobs), "jobs": jobs}}
 
 
-def job_status(rec: JobRecord) -> Dict[str, Any]:
-    out: Dict[str, Any] = {"jobName": rec.name, "status": rec.state.value}
+def job_status(rec: JobRecord, name: Optional[str] = None, it: Optional[int] = None) -> Dict[str, Any]:
+    """``name`` as the client asked (``job`` or ``job:it``); ``it``: that iteration's state."""
+    state = rec.state if it is None else rec.it_state(it)
+    out: Dict[str, Any] = {"jobName": name or rec.name, "status": state.value}
     if rec.messages:
         out["messages"] = "\n".join(rec.messages)
     return out
@@ -90,15 +118,26 @@ def _iteration_counts(rec: JobRecord) -> Dict[str, int]:
     }
 
 
-def _runtime(run) -> Dict[str, Any]:
+def _pname(rec: JobRecord) -> str:
+    """The program's name, as QCG-PilotJob gives it: ``bash`` for a script."""
+    ex = rec.task.execution
+    if ex.exec is None:
+        return "bash"
+    return os.path.basename(ex.exec.fill({}))
+
+
+def _runtime(rec: JobRecord, run) -> Dict[str, Any]:
+    """QCG-PilotJob's runtime keys (``pid`` a string, ``pname``), then hpilot's own."""
     out: Dict[str, Any] = {"allocation": run.allocation, "wd": run.wd}
     if run.finished is not None:
         out["rtime"] = str(timedelta(seconds=run.finished - run.started))
         out["exit_code"] = str(run.exit_code)
+        out["pid"] = str(run.pid if run.pid is not None else -1)
+        out["pname"] = _pname(rec)
+    elif run.pid is not None:
+        out["pid"] = str(run.pid)
     if run.reason:
         out["reason"] = run.reason
-    if run.pid is not None:
-        out["pid"] = run.pid
     if run.attempts > 1:
         out["attempts"] = run.attempts
     if run.partition is not None:
@@ -122,16 +161,18 @@ def failures(rec: JobRecord) -> List[Dict[str, Any]]:
     return out
 
 
-def job_info(rec: JobRecord, with_childs: bool) -> Dict[str, Any]:
-    out = job_status(rec)
-    out["history"] = rec.history_text()
-    if rec.failures:
+def job_info(rec: JobRecord, with_childs: bool, name: Optional[str] = None,
+             it: Optional[int] = None) -> Dict[str, Any]:
+    out = job_status(rec, name, it)
+    if it is None and rec.failures:
         out["failures"] = failures(rec)
-    if not rec.task.iterative:
-        run = rec.runs.get(0)
+    if it is not None or not rec.task.iterative:
+        run = rec.runs.get(0 if it is None else it)
         if run is not None:
-            out["runtime"] = _runtime(run)
+            out["runtime"] = _runtime(rec, run)
+        out["history"] = rec.history_text() if it is None else _it_history(rec, it)
         return out
+    out["history"] = rec.history_text()
     out["iterations"] = _iteration_counts(rec)
     rt = rec.runtime
     if rt is not None:
@@ -141,14 +182,18 @@ def job_info(rec: JobRecord, with_childs: bool) -> Dict[str, Any]:
     return out
 
 
+def _it_history(rec: JobRecord, it: int) -> str:
+    return "".join(f"\n{fmt_time(ts)}: {st.value}" for st, ts in rec.it_history(it))
+
+
 def _childs(rec: JobRecord) -> List[Dict[str, Any]]:
     childs = []
     for it in rec.iterations()[:MAX_CHILDS]:
         child: Dict[str, Any] = {"iteration": it, "state": rec.it_state(it).value}
         run = rec.runs.get(it)
         if run is not None:
-            child["runtime"] = _runtime(run)
-        child["history"] = "".join(f"\n{fmt_time(ts)}: {st.value}" for st, ts in rec.it_history(it))
+            child["runtime"] = _runtime(rec, run)
+        child["history"] = _it_history(rec, it)
         childs.append(child)
     return childs
 
@@ -169,21 +214,40 @@ def resources_info(core: GovernorCore) -> Dict[str, Any]:
 
 
 def system_status(core: GovernorCore, now: float) -> Dict[str, Any]:
+    """QCG-PilotJob's ``status`` answer (its keys, its counting of states), plus hpilot's
+    ``Pubaddress`` and the resources' own keys."""
     counts = core.registry.counts()
+    its: Counter = Counter()
+    for rec in core.registry:
+        its.update(rec.counts if rec.task.iterative else {rec.state: 1})
+    res = resources_info(core)
+    resources = {"TotalNodes": res["total_nodes"], "TotalCores": res["total_cores"],
+                 "UsedCores": res["used_cores"], "FreeCores": res["free_cores"], **res}
     return {
         "System": {
-            "Uptime": str(timedelta(seconds=int(now - core.started))),
-            "Host": socket.gethostname(),
+            "InstanceId": core.cfg.instance_id,
             "Started": fmt_time(core.started),
+            "Generated": fmt_time(now),
+            "Uptime": str(timedelta(seconds=max(0.0, now - core.started))),
             "Zmqaddress": core.cfg.address,
+            "Ifaces": ["ZMQ"] if core.cfg.address else [],
+            "StatusPublisher": core.cfg.pub_address,
             "Pubaddress": core.cfg.pub_address,
+            "Host": socket.gethostname(),
+            "Wd": core.cfg.root_wd,
+            **qcg.PROCESS_FACTS,
         },
-        "Resources": resources_info(core),
-        "JobStats": {
-            "TotalJobs": len(core.registry),
-            "InScheduleJobs": counts[JobState.QUEUED] + counts[JobState.SCHEDULED],
-            "ExecutingJobs": counts[JobState.EXECUTING],
-            "FailedJobs": counts[JobState.FAILED] + counts[JobState.OMITTED],
-            "FinishedJobs": counts[JobState.SUCCEED] + counts[JobState.CANCELED],
-        },
+        "Resources": resources,
+        "JobStats": _stats(counts, len(core.registry), "Jobs"),
+        "IterationStats": _stats(its, sum(its.values()), "Iterations"),
+    }
+
+
+def _stats(c: Counter, total: int, what: str) -> Dict[str, int]:
+    return {
+        f"Total{what}": total,
+        f"InSchedule{what}": c[JobState.QUEUED] + c[JobState.SCHEDULED],
+        f"Failed{what}": c[JobState.FAILED] + c[JobState.OMITTED],
+        f"Finished{what}": c[JobState.SUCCEED] + c[JobState.CANCELED],
+        f"Executing{what}": c[JobState.EXECUTING],
     }

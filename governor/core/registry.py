@@ -65,6 +65,9 @@ class JobRecord:
         self.unmet = 0  # dependencies not yet satisfied
         self.dispatched = False
         self.canceled = False
+        self.partial_cancel = False  # some iterations canceled one by one ("job:it")
+        # per-iteration dependencies: iterations not yet sent -> predecessors not yet done
+        self.it_unmet: Optional[Dict[int, int]] = None
 
     # ---- iterations ----
 
@@ -130,17 +133,19 @@ class JobRecord:
         return True
 
     def summary_state(self) -> JobState:
-        """The job state its iterations imply once they are all final."""
+        """The job state its iterations imply once they are all final.
+
+        As QCG-PilotJob: a job canceled as a whole is CANCELED; one with iterations canceled
+        one by one, or omitted one by one (their own predecessor, "a:${it}", did not
+        succeed), is FAILED.  A job omitted as a whole never gets here (its state is set)."""
         c = self.counts
         if self.canceled:  # definitive: its dependants were omitted when the cancel came
             return JobState.CANCELED
         if c[JobState.SUCCEED] == self.total:
             return JobState.SUCCEED
-        if c[JobState.OMITTED] == self.total:
-            return JobState.OMITTED
-        if c[JobState.FAILED]:
+        if c[JobState.FAILED] or c[JobState.OMITTED] or self.partial_cancel:
             return JobState.FAILED
-        if c[JobState.CANCELED]:
+        if c[JobState.CANCELED]:  # the service was told to finish
             return JobState.CANCELED
         return JobState.FAILED
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Deque, Dict, List, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Deque, Dict, List, Optional, Sequence, Set, Tuple
 
 from hpilot.governor.core.placement import Candidate, Placement
 from hpilot.governor.core.registry import JobRecord
@@ -185,8 +185,10 @@ class Router:
 
     # ---- work ----
 
-    def add(self, core: GovernorCore, rec: JobRecord, now: float, out: List[Action]) -> None:
-        its = rec.pending()
+    def add(self, core: GovernorCore, rec: JobRecord, now: float, out: List[Action],
+            its: Optional[Sequence[int]] = None) -> None:
+        """Queue a ready job's pending iterations (or only ``its``) and send what fits."""
+        its = rec.pending() if its is None else its
         if len(its):
             self.ready.append(_Entry(rec, its))
         self.pump(core, now, out)
@@ -256,20 +258,42 @@ class Router:
         keep.extend(self.ready)
         self.ready = keep
 
-    def cancel(self, core: GovernorCore, rec: JobRecord, reason: str, now: float, out: List[Action]) -> None:
-        """Unsent iterations are dropped here; partitions holding some are told."""
+    def cancel(self, core: GovernorCore, rec: JobRecord, reason: str, now: float, out: List[Action],
+               its: Optional[Sequence[int]] = None) -> None:
+        """Unsent iterations (all, or those of ``its``) are dropped here; partitions holding some are told."""
         unsent: List[int] = []
-        for e in self.ready:
-            if e.rec is rec:
-                unsent.extend(e.its[e.pos:])
-        self.ready = deque(e for e in self.ready if e.rec is not rec)
+        if its is None:
+            for e in self.ready:
+                if e.rec is rec:
+                    unsent.extend(e.its[e.pos:])
+            self.ready = deque(e for e in self.ready if e.rec is not rec)
+        else:
+            unsent = self._unqueue(rec, set(its))
         from hpilot.governor.core.governor import SendToPartition
 
         for s in self.slots.values():
-            if rec.name in s.out:
+            held = s.out.get(rec.name)
+            if held and its is None:
                 out.append(SendToPartition(s.name, CancelJob(rec.name, reason, now)))
+            elif held and its is not None:
+                mine = tuple(sorted(it for it in its if it in held))
+                if mine:
+                    out.append(SendToPartition(s.name, CancelJob(rec.name, reason, now, mine)))
         if unsent:
             core._drop(rec, tuple(sorted(unsent)), JobState.CANCELED, reason, now, out)
+
+    def _unqueue(self, rec: JobRecord, its: Set[int]) -> List[int]:
+        """Take these iterations of ``rec`` out of the ready queue; returns those that were there."""
+        taken: List[int] = []
+        for e in self.ready:
+            if e.rec is rec:
+                left = e.its[e.pos:]
+                hit = [it for it in its if it in left]
+                if hit:
+                    e.its, e.pos = tuple(it for it in left if it not in its), 0
+                    taken.extend(hit)
+        self.ready = deque(e for e in self.ready if e.pos < len(e.its))
+        return sorted(taken)
 
     def drop_unsent(self, core: GovernorCore, reason: str, now: float, out: List[Action]) -> None:
         for e in list(self.ready):

@@ -39,6 +39,7 @@ def check_submit(
         batch[spec.name] = spec
     for spec in specs:
         errors.extend(_dependencies(spec, batch, known))
+        errors.extend(_each(spec, batch, known))
         errors.extend(_iteration_variable(spec))
         if spec.execution.model not in models:
             errors.append(FieldError(spec.name, "execution.model",
@@ -100,10 +101,45 @@ def _iteration_variable(spec: JobSpec) -> List[FieldError]:
     if spec.iteration is not None:
         return []
     return [
-        FieldError(spec.name, fld, "${it} is defined only for iterative jobs (add an 'iteration' element)")
+        FieldError(spec.name, fld, f"${{{var}}} is defined only for iterative jobs (add an 'iteration' element)")
         for fld, t in _templates(spec)
-        if t is not None and "it" in t.names
+        if t is not None
+        for var in ("it", "itval")
+        if var in t.names
     ]
+
+
+def _each(spec: JobSpec, batch: Dict[str, JobSpec], known: KnownJob) -> List[FieldError]:
+    """``"after": ["a:${it}"]``: iteration i waits for a:i, so a must have every iteration this job has."""
+    out = []
+    fld = "dependencies.after"
+    for name in spec.each:
+        what = f"'{name}:${{it}}'"
+        if spec.iteration is None:
+            out.append(FieldError(spec.name, fld, f"{what}: ${{it}} in a dependency needs an iterative job "
+                                                  "(add an 'iteration' element)"))
+            continue
+        if name == spec.name:
+            out.append(FieldError(spec.name, fld, f"{what}: a job cannot depend on itself"))
+            continue
+        if name in batch:
+            its = batch[name].iteration
+            span: Optional[range] = range(its.start, its.stop) if its else None
+        else:
+            k = known(name)
+            if k is None:
+                out.append(FieldError(spec.name, fld, f"{what}: unknown job {name!r} (not submitted before or "
+                                                      "in this submit)"))
+                continue
+            span = k if isinstance(k, range) else None
+        if span is None:
+            out.append(FieldError(spec.name, fld, f"{what}: job {name!r} has no iterations"))
+        elif spec.iteration.start < span.start or spec.iteration.stop > span.stop:
+            out.append(FieldError(spec.name, fld,
+                                  f"{what}: job {name!r} has iterations {span.start}..{span.stop - 1}, but this "
+                                  f"job's iterations {spec.iteration.start}..{spec.iteration.stop - 1} "
+                                  "each need theirs"))
+    return out
 
 
 def _fits(spec: JobSpec, rs: ResourceSet) -> List[FieldError]:

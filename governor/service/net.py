@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import zmq
+from hpilot.governor.service import qcgevents
 from hpilot.launcher import curve, safejson
 from hpilot.launcher.private import write_private
 
@@ -45,7 +46,7 @@ REQUEST_LIMITS = safejson.Limits(max_bytes=MAX_MESSAGE, max_depth=64, max_digits
 WELCOME = b"hpilot-welcome"
 ADDRESS_FILE = "address"
 CLIENT_KEY_ENV = "HPILOT_CLIENT_KEY"  # tasks find the run's client key file here
-ERROR = -1
+ERROR = 1  # QCG-PilotJob's error code
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,8 @@ class NetInterface:
             raise
         server_key = self.keys.server.public.decode() if self.keys is not None else None
         self.endpoints = Endpoints(address, pub_address, server_key)
+        self.topics = qcgevents.Topics()  # QCG-PilotJob topics someone subscribed to
+        self.instance_id: Optional[str] = None  # the "manager" of QCG-PilotJob's events
         self.refused = 0
         self._token = 0
         # deferred requests: token -> (client identity, envelope, answer-by on the monotonic clock)
@@ -281,19 +284,27 @@ class NetInterface:
     # ---- events ----
 
     def publish(self, event: Dict[str, Any]) -> None:
+        """hpilot's event on its own topic, and QCG-PilotJob's frames for it (see :mod:`qcgevents`)."""
         if self.pub is None:
             return
+        events = self.pub.getsockopt(zmq.EVENTS)
+        if isinstance(events, int) and events & zmq.POLLIN:  # a subscription came in meanwhile
+            self.drain_subscriptions()
         # a subscriber too slow to keep up loses events, never the service
         with contextlib.suppress(zmq.Again):
-            self.pub.send_multipart([event["event"].encode(), json.dumps(event).encode()], zmq.NOBLOCK)
+            if event["event"] != "nojobs":
+                self.pub.send_multipart([event["event"].encode(), json.dumps(event).encode()], zmq.NOBLOCK)
+            if self.topics:
+                for frame in qcgevents.frames(event, self.instance_id, self.topics.wanted):
+                    self.pub.send(frame.encode(), zmq.NOBLOCK)
 
     def drain_subscriptions(self) -> None:
-        """XPUB hands us (un)subscription messages; read them so they do not pile up."""
+        """XPUB hands us (un)subscription messages: they tell which QCG-PilotJob topics are wanted."""
         if self.pub is None:
             return
         while True:
             try:
-                self.pub.recv(zmq.NOBLOCK)
+                self.topics.update(self.pub.recv(zmq.NOBLOCK))
             except zmq.Again:
                 return
 

@@ -68,7 +68,7 @@ def job_entry(rec: JobRecord) -> Dict[str, Any]:
         if rec.runtime is not None:
             entry["runtime"] = {"rtime": str(timedelta(seconds=rec.runtime))}
     elif 0 in rec.runs:
-        entry["runtime"] = _runtime(rec.runs[0])
+        entry["runtime"] = _runtime(rec, rec.runs[0])
     return entry
 
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from hpilot.governor.core.governor import Action, GovernorCore, JobDone
 from hpilot.governor.core.jobspec import parse_job
 from hpilot.governor.core.registry import Drop, Failure, JobRecord
 from hpilot.governor.core.states import JobState
 from hpilot.governor.service import journal
+
+# iterations canceled one by one ("job:it"), met during the replay: job record's id -> (record, iterations)
+CanceledIts = Dict[int, Tuple[JobRecord, Set[int]]]
 
 
 class ResumeError(ValueError):
@@ -77,6 +80,7 @@ def restore(core: GovernorCore, run_dir: str, now: float) -> Tuple[List[Action],
     out: List[Action] = []
     started: Dict[Tuple[str, int], Tuple[Optional[int], float]] = {}
     finished = _Finished(core)
+    canceled_its: CanceledIts = {}
     for kind, rec in records:
         if kind == "I":
             if started:
@@ -90,11 +94,11 @@ def restore(core: GovernorCore, run_dir: str, now: float) -> Tuple[List[Action],
             finished.tails[(rec.get("job"), rec.get("it"))] = rec.get("tail")
         else:
             finished.settle()  # counts must be right before a remove or a drop
-            _json_record(core, rec, out)
+            _json_record(core, rec, out, canceled_its)
     finished.settle()
     plan.dropped_records, plan.problems = replay.dropped, list(replay.problems)
     plan.orphans = [(pid, t) for pid, t in started.values() if pid is not None]
-    _settle(core, now, out)
+    _settle(core, now, out, canceled_its)
     for r in core.registry:
         plan.jobs += 1
         plan.jobs_done += r.state.is_final
@@ -104,7 +108,7 @@ def restore(core: GovernorCore, run_dir: str, now: float) -> Tuple[List[Action],
     return out, plan
 
 
-def _json_record(core: GovernorCore, rec: Dict[str, Any], out: List[Action]) -> None:
+def _json_record(core: GovernorCore, rec: Dict[str, Any], out: List[Action], canceled_its: CanceledIts) -> None:
     t = rec.get("t")
     if t == "submit":
         core.rcnt = max(core.rcnt, int(rec["values"].get("rcnt", 0)))
@@ -118,7 +122,12 @@ def _json_record(core: GovernorCore, rec: Dict[str, Any], out: List[Action]) -> 
     elif t == "cancel":
         for name in rec["jobs"]:
             r = core.registry.get(name)
-            if r is not None:
+            if r is None:
+                continue
+            if "its" in rec:  # single iterations ("job:it"): those still queued at the end are canceled
+                r.partial_cancel = True
+                canceled_its.setdefault(id(r), (r, set()))[1].update(rec["its"])
+            else:
                 r.canceled = True
     elif t == "remove":
         for name in rec["jobs"]:
@@ -192,8 +201,16 @@ class _Finished:
         self.cur = (None, {}, bytearray(), {}, 0)
 
 
-def _settle(core: GovernorCore, now: float, out: List[Action]) -> None:
+def _settle(core: GovernorCore, now: float, out: List[Action], canceled_its: CanceledIts) -> None:
     """Finish what the journal finished; link the rest (dispatch, or omit)."""
+    for r, its in canceled_its.values():
+        if core.registry.get(r.name) is not r:
+            continue
+        queued = tuple(sorted(it for it in its if r.it_state(it) is JobState.QUEUED))
+        for it in queued:
+            r.set_it_state(it, JobState.CANCELED)
+        if queued:
+            r.drops.append(Drop(queued, JobState.CANCELED, now, "canceled by the user (before the resume)"))
     for r in list(core.registry):
         if r.canceled and not r.all_final:
             queued = tuple(r.queued_iterations())

@@ -102,10 +102,13 @@ class Service:
         governor = opts.governor or bool(opts.partition_nodes) or bool(opts.slurm_partition_nodes)
         self.gov = GovernorCore(
             GovernorConfig(root_wd=self.root_wd, sname=_cluster_name(), started=self.started, address=address,
-                           pub_address=pub, models=models_for(resources.source == "slurm")),
+                           pub_address=pub, models=models_for(resources.source == "slurm"),
+                           instance_id=run_dir.name),
             [] if governor else [PartitionView(PART, resources)],
         )
         self.gov.emit_events = self.net is not None and self.net.pub is not None
+        if self.net is not None:
+            self.net.instance_id = run_dir.name
         slurm = resources.source == "slurm"
         self.links: Optional[PartitionLinks] = None
         self.part: Optional[PartitionCore] = None
@@ -493,7 +496,10 @@ def run_requests(svc: Service, requests: List[Any], source: str, start: int = 0)
             continue
         kind = payload.get("request") if isinstance(payload, dict) else None
         resp = svc.request(payload)
-        if resp.get("code", ERROR) != 0:
+        # cancelJob/removeJob answer code 0 with the names they could not act on in data.errors
+        # (QCG-PilotJob's shape): in a request file those are refused requests all the same
+        partly = resp.get("code") == 0 and isinstance(resp.get("data"), dict) and resp["data"].get("errors")
+        if resp.get("code", ERROR) != 0 or partly:
             msg = f"{source}: request #{i + 1} ({kind or '?'}): {resp.get('message', 'refused')}"
             log.error(msg)
             svc.refused.append(msg)

@@ -114,7 +114,7 @@ def test_unknown_request_name(wd: Path) -> None:
 
 def test_unknown_control_command(wd: Path) -> None:
     proc = _run_with_later_valid(wd, [{"request": "control", "command": "finishSoon"}])
-    assert "'finishSoon'" in proc.stderr and "finishAfterAllTasksDone" in proc.stderr, describe(proc)
+    assert '"finishSoon"' in proc.stderr and "finishAfterAllTasksDone" in proc.stderr, describe(proc)
 
 
 # ---- bad job descriptions: refused with the job and the field named ----

@@ -199,7 +199,7 @@ def test_status_all_and_named(service: Service) -> None:
     unknown = hp(["status", "good", "nope"], service.wd)
     assert unknown.returncode == 2, describe(unknown)
     assert re.search(r"^nope\s+UNKNOWN", unknown.stdout, re.M)
-    assert "does not exist" in unknown.stdout
+    assert "doesn't exist" in unknown.stdout
     assert json.loads(hp(["status", "nope", "--json"], service.wd).stdout)["nope"]["status"] != 0
 
 

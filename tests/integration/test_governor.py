@@ -232,7 +232,8 @@ def test_queries_cancel_remove_and_too_big(cluster: Cluster) -> None:
     running = [c for c in info["childs"] if c.get("runtime")]
     assert running and all(c["runtime"]["partition"] in ("x", "y") and c["runtime"]["allocation"]
                            for c in running)
-    assert cluster.request({"request": "removeJob", "jobNames": ["long"]})["code"] != 0  # still running
+    running = cluster.request({"request": "removeJob", "jobNames": ["long"]})  # QCG-PilotJob: errors in data
+    assert running["code"] == 0 and running["data"]["removed"] == 0 and "long" in running["data"]["errors"]
     ans = cluster.request({"request": "cancelJob", "jobNames": ["long"]})
     assert ans["code"] == 0, ans
     cluster.wait_final("long", timeout=30)
@@ -374,7 +375,8 @@ def test_partition_manager_answers_every_query_as_the_governor(cluster: Cluster)
     long = [_sweep("long", 3, "30")]
     assert cluster.request({"request": "submit", "jobs": long}, address=part)["code"] == 0
     wait_for(lambda: cluster.status("long") == "EXECUTING", 20, "long runs")
-    assert cluster.request({"request": "removeJob", "jobNames": ["long"]}, address=part)["code"] != 0  # running
+    running = cluster.request({"request": "removeJob", "jobNames": ["long"]}, address=part)
+    assert running["code"] == 0 and "long" in running["data"]["errors"]  # still running
     assert cluster.request({"request": "cancelJob", "jobNames": ["long"]}, address=part)["code"] == 0
     cluster.wait_final("long", timeout=30)
     assert _same(cluster, part, {"request": "jobStatus", "jobNames": ["long"]})[

@@ -194,7 +194,11 @@ def test_qcg_requests_get_qcg_shaped_answers(service: Service) -> None:
     assert status == {"code": 0, "data": {"jobs": {"msleep2": {
         "status": 0, "data": {"jobName": "msleep2", "status": "SUCCEED"}}}}}
 
-    info = ask(addr, {"request": "jobInfo", "jobNames": ["msleep2", "echo"]})
+    unknown = ask(addr, {"request": "jobInfo", "jobNames": ["msleep2", "echo"]})
+    # an unknown job fails the whole request, as in QCG-PilotJob (the per-job entries stay in data)
+    assert unknown["code"] == 1 and unknown["message"] == "Job 'echo' doesn't exist"
+    assert unknown["data"]["jobs"]["echo"]["status"] != 0
+    info = ask(addr, {"request": "jobInfo", "jobNames": ["msleep2"]})
     assert info["code"] == 0
     data = info["data"]["jobs"]["msleep2"]["data"]
     assert data["jobName"] == "msleep2" and data["status"] == "SUCCEED"
@@ -205,7 +209,6 @@ def test_qcg_requests_get_qcg_shaped_answers(service: Service) -> None:
     history = [h for h in data["history"].split("\n") if h]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: QUEUED", history[0])
     assert history[-1].endswith(": SUCCEED")
-    assert info["data"]["jobs"]["echo"]["status"] != 0  # unknown job: per-job status, not the whole answer
     assert (service.wd / "sleep.sandbox" / "sleep2.2.1.stdout").exists()
 
     assert ask(addr, {"request": "resourcesInfo"}) == {
@@ -217,7 +220,8 @@ def test_qcg_requests_get_qcg_shaped_answers(service: Service) -> None:
     removed = ask(addr, {"request": "removeJob", "jobNames": ["msleep2"]})
     assert removed["code"] == 0 and removed["data"] == {"removed": 1}
     assert ask(addr, {"request": "listJobs"})["data"] == {"length": 0, "jobs": {}}
-    assert ask(addr, {"request": "cancelJob", "jobNames": ["msleep2"]})["code"] != 0
+    gone = ask(addr, {"request": "cancelJob", "jobNames": ["msleep2"]})
+    assert gone["code"] == 0 and "doesn't exist" in gone["data"]["errors"]["msleep2"]  # QCG: errors in data
 
     assert ask(addr, {"request": "finish"})["code"] == 0
     assert service.proc.wait(10) == 0

@@ -28,13 +28,14 @@ from tests.conftest import HPILOT, latest_run, run_hpilot, wait_for, write_reque
 pytestmark = pytest.mark.integration
 
 MARK = 'echo "${jname}" >> marks'
+MARK_IT = 'echo "${jname}:${it}" >> marks'  # ${jname} is the job's name, as in QCG-PilotJob
 
 
 def _workload() -> List[Dict[str, object]]:
     jobs: List[Dict[str, object]] = [
-        {"name": "sweep", "iteration": {"stop": 30}, "execution": {"script": f"sleep 0.03; {MARK}"}},
+        {"name": "sweep", "iteration": {"stop": 30}, "execution": {"script": f"sleep 0.03; {MARK_IT}"}},
         {"name": "values", "iteration": {"values": ["a", "b", "c", "d", "e", "f"]},
-         "execution": {"script": f"sleep 0.05; {MARK}"}},
+         "execution": {"script": f"sleep 0.05; {MARK_IT}"}},
         {"name": "bad", "execution": {"script": f"{MARK}; exit 3"}},
         {"name": "dep_of_bad", "execution": {"script": MARK}, "dependencies": {"after": ["bad"]}},
     ]

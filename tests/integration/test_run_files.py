@@ -246,24 +246,24 @@ def test_variables_in_args_and_stdout_names(wd: Path) -> None:
         assert out.exists(), sorted(p.name for p in wd.iterdir())
         fields = dict(f.split("=", 1) for f in out.read_text().split())
         assert fields["it"] == str(i)
-        assert fields["jname"] == f"v:{i}"
+        assert fields["jname"] == "v"  # the job's name, as QCG-PilotJob (the iteration is ${it})
         assert fields["ncores"] == "2" and fields["nnodes"] == "1" and fields["nlist"] == "nA"
         assert Path(fields["root_wd"]).resolve() == wd.resolve()
         assert fields["rcnt"] == "1"
         assert fields["date"] in (day_before, day_after)
         assert fields["uniq"] and "${" not in fields["uniq"]
         uniqs.append(fields["uniq"])
-    assert uniqs[0] != uniqs[1], "${uniq} must differ between iterations"
+    assert uniqs[0] == uniqs[1], "${uniq} is one per submit request (QCG-PilotJob's)"
     second = [p.name for p in wd.glob("w-*.txt")]
     assert second in ([f"w-2-{day_before}.txt"], [f"w-2-{day_after}.txt"]), second
 
 
 def test_iteration_values(wd: Path) -> None:
-    run_jobs(wd, submit(job("vals", {"exec": "/bin/echo", "args": ["value ${it}"], "stdout": "v-${it}.txt"},
+    run_jobs(wd, submit(job("vals", {"exec": "/bin/echo", "args": ["value ${itval}"], "stdout": "v-${it}.txt"},
                             iteration={"values": ["alpha", "beta", "gamma"]})), "--nodes", "2",
              "--report-format", "json")
-    for v in ("alpha", "beta", "gamma"):
-        assert (wd / f"v-{v}.txt").read_text() == f"value {v}\n"
+    for i, v in enumerate(("alpha", "beta", "gamma")):  # ${it} the index, ${itval} the value
+        assert (wd / f"v-{i}.txt").read_text() == f"value {v}\n"
     assert report_entries(wd)["vals"]["iterations"]["total"] == 3
 
 

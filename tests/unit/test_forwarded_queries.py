@@ -113,8 +113,8 @@ def test_deferred_answer_reaches_the_waiting_client(net: NetInterface, client: C
 
 def test_handler_may_answer_at_once_in_deferred_mode(net: NetInterface, client: Client) -> None:
     client.send({"request": "status"})
-    _take(net, Deferring(now={"code": -1, "message": "not now"}))
-    assert client.recv() == {"code": -1, "message": "not now"} and net.pending == 0
+    _take(net, Deferring(now={"code": 1, "message": "not now"}))
+    assert client.recv() == {"code": 1, "message": "not now"} and net.pending == 0
 
 
 def test_deferred_request_times_out_with_an_error(net: NetInterface, client: Client) -> None:
@@ -124,7 +124,7 @@ def test_deferred_request_times_out_with_an_error(net: NetInterface, client: Cli
     assert due is not None and due <= 0.05
     _until("the timeout", lambda: net.expire("no answer from the governor within 0.05s") == 1)
     answer = client.recv()
-    assert answer["code"] == -1 and "no answer from the governor" in answer["message"]
+    assert answer["code"] == 1 and "no answer from the governor" in answer["message"]
     assert net.pending == 0
 
 
@@ -138,7 +138,7 @@ def test_pending_requests_fail_when_the_owner_exits(net: NetInterface) -> None:
         assert net.expire("not yet") == 0  # none is due
         assert net.fail_pending("the partition manager exits") == 3
         for c in clients:
-            assert c.recv() == {"code": -1, "message": "the partition manager exits"}
+            assert c.recv() == {"code": 1, "message": "the partition manager exits"}
     finally:
         for c in clients:
             c.close()
@@ -238,7 +238,7 @@ def test_links_turn_a_forwarded_query_into_a_client_request(links: PartitionLink
         sock.send(wire.encode(wire.ClientQuery(8, "{nope")))
         answer = _next(sock, links)
         assert isinstance(answer, wire.ClientAnswer) and answer.qid == 8
-        assert json.loads(answer.response)["code"] == -1 and "not valid JSON" in answer.response
+        assert json.loads(answer.response)["code"] == 1 and "not valid JSON" in answer.response
         assert links.registered == 1
     finally:
         sock.close(0)
@@ -289,7 +289,7 @@ def test_partition_manager_forwards_and_survives_a_malformed_answer(tmp_path: Pa
         gov.send_multipart([ident, wire.encode(wire.ClientAnswer(answers[1], "[1, 2]"))])
         _until("the answer", lambda: mgr.sock.poll(10) and (mgr._recv() or True) and net.pending == 0)
         bad = clients[1].recv()
-        assert bad["code"] == -1 and "malformed" in bad["message"]
+        assert bad["code"] == 1 and "malformed" in bad["message"]
         # an answer for a query nobody waits for is dropped quietly
         gov.send_multipart([ident, wire.encode(wire.ClientAnswer(999, '{"code": 0}'))])
         _until("the stray answer", lambda: mgr.sock.poll(10) and (mgr._recv() or True))

@@ -385,7 +385,7 @@ def test_launch_request_exec_and_variables() -> None:
     first = d.schedule()
     assert ids(first) == ["job:10"]
     r = first[0]
-    assert r.argv[:7] == (ROOT + "/bin/app", "10", "3", "2", "a,b", ROOT, "job:10")
+    assert r.argv[:7] == (ROOT + "/bin/app", "10", "3", "2", "a,b", ROOT, "job")  # ${jname}: the job's name
     assert r.argv[7].startswith("u=") and len(r.argv[7]) > 2
     assert r.env is not None
     assert r.env["QCG_PM_STEP_ID"] == r.argv[7][2:]
@@ -399,9 +399,10 @@ def test_launch_request_exec_and_variables() -> None:
 def test_launch_request_it_values() -> None:
     d = Driver(local_resources("4"))
     s = spec("v", iterative=True, it_count=2, it_values=("alpha", "beta"),
-             execution=Execution(exec=t("/bin/echo"), args=(t("${it}"),)))
+             execution=Execution(exec=t("/bin/echo"), args=(t("${it}"), t("${itval}"))))
     d.work(s, range(2))
-    assert [r.argv for r in d.schedule()] == [("/bin/echo", "alpha"), ("/bin/echo", "beta")]
+    # as QCG-PilotJob: ${it} the index, ${itval} the value
+    assert [r.argv for r in d.schedule()] == [("/bin/echo", "0", "alpha"), ("/bin/echo", "1", "beta")]
 
 
 def test_launch_request_script() -> None:
@@ -410,7 +411,7 @@ def test_launch_request_script() -> None:
     s, its = iterative("sc", 1, execution=Execution(script=script))
     d.work(s, its)
     (r,) = d.schedule()
-    assert r.argv == ("/bin/bash", "-c", "echo 0 sc:0 $HOME\nexit 0")
+    assert r.argv == ("/bin/bash", "-c", "echo 0 sc $HOME\nexit 0")
 
 
 def test_uniq_is_unique() -> None:
