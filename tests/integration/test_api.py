@@ -405,8 +405,8 @@ def test_wait4_is_woken_by_events_not_by_polling(wd: Path, monkeypatch: pytest.M
         asked: List[str] = []
         send = m.send_request
 
-        def spy(request: Dict[str, Any]) -> Dict[str, Any]:
-            answer = send(request)
+        def spy(request: Dict[str, Any], *more: Any) -> Dict[str, Any]:
+            answer = send(request, *more)
             if request.get("request") == "jobStatus":
                 asked.append(answer["data"]["jobs"]["s"]["data"]["status"])
                 (wd / "go").touch()  # the job ends after this answer
