@@ -317,8 +317,11 @@ class LocalLauncher:
         else:  # the wrapper marks every descriptor above 2 close-on-exec for its task itself
             _no_inheritable_fds()
         # Python ignores SIGPIPE and SIGXFSZ; a task must get the defaults (Popen's restore_signals).
-        return os.posix_spawn(exe, argv, env, file_actions=actions, setsid=True,
-                              setsigdef=_DEFAULT_SIGNALS)
+        try:
+            return os.posix_spawn(exe, argv, env, file_actions=actions, setsid=True,
+                                  setsigdef=_DEFAULT_SIGNALS)
+        except OSError as e:  # it names the program even when the child could not open an output file
+            raise _blame_outputs(req, pipes, e) from None
 
     def _which(self, program: str, path: Optional[str]) -> str:
         """argv[0] resolved in the task's own PATH (posix_spawnp would use ours)."""
@@ -389,6 +392,18 @@ def _open(files: List[IO[bytes]], path: str, mode: str) -> IO[bytes]:
     f = open(path, mode)  # noqa: SIM115 - closed when the child is reaped
     files.append(f)
     return f
+
+
+def _blame_outputs(req: LaunchRequest, pipes: Tuple[Optional[int], Optional[int]], e: OSError) -> OSError:
+    """The error of the output file the child could not open, if one cannot be (it names the
+    path), else ``e``.  Only after a failed spawn: the happy path pays nothing."""
+    for path, piped in ((req.stdout, pipes[0]), (req.stderr, pipes[1])):
+        if path and piped is None:
+            try:
+                os.close(os.open(os.path.join(req.wd, path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666))
+            except OSError as fe:
+                return fe
+    return e
 
 
 def _oserror(e: OSError) -> str:

@@ -34,14 +34,17 @@ class _RunDirFirst(click.Group):
         return super().parse_args(ctx, args)
 
 
-def _load(ctx: click.Context) -> RunData:
-    from hpilot.governor.reports.rundata import RunDirError, load
+def _load(ctx: click.Context, lanes: bool = True) -> RunData:
+    """The run (loaded once); ``lanes``: with each task's cores (the per-core views need them)."""
+    from hpilot.governor.reports.rundata import RunDirError, ensure_lanes, load
 
     obj = ctx.find_object(dict)
     assert obj is not None
+    if "run" in obj and lanes:
+        ensure_lanes(obj["run"])
     if "run" not in obj:
         try:
-            obj["run"] = load(obj["rundir"])
+            obj["run"] = load(obj["rundir"], lanes)
         except RunDirError as e:
             raise UserError(str(e)) from None
         except OSError as e:
@@ -146,18 +149,47 @@ def text(ctx: click.Context, as_json: bool) -> None:
     _answer(ctx, lambda run: _m().tasks_listing(run), as_json, render)
 
 
-def _plot(ctx: click.Context, out: Optional[str], as_json: bool, kind: str) -> None:
+def _drawing(kind: str, run: RunData, view: str) -> Any:
+    """(draw(run, out), data(run)) of a plot; ``gantt`` picks its view by the number of cores."""
+    from hpilot.governor.reports import overview, plots, timeline
+    from hpilot.governor.reports.rundata import ensure_lanes
+
+    if kind == "gantt":
+        rows = sum(len(cores) for _, cores in run.nodes)
+        if view == "density" or (view == "auto" and rows > overview.DENSITY_FROM_ROWS):
+            if len(run.nodes) < timeline.NODE_ROWS_FROM:  # rows of a node's cores: where each task ran
+                ensure_lanes(run)
+            return overview.density_plot, timeline.density
+        ensure_lanes(run)
+        return plots.gantt, plots.gantt_data
+    if kind == "cores":
+        return overview.cores_plot, timeline.busy_cores
+    if kind == "throughput":
+        return overview.throughput_plot, timeline.throughput
+    ensure_lanes(run)
+    return plots.gantt_gaps, plots.gaps_data
+
+
+def _said(kind: str, info: Dict[str, Any]) -> str:
+    if "bars" in info or "gaps" in info:
+        return (f"{kind}: {info['file']} ({info['rows']} cores, {info.get('bars', info.get('gaps'))} bars, "
+                f"{info['size_in'][0]}x{info['size_in'][1]} in)")
+    return f"{kind}: {info['file']} (" + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in info.items()
+                                                   if k != "file" and v is not None) + ")"
+
+
+def _plot(ctx: click.Context, out: Optional[str], as_json: bool, kind: str, view: str = "auto") -> None:
     from hpilot.governor.reports import plots
 
     if out is None and not as_json:
         raise UserError(f"{kind}: give the output file (OUT.png, .svg or .pdf), or --json for the data")
     if out is not None and os.path.splitext(out)[1].lower() not in PLOT_FORMATS:
         raise UserError(f"{kind}: {out}: unknown image format; use one of {', '.join(PLOT_FORMATS)}")
-    run = _load(ctx)
+    run = _load(ctx, lanes=False)
     if not run.tasks:
-        raise UserError(f"{kind}: no per-task records to draw (no rtstats/ and no job with an allocation in "
-                        "jobs.report); run with --enable-rt-stats. Still available: stats, jobs")
-    draw = plots.gantt if kind == "gantt" else plots.gantt_gaps
+        raise UserError(f"{kind}: no per-task records to draw (no journal, no rtstats/ and no job with an "
+                        "allocation in jobs.report). Still available: stats, jobs")
+    draw, data = _drawing(kind, run, view)
     if out is not None:
         d = os.path.dirname(os.path.abspath(out))
         if not os.path.isdir(d):
@@ -169,19 +201,39 @@ def _plot(ctx: click.Context, out: Optional[str], as_json: bool, kind: str) -> N
         except OSError as e:
             raise UserError(f"{kind}: cannot write {out}: {e.strerror or e}") from None
         if not as_json:
-            click.echo(f"{kind}: {info['file']} ({info['rows']} cores, "
-                       f"{info.get('bars', info.get('gaps'))} bars, {info['size_in'][0]}x{info['size_in'][1]} in)")
+            click.echo(_said(kind, info))
     if as_json:
-        _emit(plots.gantt_data(run) if kind == "gantt" else plots.gaps_data(run), True, _m().render)
+        _emit(data(run), True, _m().render)
+
+
+@report.command()
+@click.argument("out", required=False)
+@click.option("--view", type=click.Choice(["auto", "bars", "density"]), default="auto", show_default=True,
+              help="bars: a row per core, a bar per task; density: a row per node, coloured by its busy cores; "
+                   "auto: bars up to 300 cores, density past them.")
+@json_flag
+@click.pass_context
+def gantt(ctx: click.Context, out: Optional[str], view: str, as_json: bool) -> None:
+    """Timeline of the tasks on every core, coloured by job (OUT: .png, .svg or .pdf)."""
+    _plot(ctx, out, as_json, "gantt", view)
 
 
 @report.command()
 @click.argument("out", required=False)
 @json_flag
 @click.pass_context
-def gantt(ctx: click.Context, out: Optional[str], as_json: bool) -> None:
-    """Timeline of the tasks on every core, coloured by job (OUT: .png, .svg or .pdf)."""
-    _plot(ctx, out, as_json, "gantt")
+def cores(ctx: click.Context, out: Optional[str], as_json: bool) -> None:
+    """Busy cores over time, per node group (partition) and in total (OUT: .png, .svg or .pdf)."""
+    _plot(ctx, out, as_json, "cores")
+
+
+@report.command()
+@click.argument("out", required=False)
+@json_flag
+@click.pass_context
+def throughput(ctx: click.Context, out: Optional[str], as_json: bool) -> None:
+    """Tasks finished per second and in total, per job, over time (OUT: .png, .svg or .pdf)."""
+    _plot(ctx, out, as_json, "throughput")
 
 
 @report.command("gantt-gaps")

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
-from hpilot.governor.core import qcg, queries, records
+from hpilot.governor.core import control, qcg, queries, records
 from hpilot.governor.core.dag import Dag, Edge
 from hpilot.governor.core.each import EachWaits
 from hpilot.governor.core.jobspec import FieldError, JobSpec, parse_job
@@ -332,46 +332,6 @@ class GovernorCore:
         part = next(iter(self.partitions))
         out.append(SendToPartition(part, Work(rec.task, its, rec.submitted)))
 
-    def _req_cancel(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
-        """QCG-PilotJob's answer: code 0, the count in ``data.canceled``, and each name that
-        could not be canceled in ``data.errors`` (its client raises on none of them)."""
-        names, err = queries.job_names(payload)
-        if err:
-            return err
-        results: Dict[str, Dict[str, Any]] = {}
-        for name in names:
-            why = self._cancel_one(name, now, out)
-            results[name] = {"status": OK, "message": "canceled"} if why is None else {"status": ERROR,
-                                                                                       "message": why}
-        errors = {n: r["message"] for n, r in results.items() if r["status"] != OK}
-        ok = len(names) - len(errors)
-        message = f"{ok} of {len(names)} jobs canceled" + (f": {'; '.join(errors.values())}" if errors else "")
-        data: Dict[str, Any] = {"canceled": ok, "jobs": results}
-        if errors:
-            data["errors"] = errors
-        return response(OK, message, data)
-
-    def _cancel_one(self, name: str, now: float, out: List[Action]) -> Optional[str]:
-        """Cancel a job or one iteration (``job:it``); None, or why it cannot be."""
-        job, it = qcg.split_name(name)
-        rec = self.registry.get(job)
-        if rec is None:
-            return f"Job/iteration {name} doesn't exist"
-        if it is None:
-            if rec.canceled:
-                return f"Job {name} already canceled"
-            if rec.state.is_final:
-                return f"Job/iteration {name} already finished ({rec.state.value}) - can not be canceled"
-            self._cancel(rec, now, out)
-            return None
-        if not rec.task.iterative or it not in rec.iterations():
-            return qcg.unknown_iteration(job, it, rec.iterations() if rec.task.iterative else None)
-        state = rec.it_state(it)
-        if state.is_final or rec.canceled:
-            return f"Job/iteration {name} already finished ({state.value}) - can not be canceled"
-        self._cancel_iteration(rec, it, now, out)
-        return None
-
     def _cancel(self, rec: JobRecord, now: float, out: List[Action]) -> None:
         rec.canceled = True
         if self.journaling:
@@ -403,40 +363,6 @@ class GovernorCore:
         else:
             for part in self.partitions:
                 out.append(SendToPartition(part, CancelJob(rec.name, reason, now, (it,))))
-
-    def _req_remove(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
-        """QCG-PilotJob's answer: code 0, ``data.removed``, and ``data.errors`` per name not removed."""
-        names, err = queries.job_names(payload)
-        if err:
-            return err
-        removed, problems = 0, {}
-        for name in names:
-            rec = self.registry.get(name)
-            if rec is None:
-                problems[name] = f"Job '{name}' doesn't exist"
-            elif not rec.state.is_final:
-                problems[name] = f"Job '{name}' not finished ({rec.state.value}) - can not be removed; cancel it first"
-            else:
-                self.registry.remove(name)
-                self.dag.remove(name)
-                removed += 1
-                if self.journaling:
-                    out.append(Record(records.json_record({"t": "remove", "time": now, "jobs": [name]})))
-        data: Dict[str, Any] = {"removed": removed}
-        if problems:
-            data["errors"] = problems
-            return response(OK, f"{removed} jobs removed: " + "; ".join(problems.values()), data)
-        return response(OK, f"{removed} jobs removed", data)
-
-    def _req_control(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
-        command = payload.get("command")
-        if command == "finishAfterAllTasksDone":
-            self.finish_when_done = True
-            return response(OK, f"{command} command accepted: the service will finish when all jobs are done")
-        if not isinstance(command, str):
-            return response(ERROR, qcg.invalid("Wrong control request - missing command"))
-        return response(ERROR, qcg.invalid(f'Wrong control request - unknown command "{command}" '
-                                           "(known: finishAfterAllTasksDone)"))
 
     def _req_finish(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
         self.finishing = True
@@ -639,9 +565,9 @@ class GovernorCore:
 
 _HANDLERS = {
     "submit": GovernorCore._req_submit,
-    "cancelJob": GovernorCore._req_cancel,
-    "removeJob": GovernorCore._req_remove,
-    "control": GovernorCore._req_control,
+    "cancelJob": control.req_cancel,
+    "removeJob": control.req_remove,
+    "control": control.req_control,
     "finish": GovernorCore._req_finish,
     "listJobs": GovernorCore._req_query,
     "jobStatus": GovernorCore._req_query,

@@ -163,10 +163,12 @@ def _check_name(c: _Collector, name: Any) -> None:
         c.add("name", "may contain only letters, digits and _ . + - @ = , (no spaces, ':' or '/')")
 
 
-def _template(c: _Collector, fld: str, value: Any, shell: bool = False) -> Optional[Template]:
+def _template(c: _Collector, fld: str, value: Any, shell: bool = False, numbers: bool = False) -> Optional[Template]:
+    """A string field (the manual's ``String``); ``numbers``: a number stands for its text too
+    (``args``, which QCG-PilotJob turns into strings itself)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+    if not isinstance(value, str) and not (numbers and isinstance(value, (int, float)) and not isinstance(value, bool)):
         c.add(fld, f"must be a string, not {_kind(value)}")
         return None
     if "\0" in str(value):
@@ -179,7 +181,8 @@ def _template(c: _Collector, fld: str, value: Any, shell: bool = False) -> Optio
         return None
 
 
-def _templates(c: _Collector, fld: str, value: Any, allow_single: bool) -> Tuple[Template, ...]:
+def _templates(c: _Collector, fld: str, value: Any, allow_single: bool, numbers: bool = False
+               ) -> Tuple[Template, ...]:
     if value is None:
         return ()
     if allow_single and isinstance(value, str):
@@ -192,7 +195,7 @@ def _templates(c: _Collector, fld: str, value: Any, allow_single: bool) -> Tuple
         if item is None:
             c.add(f"{fld}[{i}]", "must be a string, not null")
             continue
-        t = _template(c, f"{fld}[{i}]", item)
+        t = _template(c, f"{fld}[{i}]", item, numbers=numbers)
         if t is not None:
             out.append(t)
     return tuple(out)
@@ -237,7 +240,7 @@ def _parse_execution(c: _Collector, raw: Any) -> Optional[Execution]:
         _check_model_opts(c, opts)
     return Execution(
         exec=_template(c, "execution.exec", raw.get("exec")) if has_exec else None,
-        args=_templates(c, "execution.args", raw.get("args"), allow_single=False),
+        args=_templates(c, "execution.args", raw.get("args"), allow_single=False, numbers=True),
         script=_template(c, "execution.script", raw.get("script"), shell=True) if has_script else None,
         env=tuple(env_t),
         wd=_template(c, "execution.wd", raw.get("wd")),
@@ -385,12 +388,8 @@ def _parse_iter_scheduler(c: _Collector, fld: str, raw: Any) -> Optional[IterSch
 def _parse_iteration(c: _Collector, raw: Any) -> Optional[Iteration]:
     if raw is None:
         return None
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        raw = {"stop": raw}
-    elif isinstance(raw, list):
-        raw = {"values": raw}
-    if not isinstance(raw, dict):
-        c.add("iteration", f"must be an object with start/stop or values, not {_kind(raw)}")
+    if not isinstance(raw, dict):  # the API's Jobs.add takes a number or a list; a submit takes the object
+        c.add("iteration", f"must be an object with 'stop' (and 'start') or 'values', not {_kind(raw)}")
         return None
     _unknown_keys(c, raw, _ITER_KEYS, "iteration.")
     if "values" in raw:
@@ -403,6 +402,11 @@ def _parse_iteration(c: _Collector, raw: Any) -> Optional[Iteration]:
             return None
         if len(values) > MAX_ITERATIONS:
             c.add("iteration.values", f"at most {MAX_ITERATIONS:,} values per job")
+            return None
+        wrong = next((i for i, v in enumerate(values)
+                      if isinstance(v, bool) or not isinstance(v, (str, int, float))), None)
+        if wrong is not None:
+            c.add(f"iteration.values[{wrong}]", f"must be a string (or a number), not {_kind(values[wrong])}")
             return None
         return Iteration(0, len(values), tuple(str(v) for v in values))
     start, stop = raw.get("start", 0), raw.get("stop")

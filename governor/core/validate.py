@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from typing import Callable, Dict, List, Optional, Sequence
 
 from hpilot.governor.core.jobspec import FieldError, JobSpec
@@ -51,6 +52,10 @@ def check_submit(
     if not errors:  # last, and only for a submit that is otherwise good: it creates directories
         for spec in specs:
             errors.extend(_wd(spec, root_wd))
+    if not errors:  # then, with every wd in place, where the output goes
+        probed: Dict[str, Optional[str]] = {}
+        for spec in specs:
+            errors.extend(_outputs(spec, root_wd, probed))
     return errors
 
 
@@ -200,3 +205,55 @@ def _wd(spec: JobSpec, root_wd: str) -> List[FieldError]:
     if not os.access(path, os.W_OK | os.X_OK):
         return [FieldError(spec.name, "execution.wd", f"{path} is not writable")]
     return []
+
+
+def _outputs(spec: JobSpec, root_wd: str, probed: Dict[str, Optional[str]]) -> List[FieldError]:
+    """``stdout``/``stderr`` that no task could open are refused now, naming the path: a
+    directory, a missing directory, a place hpilot cannot write.  Only the literal part is
+    checked (``out/${it}.txt``: ``out``); a missing directory is left alone for a job with
+    dependencies, since an earlier job may make it."""
+    wd = _job_dir(spec, root_wd)
+    errors: List[FieldError] = []
+    for name in ("stdout", "stderr"):
+        t = getattr(spec.execution, name)
+        if t is None:
+            continue
+        text = "".join(p if isinstance(p, str) else "\0" for p in t.pieces)  # \0: a variable (never in a path)
+        if not os.path.isabs(text):
+            if wd is None:
+                continue
+            text = os.path.join(wd, text)
+        why = _output_problem(text, bool(spec.after), probed)
+        if why is not None:
+            errors.append(FieldError(spec.name, f"execution.{name}", why))
+    return errors
+
+
+def _output_problem(path: str, may_be_made: bool, probed: Dict[str, Optional[str]]) -> Optional[str]:
+    parent = os.path.dirname(path)
+    if "\0" in parent:
+        return None  # the directory differs per iteration
+    if "\0" not in path and os.path.isdir(path):
+        return f"{path} is a directory"
+    if not os.path.isdir(parent):
+        if may_be_made:
+            return None
+        return f"no such directory: {parent}" if not os.path.exists(parent) else f"{parent} is not a directory"
+    if parent not in probed:
+        probed[parent] = _unwritable(parent)
+    if probed[parent] is not None:
+        return probed[parent]
+    if "\0" not in path and os.path.exists(path) and not os.access(path, os.W_OK):
+        return f"{path} is not writable"
+    return None
+
+
+def _unwritable(directory: str) -> Optional[str]:
+    """Creating a file is the only honest test (os.access says yes to root on a read-only mount)."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".hpilot-probe-")
+    except OSError as e:
+        return f"cannot write in {directory}: {e.strerror}"
+    os.close(fd)
+    os.unlink(probe)
+    return None

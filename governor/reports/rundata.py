@@ -15,6 +15,7 @@ import heapq
 import json
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Tuple
@@ -117,9 +118,11 @@ class RunData:
     finished: Optional[float] = None
     nodes: List[Tuple[str, List[int]]] = field(default_factory=list)  # name, core ids
     notes: List[str] = field(default_factory=list)
-    task_source: str = "none"  # rtstats | jobs.report | none
+    task_source: str = "none"  # rtstats | journal | jobs.report | none
+    partitions: Dict[str, List[str]] = field(default_factory=dict)  # governor mode: partition -> its nodes
     has_wrapper: bool = False
     has_launch: bool = False
+    lanes_done: bool = False  # Task.lanes filled (assign_lanes): only the per-core views need them
 
     @property
     def total_cores(self) -> int:
@@ -259,7 +262,9 @@ def _log_span(path: str) -> Tuple[Optional[float], Optional[float]]:
 # ---- loading ----
 
 
-def load(arg: str) -> RunData:
+def load(arg: str, lanes: bool = True) -> RunData:
+    """The run in ``arg``; ``lanes``: also give each task its rows (cores), which the per-core
+    views need and the binned ones (cores, throughput, the density view of many nodes) do not."""
     path = resolve(arg)
     run = RunData(path)
     notes = run.notes
@@ -278,6 +283,9 @@ def load(arg: str) -> RunData:
     for n in (fs.get("resources") or {}).get("nodes", []):
         cores = n.get("cores")
         run.nodes.append((str(n.get("name")), list(cores) if isinstance(cores, list) else list(range(int(cores or 0)))))
+    parts = fs.get("partitions")
+    if isinstance(parts, dict):
+        run.partitions = {str(k): [str(n) for n in v] for k, v in parts.items() if isinstance(v, list)}
     if run.final_status is not None and not run.nodes:
         notes.append("final_status: no resources (older hpilot?): cores and nodes are taken from the tasks")
 
@@ -302,7 +310,8 @@ def load(arg: str) -> RunData:
         run.started = min((b for t in run.tasks if (b := t.begin) is not None), default=None)
     if run.finished is None and run.tasks:
         run.finished = max((fin for t in run.tasks if (fin := t.finish) is not None), default=None)
-    assign_lanes(run)
+    if lanes:
+        assign_lanes(run)
     return run
 
 
@@ -343,6 +352,11 @@ def _load_tasks(run: RunData) -> None:
         run.notes.append(f"rtstats: records of format {max(newer)} (a newer hpilot); this one reads format "
                          f"{FORMAT_VERSION} and shows the fields it knows")
     if not launch and not wrapped:
+        if _tasks_from_journal(run):
+            run.notes.append("rtstats: no wrapper records (the run was made without --enable-rt-stats): per-task "
+                             "times are the launcher's, from the journal; launch-stats and the wrapper's exact "
+                             "times are not available")
+            return
         run.notes.append("rtstats: no wrapper records (the run was made without --enable-rt-stats, or by an "
                          "older hpilot): per-task timings come from jobs.report, which has them only for "
                          "jobs without iterations; launch-stats and exact times are not available")
@@ -388,6 +402,78 @@ def _load_tasks(run: RunData) -> None:
     run.tasks = sorted(tasks.values(), key=lambda t: (t.begin or 0.0, t.task_id))
 
 
+def _tasks_from_journal(run: RunData) -> bool:
+    """Every finished iteration from the journal (on by default): where it ran, when it started
+    and ended as the launcher saw it, its exit.  The last record of a task wins (a re-run after a
+    lost partition).  False when there is no journal, or nothing in it ran.
+
+    Read for speed (a report of 100,000 tasks must come in seconds): only the ``I`` and submit
+    records, split as bytes, each distinct allocation parsed once; a damaged record (its
+    checksum) is skipped and counted, as a resume does."""
+    from hpilot.governor.service.journal import _parse, unescape
+
+    try:
+        with open(os.path.join(run.path, "journal"), "rb") as f:
+            lines = f.read().split(b"\n")
+    except OSError:
+        return False
+    iterative: Dict[str, bool] = {}
+    for line in (ln for ln in lines if ln[:2] == b"J "):
+        parsed = _parse(line)
+        body = parsed[1] if parsed is not None else None
+        if isinstance(body, dict) and body.get("t") == "submit":
+            for job in body.get("jobs", []):
+                if isinstance(job, dict) and isinstance(job.get("name"), str):
+                    iterative[job["name"]] = job.get("iteration") is not None
+    crc = zlib.crc32
+    ilines = [ln for ln in lines if ln[:2] == b"I "]
+    good = [ln[11:] for ln in ilines if ln[10:11] == b" " and crc(ln[11:]) == int(ln[2:10], 16)]
+    parts = [p for p in (b.split(b"\t") for b in good) if len(p) == 9]
+    dropped = len(ilines) - len(parts)
+    finished = {(p[0], p[1]): p for p in parts}  # the last record of a task wins
+    if dropped:
+        run.notes.append(f"journal: {dropped} record(s) damaged or cut short (a kill?); skipped")
+    if not finished:
+        return False
+    allocs: Dict[bytes, Tuple[List[Tuple[str, int]], Optional[List[int]]]] = {}
+    names: Dict[bytes, Tuple[str, bool]] = {}
+    blank = _blank_task()
+    tasks = []
+    for p in finished.values():
+        where = allocs.get(p[6])
+        if where is None:  # each distinct allocation string parsed once
+            alloc = _parse_allocation(unescape(p[6].decode("utf-8", "replace")))
+            where = allocs[p[6]] = ([(n, len(c)) for n, c in alloc], alloc[0][1] if alloc else None)
+        job = names.get(p[0])
+        if job is None:
+            name = p[0].decode("utf-8", "replace")
+            job = names[p[0]] = (name, iterative.get(name, True))
+        t = object.__new__(Task)  # a Task without its 22-field __init__: 100,000 of them add up
+        d = t.__dict__
+        d.update(blank)
+        try:
+            d["task_id"] = f"{job[0]}:{int(p[1])}" if job[1] else job[0]
+            d["spawn"], d["end"] = float(p[4]), float(p[5])
+            d["exit_code"] = int(p[3]) if p[3] else None
+        except ValueError:
+            dropped += 1
+            continue
+        d["placement"], d["cpus"], d["lanes"] = list(where[0]), where[1], {}
+        if p[8]:
+            d["reason"] = unescape(p[8].decode("utf-8", "replace"))
+        tasks.append(t)
+    tasks.sort(key=lambda t: (t.spawn or 0.0, t.task_id))
+    run.tasks = tasks
+    run.task_source = "journal"
+    return True
+
+
+def _blank_task() -> Dict[str, Any]:
+    import dataclasses
+
+    return {f.name: None if f.default is dataclasses.MISSING else f.default for f in dataclasses.fields(Task)}
+
+
 def _tasks_from_jobs(run: RunData) -> None:
     for job in run.jobs.values():
         if job.iterations is not None or not job.allocation:
@@ -406,11 +492,17 @@ def _tasks_from_jobs(run: RunData) -> None:
     run.tasks.sort(key=lambda t: (t.begin or 0.0, t.task_id))
 
 
+def ensure_lanes(run: RunData) -> None:
+    if not run.lanes_done:
+        assign_lanes(run)
+
+
 def assign_lanes(run: RunData) -> None:
     """Give each task rows (cores) of its nodes.  Real core ids are used when the run
     bound tasks to cores; otherwise (virtual cores) each task gets the lowest-free
     rows at its start, which reproduces a valid placement: a core is never shown
     running two tasks at once."""
+    run.lanes_done = True
     index = {name: {c: i for i, c in enumerate(cores)} for name, cores in run.nodes}
     free: Dict[str, List[Tuple[float, int]]] = {name: [(0.0, i) for i in range(len(c))] for name, c in run.nodes}
     cores_of = dict(run.nodes)

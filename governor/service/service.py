@@ -424,6 +424,9 @@ class Service:
             "elapsed_s": round(elapsed, 6),
             "resources": {"nodes": [{"name": n.name, "cores": list(n.cores)} for n in self.resources.nodes],
                           "total_cores": self.resources.total_cores, "binding": self.resources.binding},
+            # governor mode: each partition's nodes (the node groups of `hpilot report ... cores`)
+            "partitions": {name: [n.name for n in view.resources.nodes] for name, view in self.gov.partitions.items()}
+            if self.links is not None else None,
             "jobs": {s.value: counts[s] for s in JobState if counts[s]},
             "total_jobs": len(self.gov.registry),
             "iterations": {"total": t.total, "succeeded": t.succeeded, "failed": t.failed},

@@ -84,7 +84,10 @@ def listen(args: argparse.Namespace) -> Dict[str, Any]:
             out["welcome"] = True
             print(json.dumps({"subscribed": True}), flush=True)  # the test may go on now
             continue
-        ev = json.loads(frames[-1])
+        if len(frames) != 2:  # QCG-PilotJob's single-frame events: counted, not read
+            out["other_frames"] = out.get("other_frames", 0) + 1
+            continue
+        ev = json.loads(frames[1])
         out["events"].append(ev)
         if args.until_job and ev.get("job") == args.until_job and ev.get("state") in ("SUCCEED", "FAILED"):
             break

@@ -211,6 +211,36 @@ BAD_JOBS: Dict[str, Dict[str, Any]] = {
         "jobs": [{"name": "l", "execution": _exec(wd="afile/sub")}],
         "expect": ["job 'l'", "execution.wd", "Not a directory"],
     },
+    # types as the manual says (a number once became a file named 5, or a script that ran)
+    "stdout-a-number": {
+        "jobs": [{"name": "m", "execution": _exec(stdout=5)}],
+        "expect": ["job 'm'", "execution.stdout", "must be a string, not a number"],
+    },
+    "script-a-number": {
+        "jobs": [{"name": "m", "execution": {"script": 5}}],
+        "expect": ["job 'm'", "execution.script", "must be a string, not a number"],
+    },
+    "iteration-a-list": {
+        "jobs": [{"name": "m", "iteration": [1, 2], "execution": _exec()}],
+        "expect": ["job 'm'", "iteration", "must be an object", "not a list"],
+    },
+    # output paths no task could open: refused at submit, naming the path
+    "stdout-a-directory": {
+        "jobs": [{"name": "n", "execution": _exec(stdout="adir")}],
+        "expect": ["job 'n'", "execution.stdout", "adir is a directory"],
+    },
+    "stderr-in-a-missing-directory": {
+        "jobs": [{"name": "n", "iteration": {"stop": 2}, "execution": _exec(stderr="nodir/err.${it}")}],
+        "expect": ["job 'n'", "execution.stderr", "no such directory", "nodir"],
+    },
+    "stdout-under-a-regular-file": {
+        "jobs": [{"name": "n", "execution": _exec(stdout="afile/out")}],
+        "expect": ["job 'n'", "execution.stdout", "afile is not a directory"],
+    },
+    "stdout-in-an-unwritable-place": {
+        "jobs": [{"name": "n", "execution": _exec(stdout="/proc/self/hpilot.out")}],
+        "expect": ["job 'n'", "execution.stdout", "cannot write in /proc/self"],
+    },
 }
 
 
@@ -218,6 +248,7 @@ BAD_JOBS: Dict[str, Dict[str, Any]] = {
 def test_bad_job_is_refused_and_later_valid_job_runs(wd: Path, case: str) -> None:
     spec = BAD_JOBS[case]
     (wd / "afile").write_text("a regular file\n")
+    (wd / "adir").mkdir()
     bad: List[Any] = []
     if "before" in spec:
         bad.append({"request": "submit", "jobs": spec["before"]})

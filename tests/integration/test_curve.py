@@ -210,7 +210,8 @@ def test_events_are_unreadable_without_the_key(ns: NetNS, svc: Svc, tmp_path: Pa
                 p.wait()
     assert got["run"]["welcome"] and any(e.get("job") == "watched" for e in got["run"]["events"]), got["run"]
     for name in ("plain", "wrong"):
-        assert not got[name]["welcome"] and got[name]["events"] == [], got[name]
+        assert not got[name]["welcome"] and got[name]["events"] == [] and not got[name].get("other_frames"), \
+            got[name]
         assert got[name]["handshake"], got[name]
 
 

@@ -126,7 +126,7 @@ def test_governor_survives_garbage_from_a_registered_partition(wd: Path) -> None
                     answers.append(json.loads(msg.response))
                     if len(answers) == 2:
                         break
-            assert [a["code"] for a in answers] == [-1, -1], answers  # both forwarded queries get an error
+            assert len(answers) == 2 and all(a["code"] != 0 for a in answers), answers  # both get an error
             assert cluster.request({"request": "status"})["code"] == 0
             assert cluster.gov is not None and cluster.gov.poll() is None
             names = [p["name"] for p in cluster.request({"request": "resourcesInfo"})["data"]["partitions"]]

@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, Iterator, Tuple
 
 import pytest
 
-from tests.conftest import HPILOT, wait_for
+from tests.conftest import HPILOT, run_hpilot, wait_for, write_requests
 from tests.integration.test_net import BANNER, Service, ask, clean_env, stop, stop_service
 
 qcg_manager = pytest.importorskip("qcg.pilotjob.api.manager", reason="qcg-pilotjob==0.14.2 (the test extra)")
@@ -174,3 +174,25 @@ def test_qcg_local_manager_starts_hpilot(wd: Path, monkeypatch: pytest.MonkeyPat
         m.finish()
     assert not m.qcgpm_process.is_alive()
     assert (wd / "date.out").exists() and (wd / "it.1.out").read_text().strip() == "q"
+
+
+def test_request_file_gives_qcg_files(wd: Path) -> None:
+    """The same jobs as the variables and iteration_dependencies scenarios, from a request file
+    (``hpilot run``): the files they write are the ones QCG-PilotJob's service wrote."""
+    jobs = [
+        {"name": "v-vals", "iteration": {"values": ["x", "y", "z"]},
+         "execution": {"script": "echo ${it} ${itval} ${jname} > v-vals.${it}.out"}},
+        {"name": "v-range", "iteration": {"start": 2, "stop": 4},
+         "execution": {"script": "echo ${it} ${itval} ${jname} > v-range.${it}.out"}},
+        {"name": "d-a", "iteration": {"stop": 3}, "execution": {"script": "sleep 0.${it}; echo ${it} > d-a.${it}.out"}},
+        {"name": "d-b", "iteration": {"stop": 3}, "dependencies": {"after": ["d-a:${it}"]},
+         "execution": {"script": "cat d-a.${it}.out > d-b.${it}.out"}},
+    ]
+    write_requests(wd / "jobs.json", [{"request": "submit", "jobs": jobs}])
+    proc = run_hpilot(["run", "jobs.json", "--nodes", "4"], wd)
+    assert proc.returncode == 0, proc.stderr
+    for name, words in QCG["variables"].items():
+        if name.endswith(".out"):
+            assert (wd / name).read_text().split() == words, name
+    assert sorted((wd / f"d-b.{i}.out").read_text().strip() for i in range(3)) == QCG["iteration_dependencies"][
+        "d-b-files"]

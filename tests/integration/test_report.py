@@ -201,11 +201,15 @@ def test_big_gantt_is_sized_by_content(tmp_path: Path) -> None:
     (run / "rtstats" / "launch-x.jsonl").write_text("".join(json.dumps(r) + "\n" for r in launch))
     (run / "rtstats" / "wrapper-x.jsonl").write_text("".join(json.dumps(r) + "\n" for r in wrap))
     out = tmp_path / "big.png"
-    hp(["report", str(run), "gantt", str(out)], tmp_path)
+    hp(["report", str(run), "gantt", str(out), "--view", "bars"], tmp_path)
     _, h = _assert_png_inches(out, plots.figure_size(960, 3, legend=True))
     assert h > 2000  # 960 rows get room
     d = report_json(tmp_path, run, "rusage")
     assert d["used_cores"] == 960
+    # past 300 cores the default is the density view: one row per node, a fixed readable size
+    said = hp(["report", str(run), "gantt", str(tmp_path / "dense.png")], tmp_path).stdout
+    assert "view density" in said and "rows 40" in said
+    assert _png_size(tmp_path / "dense.png")[1] < h
 
 
 def test_processes_tree_and_apps(real_run: Path) -> None:
@@ -274,12 +278,25 @@ def test_run_without_wrapper_records(tmp_path: Path) -> None:
     assert "--enable-rt-stats" in p.stderr and "Still available" in p.stderr and "Traceback" not in p.stderr
     p = hp(["report", str(wd), "stats"], wd)
     assert "no wrapper records" in p.stderr and "total jobs: 4" in p.stdout and "failed jobs: 1" in p.stdout
+    assert "from the journal" in p.stderr
     jobs = json.loads(hp(["report", str(wd), "jobs", "--json"], wd).stdout)["jobs"]
     assert {j["name"]: j["state"] for j in jobs}["broken"] == "FAILED"  # parsed from the text report
-    tasks = json.loads(hp(["report", str(wd), "text", "--json"], wd).stdout)["tasks"]
-    assert {t["task"] for t in tasks} == {"single", "broken"}  # only non-iterative jobs have allocations
+    listing = json.loads(hp(["report", str(wd), "text", "--json"], wd).stdout)
+    assert listing["source"] == "journal"  # every task, iterations too: the launcher's times
+    assert {t["task"] for t in listing["tasks"]} == {"single", "broken", *(f"many:{i}" for i in range(40)),
+                                                     *(f"pairs:{i}" for i in range(4))}
+    assert {t["task"]: t["exit_code"] for t in listing["tasks"]}["broken"] == 3
     p = hp(["processes", str(wd), "tree", "single"], wd, expect=2)
     assert "--enable-proc-stats" in p.stderr
+
+
+def test_run_without_wrapper_records_or_journal(tmp_path: Path) -> None:
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    write_requests(wd / "jobs.json", submit(*JOBS))
+    hp(["run", "jobs.json", "--nodes", "2", "--no-journal"], wd, expect=1)
+    tasks = json.loads(hp(["report", str(wd), "text", "--json"], wd).stdout)["tasks"]
+    assert {t["task"] for t in tasks} == {"single", "broken"}  # only non-iterative jobs have allocations
 
 
 def test_older_version_run_dir(real_run: Path, tmp_path: Path) -> None:

@@ -144,11 +144,32 @@ def test_iteration_values() -> None:
     assert [spec.iteration.value(i) for i in range(3)] == ["a", "b", "3"]
 
 
-def test_iteration_short_forms() -> None:
-    as_number = ok(job(iteration=3)).iteration
-    as_list = ok(job(iteration=["x", "y"])).iteration
-    assert as_number is not None and (as_number.start, as_number.stop) == (0, 3)
-    assert as_list is not None and as_list.values == ("x", "y")
+def test_iteration_is_an_object_in_a_submit() -> None:
+    """The manual's submit format: ``iteration`` is a Dict (QCG-PilotJob's service refuses
+    anything else; only the API's ``Jobs.add`` takes a number or a list, and sends the object)."""
+    for short in (3, ["x", "y"], [1, 2]):
+        errs = bad(job(iteration=short))
+        assert [(e.job, e.field) for e in errs] == [("bad", "iteration")] and "must be an object" in errs[0].message
+    as_values = ok(job(iteration={"values": ["x", 2]})).iteration
+    assert as_values is not None and as_values.values == ("x", "2")
+
+
+@pytest.mark.parametrize("fld", ["exec", "script", "stdout", "stderr", "stdin", "wd", "venv"])
+def test_string_fields_take_strings_only(fld: str) -> None:
+    """``"stdout": 5`` once made a file named 5, ``"script": 5`` ran: the manual says String."""
+    other = {} if fld in ("exec", "script") else {"exec": "/bin/true"}
+    for value in (5, 2.5, True, ["x"], {"a": "b"}):
+        errs = bad(job(execution={**other, fld: value}))
+        assert [(e.job, e.field) for e in errs] == [("bad", f"execution.{fld}")], (fld, value, errs)
+        assert "must be a string" in errs[0].message
+
+
+def test_env_values_are_strings_and_args_may_be_numbers() -> None:
+    errs = bad(exe(env={"N": 4}))
+    assert [(e.field, "must be a string" in e.message) for e in errs] == [("execution.env.N", True)]
+    spec = ok(exe(args=["x", 5, 2.5]))
+    assert [a.text for a in spec.execution.args] == ["x", "5", "2.5"]  # as QCG-PilotJob does: str(arg)
+    assert [e.field for e in bad(job(iteration={"values": ["a", None]}))] == ["iteration.values[1]"]
 
 
 # ---- resources ----
@@ -391,7 +412,7 @@ BAD: List[Tuple[str, Dict[str, Any], str, str, str]] = [
      "list of strings"),
     ("stop-equals-start", job(iteration={"start": 5, "stop": 5}), "bad", "iteration", "must be greater"),
     ("stop-below-start", job(iteration={"start": 5, "stop": 2}), "bad", "iteration", "must be greater"),
-    ("stop-zero", job(iteration=0), "bad", "iteration", "must be greater"),
+    ("stop-zero", job(iteration={"stop": 0}), "bad", "iteration", "must be greater"),
     ("negative-start", job(iteration={"start": -1, "stop": 3}), "bad", "iteration.start", ">= 0"),
     ("missing-stop", job(iteration={"start": 1}), "bad", "iteration.stop", "missing"),
     ("stop-string", job(iteration={"stop": "10"}), "bad", "iteration.stop", "whole number"),

@@ -199,11 +199,16 @@ def test_missing_stdin_file(h: Harness, tmp_path: Path) -> None:
     assert ex.reason is not None and "could not start" in ex.reason and "no-such-input" in ex.reason
 
 
-def test_stdout_that_cannot_be_opened(h: Harness, tmp_path: Path) -> None:
-    h.launch("o", ["/bin/echo", "x"], stdout=str(tmp_path / "no-such-dir" / "out.txt"))
-    ex = h.wait_exit("o")
-    assert ex.exit_code == 127
-    assert ex.reason is not None and ex.reason.startswith("could not start")
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_output_that_cannot_be_opened_is_named_in_the_reason(h: Harness, tmp_path: Path, stream: str) -> None:
+    """Both spawn paths name the file, not the program (posix_spawn's own error names the program)."""
+    (tmp_path / "adir").mkdir()
+    for name, path in (("o", tmp_path / "no-such-dir" / "out.txt"), ("d", tmp_path / "adir")):
+        h.launch(name, ["/bin/echo", "x"], **{stream: str(path)})
+        ex = h.wait_exit(name)
+        assert ex.exit_code == 127
+        assert ex.reason is not None and ex.reason.startswith("could not start")
+        assert str(path) in ex.reason and "/bin/echo" not in ex.reason, ex.reason
 
 
 def test_wd_that_cannot_be_created(h: Harness, tmp_path: Path) -> None:
