@@ -31,7 +31,6 @@ tells the tasks of one file apart; a record cut short at the end (a kill) is ign
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import select
@@ -198,9 +197,7 @@ class OutputStreams:
     def _close(self, task: _Task, fd: int) -> None:
         task.fds.pop(fd, None)
         self._by_fd.pop(fd, None)
-        with contextlib.suppress(OSError, ValueError):
-            self._epoll.unregister(fd)
-        os.close(fd)
+        os.close(fd)  # the only descriptor of this pipe end here: closing it also takes it out of the epoll set
 
     def _discard(self, task: _Task) -> None:
         for fd in list(task.fds):

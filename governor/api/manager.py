@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -49,15 +50,19 @@ EVENT_LIMITS = safejson.Limits(max_bytes=1 << 20, max_depth=16)
 def find_service(wd: str = ".") -> Optional[Dict[str, Any]]:
     """The address file of the newest service started in ``wd`` that still runs.
 
-    A service killed with -9 leaves its address file behind; its pid tells."""
+    A service killed with -9 leaves its address file behind; its pid tells, when it runs on
+    this host (from another node, on a shared file system, the address file is taken as it is)."""
     path = os.path.join(wd, ".hpilot", "latest", "address")
     try:
         with open(path) as f:
             info = json.load(f)
     except (OSError, ValueError):
         return None
+    if not isinstance(info, dict):
+        return None
     pid = info.get("pid")
-    if isinstance(pid, int) and not _alive(pid):
+    here = info.get("host") in (None, socket.gethostname())
+    if here and isinstance(pid, int) and not _alive(pid):
         return None
     info["run_dir"] = os.path.dirname(os.path.realpath(path))
     info["key_file"] = os.path.join(info["run_dir"], CLIENT_KEY_FILE) if info.get("server_key") else None

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import click
-from hpilot.governor.service.startup import UserError
+from hpilot.governor.errors import UserError
 
 
 def _split(target: str) -> Tuple[str, Optional[int]]:

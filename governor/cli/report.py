@@ -14,7 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import click
-from hpilot.governor.service.startup import UserError
+from hpilot.governor.errors import UserError
 
 if TYPE_CHECKING:  # the report code is imported when a report command runs, not by every `hpilot run`
     from hpilot.governor.reports.rundata import RunData
@@ -90,6 +90,20 @@ def report(ctx: click.Context, rundir: str) -> None:
     ctx.ensure_object(dict)["rundir"] = rundir
 
 
+def _iterations_cell(row: Dict[str, Any]) -> Optional[str]:
+    """``12/40 succeeded (2 canceled, 26 not started)``; older runs: QCG's finished/total."""
+    it, c = row.get("iterations"), row.get("counts")
+    if not it:
+        return None
+    if not c:
+        return f"{it.get('finished')}/{it.get('total')}"
+    rest = {k: v for k, v in c.items() if k != "succeeded"}
+    from hpilot.governor.core.counts import text
+
+    extra = text(rest, "")
+    return f"{c.get('succeeded', 0)}/{it.get('total')} succeeded" + (f" ({extra})" if extra else "")
+
+
 @report.command()
 @json_flag
 @click.pass_context
@@ -129,8 +143,7 @@ def efficiency(ctx: click.Context, as_json: bool) -> None:
 def jobs(ctx: click.Context, as_json: bool) -> None:
     """One line per job: state, start, finish, run time, allocation or iterations."""
     def text(d: Dict[str, Any]) -> str:
-        rows = [dict(r, iterations=(f"{r['iterations'].get('finished')}/{r['iterations'].get('total')}"
-                                    if r["iterations"] else None)) for r in d["jobs"]]
+        rows = [dict(r, iterations=_iterations_cell(r)) for r in d["jobs"]]
         return _m().render_table(rows, ["name", "state", "started", "finished", "runtime_s", "allocation",
                                            "iterations", "exit_code"])
 
@@ -284,8 +297,3 @@ def tree(ctx: click.Context, job: str, as_json: bool) -> None:
 def apps(ctx: click.Context, job: str, as_json: bool) -> None:
     """The application processes of JOB with affinity, CPU times and memory."""
     _procs(ctx, job, as_json, "apps")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(report)
-    cli.add_command(processes)

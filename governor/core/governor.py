@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
-from hpilot.governor.core import control, qcg, queries, records
+from hpilot.governor.core import control, overview, qcg, queries, records
 from hpilot.governor.core.dag import Dag, Edge
 from hpilot.governor.core.each import EachWaits
 from hpilot.governor.core.jobspec import FieldError, JobSpec, parse_job
@@ -383,6 +383,9 @@ class GovernorCore:
     def _req_query(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
         return queries.answer(self, payload, now)
 
+    def _req_overview(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
+        return overview.answer(self, payload, now)
+
     # ---- partition reports ----
 
     def _from_partition(self, part: str, msg: FromPartition, out: List[Action]) -> None:
@@ -574,6 +577,7 @@ _HANDLERS = {
     "jobInfo": GovernorCore._req_query,
     "resourcesInfo": GovernorCore._req_query,
     "status": GovernorCore._req_query,
+    "overview": GovernorCore._req_overview,  # hpilot's own: what `hpilot top` and `status` show
 }
 
 

@@ -108,6 +108,8 @@ def job_status(rec: JobRecord, name: Optional[str] = None, it: Optional[int] = N
 
 
 def _iteration_counts(rec: JobRecord) -> Dict[str, int]:
+    """QCG-PilotJob's shape: ``failed`` is every iteration that did not succeed (the
+    honest split is in hpilot's ``overview`` answer, counts.py)."""
     c = rec.counts
     return {
         "start": rec.task.it_start,

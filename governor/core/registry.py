@@ -68,6 +68,8 @@ class JobRecord:
         self.partial_cancel = False  # some iterations canceled one by one ("job:it")
         # per-iteration dependencies: iterations not yet sent -> predecessors not yet done
         self.it_unmet: Optional[Dict[int, int]] = None
+        # CANCELED iterations that never started (see counts.py: "not started", not "canceled")
+        self.canceled_unstarted = 0
 
     # ---- iterations ----
 
@@ -85,6 +87,8 @@ class JobRecord:
             return old
         check_transition(f"{self.task.task_name(it)}", old, new)
         self.it_states[idx] = new.code
+        if new is JobState.CANCELED and (old is JobState.QUEUED or old is JobState.SCHEDULED):
+            self.canceled_unstarted += 1
         self.counts[old] -= 1
         self.counts[new] += 1
         return old

@@ -52,6 +52,8 @@ def stats(run: RunData) -> Dict[str, Any]:
         "total_tasks": its.get("total", len(run.tasks) if run.task_source == "rtstats" else None),
         "failed_tasks": its.get("failed", sum(1 for t in run.tasks if t.exit_code not in (0, None))
                                 if run.task_source == "rtstats" else None),
+        # honest counts (final_status of hpilot >= issue #15; older runs have only total/succeeded/failed)
+        "task_counts": {k: v for k, v in its.items() if k != "total"} or None,
         "total_cores": cores,
         "total_nodes": len(run.nodes) or None,
         "service_started": fmt_time(run.started),
@@ -189,7 +191,7 @@ def jobs_listing(run: RunData) -> Dict[str, Any]:
         rows.append({"name": j.name, "state": j.state, "started": fmt_time(b), "finished": fmt_time(e),
                      "runtime_s": _r(e - b, 6) if b is not None and e is not None else None,
                      "allocation": j.allocation, "exit_code": j.exit_code, "iterations": j.iterations,
-                     "messages": j.messages})
+                     "counts": j.counts, "messages": j.messages})
     return {"jobs": rows}
 
 

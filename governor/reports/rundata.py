@@ -43,6 +43,7 @@ class Job:
     exit_code: Optional[int] = None
     iterations: Optional[Dict[str, Any]] = None
     messages: List[str] = field(default_factory=list)
+    counts: Optional[Dict[str, int]] = None  # succeeded, failed, canceled, ... (older runs: None)
 
     def time_of(self, state: str) -> Optional[float]:
         for st, ts in self.history:
@@ -190,7 +191,7 @@ def _job_from_json(e: Dict[str, Any]) -> Job:
     code = rt.get("exit_code")
     return Job(name=str(e["name"]), state=str(e.get("state", "?")), history=hist,
                allocation=rt.get("allocation"), exit_code=int(code) if code not in (None, "") else None,
-               iterations=e.get("iterations"), messages=list(e.get("messages", [])))
+               iterations=e.get("iterations"), messages=list(e.get("messages", [])), counts=e.get("counts"))
 
 
 def _jobs_from_text(lines: List[str]) -> List[Job]:
@@ -214,9 +215,21 @@ def _jobs_from_text(lines: List[str]) -> List[Job]:
             if mi:
                 total, start, last, fin, failed = map(int, mi.groups())
                 j.iterations = {"total": total, "start": start, "stop": last + 1, "finished": fin, "failed": failed}
+        elif body.startswith("counts:"):
+            j.counts = _counts_text(body[len("counts:"):])
         elif body.startswith("message:"):
             j.messages.append(body[len("message:"):].strip())
     return jobs
+
+
+def _counts_text(text: str) -> Dict[str, int]:
+    """``12 succeeded, 2 not started`` -> {"succeeded": 12, "not_started": 2}."""
+    out: Dict[str, int] = {}
+    for part in text.split(","):
+        n, _, label = part.strip().partition(" ")
+        if n.isdigit() and label:
+            out[label.replace(" ", "_")] = int(n)
+    return out
 
 
 def _read_jsonl(path: str, notes: List[str], what: str) -> List[Dict[str, Any]]:

@@ -45,7 +45,7 @@ class Options:
     report_file: str = "jobs.report"
     log: str = "info"
     system_core: bool = False
-    show_progress: bool = False
+    show_progress: Optional[bool] = None  # None: on when `hpilot run` has a terminal
     kill_grace: float = 3.0
     report_flush: float = 0.5
     # stdout/stderr a job does not direct to a file: streamed into <run dir>/output (one file per
@@ -134,7 +134,7 @@ def _check(source: str, values: Mapping[str, Any]) -> Dict[str, Any]:
 
 def _typed(source: str, key: str, value: Any, typ: Any) -> Any:
     want = str(typ)
-    if want == "bool" and not isinstance(value, bool):
+    if want in ("bool", "Optional[bool]") and not isinstance(value, bool):
         raise ConfigError(f"{source}: '{key}' must be true or false, not {value!r}")
     if want in ("float", "Optional[float]"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:

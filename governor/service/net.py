@@ -56,7 +56,8 @@ class Endpoints:
     server_key: Optional[str]  # the CURVE public key of the service (None: plain, on loopback)
 
     def to_json(self) -> Dict[str, Any]:
-        return {"address": self.address, "pub": self.pub, "server_key": self.server_key, "pid": os.getpid()}
+        return {"address": self.address, "pub": self.pub, "server_key": self.server_key, "pid": os.getpid(),
+                "host": socket.gethostname()}  # the pid means something on this host only
 
 
 def is_loopback(iface: str) -> bool:

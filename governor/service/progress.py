@@ -1,4 +1,4 @@
-"""A live progress line for ``--show-progress``: done, failed, running, queued, rate, ETA.
+"""A live progress line (``--progress``): done by category, running, queued, rate, ETA.
 
 It counts iterations (a plain job counts as one), redraws at most a few times a
 second on stderr, and writes plain lines instead of redrawing when stderr is
@@ -9,38 +9,10 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
-from typing import IO, Iterable, Optional
+from typing import IO, Dict, Iterable, Optional
 
+from hpilot.governor.core import counts
 from hpilot.governor.core.registry import JobRecord
-from hpilot.governor.core.states import JobState
-
-
-@dataclass
-class Tally:
-    total: int = 0
-    succeeded: int = 0
-    failed: int = 0  # failed, canceled or omitted
-    running: int = 0
-
-    @property
-    def done(self) -> int:
-        return self.succeeded + self.failed
-
-    @property
-    def queued(self) -> int:
-        return self.total - self.done - self.running
-
-
-def tally(jobs: Iterable[JobRecord]) -> Tally:
-    t = Tally()
-    for rec in jobs:
-        c = rec.counts
-        t.total += rec.total
-        t.succeeded += c[JobState.SUCCEED]
-        t.failed += c[JobState.FAILED] + c[JobState.CANCELED] + c[JobState.OMITTED]
-        t.running += c[JobState.EXECUTING] + c[JobState.SCHEDULED]
-    return t
 
 
 def fmt_eta(seconds: Optional[float]) -> str:
@@ -50,14 +22,18 @@ def fmt_eta(seconds: Optional[float]) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def render(t: Tally, elapsed: float, width: int = 24) -> str:
-    frac = t.done / t.total if t.total else 0.0
+def render(c: Dict[str, int], elapsed: float, width: int = 24) -> str:
+    """``[####....] 120/400 done (118 succeeded, 2 failed) 8 running 272 queued  40/s  ETA 0:00:07``"""
+    total = sum(c.values())
+    done = counts.done(c)
+    frac = done / total if total else 0.0
     filled = int(frac * width)
     bar = "#" * filled + "." * (width - filled)
-    rate = t.done / elapsed if elapsed > 0 else 0.0
-    eta = (t.total - t.done) / rate if rate > 0 and t.total > t.done else None
-    return (f"[{bar}] {t.done}/{t.total} done ({t.succeeded} ok, {t.failed} failed) "
-            f"{t.running} running {t.queued} queued  {rate:.0f}/s  ETA {fmt_eta(eta)}")
+    rate = done / elapsed if elapsed > 0 else 0.0
+    eta = (total - done) / rate if rate > 0 and total > done else None
+    finals = {k: c[k] for k in counts.FINAL_CATEGORIES}
+    return (f"[{bar}] {done}/{total} done ({counts.text(finals, 'none yet')}) "
+            f"{c['running']} running {c['queued']} queued  {rate:.0f}/s  ETA {fmt_eta(eta)}")
 
 
 class Progress:
@@ -77,7 +53,7 @@ class Progress:
         if not force and now - self._last < self.interval:
             return
         self._last = now
-        line = render(tally(jobs), now - self.start)
+        line = render(counts.of_jobs(jobs), now - self.start)
         if self.tty:
             self.stream.write("\r\x1b[2K" + line)
         else:

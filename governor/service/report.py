@@ -11,6 +11,7 @@ import time
 from datetime import timedelta
 from typing import IO, Any, Dict, Optional
 
+from hpilot.governor.core import counts
 from hpilot.governor.core.queries import _iteration_counts, _runtime, failures
 from hpilot.governor.core.registry import JobRecord, fmt_time
 from hpilot.launcher.private import open_private, write_private
@@ -61,6 +62,7 @@ def job_entry(rec: JobRecord) -> Dict[str, Any]:
     }
     if rec.messages:
         entry["messages"] = rec.messages
+    entry["counts"] = counts.of_job(rec)
     if rec.failures:
         entry["failures"] = failures(rec)
     if rec.task.iterative:
@@ -84,6 +86,7 @@ def _text(e: Dict[str, Any]) -> str:
         it = e["iterations"]
         lines.append(f"    iterations: {it['total']} ({it['start']}..{it['stop'] - 1}), "
                      f"{it['finished']} finished, {it['failed']} not succeeded")
+        lines.append(f"    counts: {counts.text(e['counts'])}")
     lines.append("    history: " + ", ".join(f"{h['state']} {h['time']}" for h in e["history"]))
     lines.extend(f"    message: {m}" for m in e.get("messages", []))
     for f in e.get("failures", []):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import zmq
+from hpilot.governor.core import counts as tallies
 from hpilot.governor.core.governor import (
     ERROR,
     ClientRequest,
@@ -40,9 +41,10 @@ from hpilot.governor.service.config import Options
 from hpilot.governor.service.journal import FILE as JOURNAL_FILE
 from hpilot.governor.service.journal import Journal, json_record
 from hpilot.governor.service.launching import local_launcher
+from hpilot.governor.service.local import LocalPort, LocalPortError
 from hpilot.governor.service.net import ADDRESS_FILE, CLIENT_KEY_ENV, NetInterface
 from hpilot.governor.service.partitions import ForwardedQuery, IdleLauncher, PartitionLinks
-from hpilot.governor.service.progress import Progress, tally
+from hpilot.governor.service.progress import Progress
 from hpilot.governor.service.report import JobReport, write_final_status
 from hpilot.governor.service.rundir import RunDir
 from hpilot.launcher import curve
@@ -97,6 +99,7 @@ class Service:
             self.net.write_address(run_dir.path_str)
             if self.net.keys is not None:  # so that a task can submit more work
                 base_env[CLIENT_KEY_ENV] = self.net.keys.path
+        self.local = _local_port(run_dir.path_str)
         address = self.net.endpoints.address if self.net else None
         pub = self.net.endpoints.pub if self.net else None
         governor = opts.governor or bool(opts.partition_nodes) or bool(opts.slurm_partition_nodes)
@@ -106,9 +109,10 @@ class Service:
                            instance_id=run_dir.name),
             [] if governor else [PartitionView(PART, resources)],
         )
-        self.gov.emit_events = self.net is not None and self.net.pub is not None
-        if self.net is not None:
-            self.net.instance_id = run_dir.name
+        self._listeners()
+        for port in (self.net, self.local):
+            if port is not None:
+                port.instance_id = run_dir.name  # the "manager" of QCG-PilotJob's events
         slurm = resources.source == "slurm"
         self.links: Optional[PartitionLinks] = None
         self.part: Optional[PartitionCore] = None
@@ -175,6 +179,11 @@ class Service:
         self._schedule()
         return plan
 
+    def _listeners(self) -> None:
+        """Events are built while someone can hear them: a network publisher, or a local subscriber."""
+        self.gov.emit_events = ((self.net is not None and self.net.pub is not None)
+                                or (self.local is not None and self.local.listening))
+
     def _to_gov(self, ev: Any, on_reply=None) -> None:
         self._carry_out(self.gov.handle(ev), on_reply)
 
@@ -191,6 +200,8 @@ class Service:
             elif isinstance(a, StateEvent):
                 if self.net is not None:
                     self.net.publish(a.event)
+                if self.local is not None:
+                    self.local.publish(a.event)
             elif isinstance(a, JobDone):
                 self.report.job_done(a.job)
             elif isinstance(a, Reply):
@@ -244,7 +255,7 @@ class Service:
         wake_r = self._install_signals()
         if wake_r is not None:
             poller.register(wake_r, zmq.POLLIN)
-        for sock in self.net.sockets() if self.net else []:
+        for sock in (self.net.sockets() if self.net else []) + (self.local.sockets() if self.local else []):
             poller.register(sock, zmq.POLLIN)
         for sock in self.links.sockets() if self.links else []:
             poller.register(sock, zmq.POLLIN)
@@ -277,6 +288,12 @@ class Service:
                         self.net.process(self.request)
                     if self.net.pub is not None and self.net.pub in ready:
                         self.net.drain_subscriptions()
+                if self.local is not None:
+                    if self.local.router in ready:
+                        self.local.process(self.request)
+                    if self.local.pub in ready:
+                        self.local.drain_subscriptions()
+                        self._listeners()
                 if self.links is not None:
                     now = time.time()
                     for ev in self.links.process(now) + self.links.tick(now):
@@ -396,6 +413,8 @@ class Service:
     # ---- the end ----
 
     def close(self) -> Outcome:
+        if self.local is not None:
+            self.local.close()  # first: nobody answers from here on, and <run dir>/local says so
         self.launcher.close()
         if self.links is not None:
             self.links.close(self.opts.kill_grace + 5)
@@ -412,7 +431,8 @@ class Service:
             self.progress.close(self.gov.registry)
         finished = time.time()
         counts = self.gov.registry.counts()
-        t = tally(self.gov.registry)
+        its = tallies.of_jobs(self.gov.registry)
+        done = tallies.done(its)
         all_ok = counts[JobState.SUCCEED] == len(self.gov.registry)
         status = exit_status(all_ok, bool(self.refused), self.stopped_by is not None)
         elapsed = finished - self.started
@@ -429,18 +449,20 @@ class Service:
             if self.links is not None else None,
             "jobs": {s.value: counts[s] for s in JobState if counts[s]},
             "total_jobs": len(self.gov.registry),
-            "iterations": {"total": t.total, "succeeded": t.succeeded, "failed": t.failed},
+            # honest counts (counts.py): canceled and not-started iterations are not "failed"
+            "iterations": dict(total=sum(its.values()), **its),
             "refused_requests": self.refused,
             "stopped_by": self.stopped_by,
             "exit_status": status,
             "reason": self._finish,
         })
         states = ", ".join(f"{counts[s]} {s.value}" for s in JobState if counts[s]) or "no jobs"
-        rate = f", {t.done / elapsed:.0f} tasks/s" if elapsed > 0 and t.done else ""
+        rate = f", {done / elapsed:.0f} tasks/s" if elapsed > 0 and done else ""
         refused = f"; {len(self.refused)} request(s) refused" if self.refused else ""
         if self.stopped_by:
             refused += f"; stopped by {self.stopped_by}"
-        summary = (f"hpilot: {len(self.gov.registry)} job(s), {t.total} task(s): {states}{refused}; "
+        summary = (f"hpilot: {len(self.gov.registry)} job(s) ({states}), {sum(its.values())} task(s): "
+                   f"{tallies.text(its, 'none')}{refused}; "
                    f"{elapsed:.2f}s{rate}; run dir {self.run_dir.path_str}{first_failure(self.gov.registry)}")
         log.info(summary)
         return Outcome(status, summary, self.run_dir.path_str, list(self.refused), self.stopped_by)
@@ -467,6 +489,17 @@ def exit_status(all_jobs_ok: bool, refused: bool, stopped: bool) -> int:
     if stopped or not all_jobs_ok:
         return 1
     return 2 if refused else 0
+
+
+def _local_port(run_dir: str) -> Optional[LocalPort]:
+    """The run's local sockets (local.py); a run that cannot have them still runs, and says so."""
+    try:
+        port = LocalPort(run_dir)
+        port.write_address(run_dir)
+        return port
+    except (LocalPortError, OSError) as e:
+        log.warning("this run cannot be watched with `hpilot status/top` without --net: %s", e)
+        return None
 
 
 def _cluster_name() -> str:

@@ -12,8 +12,9 @@ import dataclasses
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
+from hpilot.governor.errors import UserError  # noqa: F401 - raised here, and imported from here by older code
 from hpilot.governor.service.config import Options
 from hpilot.governor.service.fileiface import RequestFileError, load_requests
 from hpilot.governor.service.launching import local_launcher, output_args, task_output_dir, task_streams
@@ -29,10 +30,6 @@ if TYPE_CHECKING:
     from hpilot.governor.service.service import Outcome
 
 log = logging.getLogger("hpilot.startup")
-
-
-class UserError(Exception):
-    """Bad input: printed as one clear line, exit status 2, no traceback."""
 
 
 def not_available(opts: Options) -> Optional[str]:
@@ -161,18 +158,21 @@ def _first_run_options(run: str, opts: Options) -> Dict[str, Any]:
     return {k: first[k] for k in RESUMED_OPTIONS if k in first and getattr(opts, k) == getattr(default, k)}
 
 
-def serve(opts: Options) -> Outcome:
-    """Start a service from options, feed its request file, run until it finishes."""
+def serve(opts: Options, given: Optional[List[Any]] = None,
+          on_start: Optional[Callable[[str, str], None]] = None) -> Outcome:
+    """Start a service from options, feed its request file (or the ``given`` requests: a
+    command line's job), run until it finishes.  ``on_start(run dir, wd)`` is called once
+    the run can be watched (its local sockets are up), before any request is fed."""
     from hpilot.governor.service.service import Service, run_requests  # not at import: partition managers skip it
 
-    requests: List[Any] = []
+    requests: List[Any] = list(given or [])
     file_start = 0
     if opts.file_path:
         try:
             requests = load_requests(opts.file_path)
         except RequestFileError as e:
             raise UserError(str(e)) from None
-    elif not opts.net and not opts.resume:
+    elif not opts.net and not opts.resume and not requests:
         raise UserError("nothing to run: give a request file (hpilot run FILE, or --file-path FILE)")
     check_governor_flags(opts)
     resume_run = _resume_run(opts)
@@ -213,9 +213,11 @@ def serve(opts: Options) -> Outcome:
         events = f", events {ep.pub}" if ep.pub else ""
         # one line, flushed: LocalManager reads the address from it
         print(f"hpilot: service listening on {ep.address}{events}; run dir {run_dir.path_str}", flush=True)
-    if opts.file_path and requests:
-        run_requests(svc, requests, opts.file_path, file_start)
-    if opts.file_path or resume_run:
+    if on_start is not None:
+        on_start(run_dir.path_str, opts.wd)
+    if requests:
+        run_requests(svc, requests, opts.file_path or "command line", file_start)
+    if opts.file_path or resume_run or given:
         if opts.finish_when_done or (resume_run and not opts.net):
             svc.request({"request": "control", "command": "finishAfterAllTasksDone"})
         elif not svc.gov.finish_when_done and not svc.gov.finishing and not opts.net:

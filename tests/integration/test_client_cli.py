@@ -133,7 +133,7 @@ def job(name: str, script: str, **more: Any) -> Dict[str, Any]:
 
 
 def states(svc: Service) -> Dict[str, str]:
-    listing = as_json(hp(["status", "--json"], svc.wd))
+    listing = as_json(hp(["list", "--json"], svc.wd))
     return {n: e["status"] for n, e in listing.items()}
 
 
@@ -187,20 +187,25 @@ def test_status_all_and_named(service: Service) -> None:
     submit_file(service, [job("good", "true"), job("bad", "exit 3")])
     wait_all(service)
     table = ok(hp(["status"], service.wd))
-    lines = table.splitlines()
-    assert lines[0].split()[:2] == ["JOB", "STATE"]
-    assert re.search(r"^good\s+SUCCEED", table, re.M) and re.search(r"^bad\s+FAILED", table, re.M)
+    assert re.search(r"^iterations:\s+2: 1 succeeded, 1 failed$", table, re.M), table
+    assert re.search(r"^JOB\s+STATE\s+SUCCEEDED\s+OTHER\s+MESSAGE$", table, re.M), table
+    assert re.search(r"^good\s+SUCCEED\s+1/1", table, re.M)
+    assert re.search(r"^bad\s+FAILED\s+0/1\s+1 failed", table, re.M)
+    overview = as_json(hp(["status", "--json"], service.wd))
+    assert overview["iterations"]["succeeded"] == 1 and overview["iterations"]["failed"] == 1
+    assert {j["name"] for j in overview["list"]} == {"good", "bad"}
 
     named = ok(hp(["status", "good"], service.wd))
     assert re.search(r"^good\s+SUCCEED", named, re.M) and "bad" not in named
     data = as_json(hp(["status", "good", "bad", "--json"], service.wd))
-    assert data["good"]["data"]["status"] == "SUCCEED" and data["bad"]["data"]["status"] == "FAILED"
+    assert data["good"]["status"] == "SUCCEED" and data["bad"]["status"] == "FAILED"
+    assert data["bad"]["counts"]["failed"] == 1 and "exit code 3" in data["bad"]["message"]
 
     unknown = hp(["status", "good", "nope"], service.wd)
     assert unknown.returncode == 2, describe(unknown)
     assert re.search(r"^nope\s+UNKNOWN", unknown.stdout, re.M)
-    assert "doesn't exist" in unknown.stdout
-    assert json.loads(hp(["status", "nope", "--json"], service.wd).stdout)["nope"]["status"] != 0
+    assert "does not exist" in unknown.stdout
+    assert json.loads(hp(["status", "nope", "--json"], service.wd).stdout)["nope"]["status"] == "UNKNOWN"
 
 
 def test_list_with_state_filter(service: Service) -> None:
@@ -297,7 +302,8 @@ def test_wait_exit_status(service: Service) -> None:
     proc = hp(["wait"], service.wd)
     assert proc.returncode == 0, describe(proc)
     assert "2 job(s) finished: 2 SUCCEED" in proc.stdout
-    assert as_json(hp(["wait", "s1", "--json"], service.wd)) == {"s1": "SUCCEED"}
+    waited = as_json(hp(["wait", "s1", "--json"], service.wd))
+    assert waited["jobs"] == {"s1": "SUCCEED"} and waited["iterations"]["succeeded"] == 1
 
     submit_file(service, [job("f1", "sleep 0.2; exit 5"), job("s3", "true")], name="more.json")
     proc = hp(["wait", "f1", "s3"], service.wd)
@@ -305,13 +311,14 @@ def test_wait_exit_status(service: Service) -> None:
     assert re.search(r"f1: FAILED", proc.stdout)
     proc = hp(["wait", "--json"], service.wd)  # all jobs
     assert proc.returncode == 1, describe(proc)
-    assert json.loads(proc.stdout) == {"s1": "SUCCEED", "s2": "SUCCEED", "f1": "FAILED", "s3": "SUCCEED"}
+    assert json.loads(proc.stdout)["jobs"] == {"s1": "SUCCEED", "s2": "SUCCEED", "f1": "FAILED", "s3": "SUCCEED"}
 
 
 def test_wait_timeout(service: Service) -> None:
     submit_file(service, [job("long", "sleep 30; true"), job("quick", "true")])
     proc = hp(["wait", "--timeout", "0.5"], service.wd)  # 'long' runs 30 s: only the timeout ends this wait
-    assert proc.returncode == 3, describe(proc)  # documented: "Give up after this many seconds (exit 3)"
+    assert proc.returncode == 124, describe(proc)  # as GNU timeout; 3 is an internal error
+    assert "still running: long" in proc.stderr
     proc = hp(["wait", "quick", "--timeout", "10"], service.wd)
     assert proc.returncode == 0, describe(proc)
     ok(hp(["cancel", "long"], service.wd))
@@ -342,7 +349,7 @@ def test_explicit_address_and_environment(service: Service, tmp_path: Path) -> N
     submit_file(service, [job("j", "true")])
     wait_all(service)
     # an empty directory: found through --address
-    data = as_json(hp(["status", "--address", service.address, "--json"], elsewhere))
+    data = as_json(hp(["list", "--address", service.address, "--json"], elsewhere))
     assert data["j"]["status"] == "SUCCEED"
     # QCG-PilotJob's address form without the protocol is accepted too
     bare = service.address.removeprefix("tcp://")

@@ -215,7 +215,7 @@ def test_resumed_service_kills_what_the_dead_one_left_running(wd: Path) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     assert sleeper(), "the orphan should outlive the killed service"
-    resumed = subprocess.Popen(HPILOT + ["resume", ".", "--journal"], cwd=wd, stdout=subprocess.DEVNULL,
+    resumed = subprocess.Popen(HPILOT + ["resume", "."], cwd=wd, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     def only_the_new_one() -> bool:
         found = sleeper()

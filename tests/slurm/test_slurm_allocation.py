@@ -92,7 +92,7 @@ def test_sbatch_example_from_the_readme(tmp_path: Path) -> None:
         cancel(name)
     out = (tmp_path / "slurm.out").read_text() if (tmp_path / "slurm.out").exists() else ""
     assert p.returncode == 0, p.stderr + out
-    assert "16 task(s): 1 SUCCEED" in out
+    assert "1 job(s) (1 SUCCEED), 16 task(s): 16 succeeded" in out
     got = lines(tmp_path, "out.*")
     assert len(got) == 16 and all(o[0] == o[1] for o in got)
     assert {o[1] for o in got} == {"n1", "n2", "n3", "n4"}
