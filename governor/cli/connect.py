@@ -23,11 +23,6 @@ from typing import Any, Dict, List, Optional
 
 import zmq
 from hpilot.governor.errors import UserError
-from hpilot.launcher import safejson
-
-# what a service sends back, read within limits (as governor/api/manager.py does)
-ANSWER_LIMITS = safejson.Limits(max_bytes=1 << 30, max_depth=64)
-EVENT_LIMITS = safejson.Limits(max_bytes=1 << 20, max_depth=16)
 
 WELCOME = b"hpilot-welcome"
 AUX = ".hpilot"
@@ -127,6 +122,14 @@ def _alive(pid: Any) -> bool:
         return True  # no /proc: kill(0) is all we know
 
 
+def _safejson() -> Any:
+    """The limited JSON reader (as governor/api/manager.py reads answers and events); imported
+    when a first answer comes, so that ``--help`` imports no more than it needs."""
+    from hpilot.launcher import safejson
+
+    return safejson
+
+
 def is_loopback(address: str) -> bool:
     """ipc:// and loopback tcp:// speak plain JSON; anywhere else is CURVE with the run's client key."""
     import ipaddress
@@ -198,8 +201,9 @@ class Client:
             if time.monotonic() > deadline:
                 raise UserError(f"no answer from the service at {self.target.address} within {self.timeout:.0f}s "
                                 "(is it still running?)")
+        safejson = _safejson()
         try:  # within limits: whatever answers on that address cannot crash the client
-            answer = safejson.loads(self.req.recv(), ANSWER_LIMITS)
+            answer = safejson.loads(self.req.recv(), safejson.Limits(max_bytes=1 << 30, max_depth=64))
         except safejson.DecodeError as e:
             raise UserError(f"the service at {self.target.address} answered something that is not JSON: {e}") from None
         if not isinstance(answer, dict):
@@ -246,8 +250,9 @@ class Client:
             except zmq.Again:
                 return out
             if len(frames) >= 2:
+                safejson = _safejson()
                 try:
-                    ev = safejson.loads(frames[-1], EVENT_LIMITS)
+                    ev = safejson.loads(frames[-1], safejson.Limits(max_bytes=1 << 20, max_depth=16))
                 except safejson.DecodeError:
                     continue  # a malformed event is dropped, never fatal
                 if isinstance(ev, dict):

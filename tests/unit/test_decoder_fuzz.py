@@ -305,6 +305,7 @@ def test_wrapper_record_reader_reads_a_real_record() -> None:
 # ---- what the command line reads: a "service" that answers garbage ----
 
 
+@pytest.mark.shell
 @pytest.mark.parametrize("frame", KILLERS[:4])
 def test_the_command_lines_client_survives_a_killer_answer(frame: bytes) -> None:
     import zmq
