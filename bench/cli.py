@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -64,7 +65,8 @@ class _Run:
         os.makedirs(wd, exist_ok=True)
         self.wd = wd
         self.proc = subprocess.Popen(HPILOT + ["run", *args], cwd=wd, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=_env())
+                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=_env(),
+                                     start_new_session=True)  # its own process group: stop() ends them all
 
     def overview(self) -> Dict[str, Any]:
         out = subprocess.run(HPILOT + ["status", "--json"], cwd=self.wd, capture_output=True, env=_env())
@@ -82,9 +84,12 @@ class _Run:
         raise RuntimeError(f"timed out waiting for {what}")
 
     def stop(self) -> None:
-        # a dry-run task ends when its time is up, even canceled: a finish would wait an hour. A kill
-        # ends the governor, and its partition managers follow it (they hear nothing more).
-        self.proc.kill()
+        # a dry-run task ends when its time is up, even canceled: a finish would wait an hour, and so
+        # would partition managers that lost their governor. SIGKILL to the run's process group.
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
 
 
