@@ -22,6 +22,11 @@ from typing import Any, Dict, List, Optional
 
 import zmq
 from hpilot.governor.errors import UserError
+from hpilot.launcher import safejson
+
+# what a service sends back, read within limits (as governor/api/manager.py does)
+ANSWER_LIMITS = safejson.Limits(max_bytes=1 << 30, max_depth=64)
+EVENT_LIMITS = safejson.Limits(max_bytes=1 << 20, max_depth=16)
 
 WELCOME = b"hpilot-welcome"
 AUX = ".hpilot"
@@ -192,7 +197,10 @@ class Client:
             if time.monotonic() > deadline:
                 raise UserError(f"no answer from the service at {self.target.address} within {self.timeout:.0f}s "
                                 "(is it still running?)")
-        answer = json.loads(self.req.recv())
+        try:  # within limits: whatever answers on that address cannot crash the client
+            answer = safejson.loads(self.req.recv(), ANSWER_LIMITS)
+        except safejson.DecodeError as e:
+            raise UserError(f"the service at {self.target.address} answered something that is not JSON: {e}") from None
         if not isinstance(answer, dict):
             raise UserError(f"the service at {self.target.address} answered something that is not an object")
         return answer
@@ -238,8 +246,8 @@ class Client:
                 return out
             if len(frames) >= 2:
                 try:
-                    ev = json.loads(frames[-1])
-                except ValueError:
+                    ev = safejson.loads(frames[-1], EVENT_LIMITS)
+                except safejson.DecodeError:
                     continue  # a malformed event is dropped, never fatal
                 if isinstance(ev, dict):
                     out.append(ev)
