@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from typing import Any, Dict, List, Optional
 
@@ -82,7 +81,7 @@ def _in_dir(path: str) -> Target:
                         "command in the working directory of a run, or give --address")
     local = _read_json(os.path.join(run_dir, "local"))
     net = _read_json(os.path.join(run_dir, "address"))
-    here = socket.gethostname()
+    here = os.uname().nodename  # socket.gethostname() on Linux, without importing socket
     if local is not None and local.get("host") == here and _alive(local.get("pid")):
         return Target(local["address"], local.get("pub"), None, run_dir, local.get("pid"))
     if net is not None and (net.get("host", here) != here or _alive(net.get("pid"))):
