@@ -8,7 +8,7 @@ ranges where they can, so a million-iteration job is one message, not a million.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from hpilot.partition.allocator import Request, Slot
 from hpilot.partition.spec import Execution, Resources
@@ -94,6 +94,36 @@ class IterationFinished:
 
 
 @dataclass(frozen=True)
+class IterationsStarted:
+    """The starts of one job in one loop pass, in columns: the governor applies them as a
+    batch (its cost grows with batches, not with iterations)."""
+
+    job: str
+    iterations: Tuple[int, ...]
+    allocations: Tuple[str, ...]
+    wds: Tuple[str, ...]
+    scheduled: Tuple[float, ...]
+    started: Tuple[float, ...]
+    pids: Tuple[Optional[int], ...]
+    cores: int  # all of the batch's iterations together
+
+
+@dataclass(frozen=True)
+class IterationsSucceeded:
+    """The ends of one job in one loop pass that need no more than counting: exit code 0, no
+    reason, started here.  Anything else (a failure, a cancel, a start that failed) is an
+    exception and travels as its own IterationFinished."""
+
+    job: str
+    iterations: Tuple[int, ...]
+    allocations: Tuple[str, ...]
+    wds: Tuple[str, ...]
+    started: Tuple[float, ...]
+    finished: Tuple[float, ...]
+    cores: int
+
+
+@dataclass(frozen=True)
 class IterationsDropped:
     """Iterations that never started: impossible (FAILED) or canceled while queued."""
 
@@ -155,4 +185,33 @@ class Reserved:
 
 
 ToPartition = Union[Work, CancelJob, Shutdown, Reserve, RunReserved, Release]
-FromPartition = Union[IterationStarted, IterationFinished, IterationsDropped, Reserved]
+FromPartition = Union[IterationStarted, IterationFinished, IterationsDropped, Reserved, IterationsStarted,
+                      IterationsSucceeded]
+
+
+def batched(reports: List[FromPartition]) -> List[FromPartition]:
+    """One loop pass's reports with each job's starts and plain successes as one batch each:
+    the starts first, then the successes, then the rest in their order (a start always
+    arrives before its iteration's end)."""
+    starts: Dict[str, List[IterationStarted]] = {}
+    oks: Dict[str, List[IterationFinished]] = {}
+    rest: List[FromPartition] = []
+    for r in reports:
+        if type(r) is IterationStarted:
+            starts.setdefault(r.job, []).append(r)
+        elif type(r) is IterationFinished and r.ok and not r.canceled and r.stderr_tail is None:
+            oks.setdefault(r.job, []).append(r)
+        else:
+            rest.append(r)
+    out: List[FromPartition] = []
+    for job, ss in starts.items():
+        out.append(IterationsStarted(job, tuple(s.iteration for s in ss), tuple(s.allocation for s in ss),
+                                     tuple(s.wd for s in ss), tuple(s.scheduled for s in ss),
+                                     tuple(s.started for s in ss), tuple(s.pid for s in ss),
+                                     sum(s.cores for s in ss)))
+    for job, fs in oks.items():
+        out.append(IterationsSucceeded(job, tuple(f.iteration for f in fs), tuple(f.allocation for f in fs),
+                                       tuple(f.wd for f in fs), tuple(f.started for f in fs),
+                                       tuple(f.finished for f in fs), sum(f.cores for f in fs)))
+    out.extend(rest)
+    return out

@@ -23,7 +23,7 @@ from hpilot.launcher.api import Launcher, LauncherEvent, NodeChanged, TaskStarte
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.partition import core as pcore
 from hpilot.partition.core import KillTask, PartitionCore, Schedule
-from hpilot.partition.messages import FromPartition
+from hpilot.partition.messages import FromPartition, batched
 
 log = logging.getLogger("hpilot.partition")
 BURST = 32  # rounds of (launcher events -> core) per step at most, so the owner's sockets are never starved
@@ -44,8 +44,9 @@ class PartitionRunner:
         self.inbox.append(msg)
 
     def take_reports(self) -> List[FromPartition]:
+        """The reports since the last call, each job's starts and plain successes as one batch."""
         out, self._reports = self._reports, []
-        return out
+        return batched(out) if len(out) > 1 else out
 
     @property
     def busy(self) -> bool:

@@ -35,6 +35,8 @@ from hpilot.partition.messages import (
     CancelJob,
     IterationFinished,
     IterationsDropped,
+    IterationsStarted,
+    IterationsSucceeded,
     IterationStarted,
     Release,
     Reserve,
@@ -124,14 +126,16 @@ class Bye:
 
 _CLASSES = (Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob,
             Shutdown, IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release, Reserved,
-            TaskSpec, Execution, Resources, ResourceSize, IterSchedulerSpec, Template, Request, Slot)
+            IterationsStarted, IterationsSucceeded, TaskSpec, Execution, Resources, ResourceSize, IterSchedulerSpec,
+            Template, Request, Slot)
 _TYPES: Dict[str, Type[Any]] = {c.__name__: c for c in _CLASSES}
 _NAMES: Dict[Type[Any], Tuple[str, ...]] = {c: tuple(f.name for f in fields(c)) for c in _CLASSES}
 TOP = (Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob, Shutdown,
-       IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release, Reserved)
+       IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release, Reserved,
+       IterationsStarted, IterationsSucceeded)
 Message = Union[Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob,
                 Shutdown, IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release,
-                Reserved]
+                Reserved, IterationsStarted, IterationsSucceeded]
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 # A Work message nests about a dozen deep; a loop pass's reports fit in a few megabytes.
 LIMITS = safejson.Limits(max_bytes=256 * 1024 * 1024, max_depth=32)
@@ -300,8 +304,10 @@ def _message(raw: Any) -> Message:
 # A partition reports every iteration's start and end.  One frame per report, each a
 # generic record, cost the governor more in decoding than in handling; so a loop
 # pass's reports travel as one frame: a JSON array of positional records,
-# ["s", ...IterationStarted fields] and ["f", ...IterationFinished fields] (anything
-# else in its generic form).  Decoding checks each record's fields by position; a bad
+# ["s", ...IterationStarted fields] and ["f", ...IterationFinished fields], and a job's
+# batches as columns, ["S", job, its, allocations, wds, scheduled, started, pids, cores]
+# and ["F", job, its, allocations, wds, started, finished, cores] (anything else in its
+# generic form).  Decoding checks each record's fields by position; a bad
 # record is dropped with its reason and the rest of the batch is kept.
 
 _STARTED = ("job", "iteration", "allocation", "wd", "scheduled", "started", "cores", "pid")
@@ -323,6 +329,10 @@ def encode_batch(msgs: Sequence[Message]) -> bytes:
             if m.stderr_tail is not None:  # a failed task's stderr: rare, so only then a field more
                 rec.append(m.stderr_tail)
             items.append(rec)
+        elif type(m) is IterationsStarted:
+            items.append(["S", m.job, m.iterations, m.allocations, m.wds, m.scheduled, m.started, m.pids, m.cores])
+        elif type(m) is IterationsSucceeded:
+            items.append(["F", m.job, m.iterations, m.allocations, m.wds, m.started, m.finished, m.cores])
         elif type(m) in TOP:
             items.append(_out(m))
         else:
@@ -368,7 +378,34 @@ def _compact(item: Any) -> Message:
         if ok and isinstance(job, str) and _whole(it) and _whole(code) and _whole(cores):
             return IterationFinished(job, it, code, started, finished, alloc, wd, cores, reason, canceled, tail)
         raise WireError(f"IterationFinished: bad field(s) in {str(item)[:200]}")
+    if tag == "S" and len(vals) == 8:
+        return _columns(IterationsStarted, vals, item)
+    if tag == "F" and len(vals) == 7:
+        return _columns(IterationsSucceeded, vals, item)
     raise WireError(f"unknown compact record {str(item)[:80]}")
+
+
+def _columns(cls: Any, vals: List[Any], item: Any) -> Message:
+    """A batch in columns: every column a list as long as the iterations, each cell of its type."""
+    job, its, cores = vals[0], vals[1], vals[-1]
+    cols = vals[2:-1]
+    n = len(its) if isinstance(its, list) else -1
+    ok = (isinstance(job, str) and _whole(cores) and n >= 0
+          and all(isinstance(c, list) and len(c) == n for c in cols) and all(map(_whole, its)))
+    if ok:
+        kinds = [str, str, float, float, int] if cls is IterationsStarted else [str, str, float, float]
+        for col, kind in zip(cols, kinds):
+            if kind is str:
+                ok = all(type(x) is str for x in col)
+            elif kind is float:
+                ok = all(map(_num, col))
+            else:  # pids: whole numbers or null
+                ok = all(x is None or _whole(x) for x in col)
+            if not ok:
+                break
+    if not ok:
+        raise WireError(f"{cls.__name__}: bad field(s) in {str(item)[:200]}")
+    return cls(job, tuple(its), *(tuple(c) for c in cols), cores)
 
 
 _whole = _is_whole

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from hpilot.governor.core import control, overview, qcg, queries, records, replay
+from hpilot.governor.core import batches, control, overview, qcg, queries, records, replay
 from hpilot.governor.core.dag import Dag, Edge
 from hpilot.governor.core.decisions import Decision, Grant, Impossible, Requeue, Tell
 from hpilot.governor.core.each import EachWaits
@@ -43,6 +43,8 @@ from hpilot.partition.messages import (
     FromPartition,
     IterationFinished,
     IterationsDropped,
+    IterationsStarted,
+    IterationsSucceeded,
     IterationStarted,
     Reserved,
     Shutdown,
@@ -133,11 +135,11 @@ class GovernorCore:
             self._joined(ev, out)
         elif isinstance(ev, PartitionGone):
             self.partitions.pop(ev.name, None)
-            self._apply(self.router.leave(ev), ev.now, out)
+            self.apply(self.router.leave(ev), ev.now, out)
         elif isinstance(ev, PartitionDraining):
             self.router.draining(ev.name)
         elif isinstance(ev, Settled):
-            self._apply(self.router.settle(0.0), 0.0, out)
+            self.apply(self.router.settle(0.0), 0.0, out)
         elif isinstance(ev, REPLAYED):
             replay.apply(self, ev, out)
         else:
@@ -150,9 +152,9 @@ class GovernorCore:
         self.partitions[ev.name] = PartitionView(ev.name, rs, local=ev.credit is not None)
         if not self.expect_partitions:
             self.router.settled = True
-        self._apply(self.router.join(ev), ev.now, out)
+        self.apply(self.router.join(ev), ev.now, out)
 
-    def _apply(self, decisions: List[Decision], now: float, out: List[Action]) -> None:
+    def apply(self, decisions: List[Decision], now: float, out: List[Action]) -> None:
         """Carry out the Router's decisions: every state change is made here, in the core."""
         for d in decisions:
             if isinstance(d, Grant):
@@ -320,7 +322,7 @@ class GovernorCore:
     def dispatch_its(self, rec: JobRecord, its: Sequence[int], out: List[Action]) -> None:
         """Send these iterations of a dispatched job to run."""
         if len(its):
-            self._apply(self.router.add(rec, its, rec.submitted), rec.submitted, out)
+            self.apply(self.router.add(rec, its, rec.submitted), rec.submitted, out)
 
     def _cancel(self, rec: JobRecord, now: float, out: List[Action]) -> None:
         rec.canceled = True
@@ -331,7 +333,7 @@ class GovernorCore:
         if held:
             self._drop(rec, held, JobState.CANCELED, reason, now, out)
         if rec.dispatched:
-            self._apply(self.router.cancel(rec, reason, now), now, out)
+            self.apply(self.router.cancel(rec, reason, now), now, out)
         else:
             self._drop(rec, rec.iterations(), JobState.CANCELED, reason, now, out)
         self._break_dependants(rec.name, f"dependency {rec.name} was canceled", now, out)
@@ -346,7 +348,7 @@ class GovernorCore:
         if not rec.dispatched or self.each.take_held(rec, (it,)):
             self._drop(rec, (it,), JobState.CANCELED, reason, now, out)
         else:
-            self._apply(self.router.cancel(rec, reason, now, (it,)), now, out)
+            self.apply(self.router.cancel(rec, reason, now, (it,)), now, out)
 
     def forget(self, rec: JobRecord) -> None:
         """Remove a job (its name may be used again)."""
@@ -364,7 +366,7 @@ class GovernorCore:
                 self._drop(rec, held, JobState.CANCELED, reason, now, out)
             if not rec.state.is_final and not rec.dispatched:
                 self._drop(rec, rec.iterations(), JobState.CANCELED, reason, now, out)
-        self._apply(self.router.drop_unsent(reason), now, out)
+        self.apply(self.router.drop_unsent(reason), now, out)
         for part in self.partitions:
             out.append(SendToPartition(part, Shutdown(reason, now)))
         out.append(FinishService("finish request"))
@@ -393,21 +395,25 @@ class GovernorCore:
             if self.router.spanning.running:
                 again = self.router.abandoned(part, rec, msg.iteration, msg.finished)
                 if again is not None:  # a spanning run killed because a partition of it was lost
-                    self._apply(again, msg.finished, out)
+                    self.apply(again, msg.finished, out)
                     return
             self._finished(rec, view, msg, out)
-            self._apply(self.router.finished(part, rec, (msg.iteration,), msg.finished), msg.finished, out)
+            self.apply(self.router.finished(part, rec, (msg.iteration,), msg.finished), msg.finished, out)
         elif isinstance(msg, IterationsDropped):
             state = JobState.CANCELED if msg.canceled else JobState.FAILED
             refused = self.router.refused(part, rec, msg.iterations, msg.reason, msg.when)
             if refused is not None:  # a partition could not set cores aside for a spanning run
-                self._apply(refused, msg.when, out)
+                self.apply(refused, msg.when, out)
                 return
             its = [it for it in msg.iterations if not rec.it_state(it).is_final]
             self._drop(rec, its, state, msg.reason, msg.when, out)
-            self._apply(self.router.finished(part, rec, its, msg.when), msg.when, out)
+            self.apply(self.router.finished(part, rec, its, msg.when), msg.when, out)
+        elif isinstance(msg, IterationsStarted):
+            batches.started(self, rec, view, msg, out)
+        elif isinstance(msg, IterationsSucceeded):
+            batches.succeeded(self, part, rec, view, msg, out)
         elif isinstance(msg, Reserved):
-            self._apply(self.router.reserved(part, msg, msg.now), msg.now, out)
+            self.apply(self.router.reserved(part, msg, msg.now), msg.now, out)
 
     def _started(self, rec: JobRecord, view: PartitionView, msg: IterationStarted, out: List[Action]) -> None:
         view.used_cores += msg.cores
@@ -418,7 +424,7 @@ class GovernorCore:
             out.append(Record(records.started_record(rec.name, msg.iteration, msg.pid, msg.started)))
         self._iteration_event(rec, msg.iteration, JobState.EXECUTING, msg.started, out)
         if rec.state is JobState.QUEUED:
-            self._set_state(rec, JobState.EXECUTING, msg.started, out)
+            self.set_job_state(rec, JobState.EXECUTING, msg.started, out)
 
     def _finished(self, rec: JobRecord, view: PartitionView, msg: IterationFinished,
                   out: List[Action]) -> None:
@@ -475,6 +481,17 @@ class GovernorCore:
             self._break_dependants(rec.name, f"dependency {rec.name} {state.value}", now, out)
         self._maybe_final(rec, now, out)
 
+    def iterations_succeeded(self, rec: JobRecord, its: Sequence[int], now: float, out: List[Action]) -> None:
+        """A batch of iterations SUCCEEDED: what waits on one of them goes; the job may be done."""
+        if self.each.waiting:
+            self.each.final(self, rec, its, JobState.SUCCEED, now, out)
+        if self._waiting_it:
+            for it in its:
+                waiting = self._waiting_it.pop((rec.name, it), None)
+                if waiting:
+                    self._release(waiting, out)
+        self._maybe_final(rec, now, out)
+
     def _iteration_final(self, rec: JobRecord, it: int, state: JobState, now: float,
                          out: List[Action]) -> None:
         if self.each.waiting:
@@ -498,7 +515,7 @@ class GovernorCore:
     def finalize(self, rec: JobRecord, now: float, out: List[Action]) -> None:
         """Every iteration is final: the job takes the state they imply; dependants follow."""
         final = rec.summary_state()
-        self._set_state(rec, final, now, out)
+        self.set_job_state(rec, final, now, out)
         self.active -= 1
         out.append(JobDone(rec))
         if final is JobState.SUCCEED:
@@ -506,7 +523,7 @@ class GovernorCore:
         else:
             self._break_dependants(rec.name, f"dependency {rec.name} {final.value}", now, out)
 
-    def _set_state(self, rec: JobRecord, state: JobState, now: float, out: List[Action]) -> None:
+    def set_job_state(self, rec: JobRecord, state: JobState, now: float, out: List[Action]) -> None:
         if rec.set_state(state, now) and self.emit_events:
             out.append(StateEvent({"event": "job", "job": rec.name, "state": state.value, "time": now}))
 
@@ -556,7 +573,7 @@ class GovernorCore:
                     rec.set_it_state(it, JobState.OMITTED)
             rec.drops.append(Drop(rec.iterations(), JobState.OMITTED, now, reason))
             self._message(rec, f"omitted: {reason}")
-            self._set_state(rec, JobState.OMITTED, now, out)
+            self.set_job_state(rec, JobState.OMITTED, now, out)
             self.active -= 1
             out.append(JobDone(rec))
             if self.each.waiting:  # those waiting for its iterations one by one

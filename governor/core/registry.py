@@ -19,6 +19,9 @@ from hpilot.governor.core.states import FINAL_STATES, JobState, check_transition
 from hpilot.partition.messages import TaskSpec
 
 _QUEUED = JobState.QUEUED.code
+_EXECUTING = JobState.EXECUTING.code
+_SUCCEED = JobState.SUCCEED.code
+_FINAL_CODES = frozenset(s.code for s in FINAL_STATES)
 _FINAL_BY_VALUE = {s.value: s for s in FINAL_STATES}
 
 
@@ -93,6 +96,45 @@ class JobRecord:
         self.counts[old] -= 1
         self.counts[new] += 1
         return old
+
+    def start_many(self, its: Sequence[int]) -> None:
+        """Iterations start (QUEUED or SCHEDULED -> EXECUTING): a batch, its counts moved once."""
+        states, first = self.it_states, self.task.it_start
+        moved: Dict[int, int] = {}
+        for it in its:
+            idx = it - first
+            code = states[idx]
+            if code != _EXECUTING:
+                moved[code] = moved.get(code, 0) + 1
+                states[idx] = _EXECUTING
+        self._moved(moved, JobState.EXECUTING, its)
+
+    def succeed_many(self, its: Sequence[int]) -> List[int]:
+        """Running iterations ended well (-> SUCCEED), a batch; an iteration already final keeps
+        its end (a repeated report).  Returns the iterations that changed."""
+        states, first = self.it_states, self.task.it_start
+        moved: Dict[int, int] = {}
+        applied: List[int] = []
+        for it in its:
+            idx = it - first
+            code = states[idx]
+            if code in _FINAL_CODES:
+                continue
+            moved[code] = moved.get(code, 0) + 1
+            states[idx] = _SUCCEED
+            applied.append(it)
+        self._moved(moved, JobState.SUCCEED, its)
+        return applied
+
+    def _moved(self, moved: Dict[int, int], new: JobState, its: Sequence[int]) -> None:
+        """Counts after a batch moved ``moved[old code]`` iterations to ``new``; each kind of
+        change is checked against the transition table once (a bug raises, as one by one)."""
+        counts = self.counts
+        for code, n in moved.items():
+            old = JobState.from_code(code)
+            check_transition(f"{self.name} iterations {its[0]}..", old, new)
+            counts[old] -= n
+            counts[new] += n
 
     def restore_finished(self, records: Sequence[Tuple[Any, ...]]) -> List[Tuple[Any, ...]]:
         """Finished iterations of a replayed journal (records: job, iteration, state value, ...):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 _NAN = float("nan")
 _NONE = -(2 ** 31)  # an absent exit code or pid
@@ -218,6 +218,62 @@ class Runs:
         chunk = self._chunks.get(idx >> _SHIFT)
         attempts = chunk[1][(idx & _MASK) * _NI + _ATT] if chunk is not None else 0
         self._write(idx, allocation, wd, scheduled, started, None, attempts + 1, None, pid, partition, None)
+
+    def start_many(self, its: Sequence[int], allocations: Sequence[str], wds: Sequence[str],
+                   scheduled: Sequence[float], started: Sequence[float], pids: Sequence[Optional[int]],
+                   partition: Optional[str]) -> None:
+        """A batch of starts, written column by column in one loop (the governor's per-task path)."""
+        first, count, chunks, compact = self._start, self._count, self._chunks, self._compact
+        part, sidx = self._str(partition), self._str
+        for k, it in enumerate(its):
+            idx = it - first
+            if not 0 <= idx < count:
+                raise KeyError(it)
+            if compact and it in compact:
+                self._load(it)
+            chunk = chunks.get(idx >> _SHIFT)
+            if chunk is None:
+                chunk = self._chunk(idx)
+            times, ints = chunk
+            t, i = (idx & _MASK) * _NT, (idx & _MASK) * _NI
+            attempts = ints[i + _ATT]
+            if attempts == 0:
+                self._n += 1
+            times[t + _SCHED] = scheduled[k]
+            times[t + _START] = started[k]
+            times[t + _FIN] = _NAN
+            ints[i + _ATT] = attempts + 1
+            ints[i + _EXIT] = _NONE
+            pid = pids[k]
+            ints[i + _PID] = _NONE if pid is None else pid
+            ints[i + _ALLOC] = sidx(allocations[k])
+            ints[i + _WD] = sidx(wds[k])
+            ints[i + _PART] = part
+        if self._reasons:
+            for it in its:
+                self._reasons.pop(it - first, None)
+
+    def finish_many(self, its: Sequence[int], finished: Sequence[float], started: Sequence[float],
+                    allocations: Sequence[str], wds: Sequence[str]) -> None:
+        """A batch of plain successes (exit code 0, no reason).  An iteration whose start was
+        not seen (a replay's lost record) gets its run from the batch."""
+        first, chunks = self._start, self._chunks
+        for k, it in enumerate(its):
+            idx = it - first
+            chunk = chunks.get(idx >> _SHIFT)
+            i = (idx & _MASK) * _NI
+            if chunk is None or chunk[1][i + _ATT] == 0:
+                if not self._load(it):
+                    self._write(idx, allocations[k], wds[k], started[k], started[k], finished[k], 1, 0, None,
+                                None, None)
+                    continue
+                chunk = chunks[idx >> _SHIFT]
+            times, ints = chunk
+            times[(idx & _MASK) * _NT + _FIN] = finished[k]
+            ints[i + _EXIT] = 0
+        if self._reasons:
+            for it in its:
+                self._reasons.pop(it - first, None)
 
     def _write(self, idx: int, allocation: str, wd: str, scheduled: float, started: float,
                finished: Optional[float], attempts: int, exit_code: Optional[int], pid: Optional[int],

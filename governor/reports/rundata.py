@@ -431,19 +431,29 @@ def _tasks_from_journal(run: RunData) -> bool:
     except OSError:
         return False
     iterative: Dict[str, bool] = {}
-    for line in (ln for ln in lines if ln[:2] == b"J "):
-        parsed = _parse(line)
-        body = parsed[1] if parsed is not None else None
-        if isinstance(body, dict) and body.get("t") == "submit":
-            for job in body.get("jobs", []):
-                if isinstance(job, dict) and isinstance(job.get("name"), str):
-                    iterative[job["name"]] = job.get("iteration") is not None
-    crc = zlib.crc32
-    ilines = [ln for ln in lines if ln[:2] == b"I "]
-    good = [ln[11:] for ln in ilines if ln[10:11] == b" " and crc(ln[11:]) == int(ln[2:10], 16)]
-    parts = [p for p in (b.split(b"\t") for b in good) if len(p) == 9]
-    dropped = len(ilines) - len(parts)
-    finished = {(p[0], p[1]): p for p in parts}  # the last record of a task wins
+    finished: Dict[Tuple[bytes, bytes], List[bytes]] = {}
+    dropped = 0
+    for line in lines:
+        kind = line[:2]
+        if kind == b"I ":  # one finished iteration: the last record of a task wins
+            try:
+                good = line[10:11] == b" " and zlib.crc32(line[11:]) == int(line[2:10], 16)
+            except ValueError:  # not even a checksum
+                good = False
+            p = line[11:].split(b"\t") if good else []
+            if len(p) == 9:
+                finished[(p[0], p[1])] = p
+            else:
+                dropped += 1
+        elif kind == b"J ":
+            parsed = _parse(line)
+            body = parsed[1] if parsed is not None else None
+            if isinstance(body, dict) and body.get("t") == "submit":
+                for job in body.get("jobs", []):
+                    if isinstance(job, dict) and isinstance(job.get("name"), str):
+                        iterative[job["name"]] = job.get("iteration") is not None
+            elif isinstance(body, dict) and body.get("t") == "ok":  # a batch of plain successes
+                _batch_records(body, finished)
     if dropped:
         run.notes.append(f"journal: {dropped} record(s) damaged or cut short (a kill?); skipped")
     if not finished:
@@ -479,6 +489,18 @@ def _tasks_from_journal(run: RunData) -> bool:
     run.tasks = tasks
     run.task_source = "journal"
     return True
+
+
+def _batch_records(body: Dict[str, Any], finished: Dict[Tuple[bytes, bytes], List[bytes]]) -> None:
+    """A journal's batch of successes as the I records (fields as bytes) it stands for."""
+    try:
+        job = str(body["job"]).encode()
+        for it, a, w, b, e in zip(body["its"], body["a"], body["w"], body["b"], body["e"]):
+            key = str(int(it)).encode()
+            finished[(job, key)] = [job, key, b"S", b"0", repr(float(b)).encode(), repr(float(e)).encode(),
+                                    str(a).encode(), str(w).encode(), b""]
+    except (KeyError, TypeError, ValueError):
+        pass  # a damaged batch is skipped like a damaged I record
 
 
 def _blank_task() -> Dict[str, Any]:

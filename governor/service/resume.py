@@ -104,7 +104,23 @@ def restore(core: GovernorCore, run_dir: str, now: float) -> Tuple[List[Action],
         if kind == "S":
             started[(rec[0], rec[1])] = (rec[2], rec[3])
             continue
-        if rec.get("t") == "file":
+        t = rec.get("t")
+        if t == "started":  # a batch of starts: (pid, time) of each, so that a resume kills orphans
+            job = rec["job"]
+            started.update(((job, it), (pid, at)) for it, pid, at in zip(rec["its"], rec["pids"], rec["at"]))
+            continue
+        if t == "ok":  # a batch of plain successes, as the I records they stand for
+            job = rec["job"]
+            if started:
+                for it in rec["its"]:
+                    started.pop((job, it), None)
+            finished.extend((job, it, "SUCCEED", 0, b, e, a, w, None)
+                            for it, a, w, b, e in zip(rec["its"], rec["a"], rec["w"], rec["b"], rec["e"]))
+            if len(finished) >= BATCH:
+                feed(ReplayFinished(finished, tails))
+                finished, tails = [], {}
+            continue
+        if t == "file":
             plan.file_next = max(plan.file_next, int(rec.get("next", 0)))
             continue
         if rec.get("t") == "stderr":  # a failed iteration's last stderr lines, before its I record
