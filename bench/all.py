@@ -44,6 +44,9 @@ def parse(argv: List[str]) -> argparse.Namespace:
     ap.add_argument("--qcg", default=None, metavar="PATH", help="qcg-pm-service of an installed QCG-PilotJob")
     ap.add_argument("--from-json", metavar="FILE", default=None,
                     help="run nothing: write the document again from the results of an earlier run")
+    ap.add_argument("--before", default=None, metavar="PYTHON",
+                    help="a Python with an earlier hpilot installed: W1, API and G-1M of both, alternating, in "
+                    "this run (bench/compare.py); without it that section says so")
     ap.add_argument("--quick", action="store_true",
                     help="small sizes, one repeat, scale results in a temp dir: tests the benchmark, not hpilot")
     args = ap.parse_args(argv)
@@ -126,17 +129,18 @@ def run_scale(quick: bool, out_dir: str, doc_dir: str) -> Dict[str, Any]:
 
     sizes = scale.QUICK_SIZES if quick else scale.SIZES
     t0 = time.perf_counter()
-    rows = scale.run_sizes(sizes, echo=False)
+    result = scale.run_sizes(sizes, echo=False)
+    result["comparison"] = scale.compare(result)
     wall = time.perf_counter() - t0
     path = os.path.join(out_dir, "scale.json")
     with open(path, "w") as f:
-        json.dump(rows, f, indent=2)
+        json.dump(result, f, indent=2)
     plot: Optional[str] = os.path.join(out_dir, "scale.png")
     try:
-        scale.plot(rows, os.path.join(out_dir, "scale.png"))
+        scale.plot(result, os.path.join(out_dir, "scale.png"))
     except ImportError:  # matplotlib is an extra: the table stands without the plot
         plot = None
-    return {"rows": rows, "wall_s": round(wall, 1), "sizes": sizes, "json": path,
+    return {**result, "wall_s": round(wall, 1), "sizes": sizes, "json": path,
             "plot": plot, "plot_rel": os.path.relpath(plot, doc_dir) if plot else None}
 
 
@@ -158,7 +162,23 @@ def collect(args: argparse.Namespace, workdir: str, scale_dir: str) -> Dict[str,
     doc_dir = os.path.dirname(os.path.abspath(args.write))
     res["scale"] = guarded("scale simulation", lambda: run_scale(args.quick, scale_dir, doc_dir))
     res["profile"] = guarded("profiles", lambda: profile.run(args.quick))
+    res["compare"] = run_compare(args)
     return res
+
+
+def run_compare(args: argparse.Namespace) -> Dict[str, Any]:
+    """Before and after in the same run (--before): each round runs both installs, alternating."""
+    if not args.before:
+        return {"skipped": "no --before PYTHON given (an earlier hpilot to compare with)"}
+    from bench import compare
+
+    def go() -> Dict[str, Any]:
+        rounds = 1 if args.quick else max(3, args.repeat)
+        rows = compare.compare(args.before, sys.executable, rounds, ["W1", "API", "G-1M"],
+                               g1m_iters=100_000 if args.quick else 1_000_000)
+        return {"before": args.before, "rounds": rounds, "rows": rows}
+
+    return guarded("before/after", go)
 
 
 def _round(x: Optional[float]) -> Optional[float]:

@@ -10,8 +10,9 @@ venv with ``pip install -e`` of another checkout).
         --rounds 5 --json docs/compare.json
 
 Workloads: W1 (2000 x /bin/true from a request file, 2 virtual cores per CPU), API (the
-same 2000 through LocalManager, submit and wait4all), and G-1/2/4/8 (100,000 dry-run
-iterations over 8 nodes of 8 virtual cores split into 1, 2, 4 or 8 partitions).
+same 2000 through LocalManager, submit and wait4all), G-1/2/4/8 (100,000 dry-run
+iterations over 8 nodes of 8 virtual cores split into 1, 2, 4 or 8 partitions) and G-1M
+(1,000,000 dry-run iterations over 8 partitions, no journal, as bench/governor.py's G-1M).
 """
 
 from __future__ import annotations
@@ -58,10 +59,11 @@ def _wall(cmd: List[str], cwd: str) -> float:
     return wall
 
 
-def workloads(work: str, cores: int) -> Dict[str, Callable[[str, str], float]]:
+def workloads(work: str, cores: int, g1m_iters: int = 1_000_000) -> Dict[str, Callable[[str, str], float]]:
     """name -> run(python, wd) -> seconds."""
     w1 = _requests(os.path.join(work, "w1.json"), W1_TASKS)
     g = _requests(os.path.join(work, "g.json"), G_ITERS)
+    g1m = _requests(os.path.join(work, "g1m.json"), g1m_iters)
 
     def file_w1(py: str, wd: str) -> float:
         return _wall([py, "-m", "hpilot.governor", "run", w1, "--nodes", str(cores), "--log", "warning"], wd)
@@ -79,16 +81,21 @@ def workloads(work: str, cores: int) -> Dict[str, Callable[[str, str], float]]:
                           str(8 // parts), "--dry-run-tasks", "0", "--log", "warning"], wd)
         return run
 
-    out: Dict[str, Callable[[str, str], float]] = {"W1": file_w1, "API": api_w1}
+    def big(py: str, wd: str) -> float:
+        return _wall([py, "-m", "hpilot.governor", "run", g1m, "--nodes", ",".join(["8"] * 8), "--partition-nodes",
+                      "1", "--dry-run-tasks", "0", "--log", "warning", "--no-journal"], wd)
+
+    out: Dict[str, Callable[[str, str], float]] = {"W1": file_w1, "API": api_w1, "G-1M": big}
     for parts in (1, 2, 4, 8):
         out[f"G-{parts}"] = governor(parts)
     return out
 
 
-def compare(before: str, after: str, rounds: int, names: List[str]) -> List[Dict[str, Any]]:
+def compare(before: str, after: str, rounds: int, names: List[str],
+            g1m_iters: int = 1_000_000) -> List[Dict[str, Any]]:
     cores = 2 * (os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="hpilot-compare-") as work:
-        runs = workloads(work, cores)
+        runs = workloads(work, cores, g1m_iters)
         times: Dict[Tuple[str, str], List[float]] = {}
         for r in range(rounds):
             order = [("before", before), ("after", after)]
@@ -103,8 +110,9 @@ def compare(before: str, after: str, rounds: int, names: List[str]) -> List[Dict
     for name in names:
         b = statistics.median(times[(name, "before")])
         a = statistics.median(times[(name, "after")])
-        tasks = W1_TASKS if name in ("W1", "API") else G_ITERS
-        rows.append({"workload": name, "before_s": round(b, 4), "after_s": round(a, 4), "ratio": round(a / b, 3),
+        tasks = W1_TASKS if name in ("W1", "API") else (g1m_iters if name == "G-1M" else G_ITERS)
+        rows.append({"workload": name, "tasks": tasks, "before_s": round(b, 4), "after_s": round(a, 4),
+                     "ratio": round(a / b, 3), "speedup": round(b / a, 3),
                      "before_per_s": round(tasks / b), "after_per_s": round(tasks / a),
                      "before_runs": [round(x, 4) for x in times[(name, "before")]],
                      "after_runs": [round(x, 4) for x in times[(name, "after")]]})

@@ -21,7 +21,7 @@ SLURM_SKIPPED = "skipped: no Slurm cluster (start it with bash tests/slurm/start
 def render(res: Results) -> str:
     """The whole document."""
     sections: List[Callable[[Results], str]] = [
-        _header, _machine, _main, _wrapper, _agents, _governor_notes, _scale, _profile, _targets]
+        _header, _machine, _main, _wrapper, _agents, _governor_notes, _compare, _scale, _profile, _targets]
     return "\n\n".join(s(res).strip("\n") for s in sections) + "\n"
 
 
@@ -231,125 +231,147 @@ to the last registration. Both are medians over the runs."""
   from the others. A machine with a core per partition manager is not measured here.{phases}"""
 
 
-def scale_analysis(rows: List[Dict[str, Any]], floor: Dict[str, Any]) -> Dict[str, Any]:
-    """What saturates first, from the largest simulated size and the spawn floor of this run."""
-    first, last = rows[0], rows[-1]
-    gov_rate = 1e6 / last["gov_us_per_task"]
-    part_rate = 1e6 / last["part_us_per_task"]
-    partitions_full = DEMAND_CORES // CORES_PER_NODE // 16
+def _compare(res: Results) -> str:
+    head = """## Before and after, in the same run (issues #11, #16)
+
+`--before PYTHON` names a Python with an earlier hpilot installed; each round runs every
+workload once with it and once with this one, alternating which goes first
+(bench/compare.py), so both meet the same load. Medians over the rounds."""
+    c = res.get("compare")
+    if not isinstance(c, dict) or "rows" not in c:
+        why = (c or {}).get("skipped") or (c or {}).get("error") or "not run"
+        return f"{head}\n\nNot measured: {why}."
+    rows = [[r["workload"], f"{r['tasks']:,}", f"{r['before_s']:.3f} s", f"{r['after_s']:.3f} s",
+             f"{r['ratio']:.3f}x", f"{r['before_per_s']:,}", f"{r['after_per_s']:,}"] for r in c["rows"]]
+    return f"""{head} Before: `{c["before"]}`, {c["rounds"]} rounds.
+
+{_table(["workload", "tasks", "before", "after", "after / before (time)", "before (tasks/s)",
+         "after (tasks/s)"], rows)}"""
+
+
+def scale_analysis(s: Dict[str, Any], floor: Dict[str, Any]) -> Dict[str, Any]:
+    """What saturates first, at the largest size simulated: the governor (its saturation rate,
+    every partition answering at once) or the partition managers (one manager's rate)."""
+    sat = max(s["saturation"], key=lambda r: r["nodes"])
+    gov_rate = float(sat["tasks_per_s"])
+    short = [r for r in s["rows"] if r["shape"] == "governor" and r["workload"] == "0.1s"]
+    part = max(short or [r for r in s["rows"] if r["shape"] == "governor"], key=lambda r: r["nodes"])
+    part_rate = 1e6 / part["part_us_per_task"]  # one manager: its CPU over its own tasks is the same per task
     spawn_rates = [floor["tasks"] / floor[k] for k in ("xargs_s", "c_s") if floor.get(k)]
-    d_tasks = last["tasks"] - first["tasks"]
     return {
-        "demand_per_s": DEMAND_CORES / DEMAND_TASK_S, "gov_rate": gov_rate,
-        "busy_cores": gov_rate * DEMAND_TASK_S, "busy_nodes": gov_rate * DEMAND_TASK_S / CORES_PER_NODE,
-        "min_task_s": DEMAND_CORES / gov_rate, "part_rate": part_rate,
-        "part_rate_all": part_rate * partitions_full, "partitions_full": partitions_full,
+        "demand_per_s": DEMAND_CORES / DEMAND_TASK_S, "gov_rate": gov_rate, "gov_us": sat["gov_us_per_task"],
+        "sat_nodes": sat["nodes"], "busy_cores": gov_rate * DEMAND_TASK_S,
+        "busy_nodes": gov_rate * DEMAND_TASK_S / CORES_PER_NODE, "min_task_s": DEMAND_CORES / gov_rate,
+        "part_rate": part_rate, "part_us": part["part_us_per_task"],
         "spawn_min": min(spawn_rates) if spawn_rates else None, "spawn_max": max(spawn_rates) if spawn_rates else None,
-        "bytes_per_task": (last["peak_rss_mb"] - first["peak_rss_mb"]) * 1024 * 1024 / d_tasks if d_tasks else None,
-        "largest_nodes": last["nodes"],
     }
 
 
-def _scale_table(rows: List[Dict[str, Any]]) -> str:
-    return _table(["nodes", "cores", "partitions", "tasks", "governor µs/task", "partitions µs/task (sum)",
-                   "messages/task", "peak RSS MB", "makespan / ideal"], [
-        [f"{r['nodes']:,}", f"{r['cores']:,}", f"{r['partitions']}", f"{r['tasks']:,}",
-         f"{r['gov_us_per_task']:.2f}", f"{r['part_us_per_task']:.2f}", f"{r['messages_per_task']:.1f}",
-         f"{r['peak_rss_mb']:.0f}", f"{100 * r['efficiency_vs_ideal']:.0f}%"] for r in rows])
+def _scale_table(s: Dict[str, Any]) -> str:
+    comp = {(c["workload"], c["nodes"]): c for c in s.get("comparison", [])}
+    rows = sorted((r for r in s["rows"] if r["shape"] == "governor"), key=lambda r: (r["workload"], r["nodes"]))
+    out = []
+    for r in rows:
+        c = comp.get((r["workload"], r["nodes"]), {})
+        out.append([r["workload"], f"{r['nodes']:,}", f"{r['partitions']}", f"{r['tasks']:,}",
+                    f"{r['gov_us_per_task']:.2f}", f"{c.get('flat_gov_us_per_task', float('nan')):.2f}",
+                    f"{r['part_us_per_task']:.1f}", f"{r['messages_per_task']:.3f}",
+                    f"{r['makespan_s']:,.2f} s", f"{c.get('flat_makespan_s', float('nan')):,.2f} s",
+                    f"{c.get('difference_pct', float('nan')):+.2f}%"])
+    return _table(["workload", "nodes", "partitions", "iterations", "governor µs/task", "flat: governor µs/task",
+                   "partitions µs/task (sum)", "messages/task", "makespan", "flat makespan",
+                   "governor vs flat"], out)
+
+
+def _saturation_table(s: Dict[str, Any]) -> str:
+    return _table(["nodes", "partitions", "iterations reported", "governor µs/task", "governor tasks/s"], [
+        [f"{r['nodes']:,}", f"{r['partitions']}", f"{r['tasks']:,}", f"{r['gov_us_per_task']:.2f}",
+         f"{r['tasks_per_s']:,}"] for r in sorted(s["saturation"], key=lambda r: r["nodes"])])
 
 
 def _scale(res: Results) -> str:
-    head = """## Scale simulation (issue #8)
+    head = """## Scale simulation: what the hierarchy costs (issues #8, #16)
 
-What it simulates (bench/scale.py):
+What it simulates (bench/scale.py, `python -m bench.scale`):
 
-- Allocations of virtual nodes with 128 cores each, split into partitions of 16 nodes.
-- One job of 8 tasks per core, run through the real `GovernorCore`, with its Router as in
-  `--governor`, and one real `PartitionCore` per partition.
-- No sockets and no processes: a task "runs" for its simulated duration on a virtual
-  clock, and the cores handle exactly the events they handle for real tasks.
-- Durations are lognormal with a median of 60 s and sigma 0.8, capped at 1 h: mostly
-  alike, with a tail of long tasks, the usual shape of a sweep.
+- Allocations of virtual nodes with 128 cores each, one job of 8 iterations per core,
+  run through the real `GovernorCore` and real `PartitionCore`s on a virtual clock: no
+  sockets, no processes, but exactly the events and messages of a real run.
+- Every workload twice in the same run: through the governor and partitions of 16
+  nodes (routed by credit), and through **one flat partition of all the nodes** with the
+  same policy, as a single manager runs (the baseline). The difference in makespan is what
+  the hierarchy costs.
+- A partition works in loop passes of 10 ms (virtual): it takes the pass's ends, places
+  what fits and sends the pass's reports together, as a partition manager does; a message
+  between governor and partition takes one pass (the flat partition shares the governor's
+  process and loop).
+- Workloads: tasks of 0.1 s and 1 s (uniform within 10 %), where control-plane cost shows,
+  and lognormal tasks (median 60 s, sigma 0.8, capped at 1 h), the usual shape of a sweep.
+- CPU figures are each core's thread CPU time, not wall time, so they hold on a loaded
+  machine. The saturation rows feed the governor alone with every partition reporting a
+  full load of ends and starts at once: its own ceiling.
 
-Each size runs in its own process, so the peak RSS belongs to that size. That RSS covers
-the governor and all the partition cores together."""
+Each run is its own process (its peak RSS is its own)."""
     missing = _unavailable(res, "scale")
     if missing:
         return f"{head}\n\n{missing}"
     s = res["scale"]
-    rows = s["rows"]
     plot = f"\n\n![scale simulation]({s['plot_rel']})" if s.get("plot_rel") else ""
+    sizes = sorted({r["nodes"] for r in s["rows"]})
     return f"""{head}
 
-Sizes {", ".join(f"{r['nodes']:,}" for r in rows)} nodes took {s["wall_s"]:.0f} s in all; the results are in
+Sizes {", ".join(f"{n:,}" for n in sizes)} nodes took {s["wall_s"]:.0f} s in all; the results are in
 `{s["json"]}`.
 
-{_scale_table(rows)}{plot}
+{_scale_table(s)}
 
-{_scale_growth(rows)}
+The governor alone, every partition answering at once:
 
-{_saturation(rows, res.get("floor", {}))}"""
+{_saturation_table(s)}{plot}
 
+{_scale_notes(s)}
 
-def _span(values: List[float], unit: str = "") -> str:
-    """``a-b`` of rounded values, or one value when they round alike."""
-    lo, hi = f"{min(values):.0f}", f"{max(values):.0f}"
-    return f"{lo}{unit}" if lo == hi else f"{lo}-{hi}{unit}"
+{_saturation(s, res.get("floor", {}))}"""
 
 
-def _scale_growth(rows: List[Dict[str, Any]]) -> str:
-    first, last = rows[0], rows[-1]
-    a = scale_analysis(rows, {})
-    mem = (f"about {a['bytes_per_task']:.0f} bytes per task for the governor and the partitions together: "
-           "per-iteration state in the governor (run columns, a state byte) and in the partition cores"
-           if a["bytes_per_task"] else "one size only: no slope")
-    eff = [100 * r["efficiency_vs_ideal"] for r in rows]
-    util = [100 * r["utilisation"] for r in rows]
-    longest = max(r.get("longest_task_s", 0.0) for r in rows)
-    return f"""How each cost grows:
+def _scale_notes(s: Dict[str, Any]) -> str:
+    lognormal = [r for r in s["rows"] if r["workload"] == "lognormal" and r["shape"] == "governor"]
+    long_tail = max((r.get("longest_task_s", 0.0) for r in lognormal), default=0.0)
+    return f"""How to read it:
 
-- **Governor CPU per task** goes from {first["gov_us_per_task"]:.1f} to {last["gov_us_per_task"]:.1f} µs over a \
-{last["nodes"] // first["nodes"]}-fold larger allocation. Routing is per batch, not per task; what grows is the
-  registry (more jobs' columns and more partitions' accounting).
-- **Reports per task** go from {first["messages_per_task"]:.1f} to {last["messages_per_task"]:.1f}: one "started" \
-and one "finished" report, each an event for the governor core (on the wire, a partition's reports of one loop pass
-  share one frame). The work itself travels in a few batches, each within the partition's credit.
-- **Partition CPU per task**, summed over all partitions, goes from {first["part_us_per_task"]:.0f} to \
-{last["part_us_per_task"]:.0f} µs. Each partition manager has its own process and core, so a single one spends at
-  most that much per task.
-- **Memory** grows linearly with the number of tasks: {mem}.
-
-About the utilisation column: "makespan / ideal" compares the makespan against the longer
-of (work / cores) and the longest task; it is {_span(eff, "%")} here. With 8 tasks per core and
-this tail, the longest task (up to {longest / 60:.0f} min in these runs) sets the ideal, and FIFO order, which
-knows nothing of durations, sometimes starts one of the longest tasks late. Raw core
-utilisation (work / (cores x makespan)) is {_span(util, "%")} for the same reason: a property of
-the workload's tail, not of hpilot's overhead, which is microseconds against minutes-long tasks."""
+- **Per batch, not per iteration.** A partition's starts and plain successes of one pass
+  reach the governor as one batch per job, in columns (governor/core/batches.py); only
+  exceptions (a failure, a cancel, an iteration something waits on) are handled one by one.
+  So the governor's cost per task falls as batches grow: short tasks at a large size make
+  big batches. Long tasks make batches of one or two (few end in any 10 ms), and the cost
+  per task is the cost per batch, at a rate no governor notices.
+- **Messages per task** count the governor's messages both ways, batches included.
+- **The makespan difference** is the hierarchy's whole cost on the schedule: the round trip
+  of credit and reports (a pass each way) and routing in batches of the partitions' credit,
+  against a single list scheduler that sees every core. With lognormal tasks the longest
+  task ({long_tail / 60:.0f} min here) sets the makespan in both shapes."""
 
 
-def _saturation(rows: List[Dict[str, Any]], floor: Dict[str, Any]) -> str:
-    a = scale_analysis(rows, floor)
+def _saturation(s: Dict[str, Any], floor: Dict[str, Any]) -> str:
+    a = scale_analysis(s, floor)
     spawn = (f"spawning on the nodes runs at {a['spawn_min']:,.0f}-{a['spawn_max']:,.0f}/s on this 2-CPU machine "
              f"(the floor), {a['spawn_min'] * 1024 / 1e6:.1f}-{a['spawn_max'] * 1024 / 1e6:.1f} million/s over "
              "1,024 such nodes, and a 128-core node spawns faster."
              if a["spawn_min"] else "the spawn floor was not measured in this run.")
-    return f"""**What saturates first.** Tasks of {DEMAND_TASK_S} s on {DEMAND_CORES:,} cores need \
-{a["demand_per_s"] / 1e6:.2f} million starts per second. At the largest size simulated here ({a["largest_nodes"]:,} \
-nodes) the governor costs {rows[-1]["gov_us_per_task"]:.1f} µs of CPU per task, so it saturates first, near \
-{a["gov_rate"]:,.0f} tasks/s. With {DEMAND_TASK_S} s tasks that is about {a["busy_cores"]:,.0f} busy cores, \
-around {a["busy_nodes"]:,.0f} nodes of {CORES_PER_NODE} cores. With the full {DEMAND_CORES // CORES_PER_NODE:,} \
-nodes, tasks must last at least about {a["min_task_s"]:.1f} s to keep the governor below one core. The other
-parts are far from that limit:
-
-- a partition manager saturates near {a["part_rate"]:,.0f} tasks/s ({rows[-1]["part_us_per_task"]:.0f} µs per \
-task at most), which is {a["part_rate_all"] / 1e6:.1f} million/s over {a["partitions_full"]} partitions;
-- {spawn}
-
-Done to cut the governor's per-task work: a partition's reports of one loop pass share
-one frame of compact records, runs are stored in columns, and state counting hashes
-states by identity. Not done: reporting only finished iterations (a "started" event
-would then be implied by its "finished" one for short tasks), which would halve the
-governor's events."""
+    node_cores = 16 * CORES_PER_NODE
+    lines = [
+        f"**What saturates first.** Tasks of {DEMAND_TASK_S} s on {DEMAND_CORES:,} cores need "
+        f"{a['demand_per_s'] / 1e6:.2f} million starts per second.",
+        f"At {a['sat_nodes']:,} nodes the governor costs {a['gov_us']:.2f} µs of CPU per task when every partition "
+        f"reports at once, so it takes up to {a['gov_rate']:,.0f} tasks/s: about {a['busy_cores']:,.0f} busy cores "
+        f"with {DEMAND_TASK_S} s tasks ({a['busy_nodes']:,.0f} nodes of {CORES_PER_NODE} cores); with all "
+        f"{DEMAND_CORES // CORES_PER_NODE:,} nodes, tasks of {a['min_task_s']:.2f} s or longer keep it below one core.",
+        f"A partition manager costs {a['part_us']:.1f} µs per task, so one saturates near {a['part_rate']:,.0f} "
+        f"tasks/s: that is the first limit for a partition of 16 such nodes ({node_cores:,} cores) with tasks "
+        f"shorter than {node_cores / a['part_rate']:.2f} s, where smaller partitions help.",
+        f"And {spawn}",
+    ]
+    return "\n".join(lines)
 
 
 def _profile_table(p: Dict[str, Any]) -> str:
@@ -430,7 +452,7 @@ def _targets(res: Results) -> str:
     unmeasured = sum(1 for t in rows if t["met"] is None)
     return f"""## Targets
 
-Every speed and scale target of issues #2 to #8 and #13 to #15, from this run: {len(rows) - missed - unmeasured} met,
+Every speed and scale target of issues #2 to #8 and #11 to #16, from this run: {len(rows) - missed - unmeasured} met,
 {missed} missed, {unmeasured} not measured (a section that was skipped or failed above says why).
 A missed target says why in the last column.
 

@@ -2,7 +2,7 @@
 
 Four profiles, each reduced to its top functions by own time and their share of the total:
 
-- scheduler: the PartitionCores of a scale simulation (bench/scale.py), only their own
+- scheduler: the PartitionCores of a scale simulation (bench/scale.py, 1 s tasks), only their own
   ``handle`` calls;
 - routing: the GovernorCore with its Router in the same simulation;
 - journal: writing finished-iteration records with hpilot's journal writer, then the
@@ -68,7 +68,7 @@ def profile_cores(nodes: int) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     from bench.scale import simulate
 
     profs = {"governor": cProfile.Profile(), "partition": cProfile.Profile()}
-    row = simulate(nodes, 8, profilers=profs)
+    row = simulate(nodes, "governor", "1s", 8, profilers=profs)
     sched = summarise(pstats.Stats(profs["partition"]))
     route = summarise(pstats.Stats(profs["governor"]))
     for part in (sched, route):

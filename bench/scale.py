@@ -27,6 +27,7 @@ governor CPU when every partition's reports arrive at once (``saturation``).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import heapq
 import json
 import os
@@ -59,7 +60,10 @@ SHAPES = ("governor", "flat")
 
 
 class _Sim:
-    def __init__(self, nodes: int, shape: str, workload: str, seed: int) -> None:
+    def __init__(self, nodes: int, shape: str, workload: str, seed: int,
+                 profilers: Optional[Dict[str, cProfile.Profile]] = None) -> None:
+        self.prof_gov = (profilers or {}).get("governor")
+        self.prof_part = (profilers or {}).get("partition")
         self.rng = random.Random(seed)
         self.duration = WORKLOADS[workload]
         self.flat = shape == "flat"
@@ -83,9 +87,13 @@ class _Sim:
                                           LOCAL_CREDIT if self.flat else None))
 
     def governor(self, ev: Any) -> None:
+        if self.prof_gov is not None:
+            self.prof_gov.enable()
         t0 = _cpu()
         actions = self.gov.handle(ev)
         self.gov_cpu += _cpu() - t0
+        if self.prof_gov is not None:
+            self.prof_gov.disable()
         for a in actions:
             if isinstance(a, SendToPartition):
                 self.messages += 1
@@ -94,6 +102,8 @@ class _Sim:
     def partition(self, name: str, events: List[Any], clock: float) -> None:
         """One loop pass of partition ``name``: its events, a placement, its starts."""
         core = self.parts[name]
+        if self.prof_part is not None:
+            self.prof_part.enable()
         t0 = _cpu()
         out: List[Any] = []
         for ev in events:
@@ -111,6 +121,8 @@ class _Sim:
                 reports += core.handle(TaskStarted(a.task_id, 0, clock))
         reports = batched(reports)  # a loop pass's reports, as a partition manager sends them
         self.part_cpu += _cpu() - t0
+        if self.prof_part is not None:
+            self.prof_part.disable()
         self.messages += len(reports)
         self.to_gov.extend((name, r) for r in reports)
 
@@ -145,8 +157,9 @@ class _Sim:
 
 
 def simulate(nodes: int, shape: str = "governor", workload: str = "lognormal", tasks_per_core: int = 8,
-             seed: int = 1) -> Dict[str, Any]:
-    sim = _Sim(nodes, shape, workload, seed)
+             seed: int = 1, profilers: Optional[Dict[str, cProfile.Profile]] = None) -> Dict[str, Any]:
+    """One run; ``profilers`` ("governor", "partition") profile only the cores' own calls."""
+    sim = _Sim(nodes, shape, workload, seed, profilers)
     cores = nodes * CORES_PER_NODE
     tasks = tasks_per_core * cores
     rss0 = _rss_mb()

@@ -1,4 +1,4 @@
-"""Every speed and scale target of issues #2 to #8 and #13 to #15, checked against the results of one run.
+"""Every speed and scale target of issues #2 to #8 and #11 to #16, checked against the results of one run.
 
 Each target knows where its figure lives in the results of ``python -m bench all`` and
 why it can be missed.  The reason is static text, shown only for a target that is missed,
@@ -102,7 +102,54 @@ def _scale(res: Results) -> Optional[Tuple[str, bool]]:
     if s is None or not s.get("rows"):
         return None
     largest = max(r["nodes"] for r in s["rows"])
-    return f"{s['wall_s']:.0f} s for 16 to {largest:,} nodes", s["wall_s"] < 600 and largest >= 1024
+    runs = len(s["rows"]) + len(s.get("saturation", []))
+    return f"{s['wall_s']:.0f} s for {runs} runs, 16 to {largest:,} nodes", s["wall_s"] < 600 and largest >= 1024
+
+
+def _largest(res: Results, key: str) -> Optional[Dict[str, Any]]:
+    s = suite(res, "scale")
+    rows = (s or {}).get(key) or []
+    return max(rows, key=lambda r: r["nodes"]) if rows else None
+
+
+def _saturation_cpu(res: Results) -> Optional[Tuple[str, bool]]:
+    """Issue #16: the governor's CPU per task with every partition reporting at once, at the largest size."""
+    r = _largest(res, "saturation")
+    if r is None:
+        return None
+    return f"{r['gov_us_per_task']:.2f} µs at {r['nodes']:,} nodes", r["nodes"] >= 1024 and r["gov_us_per_task"] < 2.0
+
+
+def _flat_makespan(res: Results) -> Optional[Tuple[str, bool]]:
+    """Issue #16: 1 s tasks at the largest size, governor against one flat partition."""
+    s = suite(res, "scale")
+    comp = [c for c in (s or {}).get("comparison", []) if c["workload"] == "1s"]
+    if not comp:
+        return None
+    c = max(comp, key=lambda c: c["nodes"])
+    text = (f"{c['difference_pct']:+.2f}% ({c['governor_makespan_s']:.2f} s vs {c['flat_makespan_s']:.2f} s, "
+            f"{c['nodes']:,} nodes)")
+    return text, c["nodes"] >= 1024 and c["difference_pct"] <= 1.0
+
+
+def _partitions_cpu(res: Results) -> Optional[Tuple[str, bool]]:
+    """Issue #16: the governor's CPU per task does not grow from 1 to 8 partitions (10 % for noise)."""
+    rows = [row(res, f"G-{n}") for n in (1, 2, 4, 8)]
+    if any(r is None or r.get("gov_cpu_us_per_task") is None for r in rows):
+        return None
+    values = [float(r["gov_cpu_us_per_task"]) for r in rows if r is not None]
+    return ", ".join(f"{v:.1f}" for v in values) + " µs", max(values[1:]) <= 1.1 * values[0]
+
+
+def _compared(name: str, key: str, good: Callable[[float], bool], fmt: str) -> Check:
+    """A before/after figure of ``--before`` (bench/compare.py, both installs alternating in this run)."""
+    def check(res: Results) -> Optional[Tuple[str, bool]]:
+        c = suite(res, "compare")
+        r = next((x for x in (c or {}).get("rows", []) if x["workload"] == name), None)
+        if r is None:
+            return None
+        return fmt.format(**r), bool(good(r[key]))
+    return check
 
 
 def _streaming(res: Results) -> Optional[Tuple[str, bool]]:
@@ -249,6 +296,30 @@ TARGETS: List[Target] = [
     Target(15, "hpilot status, 100,000 iterations in flight", "< 100 ms",
            _field("CLI-100k", "wall_s", "{:.3f} s", lambda v: v < 0.1, sized=True),
            LOAD + "the command's start-up is most of it (see CLI-start); the answer itself is a few ms."),
+    Target(11, "W1, one path against before it (same run, alternating)", "within 5%",
+           _compared("W1", "ratio", lambda v: v <= 1.05, "{ratio:.3f}x ({after_per_s:,} vs {before_per_s:,}/s)"),
+           LOAD + "the two installs alternate run by run, so load hits both; a miss is the in-process partition's "
+           "messages and the Router's accounting per batch.", "compare"),
+    Target(11, "W1 through the API, one path against before it", "within 5%",
+           _compared("API", "ratio", lambda v: v <= 1.05, "{ratio:.3f}x ({after_per_s:,} vs {before_per_s:,}/s)"),
+           LOAD + "as W1.", "compare"),
+    Target(16, "governor CPU per task, every partition reporting at once (simulation)", "< 2 µs at 1,024 nodes",
+           _saturation_cpu, "the batches' per-iteration loops (state bytes, run columns) are Python; each "
+           "iteration still costs a few array writes.", "scale"),
+    Target(16, "makespan of 1 s tasks, governor against one flat partition (simulation)",
+           "within 1% at 1,024 nodes", _flat_makespan,
+           "credit and reports take a loop pass each way between governor and partition, which the flat "
+           "partition, in the governor's process, does not pay.", "scale"),
+    Target(16, "governor CPU per task, 1 to 8 partitions (G rows, real processes)", "flat or falling",
+           _partitions_cpu, "a partition's reports cost the governor per batch: more partitions make more, "
+           "smaller batches for the same iterations.", "main"),
+    Target(16, "1,000,000 iterations over 8 partitions", "governor peak < 100 MB",
+           _field("G-1M", "peak_mb", "{:.0f} MB", lambda v: v < 100, sized=True),
+           "the peak is the governor's registry: a state byte and 48 bytes of run columns per iteration.", "main"),
+    Target(16, "G-1M rate against before batches (same run, alternating)", ">= 3x",
+           _compared("G-1M", "speedup", lambda v: v >= 3.0, "{speedup:.2f}x ({after_per_s:,} vs {before_per_s:,}/s)"),
+           "on 2 shared CPUs the 8 partition managers and the governor compete: the governor's own CPU falls "
+           "more than the wall clock shows.", "compare"),
     Target(15, "hpilot top redraw, 100,000 iterations in flight", "< 100 ms",
            _field("TOP-100k", "wall_s", "{:.3f} s", lambda v: v < 0.1, sized=True),
            "the overview request or the rendering of the screen grew with the run's size."),

@@ -164,6 +164,8 @@ class Runs:
     """The runs of one job's iterations ``it_start .. it_start + it_count - 1``."""
 
     __slots__ = ("_start", "_count", "_chunks", "_strs", "_str_idx", "_reasons", "_n", "_compact")
+    _no_times = array("d")
+    _no_ints = array("i")
 
     def __init__(self, it_start: int, it_count: int) -> None:
         self._start, self._count = it_start, it_count
@@ -222,19 +224,26 @@ class Runs:
     def start_many(self, its: Sequence[int], allocations: Sequence[str], wds: Sequence[str],
                    scheduled: Sequence[float], started: Sequence[float], pids: Sequence[Optional[int]],
                    partition: Optional[str]) -> None:
-        """A batch of starts, written column by column in one loop (the governor's per-task path)."""
+        """A batch of starts, written column by column in one loop: the governor's per-task path,
+        so lookups are hoisted out of it (the chunk is looked up again only when it changes, a
+        string's number only when it differs from the previous iteration's)."""
         first, count, chunks, compact = self._start, self._count, self._chunks, self._compact
-        part, sidx = self._str(partition), self._str
+        part, str_idx = self._str(partition), self._str_idx.get
+        cur, times, ints = -1, self._no_times, self._no_ints
+        last_a: Optional[str] = None
+        last_w: Optional[str] = None
+        ai = wi = 0
         for k, it in enumerate(its):
             idx = it - first
             if not 0 <= idx < count:
                 raise KeyError(it)
             if compact and it in compact:
                 self._load(it)
-            chunk = chunks.get(idx >> _SHIFT)
-            if chunk is None:
-                chunk = self._chunk(idx)
-            times, ints = chunk
+                cur = -1
+            number = idx >> _SHIFT
+            if number != cur:
+                chunk = chunks.get(number) or self._chunk(idx)
+                times, ints, cur = chunk[0], chunk[1], number
             t, i = (idx & _MASK) * _NT, (idx & _MASK) * _NI
             attempts = ints[i + _ATT]
             if attempts == 0:
@@ -246,8 +255,14 @@ class Runs:
             ints[i + _EXIT] = _NONE
             pid = pids[k]
             ints[i + _PID] = _NONE if pid is None else pid
-            ints[i + _ALLOC] = sidx(allocations[k])
-            ints[i + _WD] = sidx(wds[k])
+            a = allocations[k]
+            if a != last_a:
+                last_a, ai = a, str_idx(a) or self._str(a)
+            ints[i + _ALLOC] = ai
+            w = wds[k]
+            if w != last_w:
+                last_w, wi = w, str_idx(w) or self._str(w)
+            ints[i + _WD] = wi
             ints[i + _PART] = part
         if self._reasons:
             for it in its:

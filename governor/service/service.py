@@ -417,6 +417,7 @@ class Service:
             "started": self.started,
             "finished": finished,
             "elapsed_s": round(elapsed, 6),
+            "cpu_s": round(time.process_time(), 3),  # this process's own (a governor's, not its partitions')
             "resources": {"nodes": [{"name": n.name, "cores": list(n.cores)} for n in self.resources.nodes],
                           "total_cores": self.resources.total_cores, "binding": self.resources.binding},
             # governor mode: each partition's nodes (the node groups of `hpilot report ... cores`)
