@@ -24,7 +24,7 @@ import os
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from hpilot.governor.core.records import (  # noqa: F401 - the format lives there
     FILE,
@@ -159,6 +159,19 @@ def _parse_finished(line: bytes) -> Optional[Tuple[str, Any]]:
                      float(p[5]), p[6], p[7], p[8] or None)
     except (ValueError, KeyError, UnicodeDecodeError):
         return None
+
+
+def finished(records: Iterable[Tuple[str, Any]]) -> Iterator[Tuple[Any, ...]]:
+    """Every finished iteration of the records, as the ``I`` record's tuple (job, iteration,
+    state, exit code, start, end, allocation, wd, reason): the ``I`` records and the batches of
+    plain successes (``"t": "ok"``) alike."""
+    for kind, rec in records:
+        if kind == "I":
+            yield rec
+        elif kind == "J" and rec.get("t") == "ok":
+            job = rec["job"]
+            yield from ((job, it, "SUCCEED", 0, b, e, a, w, None)
+                        for it, a, w, b, e in zip(rec["its"], rec["a"], rec["w"], rec["b"], rec["e"]))
 
 
 def read_header(path: str) -> Dict[str, Any]:

@@ -53,10 +53,9 @@ ALL_TASKS = ({f"sweep:{i}" for i in range(30)} | {f"values:{i}" for i in range(6
 def _recorded_finished(wd: Path) -> Set[str]:
     rep = journal.read(str(latest_run(wd) / "journal"))
     done = set()
-    for kind, rec in rep.records:
-        if kind == "I":
-            job, it = rec[0], rec[1]
-            done.add(job if job in ("bad", "dep_of_bad", "c1", "c2", "d1", "d2", "d3", "per_it") else f"{job}:{it}")
+    for rec in journal.finished(rep.records):
+        job, it = rec[0], rec[1]
+        done.add(job if job in ("bad", "dep_of_bad", "c1", "c2", "d1", "d2", "d3", "per_it") else f"{job}:{it}")
     return done
 
 

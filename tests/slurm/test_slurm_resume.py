@@ -34,7 +34,7 @@ def _requests() -> list:
 
 def _recorded(wd: Path) -> set:
     rep = journal.read(str(latest_run(wd) / "journal"))
-    return {(f"{r[0]}:{r[1]}" if r[0] == "sweep" else r[0]) for k, r in rep.records if k == "I"}
+    return {(f"{r[0]}:{r[1]}" if r[0] == "sweep" else r[0]) for r in journal.finished(rep.records)}
 
 
 @pytest.mark.parametrize("mode", ["single", "governor"])
