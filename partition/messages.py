@@ -187,6 +187,8 @@ class Reserved:
 ToPartition = Union[Work, CancelJob, Shutdown, Reserve, RunReserved, Release]
 FromPartition = Union[IterationStarted, IterationFinished, IterationsDropped, Reserved, IterationsStarted,
                       IterationsSucceeded]
+FROM_PARTITION = (IterationStarted, IterationFinished, IterationsDropped, Reserved, IterationsStarted,
+                  IterationsSucceeded)  # every report, for isinstance
 
 
 def batched(reports: List[FromPartition]) -> List[FromPartition]:

@@ -463,7 +463,8 @@ def test_partition_boundaries_never_limit_what_runs(wd: Path) -> None:
     got = {name: (wd / f"{name}.out").read_text().split() for name in ("c5", "c12", "n3")}
     assert got["c5"][0] == "5" and got["c12"][0] == "12" and got["n3"][0] == "12"
     spans = {name: set(v[1].split(",")) for name, v in got.items()}
-    assert len(spans["c12"]) == 3 and len(spans["n3"]) == 3
+    # 12 cores anywhere: 3 nodes or more (what is free when its cores are gathered); 3 nodes: exactly 3
+    assert len(spans["c12"]) >= 3 and len(spans["n3"]) == 3
     halves = ({"n0", "n1"}, {"n2", "n3"})  # the two partitions' nodes
     for name in ("c12", "n3"):
         assert all(spans[name] & h for h in halves), f"{name} should use cores of both partitions: {spans[name]}"
