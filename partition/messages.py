@@ -87,10 +87,13 @@ class IterationFinished:
     reason: Optional[str] = None  # why it did not end by itself (wall time, cancel, spawn)
     canceled: bool = False
     stderr_tail: Optional[str] = None  # a failed task's last stderr lines (streamed output only)
+    # ended by its node, agent or partition (lost, or could not start there), never by its own
+    # doing: the governor runs it again (``reason`` says what happened)
+    lost: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and self.reason is None
+        return self.exit_code == 0 and self.reason is None and not self.lost
 
 
 @dataclass(frozen=True)

@@ -317,7 +317,7 @@ def encode_batch(msgs: Sequence[Message]) -> bytes:
     for m in msgs:
         if type(m) is IterationStarted:
             items.append(["s", m.job, m.iteration, m.allocation, m.wd, m.scheduled, m.started, m.cores, m.pid])
-        elif type(m) is IterationFinished:
+        elif type(m) is IterationFinished and not m.lost:  # a lost one is rare: its generic form
             rec = ["f", m.job, m.iteration, m.exit_code, m.started, m.finished, m.allocation, m.wd,
                    m.cores, m.reason, m.canceled]
             if m.stderr_tail is not None:  # a failed task's stderr: rare, so only then a field more

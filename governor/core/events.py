@@ -63,6 +63,17 @@ class Settled:
     than every partition can now be failed instead of waiting for a bigger one."""
 
 
+@dataclass(frozen=True)
+class Interrupt:
+    """The run must stop, resumably: a signal (SIGTERM, SIGINT, Slurm's ``--signal``), the
+    allocation's end coming (``--stop-before``), a disk that cannot be written.  Nothing new
+    starts; what runs is killed; every iteration not final ends INTERRUPTED, which the next
+    resume runs again.  ``reason`` says it all: "interrupted by SIGTERM"."""
+
+    reason: str
+    now: float = 0.0
+
+
 # ---- events: a journal being replayed (resume) ----
 
 
@@ -112,7 +123,8 @@ class ReplayDone:
 
 
 Replayed = Union[ReplaySubmit, ReplayCancel, ReplayRemove, ReplayDrop, ReplayFinished, ReplayDone]
-Event = Union[ClientRequest, FromPart, PartitionJoined, PartitionGone, PartitionDraining, Settled, Replayed]
+Event = Union[ClientRequest, FromPart, PartitionJoined, PartitionGone, PartitionDraining, Settled, Interrupt,
+              Replayed]
 
 # ---- actions ----
 

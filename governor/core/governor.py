@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from hpilot.governor.core import control, overview, qcg, queries, records, replay
+from hpilot.governor.core import control, interrupt, overview, qcg, queries, records, replay
 from hpilot.governor.core.dag import Dag, Edge
 from hpilot.governor.core.decisions import Decision, Grant, Impossible, Requeue, Tell
 from hpilot.governor.core.each import EachWaits
@@ -22,6 +22,7 @@ from hpilot.governor.core.events import (
     Event,
     FinishService,
     FromPart,
+    Interrupt,
     JobDone,
     PartitionDraining,
     PartitionGone,
@@ -119,6 +120,8 @@ class GovernorCore:
         # partition of a single manager, or partitions that register over the network.
         self.router = Router()
         self.expect_partitions = 0  # partitions the governor started itself
+        self.interrupted: Optional[str] = None  # why the run stopped resumably (interrupt.py)
+        self.replay_interrupted = 0  # iterations an earlier run's end interrupted (met in a replay)
 
     # ---- the one entry point ----
 
@@ -138,6 +141,8 @@ class GovernorCore:
             self.router.draining(ev.name)
         elif isinstance(ev, Settled):
             self._apply(self.router.settle(0.0), 0.0, out)
+        elif isinstance(ev, Interrupt):
+            interrupt.interrupt(self, ev, out)
         elif isinstance(ev, REPLAYED):
             replay.apply(self, ev, out)
         else:
@@ -390,6 +395,9 @@ class GovernorCore:
             if rec.it_state(msg.iteration).is_final:
                 log.warning("%s: a second end reported by %s dropped", rec.task.task_name(msg.iteration), part)
                 return
+            if interrupt.ends_interrupted(self, msg):
+                interrupt.killed(self, rec, view, part, msg, out)
+                return
             if self.router.spanning.running:
                 again = self.router.abandoned(part, rec, msg.iteration, msg.finished)
                 if again is not None:  # a spanning run killed because a partition of it was lost
@@ -399,6 +407,8 @@ class GovernorCore:
             self._apply(self.router.finished(part, rec, (msg.iteration,), msg.finished), msg.finished, out)
         elif isinstance(msg, IterationsDropped):
             state = JobState.CANCELED if msg.canceled else JobState.FAILED
+            if interrupt.ends_interrupted(self, msg):
+                state = JobState.INTERRUPTED
             refused = self.router.refused(part, rec, msg.iterations, msg.reason, msg.when)
             if refused is not None:  # a partition could not set cores aside for a spanning run
                 self._apply(refused, msg.when, out)
@@ -459,7 +469,10 @@ class GovernorCore:
             out.append(Record(records.json_record({"t": "drop", "time": now, "job": rec.name, "its": span,
                                                    "range": isinstance(its, range), "state": state.value,
                                                    "reason": reason})))
-        if state is not JobState.CANCELED or not rec.canceled:
+        if state is JobState.INTERRUPTED:
+            if reason not in rec.messages:  # once per job: its count is in the job's counts
+                self._message(rec, reason)
+        elif state is not JobState.CANCELED or not rec.canceled:
             self._message(rec, reason if len(its) == rec.total else f"{len(its)} iteration(s): {reason}")
         for it in its:
             if rec.it_state(it) is JobState.QUEUED:
@@ -471,7 +484,7 @@ class GovernorCore:
                                    "state": state.value, "time": now, **which}))
         if self.each.waiting:
             self.each.final(self, rec, its, state, now, out)
-        if state is not JobState.SUCCEED:
+        if state is not JobState.SUCCEED and state is not JobState.INTERRUPTED:
             self._break_dependants(rec.name, f"dependency {rec.name} {state.value}", now, out)
         self._maybe_final(rec, now, out)
 
@@ -503,7 +516,7 @@ class GovernorCore:
         out.append(JobDone(rec))
         if final is JobState.SUCCEED:
             self._release(self._waiting_whole.pop(rec.name, []), out)
-        else:
+        elif final is not JobState.INTERRUPTED:  # an interrupted job's dependants are interrupted too
             self._break_dependants(rec.name, f"dependency {rec.name} {final.value}", now, out)
 
     def _set_state(self, rec: JobRecord, state: JobState, now: float, out: List[Action]) -> None:

@@ -115,7 +115,7 @@ def _iteration_counts(rec: JobRecord) -> Dict[str, int]:
         "stop": rec.task.it_start + rec.total,
         "total": rec.total,
         "finished": rec.finished_count,
-        "failed": c[JobState.FAILED] + c[JobState.CANCELED] + c[JobState.OMITTED],
+        "failed": c[JobState.FAILED] + c[JobState.CANCELED] + c[JobState.OMITTED] + c[JobState.INTERRUPTED],
     }
 
 
@@ -247,7 +247,7 @@ def system_status(core: GovernorCore, now: float) -> Dict[str, Any]:
 def _stats(c: Counter, total: int, what: str) -> Dict[str, int]:
     return {
         f"Total{what}": total,
-        f"InSchedule{what}": c[JobState.QUEUED] + c[JobState.SCHEDULED],
+        f"InSchedule{what}": c[JobState.QUEUED] + c[JobState.SCHEDULED] + c[JobState.INTERRUPTED],
         f"Failed{what}": c[JobState.FAILED] + c[JobState.OMITTED],
         f"Finished{what}": c[JobState.SUCCEED] + c[JobState.CANCELED],
         f"Executing{what}": c[JobState.EXECUTING],

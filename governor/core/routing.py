@@ -371,15 +371,21 @@ class Router:
         self.ready = deque(e for e in self.ready if e.pos < len(e.its))
         return sorted(taken)
 
-    def drop_unsent(self, reason: str) -> List[Decision]:
+    def drop_unsent(self, reason: str, state: JobState = JobState.CANCELED, now: float = 0.0) -> List[Decision]:
+        """Nothing more is sent: what waits here ends now in ``state`` (CANCELED by a finish,
+        INTERRUPTED when the run stops resumably), a spanning run being gathered included."""
         out: List[Decision] = []
         for e in self.ready:
             if not e.rec.state.is_final:
-                out.append(Impossible(e.rec, tuple(e.its[e.pos:]), JobState.CANCELED, reason))
+                out.append(Impossible(e.rec, tuple(e.its[e.pos:]), state, reason))
         self.ready.clear()
         for rec, it in self.spanning.queue:
-            out.append(Impossible(rec, (it,), JobState.CANCELED, reason))
+            out.append(Impossible(rec, (it,), state, reason))
         self.spanning.queue.clear()
+        run = self.spanning.current
+        if run is not None:
+            out.extend(self.spanning.abort_gathering(reason, now, self))
+            out.append(Impossible(run.rec, (run.it,), state, reason))
         return out
 
     # ---- for queries ----

@@ -236,5 +236,11 @@ class Spanning:
             out.extend(self.next(now, router))
         return unsent, out
 
+    def abort_gathering(self, reason: str, now: float, router: Router) -> List[Decision]:
+        """The run is ending: the cores being set aside for the current gathering are released
+        (the caller ends its iteration)."""
+        run = self.current
+        return self._release(run, reason, now, router) if run is not None else []
+
     def stats(self) -> Dict[str, int]:
         return {"waiting": len(self.queue) + (self.current is not None), "running": len(self.running)}

@@ -35,6 +35,13 @@ class JobReport:
             self._f.write(_text(entry))
         self._dirty = True
 
+    def note(self, text: str) -> None:
+        """A last line about the run itself ("interrupted by SIGTERM: 12 iterations left to
+        resume"): in the text report only (every line of the JSON report is a job)."""
+        if self.fmt != "json":
+            self._f.write(f"# {text}\n")
+            self._dirty = True
+
     def maybe_flush(self) -> Optional[float]:
         """Flush if due; returns seconds until the next flush is due, or None if clean."""
         if not self._dirty:

@@ -29,6 +29,7 @@ from hpilot.governor.core.events import (
     ClientRequest,
     FinishService,
     FromPart,
+    Interrupt,
     JobDone,
     PartitionJoined,
     Record,
@@ -38,6 +39,7 @@ from hpilot.governor.core.events import (
     StateEvent,
 )
 from hpilot.governor.core.governor import ERROR, GovernorConfig, GovernorCore
+from hpilot.governor.core.interrupt import left_to_resume
 from hpilot.governor.core.states import JobState
 from hpilot.governor.service.config import Options
 from hpilot.governor.service.host import SystemHost
@@ -370,9 +372,16 @@ class Service:
             if self.inproc is not None:
                 self.inproc.launcher.kill_now()
             return
-        log.warning("%s received: canceling all jobs and finishing", name)
+        log.warning("%s received: stopping resumably (nothing new starts, running tasks are killed and "
+                    "left to the next resume)", name)
         self.stopped_by = name
-        self.request({"request": "finish"})
+        self.interrupt(f"interrupted by {name}")
+
+    def interrupt(self, reason: str) -> None:
+        """Stop the run resumably (governor/core/interrupt.py): a signal, the allocation's end, a disk."""
+        self._to_gov(Interrupt(reason, time.time()))
+        if self.journal is not None:
+            self.journal.flush()
 
     def _restore_signals(self) -> None:
         if not hasattr(self, "_wake"):
@@ -400,6 +409,9 @@ class Service:
             with contextlib.suppress(OSError):
                 os.remove(self.run_dir.path(ADDRESS_FILE))
             self.net.close()
+        stopped_text = self._interrupted_text()
+        if stopped_text:
+            self.report.note(stopped_text)
         self.report.flush()
         self.report.close()
         if self.progress is not None:
@@ -409,7 +421,9 @@ class Service:
         its = tallies.of_jobs(self.gov.registry)
         done = tallies.done(its)
         all_ok = counts[JobState.SUCCEED] == len(self.gov.registry)
-        status = exit_status(all_ok, bool(self.refused), self.stopped_by is not None)
+        stopped = self._interrupted_text()
+        status = exit_status(all_ok, bool(self.refused), self.stopped_by is not None,
+                             self.gov.interrupted is not None and left_to_resume(self.gov) > 0)
         elapsed = finished - self.started
         write_final_status(self.run_dir.path("final_status"), {
             "run": self.run_dir.name,
@@ -428,19 +442,31 @@ class Service:
             "iterations": dict(total=sum(its.values()), **its),
             "refused_requests": self.refused,
             "stopped_by": self.stopped_by,
+            # a run stopped resumably: why, and what `hpilot resume` will run (exit status 75)
+            "interrupted": {"reason": self.gov.interrupted, "left_to_resume": left_to_resume(self.gov),
+                            "message": stopped, "resume": f"hpilot resume {self.root_wd}"}
+            if self.gov.interrupted else None,
             "exit_status": status,
             "reason": self._finish,
         })
         states = ", ".join(f"{counts[s]} {s.value}" for s in JobState if counts[s]) or "no jobs"
         rate = f", {done / elapsed:.0f} tasks/s" if elapsed > 0 and done else ""
         refused = f"; {len(self.refused)} request(s) refused" if self.refused else ""
-        if self.stopped_by:
+        if self.stopped_by and not stopped:
             refused += f"; stopped by {self.stopped_by}"
-        summary = (f"hpilot: {len(self.gov.registry)} job(s) ({states}), {sum(its.values())} task(s): "
+        lead = f"{stopped} (carry on with `hpilot resume {self.root_wd}`); " if stopped else ""
+        summary = (f"hpilot: {lead}{len(self.gov.registry)} job(s) ({states}), {sum(its.values())} task(s): "
                    f"{tallies.text(its, 'none')}{refused}; "
                    f"{elapsed:.2f}s{rate}; run dir {self.run_dir.path_str}{first_failure(self.gov.registry)}")
         log.info(summary)
         return Outcome(status, summary, self.run_dir.path_str, list(self.refused), self.stopped_by)
+
+    def _interrupted_text(self) -> Optional[str]:
+        """``interrupted by SIGTERM: 225 iterations left to resume`` (None: the run was not interrupted)."""
+        if self.gov.interrupted is None:
+            return None
+        left = left_to_resume(self.gov)
+        return f"{self.gov.interrupted}: {left} iteration{'' if left == 1 else 's'} left to resume"
 
 
 def first_failure(registry: Any) -> str:
@@ -459,8 +485,16 @@ def first_failure(registry: Any) -> str:
     return ""
 
 
-def exit_status(all_jobs_ok: bool, refused: bool, stopped: bool) -> int:
-    """0 all good; 1 a job did not succeed (or a signal stopped the run); 2 bad input only."""
+# The run stopped resumably (a signal, --stop-before, a full disk): `hpilot resume` carries on.
+# sysexits' EX_TEMPFAIL ("try again later"): a campaign script loops while it sees this.
+INTERRUPTED_EXIT = 75
+
+
+def exit_status(all_jobs_ok: bool, refused: bool, stopped: bool, interrupted: bool = False) -> int:
+    """0 all good; 1 a job did not succeed (or the run was stopped otherwise); 2 bad input only;
+    75 (INTERRUPTED_EXIT) the run stopped resumably and work is left for `hpilot resume`."""
+    if interrupted:
+        return INTERRUPTED_EXIT
     if stopped or not all_jobs_ok:
         return 1
     return 2 if refused else 0
