@@ -466,6 +466,8 @@ class SrunLauncher(LocalLauncher):
     def __init__(self, grace: float = 3.0, srun: str = "srun", output: Optional[OutputStreams] = None) -> None:
         super().__init__(grace=grace, output=output)
         self._srun = srun
+        # the guard's SIGKILL would end srun but not its step: SIGTERM first, which srun passes on
+        self.guard_term_first = 0.5
 
     def launch(self, request: LaunchRequest) -> None:
         env = dict(request.env if request.env is not None else os.environ)
