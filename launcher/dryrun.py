@@ -34,7 +34,7 @@ class DryRunLauncher:
         return -1
 
     def next_deadline(self) -> Optional[float]:
-        if self._starting:
+        if self._starting or self._killed:
             return 0.0
         return self._due[0][0] if self._due else None
 
@@ -55,13 +55,16 @@ class DryRunLauncher:
         for task_id in starting:
             out.append(TaskStarted(task_id, 0, now))
             heapq.heappush(self._due, (now + self.delay, next(self._seq), task_id, now))
-        while self._due and (self._due[0][0] <= now or self._due[0][2] in self._killed):
+        if self._killed:  # a killed task ends now, wherever it is in the heap
+            killed = [e for e in self._due if e[2] in self._killed]
+            if killed:
+                self._due = [e for e in self._due if e[2] not in self._killed]
+                heapq.heapify(self._due)
+                out.extend(TaskExit(task_id, -9, started, now, "killed", 0) for _, _, task_id, started in killed)
+            self._killed.clear()
+        while self._due and self._due[0][0] <= now:
             _, _, task_id, started = heapq.heappop(self._due)
-            if task_id in self._killed:
-                self._killed.discard(task_id)
-                out.append(TaskExit(task_id, -9, started, now, "killed", 0))
-            else:
-                out.append(TaskExit(task_id, 0, started, now, None, 0))
+            out.append(TaskExit(task_id, 0, started, now, None, 0))
         return out
 
     def close(self) -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import select
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -47,10 +48,15 @@ TAIL_CHARS = 2000
 READ_SIZE = 1 << 16
 
 
+# srun's own report of a step's end (a task started by srun: --disable-nl, srunmpi): the exit
+# code is reported anyway, so it is left out of a failure's last lines, which are the task's
+_SRUN_EXIT = re.compile(r"^srun: error: \S+: tasks? [0-9,-]+: (Exited with exit code \d+|Killed|Terminated)")
+
+
 def tail_text(data: bytes, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> Optional[str]:
     """The last ``lines`` lines of ``data`` (at most ``chars`` characters), or None if blank."""
     text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
-    kept = [ln.rstrip() for ln in text.rstrip().split("\n")][-lines:]
+    kept = [ln.rstrip() for ln in text.rstrip().split("\n") if not _SRUN_EXIT.match(ln)][-lines:]
     while kept and not kept[0].strip():
         kept.pop(0)
     out = "\n".join(kept)[-chars:]

@@ -20,6 +20,8 @@ from hpilot.launcher.output import TAIL_LINES, OutputStreams, read_output, scan,
 
 from tests.conftest import wait_for
 
+pytestmark = pytest.mark.shell  # real processes: not in the core tier
+
 
 class Runner:
     def __init__(self, wd: Path, out_dir: Path, tag: str = "t") -> None:
@@ -211,6 +213,8 @@ def test_not_an_output_file_is_refused_by_the_reader(tmp_path: Path) -> None:
     (b"\n\n  \n", None),
     (b"one\r\ntwo\r\n", "one\ntwo"),
     (b"\xff\xfe bad utf-8\n", "\ufffd\ufffd bad utf-8"),
+    (b"ValueError: x\nsrun: error: n3: task 0: Exited with exit code 4\n", "ValueError: x"),  # srun's own report
+    (b"srun: error: n3: task 0: something else\n", "srun: error: n3: task 0: something else"),
     (b"".join(b"l%d\n" % i for i in range(100)), "\n".join(f"l{i}" for i in range(100 - TAIL_LINES, 100))),
 ])
 def test_tail_text(data: bytes, want: Optional[str]) -> None:
