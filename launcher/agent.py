@@ -8,9 +8,12 @@ runs what it is sent through a :class:`LocalLauncher` (the same spawning, bindin
 time and kill code as local mode) and reports every start and exit.
 
 It must never outlive its manager, even after a ``kill -9`` of the manager, when nobody is
-left to tell it: the service sends a heartbeat every ``heartbeat`` seconds, and an agent
-that hears nothing for ``misses`` heartbeats kills its tasks and exits.  SIGTERM (what
-Slurm sends when the agent's step ends, e.g. when ``srun`` dies) does the same.
+left to tell it: when the manager's connection closes and does not come back within a
+second (its process died: :mod:`upstream`), or when the heartbeats the manager sends every
+``heartbeat`` seconds stop for ``misses`` of them (its host vanished), the agent kills its
+tasks and exits.  SIGTERM (what Slurm sends when the agent's step ends, e.g. when ``srun``
+dies) does the same.  Its own tasks never outlive the agent either: its launcher's guard
+(:mod:`guard`) kills them if the agent is killed.
 
 CPU ids: a task comes with the ids of the cores the partition gave it.  Those that this
 node really has are used as they are; on a node configured with more CPUs than exist (an
@@ -35,6 +38,7 @@ from hpilot.launcher.api import LauncherEvent, TaskStarted
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
 from hpilot.launcher.output import OutputStreams
+from hpilot.launcher.upstream import UpstreamWatch
 
 log = logging.getLogger("hpilot.agent")
 
@@ -140,10 +144,21 @@ class Agent:
         poller.register(self.sock, zmq.POLLIN)
         if self.launcher.fileno() >= 0:
             poller.register(self.launcher.fileno(), zmq.POLLIN)
+        upstream = UpstreamWatch(self.sock)
+        poller.register(upstream.monitor, zmq.POLLIN)
+        try:
+            return self._loop(poller, upstream)
+        finally:
+            upstream.close()
+
+    def _loop(self, poller: zmq.Poller, upstream: UpstreamWatch) -> int:
         while self.stop is None:
             now = time.monotonic()
             if now - self.last_heard > self.heartbeat * self.misses:
                 self.stop = f"no word from the service for {now - self.last_heard:.1f}s (it is gone)"
+                break
+            if upstream.gone(now):
+                self.stop = "the service's connection closed and did not come back (its process is gone)"
                 break
             if now >= self.next_beat:
                 self.outbox.append(wire.encode(wire.Heartbeat(time.time())))
@@ -155,7 +170,12 @@ class Agent:
                 waits.append(deadline - time.time())
             if self.launcher.needs_polling:
                 waits.append(0.005)
+            down = upstream.due_in(now)
+            if down is not None:
+                waits.append(down)
             ready = dict(poller.poll(max(0, int(min(waits) * 1000)) + 1))
+            if upstream.monitor in ready:
+                upstream.process(time.monotonic())
             if self.sock in ready:
                 self._receive()
             self._report(self.launcher.poll())

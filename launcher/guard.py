@@ -31,12 +31,15 @@ import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 if TYPE_CHECKING:
     import logging
 
 ENV = "HPILOT_GUARD"
+# Once a launcher's process is known dead, its tasks are: the guard wakes at once and kills
+# them; this is the bound others wait before counting on it (a loaded node's scheduling delay).
+BOUND = 1.0
 
 
 # ---- the launcher's side ----
@@ -146,16 +149,16 @@ def _log() -> logging.Logger:
 # ---- the guard itself ----
 
 
-def _sweep(token: bytes) -> int:
-    """SIGKILL every process whose environment holds the token; repeated while it finds some
-    (a process may fork while the first pass kills)."""
-    needle = b"\0" + ENV.encode() + b"=" + token + b"\0"
-    me = os.getpid()
+def sweep(marker: bytes, exclude: Sequence[int] = ()) -> int:
+    """SIGKILL every process whose environment holds ``marker`` (``NAME=VALUE``), repeated
+    while it finds some (a process may fork while the first pass kills); how many were killed."""
+    needle = b"\0" + marker + b"\0"
+    skip = {os.getpid(), *exclude}
     total = 0
     for _ in range(5):
         found = 0
         for name in os.listdir("/proc"):
-            if not name.isdigit() or int(name) == me:
+            if not name.isdigit() or int(name) in skip:
                 continue
             try:
                 with open(f"/proc/{name}/environ", "rb") as f:
@@ -184,6 +187,9 @@ def _kill_groups(groups: Dict[int, None], term_first: float) -> None:
 
 
 def main(argv: List[str]) -> int:
+    if argv[1:2] == ["--sweep"]:  # a resume's errand on a node: kill what a dead run left (by its marker)
+        print(sweep(argv[2].encode()), flush=True)
+        return 0
     fd, token = int(argv[1]), argv[2].encode()
     term_first = float(argv[3]) if len(argv) > 3 else 0.0
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
@@ -211,7 +217,7 @@ def main(argv: List[str]) -> int:
             else:
                 groups.pop(pid, None)
     _kill_groups(groups, term_first)
-    _sweep(token)
+    sweep(ENV.encode() + b"=" + token)
     return 0
 
 

@@ -128,7 +128,7 @@ class LocalLauncher:
 
     @property
     def running(self) -> int:
-        return len(self.core.running) + len(self._queued)
+        return len(self.core.running) + len(self._queued) + len(self.core.held)
 
     def launch(self, request: LaunchRequest) -> None:
         self._queued.append(request)
@@ -164,7 +164,7 @@ class LocalLauncher:
         self._feed(Kill(task_id, reason, self.clock()))
 
     def kill_all(self, reason: str) -> None:
-        for task_id in list(self.core.running):
+        for task_id in [*self.core.running, *self.core.held]:
             self.kill(task_id, reason)
 
     def kill_now(self) -> None:

@@ -276,7 +276,7 @@ class PartitionCore:
         self._canceling.discard(ex.task_id)
         return [IterationFinished(run.spec.job, run.it, ex.exit_code, ex.started or run.started,
                                   ex.finished, run.full.describe(), run.wd, run.alloc.ncores,
-                                  ex.reason, canceled, ex.stderr_tail)]
+                                  ex.reason, canceled, ex.stderr_tail, ex.lost)]
 
     def _cancel(self, match, reason: str, now: float) -> List[Action]:
         out: List[Action] = []

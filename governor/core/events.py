@@ -53,6 +53,17 @@ class PartitionGone:
 
 
 @dataclass(frozen=True)
+class FenceLifted:
+    """The tasks of a lost partition are known dead now (its process exited and its guard's
+    bound passed, or the time a live partition takes to kill its tasks once it lost its
+    governor has passed): what it held may run again (fencing.py).  The shell's timer: the
+    core has no clock."""
+
+    name: str
+    now: float = 0.0
+
+
+@dataclass(frozen=True)
 class PartitionDraining:
     name: str
 
@@ -124,7 +135,7 @@ class ReplayDone:
 
 Replayed = Union[ReplaySubmit, ReplayCancel, ReplayRemove, ReplayDrop, ReplayFinished, ReplayDone]
 Event = Union[ClientRequest, FromPart, PartitionJoined, PartitionGone, PartitionDraining, Settled, Interrupt,
-              Replayed]
+              FenceLifted, Replayed]
 
 # ---- actions ----
 

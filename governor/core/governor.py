@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from hpilot.governor.core import control, interrupt, overview, qcg, queries, records, replay
+from hpilot.governor.core import control, interrupt, overview, qcg, queries, records, replay, reruns
 from hpilot.governor.core.dag import Dag, Edge
 from hpilot.governor.core.decisions import Decision, Grant, Impossible, Requeue, Tell
 from hpilot.governor.core.each import EachWaits
@@ -20,6 +20,7 @@ from hpilot.governor.core.events import (
     Action,
     ClientRequest,
     Event,
+    FenceLifted,
     FinishService,
     FromPart,
     Interrupt,
@@ -143,6 +144,8 @@ class GovernorCore:
             self._apply(self.router.settle(0.0), 0.0, out)
         elif isinstance(ev, Interrupt):
             interrupt.interrupt(self, ev, out)
+        elif isinstance(ev, FenceLifted):
+            self._apply(self.router.unfence(ev.name, ev.now), ev.now, out)
         elif isinstance(ev, REPLAYED):
             replay.apply(self, ev, out)
         else:
@@ -403,6 +406,8 @@ class GovernorCore:
                 if again is not None:  # a spanning run killed because a partition of it was lost
                     self._apply(again, msg.finished, out)
                     return
+            if reruns.again(self, rec, view, part, msg, out):  # lost under it, or a failure it may retry
+                return
             self._finished(rec, view, msg, out)
             self._apply(self.router.finished(part, rec, (msg.iteration,), msg.finished), msg.finished, out)
         elif isinstance(msg, IterationsDropped):

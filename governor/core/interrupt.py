@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, List
 
 from hpilot.governor.core import records
+from hpilot.governor.core.decisions import Impossible
 from hpilot.governor.core.events import Action, FinishService, Interrupt, Record, SendToPartition
 from hpilot.governor.core.registry import JobRecord
 from hpilot.governor.core.states import JobState
@@ -51,6 +52,8 @@ def interrupt(core: GovernorCore, ev: Interrupt, out: List[Action]) -> None:
         if not rec.dispatched and not rec.state.is_final:  # waiting for its dependencies
             core._drop(rec, rec.pending(), INTERRUPTED, reason, now, out)
     core._apply(core.router.drop_unsent(reason, INTERRUPTED, now), now, out)
+    for rec, its in core.router.fences.drop_all():  # held by lost partitions: left to the resume
+        core._apply([Impossible(rec, tuple(its), INTERRUPTED, reason)], now, out)
     for name in core.partitions:
         out.append(SendToPartition(name, Shutdown(reason, now)))
     out.append(FinishService(reason))

@@ -154,23 +154,3 @@ def resume_plan(path: str) -> Plan:
     core = GovernorCore(GovernorConfig(root_wd=wd))  # no partition: nothing is sent anywhere
     _, plan = restore(core, run, 0.0)
     return plan
-
-
-def kill_orphans(orphans: List[Tuple[int, float]]) -> int:
-    """Kill the process groups the dead service left running; a pid that was reused is left alone."""
-    import signal
-
-    import psutil
-
-    killed = 0
-    for pid, started in orphans:
-        try:
-            proc = psutil.Process(pid)
-            if proc.create_time() > started + 1.0:  # a newer process got this pid
-                continue
-            os.killpg(pid, signal.SIGKILL)
-            killed += 1
-        except (psutil.Error, ProcessLookupError, PermissionError):
-            continue
-    return killed
-

@@ -41,6 +41,7 @@ from hpilot.governor.core.events import (
 from hpilot.governor.core.governor import ERROR, GovernorConfig, GovernorCore
 from hpilot.governor.core.interrupt import left_to_resume
 from hpilot.governor.core.states import JobState
+from hpilot.governor.service import owner
 from hpilot.governor.service.config import Options
 from hpilot.governor.service.host import SystemHost
 from hpilot.governor.service.journal import FILE as JOURNAL_FILE
@@ -68,6 +69,9 @@ RESUMED_OPTIONS = ("report_format", "report_file", "envschema", "nodes", "system
 PART = "p0"  # the in-process partition of a single manager
 LOCAL_CREDIT = 1 << 62  # it takes whole ranges: more cores' worth than any job has
 PUMP_ROUNDS = 64  # governor <-> in-process partition exchanges per loop pass at most
+# Each stops the run resumably: SIGTERM (Slurm at the time limit, scancel), SIGINT (Ctrl-C),
+# SIGHUP (the terminal went away), SIGUSR1/SIGUSR2 (``#SBATCH --signal=B:USR1@120``).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 @dataclass
@@ -90,6 +94,7 @@ class Service:
         self.started = time.time()
         self.resources = resources
         self.net: Optional[NetInterface] = None
+        owner.claim(run_dir.path_str, run_dir.name)  # before base_env: every process of the run carries it
         base_env = dict(os.environ)
         if opts.net:
             keys = curve.RunKeys.of(run_dir.path_str)
@@ -164,14 +169,11 @@ class Service:
 
     def resume(self, run_path: str) -> Plan:
         """Replay the journal of ``run_path`` (this service's own run dir) and run what is left."""
-        from hpilot.governor.service.resume import kill_orphans, restore
+        from hpilot.governor.service.resume import restore
 
         journaling, self.gov.journaling = self.gov.journaling, False  # replaying, not recording
         actions, plan = restore(self.gov, run_path, time.time())
         self.gov.journaling = journaling
-        killed = kill_orphans(plan.orphans)
-        if killed:
-            log.warning("killed %d task(s) the previous service left running", killed)
         log.info(plan.text().replace("\n", "; "))
         self._carry_out(actions)
         return plan
@@ -240,6 +242,8 @@ class Service:
             poller.register(parent_fd, zmq.POLLIN)
         try:
             while not self._done():
+                if self._stop_signal is not None:  # before any report: what it killed was interrupted
+                    self._on_signal()
                 self._pump()
                 if self.journal is not None:
                     self.journal.flush()  # what just started is on record before we sleep
@@ -356,7 +360,7 @@ class Service:
         os.set_blocking(w, False)
         self._wake = (r, w)
         self._old_wakeup = signal.set_wakeup_fd(w)
-        self._old_handlers = {s: signal.signal(s, self._record_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._old_handlers = {s: signal.signal(s, self._record_signal) for s in STOP_SIGNALS}
         return r
 
     def _record_signal(self, signum: int, frame: Any) -> None:
@@ -459,6 +463,7 @@ class Service:
                    f"{tallies.text(its, 'none')}{refused}; "
                    f"{elapsed:.2f}s{rate}; run dir {self.run_dir.path_str}{first_failure(self.gov.registry)}")
         log.info(summary)
+        owner.release(self.run_dir.path_str)  # a clean end: a resume has nothing to check or kill
         return Outcome(status, summary, self.run_dir.path_str, list(self.refused), self.stopped_by)
 
     def _interrupted_text(self) -> Optional[str]:

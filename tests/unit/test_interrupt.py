@@ -15,7 +15,7 @@ from hpilot.governor.core import counts
 from hpilot.governor.core.events import Action, FinishService, Interrupt, Record, ReplayDone
 from hpilot.governor.core.interrupt import left_to_resume
 from hpilot.governor.core.states import JobState
-from hpilot.partition.messages import Shutdown, Work
+from hpilot.partition.messages import IterationFinished, Shutdown, Work
 
 from tests.unit.cores import SHAPES, make_core
 from tests.unit.test_governor_core import Gov, finishes, jobdesc, messages
@@ -137,3 +137,54 @@ def test_the_journal_of_an_interrupted_run_resumes_exactly_what_was_interrupted(
     assert fresh.registry.get("after").state is JobState.QUEUED
     assert not any(isinstance(a, FinishService) for a in actions)
     assert not [a for a in fresh.handle(ReplayDone(5001.0)) if isinstance(a, FinishService)]
+
+
+# ---- re-runs: lost under it (its node), or failed and its job asks for re-runs (reruns.py) ----
+
+
+def _lost(g: Gov, job: str, it: int = 0) -> List[Action]:
+    now = g.now = g.now + 1.0
+    return g.report(IterationFinished(job, it, -1, now - 1.0, now, "n1[0]", "/wd", 1, "node n1 lost: gone",
+                                      lost=True))
+
+
+def test_an_iteration_lost_with_its_node_runs_again_once_by_default(gov: Gov) -> None:
+    gov.submit_ok(jobdesc("a"))
+    gov.started("a")
+    out = _lost(gov, "a")
+    assert [w.spec.job for w in messages(out, Work)] == ["a"], "sent again"
+    rec = gov.core.registry.get("a")
+    assert rec is not None and rec.it_state(0) is JobState.QUEUED
+    gov.started("a")
+    _lost(gov, "a")
+    assert gov.state("a") is JobState.FAILED
+    assert rec.runs[0].attempts == 2
+
+
+def test_a_job_may_ask_for_re_runs_of_its_own_failures(gov1: Gov) -> None:
+    gov1.submit_ok({**jobdesc("a"), "hpilot": {"retry": {"failed": 2}}})
+    for attempt in (1, 2):
+        gov1.started("a")
+        out = gov1.finished("a", exit_code=3)
+        assert messages(out, Work), f"failure {attempt}: sent again"
+    gov1.started("a")
+    gov1.finished("a", exit_code=0)
+    assert gov1.state("a") is JobState.SUCCEED
+    rec = gov1.core.registry.get("a")
+    assert rec is not None and rec.runs[0].attempts == 3
+    assert any("runs again (2 of 2)" in m for m in rec.messages)
+
+
+def test_without_retry_a_failure_is_final(gov1: Gov) -> None:
+    gov1.submit_ok(jobdesc("a"))
+    gov1.started("a")
+    assert not messages(gov1.finished("a", exit_code=3), Work)
+    assert gov1.state("a") is JobState.FAILED
+
+
+def test_a_lost_iteration_during_the_stop_is_interrupted_not_re_run(gov1: Gov) -> None:
+    gov1.submit_ok(jobdesc("a"))
+    gov1.started("a")
+    _interrupt(gov1)
+    assert not messages(_lost(gov1, "a"), Work)
+    assert gov1.state("a") is JobState.INTERRUPTED
