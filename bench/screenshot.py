@@ -58,8 +58,7 @@ def capture(wd: str) -> str:
         deadline = time.monotonic() + 60
         while True:
             screen = _tmux(server, "capture-pane", "-p", "-t", "top")
-            done = re.search(r"(\d+)/421 iterations done", screen)
-            if done and int(done.group(1)) > 150 and "exit code 3" in screen:
+            if re.search(r"analysis +EXECUTING", screen) and "exit code 3" in screen:
                 return _tmux(server, "capture-pane", "-p", "-e", "-t", "top")
             if time.monotonic() > deadline:
                 raise RuntimeError("top did not show the run:\n" + screen)
@@ -106,14 +105,26 @@ def _segments(text: object) -> List[Tuple[str, object, object, bool, bool]]:
     out = []
     for seg in text.render(_console()):  # type: ignore[attr-defined]
         style = seg.style
-        fg = style.color.get_truecolor().__iter__() if style and style.color else None
-        bg = style.bgcolor.get_truecolor().__iter__() if style and style.bgcolor else None
-        out.append((seg.text, tuple(fg) if fg else None, tuple(bg) if bg else None,
-                    bool(style and style.bold), bool(style and style.dim)))
+        fg = _rgb(style.color if style else None, True)
+        bg = _rgb(style.bgcolor if style else None, False)
+        out.append((seg.text, fg, bg, bool(style and style.bold), bool(style and style.dim)))
     return out
 
 
 _CONSOLE = None
+# the 16 standard colours as a dark terminal shows them (xterm's own are too dark on black)
+PALETTE = [(40, 42, 54), (230, 80, 90), (120, 200, 90), (230, 200, 90), (90, 150, 240), (200, 120, 220),
+           (90, 200, 210), (205, 208, 214), (110, 114, 126), (255, 110, 120), (150, 230, 120), (255, 230, 120),
+           (130, 180, 255), (230, 150, 250), (130, 230, 240), (255, 255, 255)]
+
+
+def _rgb(color: object, foreground: bool) -> object:
+    """A colour as RGB, or None for the terminal's default."""
+    if color is None or color.is_default:  # type: ignore[attr-defined]
+        return None
+    if color.number is not None and color.number < 16:  # type: ignore[attr-defined]
+        return PALETTE[color.number]  # type: ignore[attr-defined]
+    return tuple(color.get_truecolor(foreground=foreground))  # type: ignore[attr-defined]
 
 
 def _console() -> object:

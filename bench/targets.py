@@ -1,4 +1,4 @@
-"""Every speed and scale target of issues #2 to #8, #14 and #15, checked against the results of one run.
+"""Every speed and scale target of issues #2 to #8 and #13 to #15, checked against the results of one run.
 
 Each target knows where its figure lives in the results of ``python -m bench all`` and
 why it can be missed.  The reason is static text, shown only for a target that is missed,
@@ -211,6 +211,25 @@ TARGETS: List[Target] = [
     Target(8, "scale simulation, 16 to 1,024 nodes", "< 10 min", _scale,
            "a run that stops short of 1,024 nodes (--quick) does not show it; otherwise the simulation is bound "
            "by the governor and partition cores' CPU time per task.", "scale"),
+    Target(13, "W1 through the API with CURVE (d0, in a namespace) vs plain loopback", "<= 1.2x",
+           _field("N-W1-curve", "curve_vs_plain", "{:.2f}x", lambda v: v <= 1.2),
+           "CURVE adds a handshake per connection and a box per message; W1's messages are few, so a miss means "
+           "the two runs met different load (they alternate in one namespace)."),
+    Target(13, "100 clients for a minute, plain loopback", "nothing lost",
+           _field("N-100c-lo", "lost", "{:.0f} lost", lambda v: v == 0),
+           "a request without an answer, a failed request or a submitted job that is missing or did not succeed: "
+           "a bug, never load."),
+    Target(13, "100 clients for a minute, CURVE on d0", "nothing lost",
+           _field("N-100c-curve", "lost", "{:.0f} lost", lambda v: v == 0),
+           "as above, with a CURVE handshake per client."),
+    Target(13, "a normal client during a flood of hostile frames (loopback)", "slowest answer < 100 ms",
+           _field("N-flood-lo", "max_ms", "{:.1f} ms", lambda v: v < 100),
+           LOAD + "every hostile frame is read within limits and answered with an error, fair-queued with the "
+           "normal client's requests; the flooders share the 2 CPUs (at nice 19)."),
+    Target(13, "a normal client during a flood of unknown keys (CURVE)", "slowest answer < 100 ms",
+           _field("N-flood-curve", "max_ms", "{:.1f} ms", lambda v: v < 100),
+           LOAD + "each stranger costs a handshake in libzmq's I/O thread and a ZAP answer, outside the service's "
+           "loop."),
     Target(14, "QCG-PilotJob 0.14.2's own Manager.wait4 of /bin/true", "returns < 50 ms after the job ends",
            _field("API-QCG-wait4", "wall_s", "{:.4f} s", lambda v: v < 0.050),
            "its client waits on the service's JFI events; a miss means the events did not reach it and it "

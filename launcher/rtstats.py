@@ -34,6 +34,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from typing import Dict, List, Optional, Tuple
 
@@ -41,6 +42,11 @@ from hpilot.launcher import safejson
 from hpilot.launcher.core import LaunchRequest
 from hpilot.launcher.private import make_dir, open_private
 from hpilot.launcher.procstats import ProcSampler
+
+# fcntl names F_SETPIPE_SZ from Python 3.10 on; Linux has had it since 2.6.35 (F_LINUX_SPECIFIC_BASE + 7).
+# Without it a 64 KiB pipe holds ~300 records, and more wrappers than that ending between two drains
+# would all block on their write (and never exit, so no exit would trigger the drain).
+_F_SETPIPE_SZ: Optional[int] = getattr(fcntl, "F_SETPIPE_SZ", 1031 if sys.platform.startswith("linux") else None)
 
 WRAPPER_NAME = "hpilot-wrapper"
 FORMAT_VERSION = 1
@@ -136,8 +142,9 @@ class RtStats:
         # a high descriptor number, so that dup2(write_fd, 3) in a child never aliases it
         self.write_fd = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, 10)
         os.close(w)
-        with contextlib.suppress(OSError, AttributeError):  # room for ~4000 records between two drains
-            fcntl.fcntl(r, fcntl.F_SETPIPE_SZ, 1 << 20)
+        if _F_SETPIPE_SZ is not None:
+            with contextlib.suppress(OSError):  # room for ~4000 records between two drains
+                fcntl.fcntl(r, _F_SETPIPE_SZ, 1 << 20)
         self._r = r
         self._out = os.open(self.records_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         os.fchmod(self._out, 0o600)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from typing import Any, Dict, List, Optional
 
@@ -82,7 +81,7 @@ def _in_dir(path: str) -> Target:
                         "command in the working directory of a run, or give --address")
     local = _read_json(os.path.join(run_dir, "local"))
     net = _read_json(os.path.join(run_dir, "address"))
-    here = socket.gethostname()
+    here = os.uname().nodename  # socket.gethostname() on Linux, without importing socket
     if local is not None and local.get("host") == here and _alive(local.get("pid")):
         return Target(local["address"], local.get("pub"), None, run_dir, local.get("pid"))
     if net is not None and (net.get("host", here) != here or _alive(net.get("pid"))):
@@ -120,6 +119,14 @@ def _alive(pid: Any) -> bool:
             return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
     except (OSError, IndexError):
         return True  # no /proc: kill(0) is all we know
+
+
+def _safejson() -> Any:
+    """The limited JSON reader (as governor/api/manager.py reads answers and events); imported
+    when a first answer comes, so that ``--help`` imports no more than it needs."""
+    from hpilot.launcher import safejson
+
+    return safejson
 
 
 def is_loopback(address: str) -> bool:
@@ -193,7 +200,11 @@ class Client:
             if time.monotonic() > deadline:
                 raise UserError(f"no answer from the service at {self.target.address} within {self.timeout:.0f}s "
                                 "(is it still running?)")
-        answer = json.loads(self.req.recv())
+        safejson = _safejson()
+        try:  # within limits: whatever answers on that address cannot crash the client
+            answer = safejson.loads(self.req.recv(), safejson.Limits(max_bytes=1 << 30, max_depth=64))
+        except safejson.DecodeError as e:
+            raise UserError(f"the service at {self.target.address} answered something that is not JSON: {e}") from None
         if not isinstance(answer, dict):
             raise UserError(f"the service at {self.target.address} answered something that is not an object")
         return answer
@@ -238,9 +249,10 @@ class Client:
             except zmq.Again:
                 return out
             if len(frames) >= 2:
+                safejson = _safejson()
                 try:
-                    ev = json.loads(frames[-1])
-                except ValueError:
+                    ev = safejson.loads(frames[-1], safejson.Limits(max_bytes=1 << 20, max_depth=16))
+                except safejson.DecodeError:
                     continue  # a malformed event is dropped, never fatal
                 if isinstance(ev, dict):
                     out.append(ev)

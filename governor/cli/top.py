@@ -234,7 +234,7 @@ class View:
         t.add_column("CORES IN USE", ratio=1, min_width=10)
         t.add_column("USED", justify="right", no_wrap=True)
         t.add_column("NODES", ratio=2, overflow="fold")
-        for p in res["partitions"]:
+        for p in sorted(res["partitions"], key=lambda p: p["name"]):
             state = " (draining)" if p.get("draining") else ""
             t.add_row(p["name"] + state, ProgressBar(total=max(p["total_cores"], 1), completed=p["used_cores"]),
                       f"{p['used_cores']}/{p['total_cores']}", _nodes(p["nodes"], width))

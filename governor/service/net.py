@@ -157,6 +157,8 @@ class NetInterface:
         self.topics = qcgevents.Topics()  # QCG-PilotJob topics someone subscribed to
         self.instance_id: Optional[str] = None  # the "manager" of QCG-PilotJob's events
         self.refused = 0
+        self._malformed = Tally("malformed request(s) answered with an error")
+        self._undelivered = Tally("reply(ies) not delivered (the client went away)", logging.INFO)
         self._token = 0
         # deferred requests: token -> (client identity, envelope, answer-by on the monotonic clock)
         self._pending: Dict[int, Tuple[bytes, List[bytes], float]] = {}
@@ -246,13 +248,13 @@ class NetInterface:
         cut = rest.index(b"") + 1 if b"" in rest else 0
         envelope, body = rest[:cut], rest[cut:]
         if len(body) != 1:
-            log.warning("malformed request (%d body frames) answered with an error", len(body))
+            self._malformed.note(f"{len(body)} body frames")
             self._reply(identity, envelope, {"code": ERROR, "message": "a request is one JSON frame"})
             return
         try:
             payload = safejson.loads(body[0], REQUEST_LIMITS)
         except safejson.DecodeError as e:
-            log.warning("malformed request answered with an error (%s)", e)
+            self._malformed.note(str(e))
             self._reply(identity, envelope, {"code": ERROR, "message": f"the request is not valid JSON: {e}"})
             return
         if isinstance(payload, dict):
@@ -280,7 +282,7 @@ class NetInterface:
         try:
             self.router.send_multipart([identity, *envelope, data], zmq.NOBLOCK)
         except zmq.ZMQError as e:  # the client went away: nothing to do
-            log.info("reply not delivered: %s", e)
+            self._undelivered.note(str(e))
 
     # ---- events ----
 
@@ -313,6 +315,27 @@ class NetInterface:
         for s in (self.router, self.pub):
             if s is not None:
                 s.close(0)
+
+
+class Tally:
+    """At most one log line a second for one kind of event, with how many happened since the
+    last line: a flood of hostile frames must not flood the log (nor fill the disk)."""
+
+    def __init__(self, what: str, level: int = logging.WARNING) -> None:
+        self.what = what
+        self.level = level
+        self.count = 0
+        self.total = 0
+        self._logged = 0.0
+
+    def note(self, last: str) -> None:
+        self.count += 1
+        self.total += 1
+        now = time.monotonic()
+        if now - self._logged >= 1.0:
+            log.log(self.level, "%d %s (the last: %.200s)", self.count, self.what, last)
+            self._logged = now
+            self.count = 0
 
 
 def _describe(payload: Any) -> str:

@@ -321,11 +321,9 @@ def test_cancel_kills_a_running_task(manager: LocalManager) -> None:
     wait_for(lambda: bool(psutil.Process(pid).children(recursive=True)), 10, "the sleep to start")
     tree = [pid] + [p.pid for p in psutil.Process(pid).children(recursive=True)]
 
-    t0 = time.monotonic()
     result = manager.cancel("long")
     assert result["canceled"] == 1
-    assert manager.wait4("long", timeout=10) == {"long": "CANCELED"}
-    assert time.monotonic() - t0 < 10
+    assert manager.wait4("long", timeout=10) == {"long": "CANCELED"}  # long before its sleep 30 ends
     wait_for(lambda: all(gone(p) for p in tree), 10, "the canceled task's processes to end")
     # canceling again, or an unknown job, is an error
     with pytest.raises(ConnectionError):
@@ -391,22 +389,32 @@ def test_wait4_timeout_raises_timeout_elapsed(manager: LocalManager) -> None:
     t0 = time.monotonic()
     with pytest.raises(TimeoutElapsed):
         manager.wait4(["quick", "long"], timeout=0.5)
-    elapsed = time.monotonic() - t0
-    assert 0.4 <= elapsed < 5, elapsed
+    assert time.monotonic() - t0 >= 0.5, "the wait gave up before its timeout"
     assert manager.wait4("quick", timeout=10) == {"quick": "SUCCEED"}
     with pytest.raises(JobNotDefinedError):
         manager.wait4("nope", timeout=1)
     manager.cancel("long")
 
 
-def test_wait4_is_woken_by_events_not_by_polling(wd: Path) -> None:
-    """With the safety poll set to a minute, a wait can only end quickly through an event."""
+def test_wait4_is_woken_by_events_not_by_polling(wd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the safety poll longer than the wait, wait4 asks for the job's state once, at its
+    start; the job ends only after that answer, so wait4 can learn the end only from an event."""
     m = LocalManager(["--nodes", "2", "--wd", str(wd)], {**CFG, "safety_poll": 60})
     try:
-        m.submit([{"name": "s", "execution": {"exec": "/bin/sleep", "args": ["0.3"]}}])
-        t0 = time.monotonic()
+        m.submit([{"name": "s", "execution": {"script": "while [ ! -e go ]; do sleep 0.01; done"}}])
+        asked: List[str] = []
+        send = m.send_request
+
+        def spy(request: Dict[str, Any], *more: Any) -> Dict[str, Any]:
+            answer = send(request, *more)
+            if request.get("request") == "jobStatus":
+                asked.append(answer["data"]["jobs"]["s"]["data"]["status"])
+                (wd / "go").touch()  # the job ends after this answer
+            return answer
+
+        monkeypatch.setattr(m, "send_request", spy)
         assert m.wait4("s", timeout=30) == {"s": "SUCCEED"}
-        assert time.monotonic() - t0 < 5
+        assert len(asked) == 1 and asked[0] != "SUCCEED", f"wait4 learned the end by asking: {asked}"
     finally:
         stop_manager(m)
 
@@ -422,27 +430,17 @@ def test_wait4all(manager: LocalManager) -> None:
     assert {n: e["status"] for n, e in listing.items()} == {
         "a": "SUCCEED", "b": "SUCCEED", "c": "FAILED", "d": "OMITTED"}
     manager.submit([sleeper("long")])
-    t0 = time.monotonic()
     with pytest.raises(TimeoutElapsed):
-        manager.wait4all(timeout_secs=0.5)
-    assert time.monotonic() - t0 < 5
+        manager.wait4all(timeout_secs=0.5)  # 'long' runs 30 s: only the timeout ends this wait
     manager.cancel("long")
 
 
 def test_wait4_any_job_finish(manager: LocalManager) -> None:
     assert manager.wait4_any_job_finish(timeout_secs=1) == (None, None)  # nothing active
     manager.submit([sleeper("long"), {"name": "quick", "execution": {"exec": "/bin/sleep", "args": ["0.2"]}}])
-    t0 = time.monotonic()
     assert manager.wait4_any_job_finish(timeout_secs=20) == ("quick", "SUCCEED")
-    assert time.monotonic() - t0 < 10
-    # only 'long' is left: the timeout ends the wait (QCG: None, None or TimeoutElapsed)
-    t0 = time.monotonic()
-    try:
-        got: Tuple[Optional[str], Optional[str]] = manager.wait4_any_job_finish(timeout_secs=0.5)
-    except TimeoutElapsed:
-        got = (None, None)
-    assert got == (None, None)
-    assert time.monotonic() - t0 < 5
+    # only 'long' is left: the timeout ends the wait with (None, None), as the docstring says
+    assert manager.wait4_any_job_finish(timeout_secs=0.5) == (None, None)
     manager.cancel("long")
     assert manager.wait4_any_job_finish(timeout_secs=10) in (("long", "CANCELED"), (None, None))
     assert state(manager, "long") == "CANCELED"
@@ -457,9 +455,7 @@ def test_finish_stops_the_service_and_kills_running_tasks(manager: LocalManager)
     pid = task_pid(manager, "long")
     address_file = Path(manager.run_dir) / "address"
     assert json.loads(address_file.read_text())["pid"] == manager.process.pid
-    t0 = time.monotonic()
     manager.finish()
-    assert time.monotonic() - t0 < 8
     assert manager.process.returncode is not None
     assert manager.process.returncode >= 0, "the service was terminated, it did not finish by itself"
     wait_for(lambda: gone(pid), 5, "the running task to be killed")
@@ -476,10 +472,8 @@ def test_kill_manager_process(wd: Path) -> None:
         m.submit([sleeper("long")])
         wait_state(m, "long", "EXECUTING")
         pid = task_pid(m, "long")
-        t0 = time.monotonic()
         m.kill_manager_process()
         assert m.process.returncode is not None
-        assert time.monotonic() - t0 < 12
         wait_for(lambda: gone(pid), 10, "the service's task to end with it")
     finally:
         stop_manager(m)
@@ -649,11 +643,9 @@ def test_manager_finds_the_service_from_env_and_working_directory(manager: Local
 def test_local_manager_with_bad_arguments_raises_service_error(wd: Path) -> None:
     from hpilot.governor import ServiceError
 
-    t0 = time.monotonic()
-    with pytest.raises(ServiceError):
+    with pytest.raises(ServiceError, match="exited with status 2 before listening"):  # not its start timeout
         m = LocalManager(["--nodes", "not-a-node-spec!", "--wd", str(wd)], CFG)
         stop_manager(m)
-    assert time.monotonic() - t0 < 20
 
 
 def test_local_manager_without_publisher_still_waits(wd: Path) -> None:
@@ -662,9 +654,7 @@ def test_local_manager_without_publisher_still_waits(wd: Path) -> None:
         assert m.pub_address is None
         assert m.system_status()["System"]["Pubaddress"] is None
         m.submit([{"name": "j", "execution": {"exec": "/bin/sleep", "args": ["0.2"]}}])
-        t0 = time.monotonic()
         assert m.wait4("j", timeout=20) == {"j": "SUCCEED"}
-        assert time.monotonic() - t0 < 10
     finally:
         stop_manager(m)
 
@@ -750,13 +740,11 @@ def test_executor_cancel_running_future(wd: Path) -> None:
         f = e.submit("sleep 30", name="long")
         wait_for(f.running, 15, "the future to run")
         pid = task_pid(e.manager, "long")
-        t0 = time.monotonic()
         assert f.cancel()
         assert f.cancelled() and f.done()
         with pytest.raises(concurrent.futures.CancelledError):
             f.result(timeout=1)
-        assert e.manager.wait4("long", timeout=10) == {"long": "CANCELED"}
-        assert time.monotonic() - t0 < 10
+        assert e.manager.wait4("long", timeout=10) == {"long": "CANCELED"}  # before its sleep 30 ends
         wait_for(lambda: gone(pid), 10, "the canceled task to end")
         done = e.submit("true", name="after")
         assert done.result(timeout=30) == {"after": "SUCCEED"}

@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -249,11 +248,9 @@ def test_info_and_iterations(service: Service) -> None:
 def test_cancel(service: Service) -> None:
     submit_file(service, [job("long", "sleep 30; true"), job("after", "true", dependencies={"after": ["long"]})])
     wait_for(lambda: states(service)["long"] == "EXECUTING", 15, "long to run")
-    t0 = time.monotonic()
     out = ok(hp(["cancel", "long"], service.wd))
     assert "1 job(s) canceled" in out
-    wait_for(lambda: states(service)["long"] == "CANCELED", 10, "long to be canceled")
-    assert time.monotonic() - t0 < 10
+    wait_for(lambda: states(service)["long"] == "CANCELED", 10, "long to be canceled")  # before its sleep 30
     assert states(service)["after"] == "OMITTED"
     submit_file(service, [job("queued", "true", dependencies={"after": ["late"]}), job("late", "sleep 30; true")],
                 name="more.json")
@@ -319,9 +316,7 @@ def test_wait_exit_status(service: Service) -> None:
 
 def test_wait_timeout(service: Service) -> None:
     submit_file(service, [job("long", "sleep 30; true"), job("quick", "true")])
-    t0 = time.monotonic()
-    proc = hp(["wait", "--timeout", "0.5"], service.wd)
-    assert time.monotonic() - t0 < 10
+    proc = hp(["wait", "--timeout", "0.5"], service.wd)  # 'long' runs 30 s: only the timeout ends this wait
     assert proc.returncode == 124, describe(proc)  # as GNU timeout; 3 is an internal error
     assert "still running: long" in proc.stderr
     proc = hp(["wait", "quick", "--timeout", "10"], service.wd)
@@ -400,11 +395,9 @@ def test_killed_service_is_a_quick_clear_error(wd: Path) -> None:
         os.kill(svc.proc.pid, signal.SIGKILL)
         svc.proc.wait(10)
         assert (svc.run_dir / "address").exists()
-        t0 = time.monotonic()
         proc = hp(["status"], wd, timeout=60)
-        elapsed = time.monotonic() - t0
-        one_error_line(proc)
-        assert elapsed < 10, f"the client waited {elapsed:.1f}s on a service that is gone"
+        # the dead pid is noticed at once: not "no answer from ... in 30s" after waiting on the address
+        assert "no running hpilot service found" in one_error_line(proc)
     finally:
         with contextlib.suppress(Exception):
             stop_service_proc(svc.proc, None)

@@ -89,6 +89,29 @@ def test_requests_no_file_could_hold_are_refused_and_nothing_runs(target: Servic
     assert "\\ud800" not in json.dumps(ask(target.connect, {"request": "listJobs"})["data"])
 
 
+def test_a_flood_of_bad_frames_does_not_flood_the_log(target: Service) -> None:
+    """One line a second at most, with the count: 500 bad frames cannot fill the disk."""
+    def malformed_lines() -> int:
+        return sum("malformed request(s)" in line for line in (target.run_dir / "service.log").read_text().splitlines())
+
+    before = malformed_lines()
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(target.connect)
+    try:
+        for _ in range(500):
+            sock.send_multipart([b"", b"[" * 100 + b"]" * 100])
+        got = 0
+        while got < 500 and sock.poll(10_000):
+            sock.recv_multipart()
+            got += 1
+        assert got == 500, "every bad frame gets its error answer"
+    finally:
+        sock.close(0)
+    still_serves(target)
+    assert malformed_lines() - before <= 30, "the log got a line per frame"
+
+
 @LIVE
 @given(st.one_of(FRAMES, mutated({"request": "submit", "jobs": [
     {"name": "m", "execution": {"exec": "/bin/true", "args": ["${it}"], "stdout": "m.${it}"},

@@ -15,6 +15,7 @@ import random
 import signal
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Set
@@ -68,6 +69,26 @@ def _kill_at(wd: Path, delay: float) -> None:
                  "the run to start")
         proc.wait(timeout=delay)
     except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def _kill_once_submitted(wd: Path) -> None:
+    """Kill -9 the service once its journal holds the submit (a fixed delay may come before it on a
+    loaded machine: the service is then killed before it accepted anything)."""
+    proc = subprocess.Popen(HPILOT + ["run", "jobs.json", "--nodes", "2", "--report-format", "json"], cwd=wd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal_path = wd / ".hpilot" / "latest" / "journal"
+
+    def submitted() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended (exit {proc.returncode}) before it was killed")
+        return journal_path.exists() and any(
+            kind == "J" and rec.get("t") == "submit" for kind, rec in journal.read(str(journal_path)).records)
+
+    try:
+        wait_for(submitted, 30, "the submit in the journal")
+    finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
 
@@ -148,14 +169,20 @@ def test_a_damaged_journal_resumes_what_it_can_and_says_what_it_dropped(wd: Path
 
 def test_dry_run_says_what_will_happen_and_runs_nothing(wd: Path) -> None:
     write_requests(wd / "jobs.json", _workload())
-    _kill_at(wd, 0.5)
-    before = _marks(wd)
+    _kill_once_submitted(wd)
+    # what a resume that ran anything would change: a new run directory, and 'latest' pointing at it
+    # (the killed run's orphans may still append to 'marks', so that file proves nothing)
+    runs_before = sorted(p.name for p in (wd / ".hpilot").iterdir())
+    latest_before = latest_run(wd)
+    journal_before = (latest_before / "journal").read_bytes()
     proc = run_hpilot(["resume", "--dry-run", "--json", "."], cwd=wd, timeout=30)
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
     assert plan["jobs"] == 10 and plan["iterations"] == 44
     assert plan["iterations_done"] + plan["to_run"] == 44
-    assert _marks(wd) == before or sum(_marks(wd).values()) >= sum(before.values())  # orphans may still write
+    assert sorted(p.name for p in (wd / ".hpilot").iterdir()) == runs_before
+    assert latest_run(wd) == latest_before
+    assert (latest_before / "journal").read_bytes() == journal_before
 
 
 def test_resume_of_something_that_is_not_a_run_is_a_clear_error(wd: Path) -> None:
@@ -172,13 +199,15 @@ def test_resume_of_something_that_is_not_a_run_is_a_clear_error(wd: Path) -> Non
 def test_resumed_service_kills_what_the_dead_one_left_running(wd: Path) -> None:
     import psutil
 
+    # a sleep no other test, and no other test run on this machine, uses: only ours are found
+    token = f"4242.{uuid.uuid4().int % 10**9:09d}"
     write_requests(wd / "jobs.json", [{"request": "submit", "jobs": [
-        {"name": "long", "execution": {"exec": "/bin/sleep", "args": ["4242"]}}]}])
+        {"name": "long", "execution": {"exec": "/bin/sleep", "args": [token]}}]}])
     proc = subprocess.Popen(HPILOT + ["run", "jobs.json", "--nodes", "1"], cwd=wd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def sleeper() -> List[psutil.Process]:
-        return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["/bin/sleep", "4242"]]
+        return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["/bin/sleep", token]]
 
     try:
         wait_for(lambda: bool(sleeper()), 30, "the task to start")

@@ -27,7 +27,9 @@ from tests.conftest import latest_run, report_entries, run_hpilot, submit, wait_
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-TIMEOUT = 25.0  # seconds for one hpilot command; every test here needs far less
+# Seconds for one hpilot command; every test here needs far less. Shorter than the 30 s sleeps
+# below: a command that returns at all did not wait for them (no test here times itself).
+TIMEOUT = 25.0
 
 
 # ---- helpers ----
@@ -332,12 +334,11 @@ def test_failing_job_fails_and_dependants_are_omitted(wd: Path) -> None:
 
 
 def test_wall_time_kills_the_task(wd: Path) -> None:
-    t0 = time.monotonic()
     run_jobs(wd, submit(job("slow", {"exec": "sleep", "args": ["30"]}, resources={"wt": "1s"})),
              "--nodes", "2", "--report-format", "json", expect=1)
-    assert time.monotonic() - t0 < 10, "the wall time did not stop the task"
     entry = report_entries(wd)["slow"]
     assert entry["state"] == "FAILED"
+    assert entry["runtime"]["exit_code"] == "143", entry  # SIGTERM ended the sleep, it did not end by itself
     assert any("wall time" in m for m in entry.get("messages", [])), entry
 
 
@@ -351,9 +352,8 @@ def test_cancel_kills_a_running_job_and_omits_its_dependant(wd: Path) -> None:
         {"request": "cancelJob", "jobNames": ["sleeper"]},
         {"request": "control", "command": "finishAfterAllTasksDone"},
     ]
-    t0 = time.monotonic()
-    run_jobs(wd, reqs, "--nodes", "2", "--report-format", "json", expect=1)
-    assert time.monotonic() - t0 < 10, "the canceled job kept the run alive"
+    run_jobs(wd, reqs, "--nodes", "2", "--report-format", "json", expect=1)  # within TIMEOUT: did not wait
+    assert not (wd / "marker").exists(), "the canceled job's sleep ran to its end"
     entries = report_entries(wd)
     assert entries["sleeper"]["state"] == "CANCELED"
     assert "EXECUTING" in [h["state"] for h in entries["sleeper"]["history"]], "it should have been running"
@@ -441,10 +441,8 @@ def test_service_without_finish_request_ends_after_reading(wd: Path) -> None:
     token = unique_sleep()
     write_requests(wd / "jobs.json", submit(job("long", {"script": f"sleep {token}; touch marker"}),
                                             finish=False))
-    t0 = time.monotonic()
     proc = hp(["service", "--file-path", "jobs.json", "--nodes", "2", "--report-format", "json"], wd)
-    assert time.monotonic() - t0 < 10, "a running job kept the service alive"
-    assert proc.returncode == 1, describe(proc)
+    assert proc.returncode == 1, describe(proc)  # within TIMEOUT: the running job did not keep it alive
     assert report_entries(wd)["long"]["state"] == "CANCELED"
     assert not (wd / "marker").exists()
     assert "finishAfterAllTasksDone" in service_log(wd)  # the warning explains why it stopped

@@ -169,14 +169,17 @@ def _agent_pid(wd: Path, node: str) -> int:
     raise AssertionError(f"no agent process for {node}")
 
 
-def _pids_with(needle: bytes) -> List[int]:
+def _pids_with(*needles: bytes) -> List[int]:
+    """Live (not zombie) processes whose command line holds every needle. Each process is read
+    once, and one that ends meanwhile is skipped: /proc entries vanish between two reads."""
     out = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if needle in Path(f"/proc/{pid}/cmdline").read_bytes() and b" Z" not in Path(
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if all(n in cmdline for n in needles) and b" Z" not in Path(
                     f"/proc/{pid}/stat").read_bytes().split(b")", 1)[1][:3]:
                 out.append(int(pid))
-        except OSError:
+        except (OSError, IndexError):  # gone between listdir and the reads (stat empty at exit)
             continue
     return out
 
@@ -199,8 +202,7 @@ def test_no_orphans_after_kill_9_of_the_manager(tmp_path: Path) -> None:
         assert len(service) == 1
         os.kill(service[0], signal.SIGKILL)
         wait_for(lambda: not _pids_with(marker.encode()), 30, "the tasks to die with their manager")
-        wait_for(lambda: not [p for p in _pids_with(key_file) if b"hpilot.launcher.agent" in
-                              Path(f"/proc/{p}/cmdline").read_bytes()], 30, "the agents to exit")
+        wait_for(lambda: not _pids_with(key_file, b"hpilot.launcher.agent"), 30, "the agents to exit")
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:

@@ -127,6 +127,7 @@ def req(task_id: str, node: str, argv: Tuple[str, ...], wd: str, **kw: Any) -> L
     return LaunchRequest(task_id, argv, dict(os.environ), wd, node=node, **kw)
 
 
+@pytest.mark.shell
 def test_tasks_run_on_their_node_and_report(pool: AgentPool, tmp_path: Path) -> None:
     rec: Recorder = pool.rec  # type: ignore[attr-defined]
     out = str(tmp_path / "out")
@@ -140,6 +141,7 @@ def test_tasks_run_on_their_node_and_report(pool: AgentPool, tmp_path: Path) -> 
     assert pool.running == 0
 
 
+@pytest.mark.shell
 def test_malformed_frame_to_an_agent_is_dropped(pool: AgentPool, tmp_path: Path) -> None:
     rec: Recorder = pool.rec  # type: ignore[attr-defined]
     st = pool.nodes["a"]
@@ -150,6 +152,7 @@ def test_malformed_frame_to_an_agent_is_dropped(pool: AgentPool, tmp_path: Path)
     assert "malformed frame" in (tmp_path / "agents" / "agent-a.log").read_text()
 
 
+@pytest.mark.shell
 @pytest.mark.parametrize("who", ["plain", "unknown key", "the client key"])
 def test_a_stranger_without_the_agent_key_gets_nothing_in(pool: AgentPool, tmp_path: Path, who: str,
                                                           caplog: pytest.LogCaptureFixture) -> None:
@@ -191,6 +194,7 @@ def test_a_stranger_without_the_agent_key_gets_nothing_in(pool: AgentPool, tmp_p
         s.close(0)
 
 
+@pytest.mark.shell
 def test_agent_killed_mid_run_fails_its_tasks_and_leaves(pool: AgentPool, tmp_path: Path) -> None:
     rec: Recorder = pool.rec  # type: ignore[attr-defined]
     pool.launch(req("long", "b", ("/bin/sleep", "60"), str(tmp_path)))
@@ -212,6 +216,7 @@ def test_agent_killed_mid_run_fails_its_tasks_and_leaves(pool: AgentPool, tmp_pa
     os.kill(task_pid, signal.SIGKILL)
 
 
+@pytest.mark.shell
 def test_agent_dies_with_a_silent_service(tmp_path: Path) -> None:
     """The service stops talking (as after kill -9): the agent kills its task and exits."""
     rec = Recorder()
@@ -238,6 +243,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.shell
 def test_agent_that_never_starts_times_out(tmp_path: Path) -> None:
     def starter(node: str, wd: str, argv: Any) -> List[str]:
         return ["/bin/sleep", "30"] if node == "b" else list(argv)
@@ -247,6 +253,7 @@ def test_agent_that_never_starts_times_out(tmp_path: Path) -> None:
         make_pool(tmp_path, Recorder(), starter=starter, init_timeout=1.0)
 
 
+@pytest.mark.shell
 def test_threshold_starts_without_the_missing_node(tmp_path: Path) -> None:
     def starter(node: str, wd: str, argv: Any) -> List[str]:
         return ["/bin/false"] if node == "b" else list(argv)
@@ -261,6 +268,7 @@ def test_threshold_starts_without_the_missing_node(tmp_path: Path) -> None:
         p.close()
 
 
+@pytest.mark.shell
 def test_starter_that_fails_gives_its_reason(tmp_path: Path) -> None:
     def starter(node: str, wd: str, argv: Any) -> List[str]:
         return ["/bin/sh", "-c", "echo 'srun: error: Unable to create step: Invalid node name'; exit 1"]

@@ -73,10 +73,11 @@ def test_every_client_command_has_json_and_address(command: str) -> None:
     assert "--json" in names and "--address" in names
 
 
+@pytest.mark.shell
 def test_top_level_help_imports_no_command() -> None:
     """`hpilot --help` lists the commands from the table, and a client command imports no service code."""
-    code = ("import sys; from hpilot.governor.cli.main import cli, main; sys.argv = ['hpilot', 'status', '--help']\n"
-            "try: main()\nexcept SystemExit: pass\n"
+    code = ("import sys; from hpilot.governor.cli.main import _main; sys.argv = ['hpilot', 'status', '--help']\n"
+            "try: _main()\nexcept SystemExit: pass\n"
             "bad = [m for m in sys.modules if m.startswith(('hpilot.governor.service', 'hpilot.governor.api', "
             "'hpilot.partition', 'hpilot.launcher', 'hpilot.governor.reports', 'rich', 'networkx', 'psutil'))]\n"
             "print('IMPORTED', bad)")

@@ -300,3 +300,38 @@ def test_wrapper_record_reader_is_total(line: bytes) -> None:
 
 def test_wrapper_record_reader_reads_a_real_record() -> None:
     assert wrapper_record(json.dumps(RECORD).encode()) == ("t", 9, "")
+
+
+# ---- what the command line reads: a "service" that answers garbage ----
+
+
+@pytest.mark.shell
+@pytest.mark.parametrize("frame", KILLERS[:4])
+def test_the_command_lines_client_survives_a_killer_answer(frame: bytes) -> None:
+    import zmq
+    from hpilot.governor.cli.connect import Client, Target
+    from hpilot.governor.errors import UserError
+
+    ctx = zmq.Context.instance()
+    fake = ctx.socket(zmq.ROUTER)
+    fake.setsockopt(zmq.LINGER, 0)
+    port = fake.bind_to_random_port("tcp://127.0.0.1")
+    client = Client(Target(f"tcp://127.0.0.1:{port}"), timeout=10)
+    try:
+        with pytest.raises(UserError, match="not JSON"):
+            def answer() -> None:
+                assert fake.poll(5000)
+                ident, *envelope = fake.recv_multipart()
+                fake.send_multipart([ident, *envelope[:-1], frame])
+
+            import threading
+
+            t = threading.Thread(target=answer)
+            t.start()
+            try:
+                client.call({"request": "status"})
+            finally:
+                t.join(10)
+    finally:
+        client.close()
+        fake.close(0)

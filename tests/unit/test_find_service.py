@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hpilot.governor.api.manager import find_service
 
 
@@ -27,6 +28,7 @@ def _dead_pid() -> int:
     return p.pid
 
 
+@pytest.mark.shell
 def test_a_service_on_another_node_is_found_with_its_key(tmp_path: Path) -> None:
     run = _address_file(tmp_path, "some-other-node", _dead_pid(), server_key="k" * 40)
     info = find_service(str(tmp_path))
@@ -34,6 +36,7 @@ def test_a_service_on_another_node_is_found_with_its_key(tmp_path: Path) -> None
     assert info["key_file"] == os.path.join(os.path.realpath(run), "client.key")
 
 
+@pytest.mark.shell
 def test_a_dead_service_on_this_host_is_not_found(tmp_path: Path) -> None:
     _address_file(tmp_path, socket.gethostname(), _dead_pid())
     assert find_service(str(tmp_path)) is None

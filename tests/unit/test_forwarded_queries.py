@@ -32,7 +32,7 @@ from hpilot.partition.manager import PartitionManager
 from hpilot.partition.models import EnvContext
 from hpilot.partition.resources import local_resources
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.shell, pytest.mark.timeout(30)]
 CTX = zmq.Context.instance()
 
 

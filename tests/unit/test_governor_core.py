@@ -7,7 +7,6 @@ first action is the Reply, and calls ``core.validate()`` after each event.
 from __future__ import annotations
 
 import re
-import time
 import tracemalloc
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar
@@ -253,15 +252,10 @@ def test_dependency_cycle_is_refused_and_named(gov: Gov) -> None:
 
 
 def test_dependency_on_a_later_job_of_the_same_submit(gov: Gov) -> None:
-    # The validator allows any order inside one submit; either it is accepted and
-    # 'b' waits for 'c', or it is refused as a whole.  It must never raise.
-    resp, actions = gov.submit(jobdesc("b", after=["c"]), jobdesc("c"))
-    if resp["code"] == 0:
-        assert works(actions) == ["c"]
-        assert works(gov.run("c")) == ["b"]
-    else:
-        assert len(gov.core.registry) == 0
-        assert "b" in resp["message"]
+    # Any order inside one submit is accepted, as in QCG-PilotJob: 'b' waits for 'c'.
+    actions = gov.submit_ok(jobdesc("b", after=["c"]), jobdesc("c"))
+    assert works(actions) == ["c"]
+    assert works(gov.run("c")) == ["b"]
 
 
 def test_iteration_variable_in_a_plain_job_is_refused(gov: Gov) -> None:
@@ -317,9 +311,7 @@ def test_huge_iteration_count_is_refused_not_a_crash(gov: Gov) -> None:
 def test_million_iterations_are_one_work_message(gov: Gov) -> None:
     tracemalloc.start()
     try:
-        t0 = time.perf_counter()
-        actions = gov.submit_ok(jobdesc("sweep", iterations=1_000_000, args=["${it}"]))
-        elapsed = time.perf_counter() - t0
+        actions = gov.submit_ok(jobdesc("sweep", iterations=1_000_000, args=["${it}"]))  # its time: bench/governor.py
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -327,7 +319,6 @@ def test_million_iterations_are_one_work_message(gov: Gov) -> None:
     assert len(actions) == 1
     assert isinstance(work.iterations, range) and work.iterations == range(0, 1_000_000)
     assert work.spec.it_count == 1_000_000
-    assert elapsed < 5.0
     assert peak < 32 * 1024 * 1024, f"peak {peak} bytes for one sweep"
     resp, _ = gov.request({"request": "listJobs"})
     assert resp["data"]["jobs"]["sweep"]["iterations"] == {

@@ -24,6 +24,8 @@ from hpilot.launcher.local import LocalLauncher
 
 from tests.conftest import wait_for
 
+pytestmark = pytest.mark.shell  # real processes: not in the core tier
+
 
 def gone(pid: int) -> bool:
     """The process no longer runs (a zombie waiting for a foreign parent counts as gone)."""
@@ -343,15 +345,13 @@ def test_unusable_cpus_still_start_the_task(h: Harness, tmp_path: Path) -> None:
 
 def test_wall_time_kills_sleep(make: Callable[..., Harness]) -> None:
     h = make(grace=0.2)
-    t0 = time.monotonic()
     h.launch("w", ["sleep", "30"], walltime=0.3)
     assert h.launcher.next_deadline() is not None
-    ex = h.wait_exit("w", timeout=10.0)
-    assert time.monotonic() - t0 < 10.0
+    ex = h.wait_exit("w", timeout=10.0)  # the sleep would take 30 s
     assert ex.exit_code == 128 + signal.SIGTERM
     assert ex.reason == "wall time of 0.3s exceeded"
     assert not ex.ok
-    assert 0.3 <= ex.finished - ex.started < 5.0
+    assert ex.finished - ex.started >= 0.3  # not before its wall time
 
 
 def test_wall_time_sigkill_after_grace_when_term_is_ignored(make: Callable[..., Harness], tmp_path: Path) -> None:
@@ -362,7 +362,6 @@ def test_wall_time_sigkill_after_grace_when_term_is_ignored(make: Callable[..., 
     ex = h.wait_exit("w", timeout=10.0)
     assert ex.exit_code == 128 + signal.SIGKILL
     assert ex.reason == "wall time of 0.3s exceeded"
-    assert ex.finished - ex.started < 5.0
     wait_for(lambda: gone(child), 5.0, "the script's child to be killed too")
 
 
@@ -395,16 +394,15 @@ def test_kill_now(h: Harness) -> None:
 
 
 def test_close_kills_everything(h: Harness, tmp_path: Path) -> None:
-    h.launch("a", ["sleep", "30"])
-    h.launch("b", ["/bin/bash", "-c", "trap '' TERM; sleep 30"])
-    h.launch("c", ["/bin/bash", "-c", "sleep 30 & echo $! > child.pid; wait"])
+    """The tasks would run for hours: close() returning at all (within the test's timeout) killed them."""
+    h.launch("a", ["sleep", "30000"])
+    h.launch("b", ["/bin/bash", "-c", "trap '' TERM; sleep 30000"])
+    h.launch("c", ["/bin/bash", "-c", "sleep 30000 & echo $! > child.pid; wait"])
     child = read_pid(h.wd / "child.pid")
     h.pids.append(child)
     pids = [pid for pid, _ in h.starts.values()]
     assert len(pids) == 3
-    t0 = time.monotonic()
     h.launcher.close()
-    assert time.monotonic() - t0 < 5.0
     for pid in pids:
         assert gone(pid), f"task process {pid} survived close()"
     wait_for(lambda: gone(child), 5.0, "the script's child to be killed by close()")

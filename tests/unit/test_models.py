@@ -90,6 +90,7 @@ def _run(argv: Tuple[str, ...], env: Dict[str, str], cwd: Path) -> subprocess.Co
     return subprocess.run(list(argv), env=env, cwd=cwd, capture_output=True, text=True, timeout=30)
 
 
+@pytest.mark.shell
 def test_prelude_really_runs_venv_and_keeps_args(tmp_path: Path) -> None:
     venv = tmp_path / "v e"
     (venv / "bin").mkdir(parents=True)
@@ -101,12 +102,14 @@ def test_prelude_really_runs_venv_and_keeps_args(tmp_path: Path) -> None:
     assert res.stdout == "yes|a b|'c'\n"
 
 
+@pytest.mark.shell
 def test_prelude_missing_venv_exits_127(tmp_path: Path) -> None:
     argv = command(ex(exec=t("/bin/true"), venv=t(str(tmp_path / "nope"))), VALUES)
     res = _run(argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, tmp_path)
     assert res.returncode == 127
 
 
+@pytest.mark.shell
 def test_prelude_module_failure_exits_127(tmp_path: Path) -> None:
     # a `module` shell function exported through the environment, failing for "bad"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),

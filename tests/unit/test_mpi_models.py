@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Dict
 
+import pytest
 from hpilot.partition import mpi
 from hpilot.partition.allocator import Allocation, Slot
 from hpilot.partition.models import LOCAL_MODELS, SLURM_MODELS, EnvContext, command, environment, models_for
@@ -86,6 +87,7 @@ def test_modules_come_before_the_launcher() -> None:
     assert lines[1] == "module load ompi/4 || exit 127" and lines[-1].startswith("exec mpirun")
 
 
+@pytest.mark.shell
 def test_multi_node_default_task_gets_a_machine_file_and_runs(tmp_path: Path) -> None:
     c = ctx(str(tmp_path / "hf"))
     e = Execution(script=compile_template("cat $HPILOT_HOSTFILE; echo ran"))
@@ -98,6 +100,7 @@ def test_multi_node_default_task_gets_a_machine_file_and_runs(tmp_path: Path) ->
     assert command(ex("default"), VALUES, one, c) == ("/app", "-x")
 
 
+@pytest.mark.shell
 def test_the_openmpi_script_really_writes_its_files(tmp_path: Path) -> None:
     fake = tmp_path / "mpirun"
     fake.write_text("#!/bin/sh\necho \"$@\"; cat \"$2\"\n")

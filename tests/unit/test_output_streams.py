@@ -20,6 +20,8 @@ from hpilot.launcher.output import TAIL_LINES, OutputStreams, read_output, scan,
 
 from tests.conftest import wait_for
 
+pytestmark = pytest.mark.shell  # real processes: not in the core tier
+
 
 class Runner:
     def __init__(self, wd: Path, out_dir: Path, tag: str = "t") -> None:

@@ -9,7 +9,10 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from hpilot.launcher.procstats import ProcSampler
+
+pytestmark = pytest.mark.shell  # real processes: not in the core tier
 
 EXEC_ON_LINE = "import os, sys; sys.stdin.readline(); os.execvp('sleep', ['sleep', '30'])"
 

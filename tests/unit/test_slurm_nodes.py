@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hpilot.partition.core import NodeChanged
 from hpilot.partition.messages import IterationsDropped
 from hpilot.partition.resources import local_resources
@@ -39,6 +40,7 @@ def test_work_that_no_longer_fits_fails_with_the_reason() -> None:
     assert out[0].reason.startswith("resources: needs 2 node(s)") and "node a lost: its agent died" in out[0].reason
 
 
+@pytest.mark.shell
 def test_bad_slurm_input_is_a_clear_error(wd: Path) -> None:
     reqs = write_requests(wd / "r.json", submit({"name": "x", "execution": {"exec": "/bin/true"}}))
     env = {"SLURM_JOB_ID": "1", "SLURM_JOB_NODELIST": "n[1-", "SLURM_JOB_CPUS_PER_NODE": "2"}
@@ -60,6 +62,7 @@ def test_bad_slurm_input_is_a_clear_error(wd: Path) -> None:
     assert p.returncode == 0, p.stderr
 
 
+@pytest.mark.shell
 def test_mpi_models_refused_outside_an_allocation(wd: Path) -> None:
     reqs = write_requests(wd / "r.json", submit({"name": "m", "execution": {"exec": "/bin/true",
                                                                             "model": "openmpi"}}))

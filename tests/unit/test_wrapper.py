@@ -24,6 +24,8 @@ from hpilot.launcher.rtstats import RtStats, WrapperError, build_wrapper, find_w
 
 from tests.conftest import wait_for
 
+pytestmark = pytest.mark.shell  # real processes: not in the core tier
+
 SOURCE = Path(__file__).resolve().parents[2] / "wrapper_c" / "hpilot_wrapper.c"
 KEYS = {"v", "task", "host", "wpid", "pid", "start", "stop", "start_mono", "stop_mono", "exit", "signal",
         "utime", "stime", "maxrss_kb", "cpus", "error"}
@@ -87,8 +89,7 @@ def test_record_format(wrapper: str) -> None:
     assert rec["v"] == 1 and rec["task"] == 'we"ird\\name:7'
     assert raw.endswith(b"\n") and len(raw) < 4096  # one atomic write
     assert before <= rec["start"] <= rec["stop"] <= after
-    assert 0.19 <= rec["stop"] - rec["start"] < 2.0
-    assert 0.19 <= rec["stop_mono"] - rec["start_mono"] < 2.0
+    assert rec["stop"] - rec["start"] >= 0.19 and rec["stop_mono"] - rec["start_mono"] >= 0.19  # the sleep 0.2
     assert abs((rec["stop"] - rec["start"]) - (rec["stop_mono"] - rec["start_mono"])) < 0.05
     assert rec["pid"] > 0 and rec["wpid"] > 0 and rec["pid"] != rec["wpid"]
     assert rec["maxrss_kb"] > 0 and rec["utime"] >= 0 and rec["stime"] >= 0
