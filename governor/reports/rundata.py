@@ -288,6 +288,10 @@ def _parse_allocation(text: str) -> List[Tuple[str, List[int]]]:
     return out
 
 
+def _natural(name: str) -> List[Any]:
+    return [(0, int(x), "") if x.isdigit() else (1, 0, x) for x in re.split(r"(\d+)", str(name))]
+
+
 def _log_span(path: str) -> Tuple[Optional[float], Optional[float]]:
     first = last = None
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -326,8 +330,9 @@ def load(arg: str, lanes: bool = True, objects: bool = True) -> RunData:
         cores = n.get("cores")
         run.nodes.append((str(n.get("name")), list(cores) if isinstance(cores, list) else list(range(int(cores or 0)))))
     parts = fs.get("partitions")
-    if isinstance(parts, dict):
-        run.partitions = {str(k): [str(n) for n in v] for k, v in parts.items() if isinstance(v, list)}
+    if isinstance(parts, dict):  # in name order (p1, p2, ..., p10), not the order they registered in
+        run.partitions = {str(k): [str(n) for n in v] for k, v in sorted(parts.items(), key=lambda kv: _natural(kv[0]))
+                          if isinstance(v, list)}
     if run.final_status is not None and not run.nodes:
         notes.append("final_status: no resources (older hpilot?): cores and nodes are taken from the tasks")
 

@@ -161,8 +161,8 @@ def test_the_columns_and_the_task_objects_give_the_same_figures(tmp_path: Path) 
     run.mkdir()
     nodes = [{"name": f"n{i}", "cores": [0, 1, 2, 3]} for i in range(40)]
     (run / "final_status").write_text(json.dumps({"started": 0.0, "finished": 100.0, "resources": {
-        "nodes": nodes, "total_cores": 160}, "partitions": {"p1": [f"n{i}" for i in range(20)],
-                                                            "p2": [f"n{i}" for i in range(20, 40)]}}))
+        "nodes": nodes, "total_cores": 160}, "partitions": {"p2": [f"n{i}" for i in range(20, 40)],
+                                                            "p1": [f"n{i}" for i in range(20)]}}))
     rnd = random.Random(3)
     lines = [records.json_record({"t": "submit", "time": 0.0, "values": {}, "jobs": [
         {"name": j, "iteration": {"stop": 300}} for j in ("a", "b")]})]
@@ -173,6 +173,7 @@ def test_the_columns_and_the_task_objects_give_the_same_figures(tmp_path: Path) 
                                                  f"n{rnd.randrange(40)}[{rnd.randrange(4)}]", "/w", None))
     _journal(run / "journal", lines)
     columns, objects = load(str(run), lanes=False, objects=False), load(str(run))
+    assert list(columns.partitions) == ["p1", "p2"]
     assert columns.spans is not None and not columns.tasks and len(objects.tasks) == 600
     for fn in (timeline.busy_cores, timeline.throughput, timeline.density):
         assert fn(columns) == fn(objects), fn.__name__
