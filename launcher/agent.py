@@ -31,6 +31,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import zmq
 from hpilot.launcher import curve, wire
+from hpilot.launcher.api import LauncherEvent, TaskStarted
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
 from hpilot.launcher.output import OutputStreams
@@ -65,8 +66,7 @@ class Agent:
         self.sock.connect(connect)
         self.allowed = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
         self.outbox: List[bytes] = []
-        self.launcher = LocalLauncher(on_exit=self._exited, on_start=self._started, grace=grace,
-                                      rtstats=stats[0], procstats=stats[1], output=output)
+        self.launcher = LocalLauncher(grace=grace, rtstats=stats[0], procstats=stats[1], output=output)
         self.node_env = {k: os.environ[k] for k in NODE_VARS if k in os.environ}
         self.node_env["HPILOT_NODE"] = node
         self.heartbeat = 1.0
@@ -77,11 +77,12 @@ class Agent:
 
     # ---- reports to the service ----
 
-    def _started(self, task_id: str, pid: int, now: float) -> None:
-        self.outbox.append(wire.encode(wire.Started(task_id, pid, now)))
-
-    def _exited(self, ex: TaskExit) -> None:
-        self.outbox.append(wire.encode(wire.Exited.of(ex)))
+    def _report(self, events: List[LauncherEvent]) -> None:
+        for ev in events:
+            if isinstance(ev, TaskStarted):
+                self.outbox.append(wire.encode(wire.Started(ev.task_id, ev.pid, ev.now)))
+            elif isinstance(ev, TaskExit):
+                self.outbox.append(wire.encode(wire.Exited.of(ev)))
 
     def _flush(self) -> None:
         if self.outbox:
@@ -157,10 +158,7 @@ class Agent:
             ready = dict(poller.poll(max(0, int(min(waits) * 1000)) + 1))
             if self.sock in ready:
                 self._receive()
-            self.launcher.reap()
-            deadline = self.launcher.next_deadline()
-            if deadline is not None and deadline <= time.time():
-                self.launcher.tick()
+            self._report(self.launcher.poll())
         log.info("agent %s: stopping: %s", self.node, self.stop)
         return 0
 
@@ -208,6 +206,7 @@ class Agent:
 
     def close(self) -> None:
         """Kill every task (with its process group) and say goodbye if the service still listens."""
+        self._report(self.launcher.poll())
         self.launcher.close()
         try:
             self.outbox.append(wire.encode(wire.Bye(self.stop or "closing")))

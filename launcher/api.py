@@ -1,45 +1,68 @@
-"""What the service needs from a launcher, whether local or a pool of node agents.
+"""What the owner of a launcher (a partition, in-process or in its own manager) needs from it.
 
-The service's loop depends only on this: launch and kill tasks, learn of their
-ends through ``on_exit``/``on_start`` callbacks given at construction, and one
-descriptor to poll (plus a deadline for timers).
+A launcher never calls back into its owner: :meth:`Launcher.launch` and
+:meth:`Launcher.kill` only take note (a kill may signal a process at once), and
+:meth:`Launcher.poll` does what is due (start what was launched, collect exits and
+agent messages, run timers) and *returns* the events, in order.  The owner feeds
+them to its core from one inbox, so no core ever runs inside another's ``handle``.
 
-A launcher that talks to agents over ZeroMQ may instead offer ``sockets()``: the
-sockets and descriptors to poll.  A ZeroMQ socket's own descriptor is edge-triggered,
-so it must be polled as the socket object, never through ``fileno()``.  Such a
-launcher may also have an ``on_node`` attribute: the owner sets it to a callback
-``(node, up, reason)`` to learn when a node leaves (its agent died) or joins late.
+The owner's loop sleeps on ``fileno()`` (or, for launchers that talk to agents over
+ZeroMQ, on ``sockets()``: a ZeroMQ socket's own descriptor is edge-triggered, so it
+must be polled as the socket object) and wakes for ``next_deadline()``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Protocol
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Protocol, Union
 
 from hpilot.launcher.core import LaunchRequest, TaskExit
 
 
+@dataclass(frozen=True)
+class TaskStarted:
+    """A task's process runs (pid 0: no real process, e.g. a dry run)."""
+
+    task_id: str
+    pid: int
+    now: float
+
+
+@dataclass(frozen=True)
+class NodeChanged:
+    """A node left (its agent died: ``up`` False) or joined late (its agent greeted)."""
+
+    node: str
+    up: bool
+    reason: str
+    now: float
+
+
+LauncherEvent = Union[TaskStarted, TaskExit, NodeChanged]
+
+
 class Launcher(Protocol):
     def fileno(self) -> int:
-        """Readable when :meth:`reap` has something to do (-1: none, poll by timeout)."""
+        """Readable when :meth:`poll` has something to do (-1: none, poll by timeout)."""
 
     @property
     def needs_polling(self) -> bool: ...
 
     @property
-    def running(self) -> int: ...
+    def running(self) -> int:
+        """Tasks launched and not yet reported ended (queued starts included)."""
 
     def next_deadline(self) -> Optional[float]: ...
 
-    def launch(self, request: LaunchRequest) -> None: ...
+    def launch(self, request: LaunchRequest) -> None:
+        """Start the task at the next :meth:`poll`."""
 
     def kill(self, task_id: str, reason: str) -> None: ...
 
     def kill_now(self) -> None: ...
 
-    def tick(self) -> None: ...
-
-    def reap(self) -> int:
-        """Handle whatever is ready (exits, agent messages); returns how many events."""
+    def poll(self) -> List[LauncherEvent]:
+        """Start what was launched, collect what happened, run what is due; the events."""
 
     def close(self) -> None: ...
 
@@ -52,6 +75,5 @@ def poll_targets(launcher: Launcher) -> List[Any]:
     return [launcher.fileno()] if launcher.fileno() >= 0 else []
 
 
-# What a service or partition manager is given to make its launcher: the launcher is
-# built with the owner's callbacks (a task's exit, a task's start with its pid and time).
-LauncherFactory = Callable[[Callable[[TaskExit], None], Callable[[str, int, float], None]], Launcher]
+# What a service or partition manager is given to make its launcher.
+LauncherFactory = Callable[[], Launcher]

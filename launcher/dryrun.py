@@ -2,8 +2,7 @@
 
 For measuring the control plane alone (governor, routing, partitions, the wire) without
 the cost of real processes, and for tests that need a partition of a known speed.
-Starts and exits are reported from :meth:`tick` (never from inside :meth:`launch`), so
-the owner's core is never re-entered while it is handling an event.
+Starts and exits are returned by :meth:`poll`, like every launcher's.
 """
 
 from __future__ import annotations
@@ -11,16 +10,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from typing import Callable, List, Optional, Set, Tuple
+from typing import List, Optional, Set, Tuple
 
+from hpilot.launcher.api import LauncherEvent, TaskStarted
 from hpilot.launcher.core import LaunchRequest, TaskExit
 
 
 class DryRunLauncher:
-    def __init__(self, on_exit: Callable[[TaskExit], None], on_start: Callable[[str, int, float], None],
-                 delay: float = 0.0) -> None:
-        self.on_exit = on_exit
-        self.on_start = on_start
+    def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self._starting: List[str] = []
         self._due: List[Tuple[float, int, str, float]] = []  # (finish, seq, task id, started)
@@ -37,7 +34,7 @@ class DryRunLauncher:
         return -1
 
     def next_deadline(self) -> Optional[float]:
-        if self._starting:
+        if self._starting or self._killed:
             return 0.0
         return self._due[0][0] if self._due else None
 
@@ -51,22 +48,24 @@ class DryRunLauncher:
         self._killed.update(t for _, _, t, _ in self._due)
         self._killed.update(self._starting)
 
-    def tick(self) -> None:
+    def poll(self) -> List[LauncherEvent]:
         now = time.time()
+        out: List[LauncherEvent] = []
         starting, self._starting = self._starting, []
         for task_id in starting:
-            self.on_start(task_id, 0, now)
+            out.append(TaskStarted(task_id, 0, now))
             heapq.heappush(self._due, (now + self.delay, next(self._seq), task_id, now))
-        while self._due and (self._due[0][0] <= now or self._due[0][2] in self._killed):
+        if self._killed:  # a killed task ends now, wherever it is in the heap
+            killed = [e for e in self._due if e[2] in self._killed]
+            if killed:
+                self._due = [e for e in self._due if e[2] not in self._killed]
+                heapq.heapify(self._due)
+                out.extend(TaskExit(task_id, -9, started, now, "killed", 0) for _, _, task_id, started in killed)
+            self._killed.clear()
+        while self._due and self._due[0][0] <= now:
             _, _, task_id, started = heapq.heappop(self._due)
-            if task_id in self._killed:
-                self._killed.discard(task_id)
-                self.on_exit(TaskExit(task_id, -9, started, now, "killed", 0))
-            else:
-                self.on_exit(TaskExit(task_id, 0, started, now, None, 0))
-
-    def reap(self) -> int:
-        return 0
+            out.append(TaskExit(task_id, 0, started, now, None, 0))
+        return out
 
     def close(self) -> None:
         self._due.clear()

@@ -19,11 +19,13 @@ import subprocess
 import time
 from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
+from hpilot.launcher.api import LauncherEvent, TaskStarted
 from hpilot.launcher.core import (
     Action,
     Event,
     Exited,
     Kill,
+    Launch,
     LauncherCore,
     LaunchRequest,
     Report,
@@ -69,12 +71,10 @@ class _Child:
 
 
 class LocalLauncher:
-    """Runs :class:`LaunchRequest` s; calls ``on_start`` and ``on_exit`` as they happen."""
+    """Runs :class:`LaunchRequest` s; :meth:`poll` returns their starts and exits."""
 
     def __init__(
         self,
-        on_exit: Callable[[TaskExit], None],
-        on_start: Optional[Callable[[str, int, float], None]] = None,
         grace: float = 3.0,
         clock: Callable[[], float] = time.time,
         rtstats: Optional[RtStats] = None,
@@ -87,8 +87,8 @@ class LocalLauncher:
         self.rtstats = rtstats
         self.procstats = procstats
         self._seen_mono = 0.0  # when the exit being reported was seen (monotonic clock)
-        self.on_exit = on_exit
-        self.on_start = on_start
+        self._queued: List[LaunchRequest] = []  # launched, started by the next poll()
+        self._events: List[LauncherEvent] = []
         self.clock = clock
         self._children: Dict[str, _Child] = {}
         self._by_fd: Dict[int, str] = {}
@@ -121,14 +121,37 @@ class LocalLauncher:
 
     @property
     def running(self) -> int:
-        return len(self.core.running)
+        return len(self.core.running) + len(self._queued)
 
     def launch(self, request: LaunchRequest) -> None:
-        from hpilot.launcher.core import Launch
+        self._queued.append(request)
 
-        self._feed(Launch(request))
+    def start_queued(self) -> None:
+        """Start what was launched (``poll`` does this first)."""
+        if self._queued:
+            queued, self._queued = self._queued, []
+            for req in queued:
+                self._feed(Launch(req))
+
+    def poll(self) -> List[LauncherEvent]:
+        self.start_queued()
+        self.reap()
+        deadline = self.next_deadline()
+        if deadline is not None and deadline <= self.clock():
+            self.tick()
+        return self.take_events()
+
+    def take_events(self) -> List[LauncherEvent]:
+        events, self._events = self._events, []
+        return events
 
     def kill(self, task_id: str, reason: str) -> None:
+        for i, req in enumerate(self._queued):
+            if req.task_id == task_id:  # never started: it ends here and now
+                del self._queued[i]
+                now = self.clock()
+                self._events.append(TaskExit(task_id, -signal.SIGKILL, now, now, reason))
+                return
         self._feed(Kill(task_id, reason, self.clock()))
 
     def kill_all(self, reason: str) -> None:
@@ -137,6 +160,10 @@ class LocalLauncher:
 
     def kill_now(self) -> None:
         """SIGKILL every task without waiting for the grace period (a second Ctrl-C)."""
+        for req in self._queued:
+            now = self.clock()
+            self._events.append(TaskExit(req.task_id, -signal.SIGKILL, now, now, "killed before it started"))
+        self._queued.clear()
         for child in self._children.values():
             _killpg(child.pid, signal.SIGKILL)
 
@@ -183,6 +210,7 @@ class LocalLauncher:
 
     def close(self) -> None:
         """Kill whatever still runs, at once, and wait for it (used on shutdown)."""
+        self._queued.clear()
         for task_id, child in list(self._children.items()):
             _killpg(child.pid, signal.SIGKILL)
             child.wait()
@@ -222,7 +250,7 @@ class LocalLauncher:
                 from hpilot.launcher.output import tail_text
 
                 ex = dataclasses.replace(ex, stderr_tail=tail_text(tail))
-            self.on_exit(ex)
+            self._events.append(ex)
 
     def _spawn(self, req: LaunchRequest) -> None:
         files: List[IO[bytes]] = []
@@ -266,8 +294,7 @@ class LocalLauncher:
         self._children[req.task_id] = _Child(pid, proc, fd, files)
         now = self.clock()
         self._feed(Spawned(req.task_id, pid, now))
-        if self.on_start is not None:
-            self.on_start(req.task_id, pid, now)
+        self._events.append(TaskStarted(req.task_id, pid, now))
 
     @contextlib.contextmanager
     def _bound(self, req: LaunchRequest) -> Iterator[None]:

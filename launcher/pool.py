@@ -12,7 +12,7 @@ Faults are reported, never hidden:
   start fails as a whole only below the ready threshold, with every node's reason);
 - an agent that dies mid-run (its starter exits, it says goodbye, or it misses
   heartbeats) loses its node: each task it ran ends FAILED with the reason, and the
-  owner learns through ``on_node(node, up, reason)`` so that no work goes there again.
+  owner learns through a ``NodeChanged`` event so that no work goes there again.
 
 Every starter process gets ``PR_SET_PDEATHSIG``: should the service die, ``srun`` is
 told and ends the agent's step; the agent's own heartbeat watch covers ``ssh`` and the rest.
@@ -37,6 +37,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import zmq
 from hpilot.launcher import curve, private, wire
+from hpilot.launcher.api import LauncherEvent, NodeChanged, TaskStarted
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
 from hpilot.launcher.output import OutputStreams
@@ -45,9 +46,6 @@ log = logging.getLogger("hpilot.pool")
 
 LOST_EXIT_CODE = -1  # a task whose node was lost has no exit code of its own
 
-OnExit = Callable[[TaskExit], None]
-OnStart = Callable[[str, int, float], None]
-OnNode = Callable[[str, bool, str], None]
 
 
 class AgentStartError(RuntimeError):
@@ -132,20 +130,17 @@ class _Node:
 class AgentPool:
     """A :class:`Launcher` whose processes run in agents on the allocation's nodes."""
 
-    def __init__(self, on_exit: OnExit, on_start: Optional[OnStart], nodes: Sequence[str], wd: str, log_dir: str,
+    def __init__(self, nodes: Sequence[str], wd: str, log_dir: str,
                  keys: curve.Issued, starter: Starter = srun_starter, grace: float = 3.0,
                  init_timeout: float = 30.0, ready_threshold: float = 1.0, heartbeat: float = 1.0,
                  misses: int = 5, advertise: Optional[str] = None, agent_extra: Sequence[str] = ()) -> None:
-        self.on_exit = on_exit
-        self.on_start = on_start
+        self._events: List[LauncherEvent] = []
         self.agent_extra = list(agent_extra)  # e.g. stats_args(): statistics written by the agents
         self.heartbeat = heartbeat
         self.misses = misses
         self.nodes: Dict[str, _Node] = {n: _Node(n) for n in nodes}
         self._by_ident: Dict[bytes, _Node] = {}
         self._where: Dict[str, _Node] = {}  # running task -> its node
-        self._on_node: Optional[OnNode] = None
-        self._node_events: List[Tuple[str, bool, str]] = []
         self._next_beat = 0.0
         self.ctx: zmq.Context = zmq.Context.instance()
         self.router = self.ctx.socket(zmq.ROUTER)
@@ -221,24 +216,8 @@ class AgentPool:
 
     # ---- the owner's view ----
 
-    @property
-    def on_node(self) -> Optional[OnNode]:
-        return self._on_node
-
-    @on_node.setter
-    def on_node(self, cb: Optional[OnNode]) -> None:
-        """Who to tell when a node leaves (up=False) or joins late (up=True); earlier events replay."""
-        self._on_node = cb
-        if cb is not None:
-            events, self._node_events = self._node_events, []
-            for ev in events:
-                cb(*ev)
-
     def _emit(self, node: str, up: bool, reason: str) -> None:
-        if self._on_node is None:
-            self._node_events.append((node, up, reason))
-        else:
-            self._on_node(node, up, reason)
+        self._events.append(NodeChanged(node, up, reason, time.time()))
 
     def sockets(self) -> List[Any]:
         return [self.router, self._epoll.fileno()]
@@ -258,7 +237,7 @@ class AgentPool:
     def ready_nodes(self) -> List[str]:
         return [st.name for st in self.nodes.values() if st.ready]
 
-    def next_deadline(self) -> Optional[float]:
+    def next_deadline(self) -> float:
         return self._next_beat if self._next_beat else time.time()
 
     # ---- tasks ----
@@ -268,7 +247,7 @@ class AgentPool:
         if st is None or not st.ready:
             why = "unknown node" if st is None else (st.lost or "its agent has not started")
             now = time.time()
-            self.on_exit(TaskExit(request.task_id, LOST_EXIT_CODE, now, now,
+            self._events.append(TaskExit(request.task_id, LOST_EXIT_CODE, now, now,
                                   f"node {request.node} is not available: {why}"))
             return
         st.tasks[request.task_id] = 0.0
@@ -294,10 +273,13 @@ class AgentPool:
 
     # ---- events in ----
 
-    def reap(self) -> int:
-        n = self._receive()
-        n += self._check_exits()
-        return n
+    def poll(self) -> List[LauncherEvent]:
+        self._receive()
+        self._check_exits()
+        if self.next_deadline() <= time.time():
+            self.tick()
+        events, self._events = self._events, []
+        return events
 
     def tick(self) -> None:
         now = time.time()
@@ -371,12 +353,11 @@ class AgentPool:
         if isinstance(msg, wire.Started):
             if msg.task_id in st.tasks:
                 st.tasks[msg.task_id] = msg.now
-                if self.on_start is not None:
-                    self.on_start(msg.task_id, msg.pid, msg.now)
+                self._events.append(TaskStarted(msg.task_id, msg.pid, msg.now))
         elif isinstance(msg, wire.Exited):
             if st.tasks.pop(msg.task_id, None) is not None:
                 self._where.pop(msg.task_id, None)
-                self.on_exit(msg.to_exit())
+                self._events.append(msg.to_exit())
         elif isinstance(msg, wire.Bye):
             self._lose(st, f"its agent stopped: {msg.reason}")
         elif not isinstance(msg, wire.Heartbeat):
@@ -413,7 +394,8 @@ class AgentPool:
         for task_id, started in list(st.tasks.items()):
             st.tasks.pop(task_id)
             self._where.pop(task_id, None)
-            self.on_exit(TaskExit(task_id, LOST_EXIT_CODE, started or now, now, f"node {st.name} lost: {reason}"))
+            self._events.append(TaskExit(task_id, LOST_EXIT_CODE, started or now, now,
+                                         f"node {st.name} lost: {reason}"))
         _stop(st.proc, 0.0)
 
     # ---- the end ----
@@ -481,9 +463,8 @@ class SrunLauncher(LocalLauncher):
     """``--disable-nl``: every task is its own ``srun`` step on its node (QCG-PilotJob's
     fallback; slower, since each step costs the controller a round trip)."""
 
-    def __init__(self, on_exit: OnExit, on_start: Optional[OnStart] = None, grace: float = 3.0,
-                 srun: str = "srun", output: Optional[OutputStreams] = None) -> None:
-        super().__init__(on_exit=on_exit, on_start=on_start, grace=grace, output=output)
+    def __init__(self, grace: float = 3.0, srun: str = "srun", output: Optional[OutputStreams] = None) -> None:
+        super().__init__(grace=grace, output=output)
         self._srun = srun
 
     def launch(self, request: LaunchRequest) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
+import posixpath
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Set, Union
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.partition import models
@@ -25,6 +25,10 @@ from hpilot.partition.messages import (
     IterationFinished,
     IterationsDropped,
     IterationStarted,
+    Release,
+    Reserve,
+    Reserved,
+    RunReserved,
     Shutdown,
     TaskSpec,
     Work,
@@ -73,7 +77,7 @@ class Schedule:
     now: float
 
 
-Event = Union[Work, CancelJob, Shutdown, TaskStarted, TaskEnded, Schedule, NodeChanged]
+Event = Union[Work, CancelJob, Shutdown, Reserve, RunReserved, Release, TaskStarted, TaskEnded, Schedule, NodeChanged]
 
 # ---- actions out: LaunchRequest and KillTask go to the launcher, the rest up ----
 
@@ -102,12 +106,24 @@ class _Pending:
 
 
 class _Running:
-    __slots__ = ("spec", "it", "alloc", "wd", "scheduled", "started")
+    __slots__ = ("spec", "it", "alloc", "full", "wd", "scheduled", "started")
 
-    def __init__(self, spec: TaskSpec, it: int, alloc: Allocation, wd: str, scheduled: float) -> None:
+    def __init__(self, spec: TaskSpec, it: int, alloc: Allocation, wd: str, scheduled: float,
+                 full: Optional[Allocation] = None) -> None:
         self.spec, self.it, self.alloc, self.wd = spec, it, alloc, wd
+        self.full = full or alloc  # a spanning run's cores in every partition; ``alloc`` is ours
         self.scheduled = scheduled
         self.started = scheduled
+
+
+class _Reservation:
+    """Cores set aside for a run that spans partitions (``alloc`` None: not yet free)."""
+
+    __slots__ = ("request", "alloc")
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.alloc: Optional[Allocation] = None
 
 
 class PartitionCore:
@@ -120,6 +136,7 @@ class PartitionCore:
         self.queue: List[_Pending] = []
         self.running: Dict[str, _Running] = {}
         self._canceling: Set[str] = set()
+        self.reservations: Dict[Tuple[str, int], _Reservation] = {}
         self._uniq = itertools.count(1)
         self.stopping = False
 
@@ -133,7 +150,7 @@ class PartitionCore:
             if run is None:
                 return []
             run.started = ev.now
-            return [IterationStarted(run.spec.job, run.it, run.alloc.describe(), run.wd,
+            return [IterationStarted(run.spec.job, run.it, run.full.describe(), run.wd,
                                      run.scheduled, ev.now, run.alloc.ncores, ev.pid)]
         if isinstance(ev, Schedule):
             return self._schedule(ev.now)
@@ -145,8 +162,16 @@ class PartitionCore:
             return self._cancel(lambda spec: spec.job == ev.job, ev.reason, ev.now)
         if isinstance(ev, NodeChanged):
             return self._node_changed(ev)
+        if isinstance(ev, Reserve):
+            return self._reserve(ev)
+        if isinstance(ev, RunReserved):
+            return self._run_reserved(ev)
+        if isinstance(ev, Release):
+            return self._release(ev)
         if isinstance(ev, Shutdown):
             self.stopping = True
+            for key in list(self.reservations):
+                self._release(Release(key[0], key[1], ev.reason, ev.now))
             return self._cancel(lambda spec: True, ev.reason, ev.now)
         raise TypeError(f"partition: unknown event {ev!r}")
 
@@ -178,6 +203,8 @@ class PartitionCore:
 
     def _schedule(self, now: float) -> List[Action]:
         out: List[Action] = []
+        if self.reservations and not self._set_aside(out, now):
+            return out  # cores are being gathered for a spanning run: start nothing new
         alloc_ = self.allocator
         i = 0
         while i < len(self.queue) and alloc_.free_cores > 0:
@@ -200,10 +227,14 @@ class PartitionCore:
                 i += 1
         return out
 
-    def _launch(self, spec: TaskSpec, it: int, alloc: Allocation, now: float) -> LaunchRequest:
+    def _launch(self, spec: TaskSpec, it: int, own: Allocation, now: float,
+                full: Optional[Allocation] = None) -> LaunchRequest:
+        """The launch of one iteration on ``own`` cores (``full``: those plus the cores other
+        partitions set aside for it, when it spans partitions)."""
         ex = spec.execution
         name = spec.task_name(it)
         root = self.cfg.root_wd
+        alloc = full or own
         values = {
             "uniq": f"{self.cfg.uniq_prefix}{next(self._uniq)}",  # per task: names its host files
             "jname": spec.job,
@@ -215,8 +246,8 @@ class PartitionCore:
         if spec.iterative:  # as QCG-PilotJob: ${it} the index, ${itval} the value
             values["it"] = str(it)
             values["itval"] = spec.it_value(it)
-        wd = os.path.join(root, ex.wd.fill(values)) if ex.wd is not None else root
-        self.running[name] = _Running(spec, it, alloc, wd, now)
+        wd = posixpath.join(root, ex.wd.fill(values)) if ex.wd is not None else root
+        self.running[name] = _Running(spec, it, own, wd, now, full)
         cpus = tuple(c for s in alloc.slots for c in s.cores) if self.cfg.env.binding else None
         return LaunchRequest(
             task_id=name,
@@ -244,7 +275,7 @@ class PartitionCore:
         canceled = ex.task_id in self._canceling
         self._canceling.discard(ex.task_id)
         return [IterationFinished(run.spec.job, run.it, ex.exit_code, ex.started or run.started,
-                                  ex.finished, run.alloc.describe(), run.wd, run.alloc.ncores,
+                                  ex.finished, run.full.describe(), run.wd, run.alloc.ncores,
                                   ex.reason, canceled, ex.stderr_tail)]
 
     def _cancel(self, match, reason: str, now: float) -> List[Action]:
@@ -262,6 +293,44 @@ class PartitionCore:
                 self._canceling.add(task_id)
                 out.append(KillTask(task_id, reason))
         return out
+
+    # ---- runs that span partitions ----
+
+    def _reserve(self, ev: Reserve) -> List[Action]:
+        why = why_never_fits(ev.request, self.resources)
+        if why is not None or self.stopping:
+            why = why or "the partition is shutting down"
+            return [IterationsDropped(ev.job, (ev.iteration,), f"resources: cannot set cores aside: {why}", ev.now)]
+        self.reservations[(ev.job, ev.iteration)] = _Reservation(ev.request)
+        return []
+
+    def _set_aside(self, out: List[Action], now: float) -> bool:
+        """Reserve what is free now for the waiting reservations, in order; False while one waits."""
+        for (job, it), r in self.reservations.items():
+            if r.alloc is None:
+                r.alloc = self.allocator.allocate(r.request)
+                if r.alloc is None:
+                    return False
+                out.append(Reserved(job, it, r.alloc.slots, now))
+        return True
+
+    def _run_reserved(self, ev: RunReserved) -> List[Action]:
+        r = self.reservations.pop((ev.spec.job, ev.iteration), None)
+        if r is None or r.alloc is None:
+            return [IterationsDropped(ev.spec.job, (ev.iteration,), "its reserved cores are gone here", ev.now)]
+        full = Allocation(r.alloc.slots + tuple(ev.foreign))
+        return [self._launch(ev.spec, ev.iteration, r.alloc, ev.now, full)]
+
+    def _release(self, ev: Release) -> List[Action]:
+        r = self.reservations.pop((ev.job, ev.iteration), None)
+        if r is not None:
+            if r.alloc is not None:
+                self.allocator.release(r.alloc)
+            return []
+        for task_id, run in self.running.items():  # the run it led: killed (not a cancel)
+            if run.spec.job == ev.job and run.it == ev.iteration:
+                return [KillTask(task_id, ev.reason)]
+        return []
 
     def _cancel_its(self, job: str, its: Set[int], reason: str, now: float) -> List[Action]:
         """Single iterations: queued ones are dropped (CANCELED), running ones killed."""
@@ -319,6 +388,7 @@ class PartitionCore:
     def validate(self) -> None:
         self.allocator.validate()
         used = sum(r.alloc.ncores for r in self.running.values())
+        used += sum(r.alloc.ncores for r in self.reservations.values() if r.alloc is not None)
         for node in self.all_resources.nodes:  # a down node's idle cores are neither free nor used
             if node.name in self.down:
                 used += node.total_cores - sum(len(s.cores) for r in self.running.values()
@@ -342,4 +412,4 @@ def _usable(allocator: Allocator, node: str, up: bool, held: Sequence[int]) -> N
 def _in_wd(wd: str, path: Optional[str]) -> Optional[str]:
     if path is None:
         return None
-    return path if os.path.isabs(path) else os.path.join(wd, path)
+    return path if posixpath.isabs(path) else posixpath.join(wd, path)

@@ -33,10 +33,10 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 import zmq
 from hpilot.launcher import curve, safejson
 from hpilot.launcher.api import LauncherFactory, poll_targets
-from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.partition import wire
-from hpilot.partition.core import KillTask, PartitionCore, Schedule, TaskEnded, TaskStarted
-from hpilot.partition.messages import CancelJob, Shutdown, Work
+from hpilot.partition.core import PartitionCore
+from hpilot.partition.messages import CancelJob, Release, Reserve, RunReserved, Shutdown, Work
+from hpilot.partition.runner import PartitionRunner
 
 log = logging.getLogger("hpilot.partition.manager")
 LOST_AFTER = 6
@@ -44,7 +44,6 @@ ERROR = 1  # the "code" of an error response (QCG-PilotJob's)
 # A stopping manager waits this long (at most) for the answers to requests it forwarded:
 # a `finish` sent here stops this partition (the governor's Shutdown comes before its answer).
 ANSWER_GRACE = 2.0
-BURST = 32  # launcher ticks per loop pass at most
 
 
 class ClientPort(Protocol):
@@ -103,7 +102,8 @@ class PartitionManager:
         self.client = client
         self.query_timeout = query_timeout
         self.address = address
-        self.launcher = make_launcher(self._exit, self._start)
+        self.launcher = make_launcher()
+        self.runner = PartitionRunner(core, self.launcher)
         self.ctx: zmq.Context = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 2000)
@@ -122,37 +122,14 @@ class PartitionManager:
         self.leaving = False
         self.stop: Optional[str] = None  # why the loop ends
         self.exit_code = 0
-        self._out: List[Any] = []
-        self._dirty = False
         self._answers_by: Optional[float] = None
-
-    # ---- launcher callbacks ----
-
-    def _start(self, task_id: str, pid: int, now: float) -> None:
-        self._feed(TaskStarted(task_id, pid, now))
-
-    def _exit(self, ex: TaskExit) -> None:
-        self._feed(TaskEnded(ex))
-
-    def _feed(self, ev: Any) -> None:
-        self._carry_out(self.core.handle(ev))
-        self._dirty = True
-
-    def _carry_out(self, actions: List[Any]) -> None:
-        for a in actions:
-            if isinstance(a, LaunchRequest):
-                self.launcher.launch(a)
-            elif isinstance(a, KillTask):
-                self.launcher.kill(a.task_id, a.reason)
-            else:
-                self._out.append(a)
 
     def _send(self, msg: Any) -> None:
         self.sock.send_multipart([wire.encode(msg)], zmq.NOBLOCK)
 
     def _flush(self) -> None:
-        if self._out:  # a loop pass's reports in one frame: one wake-up and one decode at the governor
-            msgs, self._out = self._out, []
+        msgs = self.runner.take_reports()
+        if msgs:  # a loop pass's reports in one frame: one wake-up and one decode at the governor
             with contextlib.suppress(zmq.Again):
                 self.sock.send(wire.encode_batch(msgs), zmq.NOBLOCK)
 
@@ -167,8 +144,8 @@ class PartitionManager:
             log.info("registered with %s as partition %s", self.address, msg.name)
         elif isinstance(msg, wire.Refused):
             raise ManagerError(f"the governor refused this partition: {msg.reason}")
-        elif isinstance(msg, (Work, CancelJob, Shutdown)):
-            self._feed(msg)
+        elif isinstance(msg, (Work, CancelJob, Shutdown, Reserve, RunReserved, Release)):
+            self.runner.deliver(msg)
             if isinstance(msg, Shutdown):
                 self.stop = self.stop or f"shutdown: {msg.reason}"
         elif isinstance(msg, wire.ClientAnswer):
@@ -176,7 +153,7 @@ class PartitionManager:
         elif isinstance(msg, wire.Bye):
             log.warning("the governor said bye (%s): stopping", msg.reason)
             self.stop = self.stop or "the governor finished"
-            self._feed(Shutdown(f"the governor finished: {msg.reason}", time.time()))
+            self.runner.deliver(Shutdown(f"the governor finished: {msg.reason}", time.time()))
         elif not isinstance(msg, wire.Heartbeat):
             log.warning("unexpected %s from the governor dropped", type(msg).__name__)
 
@@ -237,7 +214,7 @@ class PartitionManager:
         try:
             while True:
                 now = time.time()
-                self._schedule()
+                self.runner.step()
                 self._flush()
                 if self.stop is not None and self.launcher.running == 0 and not self._awaiting_answers(now):
                     break
@@ -253,8 +230,9 @@ class PartitionManager:
                     log.error("the governor is silent for %.1fs: killing tasks and exiting", now - self.last_heard)
                     self.stop = "the governor is gone"
                     self.exit_code = 1
-                    self._feed(Shutdown("the governor is gone", now))
+                    self.runner.deliver(Shutdown("the governor is gone", now))
                     self.launcher.kill_now()
+                    continue
                 if self.stop is not None and killed_at is None:
                     killed_at = now
                 if killed_at is not None and now - killed_at > 10:
@@ -264,7 +242,7 @@ class PartitionManager:
                     with contextlib.suppress(zmq.Again):
                         self._send(wire.Heartbeat(now))
                 waits = [self.next_beat - now]
-                dl = self.launcher.next_deadline()
+                dl = self.runner.next_deadline()
                 if dl is not None:
                     waits.append(dl - now)
                 if self.launcher.needs_polling:
@@ -290,8 +268,6 @@ class PartitionManager:
                 if self.client is not None and self.client.pending:  # not on every pass: the message is built
                     self.client.expire(f"partition manager {self.name}: no answer from the governor within "
                                        f"{self.query_timeout:g}s (forwarded; the governor may be gone or busy)")
-                self.launcher.reap()
-                self._burst()
         except ManagerError as e:
             self.stop = self.stop or str(e)
             raise
@@ -326,19 +302,3 @@ class PartitionManager:
                     log.exception("frame from the governor dropped")
                     continue
                 self._from_governor(msg)
-
-    def _burst(self) -> None:
-        """Run what is due now, and what that frees, before sleeping again: short tasks
-        (a dry run, or a launcher's immediate starts) then cost one loop pass per burst,
-        not per partition-sized handful.  Bounded, so the governor is never kept waiting."""
-        for _ in range(BURST):
-            dl = self.launcher.next_deadline()
-            if dl is None or dl > time.time():
-                return
-            self.launcher.tick()
-            self._schedule()
-
-    def _schedule(self) -> None:
-        while self._dirty:
-            self._dirty = False
-            self._carry_out(self.core.handle(Schedule(time.time())))

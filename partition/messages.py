@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
+from hpilot.partition.allocator import Request, Slot
 from hpilot.partition.spec import Execution, Resources
 
 
@@ -58,8 +59,6 @@ class Shutdown:
     now: float = 0.0
 
 
-ToPartition = Union[Work, CancelJob, Shutdown]
-
 # ---- partition -> governor ----
 
 
@@ -105,4 +104,55 @@ class IterationsDropped:
     canceled: bool = False
 
 
-FromPartition = Union[IterationStarted, IterationFinished, IterationsDropped]
+
+# ---- a run that spans partitions (more cores or nodes than any one partition has) ----
+# The governor gathers its cores one partition at a time with Reserve; each answers
+# Reserved with the exact cores it set aside; then the first (the leader) gets RunReserved
+# and starts the run on its own reserved cores plus the others' (a host file spanning
+# them, as the execution models do for any multi-node run).  When the run ends, or is
+# abandoned, every partition gets Release and frees what it set aside.
+
+
+@dataclass(frozen=True)
+class Reserve:
+    """Set aside ``request`` for iteration ``iteration`` of ``job``: ahead of all queued
+    work, and start nothing new here until it is set aside (so it cannot starve)."""
+
+    job: str
+    iteration: int
+    request: Request
+    now: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunReserved:
+    """Start the iteration on this partition's reserved cores plus ``foreign`` ones."""
+
+    spec: TaskSpec
+    iteration: int
+    foreign: Tuple[Slot, ...]
+    now: float = 0.0
+
+
+@dataclass(frozen=True)
+class Release:
+    """Free what was reserved for the iteration; if it runs here, kill it first."""
+
+    job: str
+    iteration: int
+    reason: str
+    now: float = 0.0
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """The cores set aside for a spanning run (partition -> governor)."""
+
+    job: str
+    iteration: int
+    slots: Tuple[Slot, ...]
+    now: float = 0.0
+
+
+ToPartition = Union[Work, CancelJob, Shutdown, Reserve, RunReserved, Release]
+FromPartition = Union[IterationStarted, IterationFinished, IterationsDropped, Reserved]

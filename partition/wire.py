@@ -30,11 +30,16 @@ from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 from hpilot.launcher import safejson
+from hpilot.partition.allocator import Request, Slot
 from hpilot.partition.messages import (
     CancelJob,
     IterationFinished,
     IterationsDropped,
     IterationStarted,
+    Release,
+    Reserve,
+    Reserved,
+    RunReserved,
     Shutdown,
     TaskSpec,
     Work,
@@ -118,14 +123,15 @@ class Bye:
 
 
 _CLASSES = (Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob,
-            Shutdown, IterationStarted, IterationFinished, IterationsDropped, TaskSpec, Execution, Resources,
-            ResourceSize, IterSchedulerSpec, Template)
+            Shutdown, IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release, Reserved,
+            TaskSpec, Execution, Resources, ResourceSize, IterSchedulerSpec, Template, Request, Slot)
 _TYPES: Dict[str, Type[Any]] = {c.__name__: c for c in _CLASSES}
 _NAMES: Dict[Type[Any], Tuple[str, ...]] = {c: tuple(f.name for f in fields(c)) for c in _CLASSES}
 TOP = (Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob, Shutdown,
-       IterationStarted, IterationFinished, IterationsDropped)
+       IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release, Reserved)
 Message = Union[Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob,
-                Shutdown, IterationStarted, IterationFinished, IterationsDropped]
+                Shutdown, IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release,
+                Reserved]
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 # A Work message nests about a dozen deep; a loop pass's reports fit in a few megabytes.
 LIMITS = safejson.Limits(max_bytes=256 * 1024 * 1024, max_depth=32)

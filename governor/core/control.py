@@ -83,8 +83,7 @@ def req_remove(core: GovernorCore, payload: Dict[str, Any], now: float, out: Lis
         elif not rec.state.is_final:
             problems[name] = f"Job '{name}' not finished ({rec.state.value}) - can not be removed; cancel it first"
         else:
-            core.registry.remove(name)
-            core.dag.remove(name)
+            core.forget(rec)
             removed += 1
             if core.journaling:
                 out.append(Record(records.json_record({"t": "remove", "time": now, "jobs": [name]})))

@@ -9,98 +9,56 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
-import uuid
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from hpilot.governor.core import control, overview, qcg, queries, records
+from hpilot.governor.core import control, overview, qcg, queries, records, replay
 from hpilot.governor.core.dag import Dag, Edge
+from hpilot.governor.core.decisions import Decision, Grant, Impossible, Requeue, Tell
 from hpilot.governor.core.each import EachWaits
+from hpilot.governor.core.events import (
+    Action,
+    ClientRequest,
+    Event,
+    FinishService,
+    FromPart,
+    JobDone,
+    PartitionDraining,
+    PartitionGone,
+    PartitionJoined,
+    Record,
+    Reply,
+    SendToPartition,
+    Settled,
+    StateEvent,
+)
+from hpilot.governor.core.host import Host, NoHost
 from hpilot.governor.core.jobspec import FieldError, JobSpec, parse_job
 from hpilot.governor.core.registry import Drop, Failure, JobRecord, Registry
-from hpilot.governor.core.routing import PartitionDraining, PartitionGone, PartitionJoined, Router, Settled
+from hpilot.governor.core.routing import Router
 from hpilot.governor.core.runs import IterRun
 from hpilot.governor.core.states import JobState
 from hpilot.governor.core.validate import check_submit
 from hpilot.partition.messages import (
-    CancelJob,
     FromPartition,
     IterationFinished,
     IterationsDropped,
     IterationStarted,
+    Reserved,
     Shutdown,
     TaskSpec,
-    ToPartition,
     Work,
 )
 from hpilot.partition.models import LOCAL_MODELS
-from hpilot.partition.resources import ResourceSet
+from hpilot.partition.resources import Node, ResourceSet
 from hpilot.partition.spec import Execution
 
 log = logging.getLogger("hpilot.governor")
 
 OK, ERROR = qcg.OK, qcg.ERROR
+REPLAYED = replay.EVENTS
 MAX_MESSAGES = 20  # per job: a sweep of 10^6 failing iterations must not keep 10^6 strings
 
-# ---- events ----
-
-
-@dataclass(frozen=True)
-class ClientRequest:
-    payload: Any
-    now: float
-    reply_to: Any = None
-
-
-@dataclass(frozen=True)
-class FromPart:
-    partition: str
-    message: FromPartition
-
-
-Event = Union[ClientRequest, FromPart, PartitionJoined, PartitionGone, PartitionDraining, Settled]
-
-# ---- actions ----
-
-
-@dataclass(frozen=True)
-class Reply:
-    reply_to: Any
-    response: Dict[str, Any]
-
-
-@dataclass(frozen=True)
-class SendToPartition:
-    partition: str
-    message: ToPartition
-
-
-@dataclass(frozen=True)
-class JobDone:
-    job: JobRecord
-
-
-@dataclass(frozen=True)
-class FinishService:
-    reason: str
-
-
-@dataclass(frozen=True)
-class Record:
-    """A journal record (already encoded): the shell appends it to the run's journal."""
-
-    data: bytes
-
-
-@dataclass(frozen=True)
-class StateEvent:
-    """A job or iteration state change, for subscribers (only made when someone listens)."""
-
-    event: Dict[str, Any]
-
-
-Action = Union[Reply, SendToPartition, JobDone, FinishService, StateEvent, Record]
 
 
 @dataclass(frozen=True)
@@ -111,6 +69,10 @@ class GovernorConfig:
     address: Optional[str] = None
     pub_address: Optional[str] = None
     started: float = 0.0  # the service's start, given by the shell (the core reads no clock)
+    # The whole allocation when it is known at start (a single manager's resources, or
+    # the nodes a governor splits into its own partitions): a job larger than it is
+    # refused at submit.  None (partitions join from elsewhere): judged once they have.
+    allocation: Optional[ResourceSet] = None
     instance_id: Optional[str] = None  # QCG-PilotJob's InstanceId (the run's id)
 
 
@@ -119,6 +81,7 @@ class PartitionView:
     name: str
     resources: ResourceSet
     used_cores: int = 0
+    local: bool = False  # the in-process partition of a single manager (not named in answers)
 
 
 def response(code: int, message: str = "", data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -131,9 +94,10 @@ def response(code: int, message: str = "", data: Optional[Dict[str, Any]] = None
 
 
 class GovernorCore:
-    def __init__(self, cfg: GovernorConfig, partitions: Sequence[PartitionView]) -> None:
+    def __init__(self, cfg: GovernorConfig, host: Optional[Host] = None) -> None:
         self.cfg = cfg
-        self.partitions = {p.name: p for p in partitions}
+        self.host: Host = host or NoHost()
+        self.partitions: Dict[str, PartitionView] = {}
         self.registry = Registry()
         self.dag = Dag()
         self.rcnt = 0
@@ -148,10 +112,12 @@ class GovernorCore:
         self._waiting_whole: Dict[str, List[JobRecord]] = {}
         self._waiting_it: Dict[Tuple[str, int], List[JobRecord]] = {}
         self.each = EachWaits()  # per-iteration dependencies ("after": ["a:${it}"])
+        # iterations canceled one by one, met while a journal is replayed (applied at its end)
+        self.replay_canceled_its: Dict[int, Tuple[JobRecord, Set[int]]] = {}
         self._busy = False  # some job was active since the last "no jobs" event
-        # governor mode (set by the shell): partitions register over the network and
-        # ready work is routed by credit; None is the single in-process partition
-        self.router: Optional[Router] = None
+        # Every iteration goes to a partition through the Router: the one in-process
+        # partition of a single manager, or partitions that register over the network.
+        self.router = Router()
         self.expect_partitions = 0  # partitions the governor started itself
 
     # ---- the one entry point ----
@@ -163,19 +129,50 @@ class GovernorCore:
         elif isinstance(ev, ClientRequest):
             resp = self._request(ev.payload, ev.now, out)
             out.insert(0, Reply(ev.reply_to, resp))
-        elif self.router is not None and isinstance(ev, PartitionJoined):
-            self.router.join(self, ev, out)
-        elif self.router is not None and isinstance(ev, PartitionGone):
-            self.router.gone_(self, ev, out)
-        elif self.router is not None and isinstance(ev, PartitionDraining):
+        elif isinstance(ev, PartitionJoined):
+            self._joined(ev, out)
+        elif isinstance(ev, PartitionGone):
+            self.partitions.pop(ev.name, None)
+            self._apply(self.router.leave(ev), ev.now, out)
+        elif isinstance(ev, PartitionDraining):
             self.router.draining(ev.name)
-        elif self.router is not None and isinstance(ev, Settled):
-            self.router.settled = True
-            self.router.pump(self, 0.0, out)
+        elif isinstance(ev, Settled):
+            self._apply(self.router.settle(0.0), 0.0, out)
+        elif isinstance(ev, REPLAYED):
+            replay.apply(self, ev, out)
         else:
             raise TypeError(f"governor: unknown event {ev!r}")
         self._check_done(out)
         return out
+
+    def _joined(self, ev: PartitionJoined, out: List[Action]) -> None:
+        rs = ResourceSet(tuple(Node(n, tuple(range(c))) for n, c in ev.nodes), False, "partition")
+        self.partitions[ev.name] = PartitionView(ev.name, rs, local=ev.credit is not None)
+        if not self.expect_partitions:
+            self.router.settled = True
+        self._apply(self.router.join(ev), ev.now, out)
+
+    def _apply(self, decisions: List[Decision], now: float, out: List[Action]) -> None:
+        """Carry out the Router's decisions: every state change is made here, in the core."""
+        for d in decisions:
+            if isinstance(d, Grant):
+                out.append(SendToPartition(d.partition, Work(d.rec.task, d.iterations, now)))
+            elif isinstance(d, Tell):
+                out.append(SendToPartition(d.partition, d.message))
+            elif isinstance(d, Impossible):  # also iterations a lost partition had started
+                self._requeue(d.rec, d.iterations, d.reason)
+                self._drop(d.rec, d.iterations, d.state, d.reason, now, out)
+            elif isinstance(d, Requeue):
+                self._requeue(d.rec, d.iterations, d.reason)
+
+    def _requeue(self, rec: JobRecord, its: Sequence[int], reason: str) -> None:
+        for it in its:
+            state = rec.it_state(it)
+            if not state.is_final and state is not JobState.QUEUED:
+                rec.set_it_state(it, JobState.QUEUED)
+                run = rec.runs.get(it)
+                if run is not None:
+                    run.reason = reason
 
     def _check_done(self, out: List[Action]) -> None:
         if self.emit_events:  # QCG-PilotJob's NOJ: what its client's wait4all waits for
@@ -231,9 +228,9 @@ class GovernorCore:
             out.append(Record(records.json_record({"t": "submit", "time": now, "values": values,
                                                    "jobs": [dict(s.source) for s in specs]})))
         # Register the whole submit before linking: a job may depend on one listed after it.
-        registered = [self._register(spec, now, out, values) for spec in specs]
+        registered = [self.register(spec, now, out, values) for spec in specs]
         for rec in registered:
-            self._link(rec, now, out)
+            self.link(rec, now, out)
         names = [s.name for s in specs]
         return response(OK, f"{len(names)} jobs submitted", {"submitted": len(names), "jobs": names})
 
@@ -244,9 +241,7 @@ class GovernorCore:
                 return None
             return rec.iterations() if rec.task.iterative else ()
 
-        single = (next(iter(self.partitions.values())).resources
-                  if len(self.partitions) == 1 and self.router is None else None)
-        errors = check_submit(specs, known, self.cfg.root_wd, single, self.cfg.models)
+        errors = check_submit(specs, known, self.cfg.root_wd, self.cfg.allocation, self.cfg.models, self.host)
         if errors:
             return errors
         edges: List[Edge] = [(d.job, s.name, d.iteration) for s in specs for d in s.after]
@@ -256,7 +251,7 @@ class GovernorCore:
             return [FieldError(cycle[0], "dependencies.after", f"dependency cycle: {' -> '.join(cycle)}")]
         return []
 
-    def _register(self, spec: JobSpec, now: float, out: List[Action], values: Dict[str, str]) -> JobRecord:
+    def register(self, spec: JobSpec, now: float, out: List[Action], values: Dict[str, str]) -> JobRecord:
         rec = JobRecord(spec, self._task_spec(spec, values), now, self.registry.next_order())
         self.registry.add(rec)
         if self.emit_events:
@@ -266,7 +261,7 @@ class GovernorCore:
             self.dag.add(dag_edges(spec))
         return rec
 
-    def _link(self, rec: JobRecord, now: float, out: List[Action]) -> None:
+    def link(self, rec: JobRecord, now: float, out: List[Action]) -> None:
         spec = rec.spec
         broken = None
         for dep in spec.after:
@@ -291,14 +286,14 @@ class GovernorCore:
 
     def submit_values(self, now: float) -> Dict[str, str]:
         """The submit-time variables (journaled, so that a resume fills them the same way)."""
-        t = time.localtime(now)
+        y, mo, d, h, mi, s = self.host.local_time(now)
         return {
             "rcnt": str(self.rcnt),
-            "uniq": str(uuid.uuid4()),  # one per submit request, as QCG-PilotJob
+            "uniq": self.host.unique_id(),  # one per submit request, as QCG-PilotJob
             "sname": self.cfg.sname,
-            "date": time.strftime("%Y-%m-%d", t),
-            "time": time.strftime("%H:%M:%S", t),
-            "dateTime": time.strftime("%Y-%m-%dT%H:%M:%S", t),
+            "date": f"{y:04d}-{mo:02d}-{d:02d}",
+            "time": f"{h:02d}:{mi:02d}:{s:02d}",
+            "dateTime": f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}",
         }
 
     def _task_spec(self, spec: JobSpec, values: Dict[str, str]) -> TaskSpec:
@@ -324,13 +319,8 @@ class GovernorCore:
 
     def dispatch_its(self, rec: JobRecord, its: Sequence[int], out: List[Action]) -> None:
         """Send these iterations of a dispatched job to run."""
-        if not len(its):
-            return
-        if self.router is not None:
-            self.router.add(self, rec, rec.submitted, out, its)
-            return
-        part = next(iter(self.partitions))
-        out.append(SendToPartition(part, Work(rec.task, its, rec.submitted)))
+        if len(its):
+            self._apply(self.router.add(rec, its, rec.submitted), rec.submitted, out)
 
     def _cancel(self, rec: JobRecord, now: float, out: List[Action]) -> None:
         rec.canceled = True
@@ -340,11 +330,8 @@ class GovernorCore:
         held = self.each.take_held(rec)  # iterations waiting for theirs were never sent
         if held:
             self._drop(rec, held, JobState.CANCELED, reason, now, out)
-        if rec.dispatched and self.router is not None:
-            self.router.cancel(self, rec, reason, now, out)
-        elif rec.dispatched:
-            for part in self.partitions:
-                out.append(SendToPartition(part, CancelJob(rec.name, reason, now)))
+        if rec.dispatched:
+            self._apply(self.router.cancel(rec, reason, now), now, out)
         else:
             self._drop(rec, rec.iterations(), JobState.CANCELED, reason, now, out)
         self._break_dependants(rec.name, f"dependency {rec.name} was canceled", now, out)
@@ -358,11 +345,15 @@ class GovernorCore:
         reason = "canceled by the user"
         if not rec.dispatched or self.each.take_held(rec, (it,)):
             self._drop(rec, (it,), JobState.CANCELED, reason, now, out)
-        elif self.router is not None:
-            self.router.cancel(self, rec, reason, now, out, (it,))
         else:
-            for part in self.partitions:
-                out.append(SendToPartition(part, CancelJob(rec.name, reason, now, (it,))))
+            self._apply(self.router.cancel(rec, reason, now, (it,)), now, out)
+
+    def forget(self, rec: JobRecord) -> None:
+        """Remove a job (its name may be used again)."""
+        if not rec.state.is_final:  # only a replay removes one (its end was not journaled)
+            self.active -= 1
+        self.registry.remove(rec.name)
+        self.dag.remove(rec.name)
 
     def _req_finish(self, payload: Dict[str, Any], now: float, out: List[Action]) -> Dict[str, Any]:
         self.finishing = True
@@ -373,8 +364,7 @@ class GovernorCore:
                 self._drop(rec, held, JobState.CANCELED, reason, now, out)
             if not rec.state.is_final and not rec.dispatched:
                 self._drop(rec, rec.iterations(), JobState.CANCELED, reason, now, out)
-        if self.router is not None:
-            self.router.drop_unsent(self, reason, now, out)
+        self._apply(self.router.drop_unsent(reason), now, out)
         for part in self.partitions:
             out.append(SendToPartition(part, Shutdown(reason, now)))
         out.append(FinishService("finish request"))
@@ -395,24 +385,40 @@ class GovernorCore:
             log.warning("report for job %s from %s dropped (unknown job or partition)", msg.job, part)
             return
         if isinstance(msg, IterationStarted):
-            view.used_cores += msg.cores
-            rec.set_it_state(msg.iteration, JobState.EXECUTING)
-            rec.runs.start(msg.iteration, msg.allocation, msg.wd, msg.scheduled, msg.started, msg.pid,
-                           view.name if self.router is not None else None)
-            if self.journaling:
-                out.append(Record(records.started_record(rec.name, msg.iteration, msg.pid, msg.started)))
-            self._iteration_event(rec, msg.iteration, JobState.EXECUTING, msg.started, out)
-            if rec.state is JobState.QUEUED:
-                self._set_state(rec, JobState.EXECUTING, msg.started, out)
+            self._started(rec, view, msg, out)
         elif isinstance(msg, IterationFinished):
+            if rec.it_state(msg.iteration).is_final:
+                log.warning("%s: a second end reported by %s dropped", rec.task.task_name(msg.iteration), part)
+                return
+            if self.router.spanning.running:
+                again = self.router.abandoned(part, rec, msg.iteration, msg.finished)
+                if again is not None:  # a spanning run killed because a partition of it was lost
+                    self._apply(again, msg.finished, out)
+                    return
             self._finished(rec, view, msg, out)
-            if self.router is not None:
-                self.router.reported(self, part, rec.name, (msg.iteration,), msg.finished, out, True)
+            self._apply(self.router.finished(part, rec, (msg.iteration,), msg.finished), msg.finished, out)
         elif isinstance(msg, IterationsDropped):
             state = JobState.CANCELED if msg.canceled else JobState.FAILED
-            self._drop(rec, msg.iterations, state, msg.reason, msg.when, out)
-            if self.router is not None:
-                self.router.reported(self, part, rec.name, msg.iterations, msg.when, out, True)
+            refused = self.router.refused(part, rec, msg.iterations, msg.reason, msg.when)
+            if refused is not None:  # a partition could not set cores aside for a spanning run
+                self._apply(refused, msg.when, out)
+                return
+            its = [it for it in msg.iterations if not rec.it_state(it).is_final]
+            self._drop(rec, its, state, msg.reason, msg.when, out)
+            self._apply(self.router.finished(part, rec, its, msg.when), msg.when, out)
+        elif isinstance(msg, Reserved):
+            self._apply(self.router.reserved(part, msg, msg.now), msg.now, out)
+
+    def _started(self, rec: JobRecord, view: PartitionView, msg: IterationStarted, out: List[Action]) -> None:
+        view.used_cores += msg.cores
+        rec.set_it_state(msg.iteration, JobState.EXECUTING)
+        rec.runs.start(msg.iteration, msg.allocation, msg.wd, msg.scheduled, msg.started, msg.pid,
+                       None if view.local else view.name)
+        if self.journaling:
+            out.append(Record(records.started_record(rec.name, msg.iteration, msg.pid, msg.started)))
+        self._iteration_event(rec, msg.iteration, JobState.EXECUTING, msg.started, out)
+        if rec.state is JobState.QUEUED:
+            self._set_state(rec, JobState.EXECUTING, msg.started, out)
 
     def _finished(self, rec: JobRecord, view: PartitionView, msg: IterationFinished,
                   out: List[Action]) -> None:
@@ -486,8 +492,11 @@ class GovernorCore:
         self._maybe_final(rec, now, out)
 
     def _maybe_final(self, rec: JobRecord, now: float, out: List[Action]) -> None:
-        if not rec.all_final or rec.state.is_final:
-            return
+        if rec.all_final and not rec.state.is_final:
+            self.finalize(rec, now, out)
+
+    def finalize(self, rec: JobRecord, now: float, out: List[Action]) -> None:
+        """Every iteration is final: the job takes the state they imply; dependants follow."""
         final = rec.summary_state()
         self._set_state(rec, final, now, out)
         self.active -= 1
@@ -564,6 +573,7 @@ class GovernorCore:
             else:
                 assert rec.all_final, f"{rec.name}: final job with iterations still active"
         assert active == self.active, f"active count {self.active} != {active}"
+        self.router.validate()
 
 
 _HANDLERS = {

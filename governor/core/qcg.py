@@ -12,9 +12,6 @@ Iterations have names of their own, ``job:it``, in ``jobStatus``, ``jobInfo`` an
 
 from __future__ import annotations
 
-import getpass
-import os
-import sys
 from typing import Any, Dict, Optional, Tuple
 
 OK, ERROR = 0, 1  # QCG-PilotJob's ResponseCode
@@ -60,19 +57,3 @@ def unknown_job(name: str) -> str:
 def unknown_iteration(job: str, it: int, span: Optional[range]) -> str:
     has = f"it has iterations {span.start}..{span.stop - 1}" if span else "it has no iterations"
     return f"Unknown iteration {it} for job {job} ({has})"
-
-
-def _account() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (a container)
-        return str(os.getuid())
-
-
-# Facts about this process that QCG-PilotJob's status answer carries (they never change).
-PROCESS_FACTS: Dict[str, Any] = {
-    "Account": _account(),
-    "PythonVersion": sys.version.replace("\n", " "),
-    "Python": sys.executable,
-    "Platform": sys.platform,
-}

@@ -6,8 +6,7 @@ and ``status``.  They read the registry and never change it.
 
 from __future__ import annotations
 
-import os
-import socket
+import posixpath
 from collections import Counter
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
@@ -125,7 +124,7 @@ def _pname(rec: JobRecord) -> str:
     ex = rec.task.execution
     if ex.exec is None:
         return "bash"
-    return os.path.basename(ex.exec.fill({}))
+    return posixpath.basename(ex.exec.fill({}))
 
 
 def _runtime(rec: JobRecord, run) -> Dict[str, Any]:
@@ -206,7 +205,7 @@ def resources_info(core: GovernorCore) -> Dict[str, Any]:
     nodes = sum(len(p.resources.nodes) for p in core.partitions.values())
     out: Dict[str, Any] = {"total_nodes": nodes, "total_cores": total, "used_cores": used,
                            "free_cores": total - used}
-    if core.router is not None:  # governor mode: each partition, and its routing counters
+    if core.router.gone or any(not p.local for p in core.partitions.values()):  # each partition, and its counters
         stats = {s["name"]: s for s in core.router.stats()}
         out["partitions"] = [dict(stats.get(p.name, {}), name=p.name, total_cores=p.resources.total_cores,
                                   used_cores=p.used_cores, nodes=[n.name for n in p.resources.nodes])
@@ -235,9 +234,9 @@ def system_status(core: GovernorCore, now: float) -> Dict[str, Any]:
             "Ifaces": ["ZMQ"] if core.cfg.address else [],
             "StatusPublisher": core.cfg.pub_address,
             "Pubaddress": core.cfg.pub_address,
-            "Host": socket.gethostname(),
+            "Host": core.host.hostname(),
             "Wd": core.cfg.root_wd,
-            **qcg.PROCESS_FACTS,
+            **core.host.process_facts(),
         },
         "Resources": resources,
         "JobStats": _stats(counts, len(core.registry), "Jobs"),

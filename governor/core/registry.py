@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from hpilot.governor.core.jobspec import JobSpec
 from hpilot.governor.core.runs import Runs
@@ -19,6 +19,7 @@ from hpilot.governor.core.states import FINAL_STATES, JobState, check_transition
 from hpilot.partition.messages import TaskSpec
 
 _QUEUED = JobState.QUEUED.code
+_FINAL_BY_VALUE = {s.value: s for s in FINAL_STATES}
 
 
 def fmt_time(ts: float) -> str:
@@ -92,6 +93,27 @@ class JobRecord:
         self.counts[old] -= 1
         self.counts[new] += 1
         return old
+
+    def restore_finished(self, records: Sequence[Tuple[Any, ...]]) -> List[Tuple[Any, ...]]:
+        """Finished iterations of a replayed journal (records: job, iteration, state value, ...):
+        QUEUED -> their final state, the only change a replay makes; an iteration already
+        final keeps its first end.  Counts are added up once for the batch (a million records
+        must replay in seconds).  Returns the records applied."""
+        states, start, n = self.it_states, self.task.it_start, len(self.it_states)
+        done: List[Tuple[Any, ...]] = []
+        added: Counter = Counter()
+        for r in records:
+            idx = r[1] - start
+            if 0 <= idx < n and states[idx] == _QUEUED:
+                state = _FINAL_BY_VALUE.get(r[2])
+                if state is not None:
+                    states[idx] = state.code
+                    added[state] += 1
+                    done.append(r)
+        if done:
+            self.counts[JobState.QUEUED] -= len(done)
+            self.counts.update(added)
+        return done
 
     def iterations(self) -> range:
         return range(self.task.it_start, self.task.it_start + self.task.it_count)

@@ -1,31 +1,41 @@
-"""Governor mode: the ready queue and per-partition accounting, driven by GovernorCore.
+"""Where ready work goes: the ready queue and each partition's account, as decisions.
 
-Without ``--governor`` the core sends each ready job whole to its one in-process
-partition (the fastest path, untouched).  With partitions that register over the
-network, ready jobs wait here as (job, iterations not yet sent) and
-:meth:`Router.pump` sends batches where they fit (see :mod:`placement`).  Iterations
-sent to a partition and not yet reported final are *outstanding* there, so that a
-partition that is lost gives them back (each re-run at most once for that cause).
+Every manager routes through this, whatever its shape: a single manager is one
+in-process partition (joined with a credit larger than any job, so a whole range
+travels as one message); a governor has partitions that register over the network
+and get work by credit, as in the ZeroMQ guide's credit-based flow control.  Ready
+jobs wait here as (job, iterations not yet sent); :meth:`Router.pump` grants batches
+where they fit (see :mod:`placement`).  Iterations granted to a partition and not yet
+final are *outstanding* there, kept as the ranges that were sent plus a count, so a
+partition that is lost gives back exactly what it had not finished (each iteration
+re-queued at most once for that cause).
 
-Everything here is pure (no sockets, no clock): the shell turns registrations and
-lost heartbeats into :class:`PartitionJoined` / :class:`PartitionGone` events.
+A job that no single partition can hold but the allocation can (more cores or nodes
+than one partition has) is a *spanning* run: :mod:`spanning` gathers its cores in
+several partitions, then one of them starts it on all of them.
+
+The Router never changes a job or an iteration: it returns decisions
+(:class:`Grant`, :class:`Requeue`, :class:`Impossible`, :class:`Tell`) and the core
+applies every state change.  Everything here is pure (no sockets, no clock).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Deque, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Deque, Dict, List, Optional, Sequence, Set, Tuple
 
+from hpilot.governor.core.decisions import Decision, Grant, Impossible, Requeue, Tell
+from hpilot.governor.core.events import PartitionGone, PartitionJoined
 from hpilot.governor.core.placement import Candidate, Placement
 from hpilot.governor.core.registry import JobRecord
+from hpilot.governor.core.spanning import Spanning
 from hpilot.governor.core.states import JobState
-from hpilot.partition.messages import CancelJob, Work
+from hpilot.partition.allocator import why_never_fits
+from hpilot.partition.iterplan import PlanError, request_for
+from hpilot.partition.messages import CancelJob, Reserved
 from hpilot.partition.resources import Node, ResourceSet
-
-if TYPE_CHECKING:
-    from hpilot.governor.core.governor import Action, GovernorCore
 
 log = logging.getLogger("hpilot.governor")
 PREFETCH = 2  # a partition holds at least this many times its cores: its queue never runs dry
@@ -33,60 +43,50 @@ HORIZON = 0.1  # ... and at least what it finishes in this many seconds (its mea
 RATE_WINDOW = 0.2  # seconds of reports over which a partition's rate is measured
 MAX_PREFETCH = 256  # ... but never more than this many times its cores
 
+class _Held:
+    """What one partition holds of one job: the batches sent, and how many are not final."""
 
-@dataclass(frozen=True)
-class PartitionJoined:
-    name: str
-    nodes: Tuple[Tuple[str, int], ...]
-    tags: Tuple[str, ...] = ()
-    now: float = 0.0
+    __slots__ = ("rec", "batches", "count")
 
+    def __init__(self, rec: JobRecord) -> None:
+        self.rec = rec
+        self.batches: List[Sequence[int]] = []
+        self.count = 0
 
-@dataclass(frozen=True)
-class PartitionGone:
-    """Lost (``clean=False``: its unfinished iterations are re-queued) or left after draining."""
-
-    name: str
-    reason: str
-    clean: bool
-    now: float = 0.0
+    def unfinished(self) -> List[int]:
+        state = self.rec.it_state
+        return [it for b in self.batches for it in b if not state(it).is_final]
 
 
-@dataclass(frozen=True)
-class PartitionDraining:
-    name: str
+class Slot:
+    """One partition as the Router sees it: size, credit, and what it holds."""
 
-
-@dataclass(frozen=True)
-class Settled:
-    """Every partition the governor started has registered (or will never): jobs larger
-    than every partition can now be failed instead of waiting for a bigger one."""
-
-
-class _Slot:
-    __slots__ = ("name", "cores", "nodes", "node_cores", "tags", "out", "cost", "draining", "sent", "done", "joined",
-                 "_win_start", "_win_done", "limit")
+    __slots__ = ("name", "cores", "nodes", "resources", "tags", "held", "cost", "draining", "sent", "done",
+                 "joined", "_win_start", "_win_done", "limit", "metered")
 
     def __init__(self, ev: PartitionJoined) -> None:
         self.name = ev.name
-        self.cores = sum(c for _, c in ev.nodes)
+        self.resources = ResourceSet(tuple(Node(n, tuple(range(c))) for n, c in ev.nodes), False, "partition")
+        self.cores = self.resources.total_cores
         self.nodes = len(ev.nodes)
-        self.node_cores = max((c for _, c in ev.nodes), default=0)
         self.tags = ev.tags
-        self.out: Dict[str, Set[int]] = {}  # job -> iterations sent, not yet final
+        self.held: Dict[JobRecord, _Held] = {}
         self.cost = 0  # cores' worth outstanding
         self.draining = False
         self.sent = 0
         self.done = 0
         self.joined = ev.now
-        self._win_start: float | None = None
+        self._win_start: Optional[float] = None
         self._win_done = 0
-        self.limit = self.cores * PREFETCH
+        self.metered = ev.credit is None
+        self.limit = self.cores * PREFETCH if ev.credit is None else ev.credit
 
     def measure(self, n: int, now: float) -> None:
         """Count ``n`` iterations finished at ``now`` (the partition's clock); every
         RATE_WINDOW, the rate sets how much the partition may hold: a fast partition (short
         tasks) gets big batches and few round trips, a slow one no more than it can start."""
+        if not self.metered:
+            return
         if self._win_start is None:
             self._win_start = now
         self._win_done += n
@@ -99,158 +99,147 @@ class _Slot:
     def credit(self) -> int:
         return 0 if self.draining else self.limit - self.cost
 
+    def hold(self, rec: JobRecord, batch: Sequence[int], cost: int) -> None:
+        h = self.held.get(rec)
+        if h is None:
+            h = self.held[rec] = _Held(rec)
+        h.batches.append(batch)
+        h.count += len(batch)
+        self.cost += len(batch) * cost
+        self.sent += len(batch)
+
+    def release(self, rec: JobRecord, n: int, cost: int) -> None:
+        h = self.held.get(rec)
+        if h is None:
+            return
+        n = min(n, h.count)
+        h.count -= n
+        if h.count == 0:
+            del self.held[rec]
+        self.cost -= n * cost
+        self.done += n
+
 
 class _Entry:
-    __slots__ = ("rec", "its", "pos")
+    __slots__ = ("rec", "its", "pos", "fits")
 
     def __init__(self, rec: JobRecord, its: Sequence[int]) -> None:
         self.rec, self.its, self.pos = rec, its, 0
+        self.fits: Dict[str, bool] = {}  # partition -> can it ever hold one iteration
 
 
-def _cost(rec: JobRecord) -> int:
+def cost(rec: JobRecord) -> int:
     return max(1, rec.task.resources.min_cores)
 
 
-def _fits(rec: JobRecord, s: _Slot) -> bool:
-    res = rec.task.resources
-    nodes = res.nodes.lower if res.nodes else 1
-    if nodes > s.nodes:
+def fits(rec: JobRecord, resources: ResourceSet, it: int) -> bool:
+    """Whether iteration ``it`` can ever run on ``resources``: the partition's own check."""
+    task = rec.task
+    try:
+        req = request_for(task.resources, resources, task.it_count, it - task.it_start)
+    except PlanError:
         return False
-    if res.nodes is None and res.cores is not None and res.cores.lower > s.node_cores:
-        return False  # one node's worth of cores
-    return _cost(rec) <= s.cores
+    if req.crs:  # partitions advertise nodes and cores only: each checks its GPUs and memory itself
+        req = dataclasses.replace(req, crs=())
+    return why_never_fits(req, resources) is None
 
 
 class Router:
-    def __init__(self, placement: Placement | None = None) -> None:
+    def __init__(self, placement: Optional[Placement] = None) -> None:
         self.placement = placement or Placement()
-        self.slots: Dict[str, _Slot] = {}
+        self.slots: Dict[str, Slot] = {}
         self.ready: Deque[_Entry] = deque()
         self.settled = False
-        self.requeued: Set[Tuple[str, int]] = set()
+        self.requeued: Set[Tuple[int, int]] = set()  # (id of the job record, iteration)
         self.gone: Dict[str, str] = {}  # name -> why (lost or left)
+        self.spanning = Spanning()
 
     # ---- partitions ----
 
-    def join(self, core: GovernorCore, ev: PartitionJoined, out: List[Action]) -> None:
-        from hpilot.governor.core.governor import PartitionView
-
+    def join(self, ev: PartitionJoined) -> List[Decision]:
         if ev.name in self.slots:
             raise ValueError(f"partition {ev.name} registered twice")
-        self.slots[ev.name] = _Slot(ev)
+        self.slots[ev.name] = Slot(ev)
         self.gone.pop(ev.name, None)
-        rs = ResourceSet(tuple(Node(n, tuple(range(c))) for n, c in ev.nodes), False, "partition")
-        core.partitions[ev.name] = PartitionView(ev.name, rs)
-        self.settled = True if not core.expect_partitions else self.settled
-        self.pump(core, ev.now, out)
+        for e in self.ready:
+            e.fits.clear()
+        return self.pump(ev.now)
 
     def draining(self, name: str) -> None:
         if name in self.slots:
             self.slots[name].draining = True
 
-    def gone_(self, core: GovernorCore, ev: PartitionGone, out: List[Action]) -> None:
+    def settle(self, now: float) -> List[Decision]:
+        self.settled = True
+        return self.pump(now)
+
+    def leave(self, ev: PartitionGone) -> List[Decision]:
+        """A partition left or was lost: what it had not finished runs again (once), elsewhere."""
         slot = self.slots.pop(ev.name, None)
-        core.partitions.pop(ev.name, None)
         self.gone[ev.name] = ev.reason
+        out: List[Decision] = []
+        for e in self.ready:
+            e.fits.pop(ev.name, None)
         if slot is None:
-            return
-        for job, its in slot.out.items():
-            rec = core.registry.get(job)
-            if rec is None or not its:
-                continue
+            return out
+        out.extend(self.spanning.partition_gone(ev.name, ev.reason, ev.now, self))
+        reason = f"partition {ev.name} lost: {ev.reason}"
+        for rec, held in slot.held.items():
             again: List[int] = []
             twice: List[int] = []
-            for it in sorted(its):
-                st = rec.it_state(it)
-                if st.is_final:
-                    continue
-                if st is not JobState.QUEUED:
-                    rec.set_it_state(it, JobState.QUEUED)
-                run = rec.runs.get(it)
-                if run is not None:
-                    run.reason = f"partition {ev.name} lost: {ev.reason}"
-                (twice if (job, it) in self.requeued else again).append(it)
+            for it in held.unfinished():
+                key = (id(rec), it)
+                (twice if key in self.requeued else again).append(it)
             if rec.canceled and again:  # nothing to re-run: the user canceled it meanwhile
-                core._drop(rec, tuple(again), JobState.CANCELED, f"canceled; partition {ev.name} lost", ev.now, out)
+                out.append(Impossible(rec, tuple(again), JobState.CANCELED, f"canceled; {reason}"))
                 again = []
-            for it in again:
-                self.requeued.add((job, it))
             if again:
-                log.warning("partition %s: %d iteration(s) of %s re-queued", ev.name, len(again), job)
+                self.requeued.update((id(rec), it) for it in again)
+                log.warning("partition %s: %d iteration(s) of %s re-queued", ev.name, len(again), rec.name)
+                out.append(Requeue(rec, tuple(again), reason))
                 self.ready.appendleft(_Entry(rec, tuple(again)))
             if twice:
-                core._drop(rec, tuple(twice), JobState.FAILED,
-                           f"lost with partition {ev.name} after an earlier re-queue ({ev.reason})", ev.now, out)
-        self.pump(core, ev.now, out)
+                out.append(Impossible(rec, tuple(twice), JobState.FAILED,
+                                      f"lost with partition {ev.name} after an earlier re-queue ({ev.reason})"))
+        out.extend(self.pump(ev.now))
+        return out
 
     # ---- work ----
 
-    def add(self, core: GovernorCore, rec: JobRecord, now: float, out: List[Action],
-            its: Optional[Sequence[int]] = None) -> None:
-        """Queue a ready job's pending iterations (or only ``its``) and send what fits."""
-        its = rec.pending() if its is None else its
+    def add(self, rec: JobRecord, its: Sequence[int], now: float) -> List[Decision]:
         if len(its):
             self.ready.append(_Entry(rec, its))
-        self.pump(core, now, out)
+        return self.pump(now)
 
-    def reported(self, core: GovernorCore, part: str, job: str, its: Sequence[int], now: float,
-                 out: List[Action], final: bool) -> None:
-        slot = self.slots.get(part)
-        if slot is None or not final:
-            return
-        held = slot.out.get(job)
-        if held is None:
-            return
-        rec = core.registry.get(job)
-        cost = _cost(rec) if rec is not None else 1
-        n = 0
-        for it in its:
-            if it in held:
-                held.discard(it)
-                n += 1
-        if not held:
-            del slot.out[job]
-        slot.cost -= n * cost
-        slot.done += n
-        slot.measure(n, now)
-        # refill in batches: once half of the partition's buffer is free (it still holds
-        # a core's worth of work per core then, so it never idles), not per iteration
-        if self.ready and (slot.cost == 0 or slot.credit() >= slot.limit // 2):
-            self.pump(core, now, out)
+    def pump(self, now: float) -> List[Decision]:
+        out: List[Decision] = []
+        if self.ready and self.slots:
+            self._grant(now, out)
+        if self.spanning.waiting:
+            out.extend(self.spanning.next(now, self))
+        return out
 
-    def pump(self, core: GovernorCore, now: float, out: List[Action]) -> None:
-        if not self.ready or not self.slots:
-            return
+    def _grant(self, now: float, out: List[Decision]) -> None:
         live = [s for s in self.slots.values() if not s.draining]
         keep: Deque[_Entry] = deque()
         while self.ready:
             e = self.ready.popleft()
             rec = e.rec
-            if rec.canceled or rec.state.is_final or core.registry.get(rec.name) is not rec:
+            if rec.canceled or rec.state.is_final:
                 continue
-            cands = [s for s in live if _fits(rec, s)]
+            first = e.its[e.pos]
+            cands = [s for s in live if self._fits(e, s, first)]
             if not cands:
-                if self.settled and live:
-                    big = max(live, key=lambda s: s.cores)
-                    core._drop(rec, tuple(e.its[e.pos:]), JobState.FAILED,
-                               f"resources: larger than every partition (the largest has {big.cores} cores "
-                               f"on {big.nodes} node(s))", now, out)
-                else:
+                if self._no_partition(e, live, out):
                     keep.append(e)
                 continue
-            cost = _cost(rec)
+            c = cost(rec)
             left = len(e.its) - e.pos
-            grants = self.placement.split(left, cost, [Candidate(s.name, s.credit(), s.cores) for s in cands])
-            for name, n in grants:
+            for name, n in self.placement.split(left, c, [Candidate(s.name, s.credit(), s.cores) for s in cands]):
                 batch = e.its[e.pos:e.pos + n]
                 e.pos += n
-                slot = self.slots[name]
-                slot.out.setdefault(rec.name, set()).update(batch)
-                slot.cost += n * cost
-                slot.sent += n
-                from hpilot.governor.core.governor import SendToPartition
-
-                out.append(SendToPartition(name, Work(rec.task, batch, now)))
+                self.slots[name].hold(rec, batch, c)
+                out.append(Grant(name, rec, batch))
             if e.pos < len(e.its):
                 keep.append(e)
             if not any(s.credit() > 0 for s in live):
@@ -258,29 +247,116 @@ class Router:
         keep.extend(self.ready)
         self.ready = keep
 
-    def cancel(self, core: GovernorCore, rec: JobRecord, reason: str, now: float, out: List[Action],
-               its: Optional[Sequence[int]] = None) -> None:
-        """Unsent iterations (all, or those of ``its``) are dropped here; partitions holding some are told."""
-        unsent: List[int] = []
-        if its is None:
-            for e in self.ready:
-                if e.rec is rec:
-                    unsent.extend(e.its[e.pos:])
+    def _fits(self, e: _Entry, s: Slot, it: int) -> bool:
+        ok = e.fits.get(s.name)
+        if ok is None:
+            ok = e.fits[s.name] = fits(e.rec, s.resources, it)
+        return ok
+
+    def _no_partition(self, e: _Entry, live: List[Slot], out: List[Decision]) -> bool:
+        """No partition can ever hold one iteration: a spanning run if the allocation can;
+        else it waits for partitions to come (True: keep it), or fails once they all have."""
+        its = e.its[e.pos:]
+        whole = self.allocation(live)
+        if whole is not None and fits(e.rec, whole, its[0]):
+            self.spanning.add(e.rec, its)
+            return False
+        if self.settled and whole is not None:
+            out.append(Impossible(e.rec, tuple(its), JobState.FAILED,
+                                  f"resources: larger than the allocation ({whole.total_cores} cores on "
+                                  f"{len(whole.nodes)} node(s))"))
+            return False
+        return True
+
+    @staticmethod
+    def allocation(slots: Sequence[Slot]) -> Optional[ResourceSet]:
+        """The partitions' nodes as one set: what a spanning run can use."""
+        if not slots:
+            return None
+        return ResourceSet(tuple(n for s in slots for n in s.resources.nodes), False, "allocation")
+
+    # ---- reports that concern routing ----
+
+    def finished(self, part: str, rec: JobRecord, its: Sequence[int], now: float) -> List[Decision]:
+        """Iterations ``its`` of ``rec`` that ``part`` held reached a final state."""
+        slot = self.slots.get(part)
+        if slot is None or not its:
+            return []
+        out: List[Decision] = []
+        n = len(its)
+        if self.spanning.running:
+            for it in its:
+                if (rec, it) in self.spanning.running:
+                    n -= 1
+                    out.extend(self.spanning.ended(rec, it, now, self))
+        if n:
+            slot.release(rec, n, cost(rec))
+            slot.measure(n, now)
+        # refill in batches: once half of the partition's buffer is free (it still holds
+        # a core's worth of work per core then, so it never idles), not per iteration
+        if self.ready and (slot.cost == 0 or slot.credit() >= slot.limit // 2):
+            out.extend(self.pump(now))
+        return out
+
+    def reserved(self, part: str, msg: Reserved, now: float) -> List[Decision]:
+        return self.spanning.reserved(part, msg, now, self)
+
+    def refused(self, part: str, rec: JobRecord, its: Sequence[int], reason: str,
+                now: float) -> Optional[List[Decision]]:
+        """A partition dropped one iteration of a spanning run (it cannot set the cores aside):
+        the decisions for it, or None when the drop is not about a spanning run."""
+        if len(its) != 1 or not (self.spanning.current or self.spanning.running):
+            return None
+        return self.spanning.refused(part, rec, its[0], reason, now, self)
+
+    def abandoned(self, part: str, rec: JobRecord, it: int, now: float) -> Optional[List[Decision]]:
+        """A spanning run ended after being killed because a partition it used was lost: re-run
+        it (once, like the partition's other work), or None if it ended by itself."""
+        why = self.spanning.abandoned(rec, it)
+        if why is None:
+            return None
+        out = self.spanning.ended(rec, it, now, self)
+        key = (id(rec), it)
+        if key in self.requeued or rec.canceled:
+            state = JobState.CANCELED if rec.canceled else JobState.FAILED
+            out.append(Impossible(rec, (it,), state, f"{why} (after an earlier re-queue)" if not rec.canceled
+                                  else f"canceled; {why}"))
+        else:
+            self.requeued.add(key)
+            out.append(Requeue(rec, (it,), why))
+            self.spanning.queue.appendleft((rec, it))
+        return out
+
+    # ---- cancel and finish ----
+
+    def cancel(self, rec: JobRecord, reason: str, now: float,
+               its: Optional[Sequence[int]] = None) -> List[Decision]:
+        """Unsent iterations (all, or those of ``its``) end CANCELED here; partitions holding
+        some are told (a CancelJob naming the iterations, when only some are canceled)."""
+        wanted = None if its is None else set(its)
+        if wanted is None:
+            unsent = [it for e in self.ready if e.rec is rec for it in e.its[e.pos:]]
             self.ready = deque(e for e in self.ready if e.rec is not rec)
         else:
-            unsent = self._unqueue(rec, set(its))
-        from hpilot.governor.core.governor import SendToPartition
-
-        for s in self.slots.values():
-            held = s.out.get(rec.name)
-            if held and its is None:
-                out.append(SendToPartition(s.name, CancelJob(rec.name, reason, now)))
-            elif held and its is not None:
-                mine = tuple(sorted(it for it in its if it in held))
-                if mine:
-                    out.append(SendToPartition(s.name, CancelJob(rec.name, reason, now, mine)))
+            unsent = self._unqueue(rec, wanted)
+        spanning_unsent, out = self.spanning.cancel(rec, reason, now, self, wanted)
+        unsent.extend(spanning_unsent)
+        for name, s in sorted(self.slots.items()):
+            held = s.held.get(rec)
+            if held is None:
+                continue
+            if wanted is None:
+                out.append(Tell(name, CancelJob(rec.name, reason, now)))
+                continue
+            mine = tuple(sorted(it for it in wanted if any(it in b for b in held.batches)))
+            if mine:
+                out.append(Tell(name, CancelJob(rec.name, reason, now, mine)))
+        for run in self.spanning.running.values():
+            if run.rec is rec and run.leader and (wanted is None or run.it in wanted):
+                out.append(Tell(run.leader, CancelJob(rec.name, reason, now, None if wanted is None else (run.it,))))
         if unsent:
-            core._drop(rec, tuple(sorted(unsent)), JobState.CANCELED, reason, now, out)
+            out.insert(0, Impossible(rec, tuple(sorted(unsent)), JobState.CANCELED, reason))
+        return out
 
     def _unqueue(self, rec: JobRecord, its: Set[int]) -> List[int]:
         """Take these iterations of ``rec`` out of the ready queue; returns those that were there."""
@@ -295,13 +371,39 @@ class Router:
         self.ready = deque(e for e in self.ready if e.pos < len(e.its))
         return sorted(taken)
 
-    def drop_unsent(self, core: GovernorCore, reason: str, now: float, out: List[Action]) -> None:
-        for e in list(self.ready):
+    def drop_unsent(self, reason: str) -> List[Decision]:
+        out: List[Decision] = []
+        for e in self.ready:
             if not e.rec.state.is_final:
-                core._drop(e.rec, tuple(e.its[e.pos:]), JobState.CANCELED, reason, now, out)
+                out.append(Impossible(e.rec, tuple(e.its[e.pos:]), JobState.CANCELED, reason))
         self.ready.clear()
+        for rec, it in self.spanning.queue:
+            out.append(Impossible(rec, (it,), JobState.CANCELED, reason))
+        self.spanning.queue.clear()
+        return out
+
+    # ---- for queries ----
 
     def stats(self) -> List[Dict[str, object]]:
         return [{"name": s.name, "cores": s.cores, "nodes": s.nodes, "tags": list(s.tags),
-                 "outstanding": sum(len(v) for v in s.out.values()), "sent": s.sent, "done": s.done,
+                 "outstanding": sum(h.count for h in s.held.values()), "sent": s.sent, "done": s.done,
                  "draining": s.draining, "joined": s.joined} for s in self.slots.values()]
+
+    def validate(self) -> None:
+        """For tests: every partition's account agrees with the iterations' states."""
+        runs = [r for r in (self.spanning.current, *self.spanning.running.values()) if r is not None]
+        for s in self.slots.values():
+            total = 0
+            for rec, h in s.held.items():
+                if h.count <= 10_000:  # a bigger account is checked by its count alone (validate runs often)
+                    left = h.unfinished()
+                    assert h.count == len(left), f"{s.name}: holds {h.count} of {rec.name}, {len(left)} unfinished"
+                assert 0 < h.count <= sum(len(b) for b in h.batches), f"{s.name}: bad count for {rec.name}"
+                total += h.count * cost(rec)
+            total += sum(r.asked.get(s.name, 0) for r in runs)
+            assert s.cost == total, f"{s.name}: cost {s.cost} != {total}"
+
+    @property
+    def outstanding(self) -> int:
+        """Iterations granted and not yet final, in every partition (spanning runs included)."""
+        return sum(h.count for s in self.slots.values() for h in s.held.values()) + len(self.spanning.running)

@@ -7,11 +7,10 @@ submit, the resources, the file system.  Like parsing, they only collect
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from typing import Callable, Dict, List, Optional, Sequence
+import posixpath
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from hpilot.governor.core.host import EXECUTABLE, MISSING, Host
 from hpilot.governor.core.jobspec import FieldError, JobSpec
 from hpilot.partition.allocator import why_never_fits
 from hpilot.partition.iterplan import PlanError, request_for
@@ -28,6 +27,7 @@ def check_submit(
     root_wd: str,
     resources: Optional[ResourceSet],
     models: Sequence[str],
+    host: Host,
 ) -> List[FieldError]:
     errors: List[FieldError] = []
     batch: Dict[str, JobSpec] = {}
@@ -48,14 +48,12 @@ def check_submit(
                                      f"(available: {', '.join(models)}); the MPI models need a Slurm allocation"))
         if resources is not None:
             errors.extend(_fits(spec, resources))
-        errors.extend(_executable(spec, root_wd))
+        errors.extend(_executable(spec, root_wd, host))
     if not errors:  # last, and only for a submit that is otherwise good: it creates directories
         for spec in specs:
-            errors.extend(_wd(spec, root_wd))
+            errors.extend(_wd(spec, root_wd, host))
     if not errors:  # then, with every wd in place, where the output goes
-        probed: Dict[str, Optional[str]] = {}
-        for spec in specs:
-            errors.extend(_outputs(spec, root_wd, probed))
+        errors.extend(_outputs(specs, root_wd, host))
     return errors
 
 
@@ -165,10 +163,10 @@ def _job_dir(spec: JobSpec, root_wd: str) -> Optional[str]:
     if spec.execution.wd is None:
         return root_wd
     wd = _literal(spec.execution.wd)
-    return None if wd is None else os.path.join(root_wd, wd)
+    return None if wd is None else posixpath.join(root_wd, wd)
 
 
-def _executable(spec: JobSpec, root_wd: str) -> List[FieldError]:
+def _executable(spec: JobSpec, root_wd: str, host: Host) -> List[FieldError]:
     """A missing program is refused now, not found out as 2000 FAILED iterations."""
     ex = spec.execution
     exe = _literal(ex.exec)
@@ -176,84 +174,48 @@ def _executable(spec: JobSpec, root_wd: str) -> List[FieldError]:
         return []  # filled per iteration, or PATH changes when modules/venv load
     if "/" in exe:
         wd = _job_dir(spec, root_wd)
-        path = exe if os.path.isabs(exe) or wd is None else os.path.join(wd, exe)
-        if wd is None and not os.path.isabs(exe):
+        if wd is None and not posixpath.isabs(exe):
             return []
-        if not os.path.exists(path):
+        path = exe if posixpath.isabs(exe) or wd is None else posixpath.join(wd, exe)
+        kind = host.kind(path)
+        if kind == MISSING:
             return [FieldError(spec.name, "execution.exec", f"no such file: {path}")]
-        if os.path.isdir(path) or not os.access(path, os.X_OK):
+        if kind != EXECUTABLE:
             return [FieldError(spec.name, "execution.exec", f"not an executable file: {path}")]
         return []
     env_path = {k: t.text for k, t in ex.env}.get("PATH")
-    if shutil.which(exe, path=env_path or os.environ.get("PATH", os.defpath)) is None:
+    if host.which(exe, env_path) is None:
         return [FieldError(spec.name, "execution.exec", f"program {exe!r} not found in PATH")]
     return []
 
 
-def _wd(spec: JobSpec, root_wd: str) -> List[FieldError]:
+def _wd(spec: JobSpec, root_wd: str, host: Host) -> List[FieldError]:
     wd = _job_dir(spec, root_wd)
     if wd is None or spec.execution.wd is None:
         return []
-    # Creating it is the only honest test (os.access says yes to root even on /proc);
-    # the job would create it before starting anyway.
-    path = os.path.abspath(wd)
-    try:
-        os.makedirs(path, exist_ok=True)
-    except (OSError, ValueError) as e:
-        why = e.strerror if isinstance(e, OSError) else str(e)
-        return [FieldError(spec.name, "execution.wd", f"cannot create {path}: {why}")]
-    if not os.access(path, os.W_OK | os.X_OK):
-        return [FieldError(spec.name, "execution.wd", f"{path} is not writable")]
-    return []
+    why = host.make_dir(posixpath.normpath(wd))
+    return [] if why is None else [FieldError(spec.name, "execution.wd", why)]
 
 
-def _outputs(spec: JobSpec, root_wd: str, probed: Dict[str, Optional[str]]) -> List[FieldError]:
+def _outputs(specs: Sequence[JobSpec], root_wd: str, host: Host) -> List[FieldError]:
     """``stdout``/``stderr`` that no task could open are refused now, naming the path: a
-    directory, a missing directory, a place hpilot cannot write.  Only the literal part is
-    checked (``out/${it}.txt``: ``out``); a missing directory is left alone for a job with
-    dependencies, since an earlier job may make it."""
-    wd = _job_dir(spec, root_wd)
-    errors: List[FieldError] = []
-    for name in ("stdout", "stderr"):
-        t = getattr(spec.execution, name)
-        if t is None:
-            continue
-        text = "".join(p if isinstance(p, str) else "\0" for p in t.pieces)  # \0: a variable (never in a path)
-        if not os.path.isabs(text):
-            if wd is None:
+    directory, a missing directory, a place hpilot cannot write (the host says which, for the
+    whole submit at once).  Only the literal part is checked (``out/${it}.txt``: ``out``); a
+    missing directory is left alone for a job with dependencies, since an earlier job may make it."""
+    asked: List[Tuple[str, str]] = []  # (job, field) of each path
+    paths: List[Tuple[str, bool]] = []
+    for spec in specs:
+        wd = _job_dir(spec, root_wd)
+        for name in ("stdout", "stderr"):
+            t = getattr(spec.execution, name)
+            if t is None:
                 continue
-            text = os.path.join(wd, text)
-        why = _output_problem(text, bool(spec.after), probed)
-        if why is not None:
-            errors.append(FieldError(spec.name, f"execution.{name}", why))
-    return errors
-
-
-def _output_problem(path: str, may_be_made: bool, probed: Dict[str, Optional[str]]) -> Optional[str]:
-    parent = os.path.dirname(path)
-    if "\0" in parent:
-        return None  # the directory differs per iteration
-    if "\0" not in path and os.path.isdir(path):
-        return f"{path} is a directory"
-    if not os.path.isdir(parent):
-        if may_be_made:
-            return None
-        return f"no such directory: {parent}" if not os.path.exists(parent) else f"{parent} is not a directory"
-    if parent not in probed:
-        probed[parent] = _unwritable(parent)
-    if probed[parent] is not None:
-        return probed[parent]
-    if "\0" not in path and os.path.exists(path) and not os.access(path, os.W_OK):
-        return f"{path} is not writable"
-    return None
-
-
-def _unwritable(directory: str) -> Optional[str]:
-    """Creating a file is the only honest test (os.access says yes to root on a read-only mount)."""
-    try:
-        fd, probe = tempfile.mkstemp(dir=directory, prefix=".hpilot-probe-")
-    except OSError as e:
-        return f"cannot write in {directory}: {e.strerror}"
-    os.close(fd)
-    os.unlink(probe)
-    return None
+            text = "".join(p if isinstance(p, str) else "\0" for p in t.pieces)  # \0: a variable (never in a path)
+            if not posixpath.isabs(text):
+                if wd is None:
+                    continue
+                text = posixpath.join(wd, text)
+            asked.append((spec.name, f"execution.{name}"))
+            paths.append((text, bool(spec.after)))
+    problems = host.output_problems(paths) if paths else []
+    return [FieldError(job, fld, why) for (job, fld), why in zip(asked, problems) if why is not None]

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 from hpilot.governor.service.config import Options
 from hpilot.governor.service.rundir import RunDir
 from hpilot.launcher.api import Launcher, LauncherFactory
-from hpilot.launcher.core import TaskExit
 from hpilot.launcher.local import LocalLauncher
 from hpilot.launcher.output import OutputStreams, output_dir
 
@@ -48,9 +47,8 @@ def local_launcher(opts: Options, run_dir: Optional[RunDir] = None) -> LauncherF
     run_path = run_dir.path_str if run_dir is not None else os.path.realpath(
         os.path.join(os.path.abspath(opts.wd), ".hpilot", "latest"))
     if not (opts.enable_rt_stats or opts.enable_proc_stats):
-        def make(on_exit: Callable[[TaskExit], None], on_start: Callable[[str, int, float], None]) -> Launcher:
-            return LocalLauncher(on_exit=on_exit, on_start=on_start, grace=opts.kill_grace,
-                                 output=task_streams(opts, run_path))
+        def make() -> Launcher:
+            return LocalLauncher(grace=opts.kill_grace, output=task_streams(opts, run_path))
 
         return make
     from hpilot.launcher.rtstats import WrapperError, find_wrapper, open_stats
@@ -64,11 +62,9 @@ def local_launcher(opts: Options, run_dir: Optional[RunDir] = None) -> LauncherF
 
             raise UserError(str(e)) from None
 
-    def make_with_stats(on_exit: Callable[[TaskExit], None], on_start: Callable[[str, int, float], None]
-                        ) -> Launcher:
+    def make_with_stats() -> Launcher:
         rt, ps = open_stats(run_path, opts.enable_rt_stats, wrapper, opts.enable_proc_stats,
                             opts.proc_stats_interval)
-        return LocalLauncher(on_exit=on_exit, on_start=on_start, grace=opts.kill_grace, rtstats=rt, procstats=ps,
-                             output=task_streams(opts, run_path))
+        return LocalLauncher(grace=opts.kill_grace, rtstats=rt, procstats=ps, output=task_streams(opts, run_path))
 
     return make_with_stats

@@ -27,14 +27,13 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import zmq
-from hpilot.governor.core.governor import ERROR, ClientRequest, FromPart
-from hpilot.governor.core.routing import PartitionDraining, PartitionGone, PartitionJoined
+from hpilot.governor.core.events import ClientRequest, FromPart, PartitionDraining, PartitionGone, PartitionJoined
+from hpilot.governor.core.governor import ERROR
 from hpilot.governor.service.net import REQUEST_LIMITS, bind, resolve_iface
 from hpilot.launcher import curve, safejson
-from hpilot.launcher.core import LaunchRequest
 from hpilot.launcher.private import open_private, write_private
 from hpilot.partition import wire
-from hpilot.partition.messages import IterationFinished, IterationsDropped, IterationStarted
+from hpilot.partition.messages import IterationFinished, IterationsDropped, IterationStarted, Reserved
 
 log = logging.getLogger("hpilot.partitions")
 ADDRESS_FILE = "partitions.address"
@@ -117,7 +116,7 @@ class PartitionLinks:
                 self._send(ident, wire.Bye("this partition is not registered (declared lost?)"))
             return
         link.last = now
-        if isinstance(msg, (IterationStarted, IterationFinished, IterationsDropped)):
+        if isinstance(msg, (IterationStarted, IterationFinished, IterationsDropped, Reserved)):
             events.append(FromPart(link.name, msg))
         elif isinstance(msg, wire.ClientQuery):
             self._query(link, msg, now, events)
@@ -251,6 +250,10 @@ class PartitionLinks:
     def close(self, wait: float = 10.0) -> None:
         for link in list(self.by_name.values()):
             self._send(link.ident, wire.Bye("the governor is finishing"))
+        for name, p in self.procs.items():  # never registered: nobody can say bye to it
+            if name not in self.by_name and p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.terminate()
         deadline = time.monotonic() + wait
         for p in self.procs.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -264,34 +267,3 @@ class PartitionLinks:
                     p.kill()
                     p.wait()
         self.router.close()
-
-
-class IdleLauncher:
-    """The governor's own launcher in governor mode: it runs nothing (partitions do)."""
-
-    needs_polling = False
-    running = 0
-
-    def fileno(self) -> int:
-        return -1
-
-    def next_deadline(self) -> Optional[float]:
-        return None
-
-    def launch(self, request: LaunchRequest) -> None:
-        raise RuntimeError("a governor runs no tasks itself")
-
-    def kill(self, task_id: str, reason: str) -> None:
-        pass
-
-    def kill_now(self) -> None:
-        pass
-
-    def tick(self) -> None:
-        pass
-
-    def reap(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass

@@ -1,27 +1,30 @@
-"""Resume: rebuild a governor core from a run's journal, and say what it will do.
+"""Resume: read a run's journal, replay it into a fresh core, and say what it will do.
 
-Replay applies the records in order without running anything: submits register
-their jobs (with the submit-time variables they had), finished iterations keep
-their results, cancels and removes happen again.  Then every job that is not
-finished is linked to its dependencies as at submit time, which dispatches only
-the iterations still to run and rebuilds the OMITTED states.  Iterations that
-were running when the service died run again (they left no result).
+The journal's records become the core's replay events (``core.replay`` says what each
+does) and the core validates itself afterwards.  Here is only the I/O: reading the
+journal, finding the run, and killing what the dead service left running.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from hpilot.governor.core.governor import Action, GovernorCore, JobDone
-from hpilot.governor.core.jobspec import parse_job
-from hpilot.governor.core.registry import Drop, Failure, JobRecord
-from hpilot.governor.core.states import JobState
+from hpilot.governor.core.events import (
+    Action,
+    ReplayCancel,
+    ReplayDone,
+    ReplayDrop,
+    ReplayFinished,
+    ReplayRemove,
+    ReplaySubmit,
+)
+from hpilot.governor.core.governor import GovernorCore
+from hpilot.governor.core.replay import ReplayError, summary
 from hpilot.governor.service import journal
 
-# iterations canceled one by one ("job:it"), met during the replay: job record's id -> (record, iterations)
-CanceledIts = Dict[int, Tuple[JobRecord, Set[int]]]
+BATCH = 4096  # finished-iteration records per replay event
 
 
 class ResumeError(ValueError):
@@ -71,7 +74,8 @@ def find_run(path: str) -> str:
 
 
 def restore(core: GovernorCore, run_dir: str, now: float) -> Tuple[List[Action], Plan]:
-    """Replay ``run_dir``'s journal into ``core`` (a fresh one); returns the actions to carry out."""
+    """Replay ``run_dir``'s journal into ``core`` (a fresh one) as the core's own replay
+    events; returns the actions to carry out (the dispatch of what is left)."""
     try:
         replay, records = journal.stream(os.path.join(run_dir, journal.FILE))
     except journal.JournalError as e:
@@ -79,164 +83,75 @@ def restore(core: GovernorCore, run_dir: str, now: float) -> Tuple[List[Action],
     plan = Plan(run_dir, file=replay.header.get("file"))
     out: List[Action] = []
     started: Dict[Tuple[str, int], Tuple[Optional[int], float]] = {}
-    finished = _Finished(core)
-    canceled_its: CanceledIts = {}
+    finished: List[Tuple[Any, ...]] = []
+    tails: Dict[Tuple[Any, Any], str] = {}  # (job, it) -> a failed iteration's last stderr lines
+
+    def feed(ev: Any) -> None:
+        try:
+            out.extend(core.handle(ev))
+        except ReplayError as e:
+            raise ResumeError(str(e)) from None
+
     for kind, rec in records:
         if kind == "I":
             if started:
                 started.pop((rec[0], rec[1]), None)
-            finished.add(rec)
-        elif kind == "S":
+            finished.append(rec)
+            if len(finished) >= BATCH:
+                feed(ReplayFinished(finished, tails))
+                finished, tails = [], {}
+            continue
+        if kind == "S":
             started[(rec[0], rec[1])] = (rec[2], rec[3])
-        elif rec.get("t") == "file":
+            continue
+        if rec.get("t") == "file":
             plan.file_next = max(plan.file_next, int(rec.get("next", 0)))
-        elif rec.get("t") == "stderr":  # a failed iteration's last stderr lines, before its I record
-            finished.tails[(rec.get("job"), rec.get("it"))] = rec.get("tail")
-        else:
-            finished.settle()  # counts must be right before a remove or a drop
-            _json_record(core, rec, out, canceled_its)
-    finished.settle()
+            continue
+        if rec.get("t") == "stderr":  # a failed iteration's last stderr lines, before its I record
+            if isinstance(rec.get("tail"), str):
+                tails[(rec.get("job"), rec.get("it"))] = rec["tail"]
+            continue
+        if finished:  # in order: counts must be right before a remove or a drop
+            feed(ReplayFinished(finished, tails))
+            finished, tails = [], {}
+        ev = _event(rec)
+        if ev is not None:
+            feed(ev)
+    if finished:
+        feed(ReplayFinished(finished, tails))
+    feed(ReplayDone(now))
+    core.validate()
     plan.dropped_records, plan.problems = replay.dropped, list(replay.problems)
     plan.orphans = [(pid, t) for pid, t in started.values() if pid is not None]
-    _settle(core, now, out, canceled_its)
-    for r in core.registry:
-        plan.jobs += 1
-        plan.jobs_done += r.state.is_final
-        plan.iterations += r.total
-        plan.iterations_done += r.finished_count
+    counts = summary(core)
+    plan.jobs, plan.jobs_done = counts["jobs"], counts["jobs_done"]
+    plan.iterations, plan.iterations_done = counts["iterations"], counts["iterations_done"]
     plan.to_run = plan.iterations - plan.iterations_done
     return out, plan
 
 
-def _json_record(core: GovernorCore, rec: Dict[str, Any], out: List[Action], canceled_its: CanceledIts) -> None:
+def _event(rec: Dict[str, Any]) -> Any:
+    """A JSON journal record as the core's replay event (None: nothing for the core)."""
     t = rec.get("t")
     if t == "submit":
-        core.rcnt = max(core.rcnt, int(rec["values"].get("rcnt", 0)))
-        for raw in rec["jobs"]:
-            spec, errors = parse_job(raw)
-            if spec is None:  # it was accepted once; a newer parser refusing it is a bug to see
-                raise ResumeError(f"journal: job {raw.get('name')!r} no longer parses: {errors[0]}")
-            core._register(spec, rec["time"], [], rec["values"])
-            if spec.after:
-                core.dag.add((d.job, spec.name, d.iteration) for d in spec.after)
-    elif t == "cancel":
-        for name in rec["jobs"]:
-            r = core.registry.get(name)
-            if r is None:
-                continue
-            if "its" in rec:  # single iterations ("job:it"): those still queued at the end are canceled
-                r.partial_cancel = True
-                canceled_its.setdefault(id(r), (r, set()))[1].update(rec["its"])
-            else:
-                r.canceled = True
-    elif t == "remove":
-        for name in rec["jobs"]:
-            if name in core.registry:
-                if not core.registry.jobs[name].state.is_final:
-                    core.active -= 1
-                core.registry.remove(name)
-                core.dag.remove(name)
-    elif t == "drop":
-        r = core.registry.get(rec["job"])
-        if r is not None:
-            its = range(*rec["its"]) if rec.get("range") else tuple(rec["its"])
-            state = JobState(rec["state"])
-            r.drops.append(Drop(its, state, rec["time"], rec["reason"]))
-            for it in its:
-                if r.it_state(it) is JobState.QUEUED:
-                    r.set_it_state(it, state)
-
-
-class _Finished:
-    """Applies finished-iteration records in bulk: a million of them must replay in seconds,
-    so the state byte is written directly (QUEUED -> final, the only change replay makes)
-    and the per-state counts are added up once per job."""
-
-    _QUEUED = JobState.QUEUED.code
-
-    def __init__(self, core: GovernorCore) -> None:
-        self.core = core
-        self.codes = {s.value: s.code for s in JobState}
-        self.pending: Dict[int, Tuple[JobRecord, Dict[str, int]]] = {}
-        self.last: Tuple[Optional[str], Optional[JobRecord]] = (None, None)
-        self.cur: Tuple[Any, ...] = (None, {}, bytearray(), {}, 0)
-        self.tails: Dict[Tuple[Any, Any], Any] = {}  # (job, it) -> stderr tail, from "stderr" records
-
-    def add(self, rec: Tuple[Any, ...]) -> None:
-        job, it, state = rec[0], rec[1], rec[2]
-        start = rec[4]
-        if job != self.last[0]:
-            self._switch(job, start)
-        r, counts, states, runs, first = self.cur
-        if r is None:
-            return
-        idx = it - first
-        if not 0 <= idx < len(states) or states[idx] != self._QUEUED:
-            return
-        states[idx] = self.codes[state]
-        counts[state] = counts.get(state, 0) + 1
-        runs.add_compact(it, rec)  # an IterRun only when someone reads it
-        if state == "FAILED":
-            tail = self.tails.pop((job, it), None) if self.tails else None
-            r.add_failure(Failure(it, rec[3], rec[8], tail if isinstance(tail, str) else None))
-
-    def _switch(self, job: str, start: float) -> None:
-        r = self.core.registry.get(job)
-        self.last = (job, r)
-        if r is None:
-            self.cur = (None, {}, bytearray(), {}, 0)
-            return
-        if r.state is JobState.QUEUED:
-            r.set_state(JobState.EXECUTING, start)
-        counts = self.pending.setdefault(id(r), (r, {}))[1]
-        self.cur = (r, counts, r.it_states, r.runs, r.task.it_start)
-
-    def settle(self) -> None:
-        for r, counts in self.pending.values():
-            for state, n in counts.items():
-                r.counts[JobState.QUEUED] -= n
-                r.counts[JobState(state)] += n
-        self.pending.clear()
-        self.last = (None, None)
-        self.cur = (None, {}, bytearray(), {}, 0)
-
-
-def _settle(core: GovernorCore, now: float, out: List[Action], canceled_its: CanceledIts) -> None:
-    """Finish what the journal finished; link the rest (dispatch, or omit)."""
-    for r, its in canceled_its.values():
-        if core.registry.get(r.name) is not r:
-            continue
-        queued = tuple(sorted(it for it in its if r.it_state(it) is JobState.QUEUED))
-        for it in queued:
-            r.set_it_state(it, JobState.CANCELED)
-        if queued:
-            r.drops.append(Drop(queued, JobState.CANCELED, now, "canceled by the user (before the resume)"))
-    for r in list(core.registry):
-        if r.canceled and not r.all_final:
-            queued = tuple(r.queued_iterations())
-            for it in queued:
-                r.set_it_state(it, JobState.CANCELED)
-            r.drops.append(Drop(queued, JobState.CANCELED, now, "canceled by the user (before the resume)"))
-        if r.all_final and not r.state.is_final:
-            final = r.summary_state()
-            span = r.runs.span()
-            last = now if span is None else (span[1] if span[1] is not None else span[0])
-            r.set_state(final, last)
-            core.active -= 1
-            out.append(JobDone(r))
-    for r in sorted(core.registry, key=lambda j: j.order):
-        if not r.state.is_final and not r.dispatched:
-            core._link(r, now, out)
+        return ReplaySubmit(rec["time"], rec["values"], rec["jobs"])
+    if t == "cancel":
+        return ReplayCancel(rec["time"], rec["jobs"], rec.get("its"))
+    if t == "remove":
+        return ReplayRemove(rec["time"], rec["jobs"])
+    if t == "drop":
+        its = range(*rec["its"]) if rec.get("range") else tuple(rec["its"])
+        return ReplayDrop(rec["job"], its, rec["state"], rec["reason"], rec["time"])
+    return None
 
 
 def resume_plan(path: str) -> Plan:
     """What ``--resume path`` would do, without doing it (nothing runs, nothing is written)."""
-    from hpilot.governor.core.governor import GovernorConfig, PartitionView
-    from hpilot.partition.resources import ResourceSet
+    from hpilot.governor.core.governor import GovernorConfig
 
     run = find_run(path)
     wd = os.path.dirname(os.path.dirname(os.path.abspath(run)))
-    core = GovernorCore(GovernorConfig(root_wd=wd), [PartitionView("dry-run", ResourceSet((), False, "none"))])
+    core = GovernorCore(GovernorConfig(root_wd=wd))  # no partition: nothing is sent anywhere
     _, plan = restore(core, run, 0.0)
     return plan
 

@@ -1,10 +1,14 @@
-"""The service process: one poll loop around the governor, partition and launcher cores.
+"""The service process: one poll loop around the governor core and its partitions.
 
-Without ``--governor`` everything runs here: a governor with one in-process
-partition and an in-process launcher (DESIGN.md: the same code paths, fewer
-hops).  The loop sleeps in ``zmq.Poller.poll`` on the launcher's exit descriptor
-and the signal pipe; it wakes for a child's exit, a wall-time deadline, a report
-flush or a progress redraw, never on a fixed polling period.
+One path for every shape: the governor core routes every iteration to a partition.
+Without ``--governor`` that partition runs here, in process (a PartitionRunner behind
+the same messages a remote partition gets, with a credit large enough that a whole
+range travels as one message); with it, partition managers register over the network
+(``partitions.PartitionLinks``).  Client requests are answered at once; the work they
+set off is done after, in the loop, so an answer never waits for process starts.  The
+loop sleeps in ``zmq.Poller.poll`` on the launcher's exit descriptor, the sockets and
+the signal pipe; it wakes for a child's exit, a wall-time deadline, a report flush or
+a progress redraw, never on a fixed polling period.
 """
 
 from __future__ import annotations
@@ -17,58 +21,51 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import zmq
 from hpilot.governor.core import counts as tallies
-from hpilot.governor.core.governor import (
-    ERROR,
+from hpilot.governor.core.events import (
     ClientRequest,
     FinishService,
     FromPart,
-    GovernorConfig,
-    GovernorCore,
     JobDone,
-    PartitionView,
+    PartitionJoined,
     Record,
     Reply,
     SendToPartition,
+    Settled,
     StateEvent,
 )
-from hpilot.governor.core.routing import Router, Settled
+from hpilot.governor.core.governor import ERROR, GovernorConfig, GovernorCore
 from hpilot.governor.core.states import JobState
 from hpilot.governor.service.config import Options
+from hpilot.governor.service.host import SystemHost
 from hpilot.governor.service.journal import FILE as JOURNAL_FILE
 from hpilot.governor.service.journal import Journal, json_record
 from hpilot.governor.service.launching import local_launcher
 from hpilot.governor.service.local import LocalPort, LocalPortError
 from hpilot.governor.service.net import ADDRESS_FILE, CLIENT_KEY_ENV, NetInterface
-from hpilot.governor.service.partitions import ForwardedQuery, IdleLauncher, PartitionLinks
+from hpilot.governor.service.partitions import ForwardedQuery, PartitionLinks
 from hpilot.governor.service.progress import Progress
 from hpilot.governor.service.report import JobReport, write_final_status
 from hpilot.governor.service.rundir import RunDir
 from hpilot.launcher import curve
-from hpilot.launcher.api import Launcher, LauncherFactory, poll_targets
+from hpilot.launcher.api import LauncherFactory, poll_targets
+from hpilot.partition.core import PartitionConfig, PartitionCore
+from hpilot.partition.models import EnvContext, models_for
+from hpilot.partition.resources import ResourceSet, describe
+from hpilot.partition.runner import PartitionRunner
 
 if TYPE_CHECKING:
     from hpilot.governor.service.resume import Plan
-from hpilot.launcher.core import LaunchRequest, TaskExit
-from hpilot.partition.core import (
-    KillTask,
-    NodeChanged,
-    PartitionConfig,
-    PartitionCore,
-    Schedule,
-    TaskEnded,
-    TaskStarted,
-)
-from hpilot.partition.models import EnvContext, models_for
-from hpilot.partition.resources import ResourceSet, describe
 
 log = logging.getLogger("hpilot.service")
 # options a resume takes from the first run unless its own command line sets them
 RESUMED_OPTIONS = ("report_format", "report_file", "envschema", "nodes", "system_core")
-PART = "p0"
+PART = "p0"  # the in-process partition of a single manager
+LOCAL_CREDIT = 1 << 62  # it takes whole ranges: more cores' worth than any job has
+PUMP_ROUNDS = 64  # governor <-> in-process partition exchanges per loop pass at most
 
 
 @dataclass
@@ -103,34 +100,36 @@ class Service:
         address = self.net.endpoints.address if self.net else None
         pub = self.net.endpoints.pub if self.net else None
         governor = opts.governor or bool(opts.partition_nodes) or bool(opts.slurm_partition_nodes)
+        own_nodes = not opts.governor or bool(opts.partition_nodes) or bool(opts.slurm_partition_nodes)
+        slurm = resources.source == "slurm"
         self.gov = GovernorCore(
             GovernorConfig(root_wd=self.root_wd, sname=_cluster_name(), started=self.started, address=address,
-                           pub_address=pub, models=models_for(resources.source == "slurm"),
+                           pub_address=pub, models=models_for(slurm), allocation=resources if own_nodes else None,
                            instance_id=run_dir.name),
-            [] if governor else [PartitionView(PART, resources)],
+            SystemHost(),
         )
         self._listeners()
         for port in (self.net, self.local):
             if port is not None:
                 port.instance_id = run_dir.name  # the "manager" of QCG-PilotJob's events
-        slurm = resources.source == "slurm"
+        # One path: the governor core routes every iteration to a partition.  Without
+        # --governor that is one partition in this process (same messages, no sockets);
+        # with it, partition managers register over the network with self.links.
         self.links: Optional[PartitionLinks] = None
-        self.part: Optional[PartitionCore] = None
+        self.inproc: Optional[PartitionRunner] = None
         self._finish_by: Optional[float] = None
-        if governor:  # partition managers do the work; they register with self.links
+        if governor:
             # partitions started by srun run on other nodes: loopback would not reach them
             iface = "0.0.0.0" if opts.slurm_partition_nodes and opts.net_iface == "127.0.0.1" else opts.net_iface
             self.links = PartitionLinks(iface, run_dir.path_str, opts.partition_heartbeat)
-            self.gov.router = Router()
-            self.launcher: Launcher = IdleLauncher()
         else:
             env = EnvContext(base_env=base_env, envschema=opts.envschema, address=address,
                              binding=resources.binding, in_allocation=slurm, aux_dir=run_dir.path("hostfiles"))
-            self.part = PartitionCore(resources, PartitionConfig(self.root_wd, env, models_for(slurm),
-                                                                 uniq_prefix=run_dir.uniq))
-            self.launcher = (make_launcher or local_launcher(opts))(self._task_exit, self._task_start)
-        if hasattr(self.launcher, "on_node"):  # node agents: a node whose agent died takes no more work
-            self.launcher.on_node = self._node_changed
+            part = PartitionCore(resources, PartitionConfig(self.root_wd, env, models_for(slurm),
+                                                            uniq_prefix=run_dir.uniq))
+            self.inproc = PartitionRunner(part, (make_launcher or local_launcher(opts))())
+            nodes = tuple((n.name, len(n.cores)) for n in resources.nodes)
+            self._to_gov(PartitionJoined(PART, nodes, now=self.started, credit=LOCAL_CREDIT))
         self.report = JobReport(run_dir.path(opts.report_file), opts.report_format, opts.report_flush,
                                 fresh=resuming)
         self.journal: Optional[Journal] = None
@@ -144,21 +143,19 @@ class Service:
         self.refused: List[str] = []
         self.stopped_by: Optional[str] = None  # a signal's name, when one ended the run
         self._finish: Optional[str] = None
-        self._need_schedule = False
         self._stop_signal: Optional[int] = None
-        self._iterations_done = 0
 
     # ---- wiring the cores together ----
 
     def request(self, payload: Any, reply_to: Any = None) -> Dict[str, Any]:
-        """Feed one client request; returns its response."""
+        """Feed one client request; returns its response.  What it sets off (a partition's
+        work, spawns) happens after, in the loop: the answer never waits for processes."""
         result: Dict[str, Any] = {}
 
         def keep(reply: Reply) -> None:
             result.update(reply.response)
 
         self._to_gov(ClientRequest(payload, time.time(), reply_to), keep)
-        self._schedule()
         if self.journal is not None:
             self.journal.flush()  # accepted means on record before the answer goes out
         return result
@@ -175,8 +172,6 @@ class Service:
             log.warning("killed %d task(s) the previous service left running", killed)
         log.info(plan.text().replace("\n", "; "))
         self._carry_out(actions)
-        self._need_schedule = True
-        self._schedule()
         return plan
 
     def _listeners(self) -> None:
@@ -184,19 +179,19 @@ class Service:
         self.gov.emit_events = ((self.net is not None and self.net.pub is not None)
                                 or (self.local is not None and self.local.listening))
 
-    def _to_gov(self, ev: Any, on_reply=None) -> None:
+    def _to_gov(self, ev: Any, on_reply: Optional[Callable[[Reply], None]] = None) -> None:
         self._carry_out(self.gov.handle(ev), on_reply)
 
-    def _carry_out(self, actions: List[Any], on_reply=None) -> None:
+    def _carry_out(self, actions: List[Any], on_reply: Optional[Callable[[Reply], None]] = None) -> None:
         for a in actions:
             if isinstance(a, Record):
                 if self.journal is not None:
                     self.journal.add(a.data)
             elif isinstance(a, SendToPartition):
-                if self.links is not None:
+                if self.inproc is not None and a.partition == PART:
+                    self.inproc.deliver(a.message)  # handled in the loop, after the answer
+                elif self.links is not None:
                     self.links.send(a.partition, a.message)
-                else:
-                    self._to_part(a.message)
             elif isinstance(a, StateEvent):
                 if self.net is not None:
                     self.net.publish(a.event)
@@ -211,46 +206,25 @@ class Service:
                 log.info("finishing: %s", a.reason)
                 self._finish = self._finish or a.reason
 
-    def _to_part(self, ev: Any) -> None:
-        assert self.part is not None
-        for a in self.part.handle(ev):
-            if isinstance(a, LaunchRequest):
-                self.launcher.launch(a)
-            elif isinstance(a, KillTask):
-                self.launcher.kill(a.task_id, a.reason)
-            else:
-                self._to_gov(FromPart(PART, a))
-        self._need_schedule = True
-
-    def _schedule(self) -> None:
-        if self.part is None:
-            self._need_schedule = False
+    def _pump(self) -> None:
+        """The in-process partition's work: its reports go to the governor core, whose
+        answers may give it more, until both are quiet (a burst is bounded by the runner)."""
+        inproc = self.inproc
+        if inproc is None:
             return
-        while self._need_schedule:
-            self._need_schedule = False
-            actions = self.part.handle(Schedule(time.time()))
-            for a in actions:
-                if isinstance(a, LaunchRequest):
-                    self.launcher.launch(a)
-
-    def _task_start(self, task_id: str, pid: int, now: float) -> None:
-        self._to_part(TaskStarted(task_id, pid, now))
-
-    def _task_exit(self, ex: TaskExit) -> None:
-        if ex.reason:
-            log.info("task %s ended: %s (exit code %s)", ex.task_id, ex.reason, ex.exit_code)
-        self._iterations_done += 1
-        self._to_part(TaskEnded(ex))
-
-    def _node_changed(self, node: str, up: bool, reason: str) -> None:
-        log.log(logging.INFO if up else logging.ERROR, "node %s %s: %s", node, "joins" if up else "leaves", reason)
-        self._to_part(NodeChanged(node, up, reason, time.time()))
+        for _ in range(PUMP_ROUNDS):
+            inproc.step()
+            reports = inproc.take_reports()
+            if not reports:
+                return
+            for r in reports:
+                self._to_gov(FromPart(PART, r))
 
     # ---- the loop ----
 
     def run_loop(self) -> None:
         poller = zmq.Poller()
-        for target in poll_targets(self.launcher):
+        for target in poll_targets(self.inproc.launcher) if self.inproc is not None else []:
             poller.register(target, zmq.POLLIN)
         wake_r = self._install_signals()
         if wake_r is not None:
@@ -264,7 +238,7 @@ class Service:
             poller.register(parent_fd, zmq.POLLIN)
         try:
             while not self._done():
-                self._schedule()
+                self._pump()
                 if self.journal is not None:
                     self.journal.flush()  # what just started is on record before we sleep
                 if self._done():
@@ -302,10 +276,6 @@ class Service:
                         else:
                             self._to_gov(ev)
                     self._maybe_settled(now)
-                self.launcher.reap()
-                deadline = self.launcher.next_deadline()
-                if deadline is not None and deadline <= time.time():
-                    self.launcher.tick()
                 self.report.maybe_flush()
                 if self.journal is not None:
                     self.journal.flush()
@@ -330,7 +300,7 @@ class Service:
         """Once every partition this governor started registered (or the time for it
         passed, naming those that did not), jobs too big for all of them can fail."""
         router = self.gov.router
-        if router is None or router.settled or self.links is None or not self.gov.expect_partitions:
+        if router.settled or self.links is None or not self.gov.expect_partitions:
             return
         missing = self.links.missing()
         if missing and now < self.started + self.opts.partition_register_timeout:
@@ -341,20 +311,25 @@ class Service:
         self._to_gov(Settled())
 
     def _done(self) -> bool:
-        if self.links is not None and self._finish is not None and self.gov.router is not None:
-            # governor mode: wait (a while) for the partitions' last reports
-            now = time.time()
-            if self._finish_by is None:
-                self._finish_by = now + self.opts.kill_grace + 3 * self.opts.partition_heartbeat
-            busy = any(s["outstanding"] for s in self.gov.router.stats())
-            return not busy or now > self._finish_by
-        return self._finish is not None and self.launcher.running == 0
+        if self._finish is None:
+            return False
+        if self.inproc is not None:  # every task of ours is reaped and reported
+            return self.inproc.launcher.running == 0 and not self.inproc.busy
+        # partitions elsewhere: wait (a while) for their last reports
+        now = time.time()
+        if self._finish_by is None:
+            self._finish_by = now + self.opts.kill_grace + 3 * self.opts.partition_heartbeat
+        return self.gov.router.outstanding == 0 or now > self._finish_by
 
     def _timeout(self) -> Optional[float]:
+        now = time.time()
         waits = []
-        deadline = self.launcher.next_deadline()
-        if deadline is not None:
-            waits.append(deadline - time.time())
+        if self.inproc is not None:
+            deadline = self.inproc.next_deadline()
+            if deadline is not None:
+                waits.append(deadline - now)
+            if self.inproc.launcher.needs_polling:
+                waits.append(0.005)
         flush = self.report.maybe_flush()
         if flush is not None:
             waits.append(flush)
@@ -363,10 +338,8 @@ class Service:
             waits.append(sync)
         if self.progress is not None:
             waits.append(self.progress.due_in())
-        if self.launcher.needs_polling:
-            waits.append(0.005)
         if self.links is not None:
-            waits.append(min(self.links.next_deadline() - time.time(), 0.2 if self._finish else 60.0))
+            waits.append(min(self.links.next_deadline() - now, 0.2 if self._finish else 60.0))
         return max(0.0, min(waits)) if waits else None
 
     # ---- signals: Slurm sends SIGTERM when the allocation's time runs out ----
@@ -394,7 +367,8 @@ class Service:
         self._stop_signal = None
         if self._finish is not None:
             log.warning("%s again: killing the remaining tasks now", name)
-            self.launcher.kill_now()
+            if self.inproc is not None:
+                self.inproc.launcher.kill_now()
             return
         log.warning("%s received: canceling all jobs and finishing", name)
         self.stopped_by = name
@@ -415,7 +389,8 @@ class Service:
     def close(self) -> Outcome:
         if self.local is not None:
             self.local.close()  # first: nobody answers from here on, and <run dir>/local says so
-        self.launcher.close()
+        if self.inproc is not None:
+            self.inproc.launcher.close()
         if self.links is not None:
             self.links.close(self.opts.kill_grace + 5)
         if self.journal is not None:
@@ -445,8 +420,8 @@ class Service:
             "resources": {"nodes": [{"name": n.name, "cores": list(n.cores)} for n in self.resources.nodes],
                           "total_cores": self.resources.total_cores, "binding": self.resources.binding},
             # governor mode: each partition's nodes (the node groups of `hpilot report ... cores`)
-            "partitions": {name: [n.name for n in view.resources.nodes] for name, view in self.gov.partitions.items()}
-            if self.links is not None else None,
+            "partitions": {name: [n.name for n in view.resources.nodes]
+                           for name, view in sorted(self.gov.partitions.items())} if self.links is not None else None,
             "jobs": {s.value: counts[s] for s in JobState if counts[s]},
             "total_jobs": len(self.gov.registry),
             # honest counts (counts.py): canceled and not-started iterations are not "failed"

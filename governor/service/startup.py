@@ -74,24 +74,23 @@ def launcher_for(opts: Options, resources: ResourceSet, run_dir: RunDir) -> Laun
 
         delay = opts.dry_run_tasks
 
-        def make_dry(on_exit: Any, on_start: Any) -> Launcher:
-            return DryRunLauncher(on_exit, on_start, delay)
+        def make_dry() -> Launcher:
+            return DryRunLauncher(delay)
 
         return make_dry
     if resources.source != "slurm":
         return local_launcher(opts, run_dir)
     if opts.disable_nl:
-        def make_srun(on_exit: Any, on_start: Any) -> Launcher:
-            return SrunLauncher(on_exit, on_start, grace=opts.kill_grace,
-                                output=task_streams(opts, run_dir.path_str))
+        def make_srun() -> Launcher:
+            return SrunLauncher(grace=opts.kill_grace, output=task_streams(opts, run_dir.path_str))
 
         return make_srun
     keys = curve.RunKeys.of(run_dir.path_str).issue("agent")  # not the client key: tasks get that one, never this
     starter = ssh_starter if opts.nl_start_method == "ssh" else srun_starter
 
-    def make(on_exit: Any, on_start: Any) -> Launcher:
+    def make() -> Launcher:
         try:
-            return AgentPool(on_exit, on_start, [n.name for n in resources.nodes], wd=opts.wd,
+            return AgentPool([n.name for n in resources.nodes], wd=opts.wd,
                              log_dir=run_dir.path("agents"), keys=keys, starter=starter,
                              grace=opts.kill_grace, init_timeout=opts.nl_init_timeout,
                              ready_threshold=opts.nl_ready_threshold,

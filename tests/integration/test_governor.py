@@ -218,13 +218,15 @@ def test_queries_cancel_remove_and_too_big(cluster: Cluster) -> None:
     res = cluster.request({"request": "resourcesInfo"})["data"]
     assert res["total_cores"] == 4 and res["total_nodes"] == 3
     assert {p["name"]: p["total_cores"] for p in res["partitions"]} == {"x": 2, "y": 2}
+    # 5 cores: more than the whole allocation (4), which partitions joining from outside only
+    # tell once they have registered: it fails then, with the reason
     jobs = [_sweep("long", 2, "30"), {"name": "huge", "execution": {"exec": "/bin/true"},
-                                      "resources": {"numCores": {"exact": 3}}},
+                                      "resources": {"numCores": {"exact": 5}}},
             {"name": "quick", "execution": {"exec": "/bin/true"}}]
     assert cluster.request({"request": "submit", "jobs": jobs})["code"] == 0
     cluster.wait_final("huge", "quick")
     assert cluster.status("huge") == "FAILED"
-    assert "larger than every partition" in json.dumps(cluster.info("huge"))
+    assert "larger than the allocation (4 cores on 3 node(s))" in json.dumps(cluster.info("huge"))
     wait_for(lambda: cluster.status("long") == "EXECUTING", 20, "long runs")
     listed = cluster.request({"request": "listJobs"})["data"]["jobs"]
     assert set(listed) == {"long", "huge", "quick"}
@@ -356,7 +358,7 @@ def test_partition_manager_answers_every_query_as_the_governor(cluster: Cluster)
     wait_for(lambda: len(cluster.partitions()) == 2, 20, "two partitions")
     # submitted through the partition manager, run wherever the governor routes them
     jobs = [_sweep("s", 8), {"name": "quick", "execution": {"exec": "/bin/true"}},
-            {"name": "huge", "execution": {"exec": "/bin/true"}, "resources": {"numCores": {"exact": 3}}}]
+            {"name": "huge", "execution": {"exec": "/bin/true"}, "resources": {"numCores": {"exact": 5}}}]
     ans = cluster.request({"request": "submit", "jobs": jobs}, address=part)
     assert ans["code"] == 0 and ans["data"]["submitted"] == 3, ans
     cluster.wait_final("s", "quick", "huge")
@@ -436,3 +438,37 @@ def test_forwarded_query_gets_an_error_when_the_governor_is_gone(cluster: Cluste
     # the other one notices the governor's silence (6 heartbeats), exits, and answers what waits
     assert gone["code"] != 0 and "the governor is gone" in gone["message"], gone
     assert quick.wait(timeout=30) != 0 and slow.wait(timeout=30) != 0
+
+
+def _env_job(name: str, **resources: Any) -> Dict[str, Any]:
+    """A job that writes how many cores it got and on which nodes."""
+    return {"name": name, "execution": {"exec": "/bin/sh", "args": [
+        "-c", f'echo "$QCG_PM_NPROCS $QCG_PM_NODELIST" > {name}.out']},
+        "resources": {k: {"exact": v} for k, v in resources.items()}}
+
+
+def test_partition_boundaries_never_limit_what_runs(wd: Path) -> None:
+    """4 nodes of 4 cores in 2 partitions of 2 nodes: jobs of 5 cores, 12 cores and 3 nodes
+    run (the last two on cores of both partitions), as they would on one manager; only a job
+    larger than the whole allocation is refused, at submit."""
+    jobs = [_env_job("c5", numCores=5), _env_job("c12", numCores=12), _env_job("n3", numNodes=3),
+            _sweep("small", 12)]
+    write_requests(wd / "jobs.json", submit(*jobs))
+    r = run_hpilot(["run", "jobs.json", "--nodes", "4,4,4,4", "--partition-nodes", "2", "--report-format", "json"],
+                   wd, timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    entries = report_entries(wd)
+    assert {n: e["state"] for n, e in entries.items()} == {"c5": "SUCCEED", "c12": "SUCCEED", "n3": "SUCCEED",
+                                                           "small": "SUCCEED"}
+    got = {name: (wd / f"{name}.out").read_text().split() for name in ("c5", "c12", "n3")}
+    assert got["c5"][0] == "5" and got["c12"][0] == "12" and got["n3"][0] == "12"
+    spans = {name: set(v[1].split(",")) for name, v in got.items()}
+    assert len(spans["c12"]) == 3 and len(spans["n3"]) == 3
+    halves = ({"n0", "n1"}, {"n2", "n3"})  # the two partitions' nodes
+    for name in ("c12", "n3"):
+        assert all(spans[name] & h for h in halves), f"{name} should use cores of both partitions: {spans[name]}"
+
+    write_requests(wd / "big.json", submit(_env_job("c17", numCores=17)))
+    r = run_hpilot(["run", "big.json", "--nodes", "4,4,4,4", "--partition-nodes", "2"], wd, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "job 'c17': resources.numCores: impossible: needs 17 cores, the allocation has 16" in r.stdout + r.stderr

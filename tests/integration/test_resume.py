@@ -60,13 +60,18 @@ def _recorded_finished(wd: Path) -> Set[str]:
     return done
 
 
-def _kill_at(wd: Path, delay: float) -> None:
-    """Kill -9 the service ``delay`` seconds into its run (counted from its journal's creation)."""
+def _journal_has(wd: Path, what: bytes) -> bool:
+    path = wd / ".hpilot" / "latest" / "journal"
+    return path.exists() and what in path.read_bytes()
+
+
+def _kill_at(wd: Path, delay: float, after: bytes = b"") -> None:
+    """Kill -9 the service ``delay`` seconds into its run (counted from its journal's creation,
+    or from when the journal holds ``after``)."""
     proc = subprocess.Popen(HPILOT + ["run", "jobs.json", "--nodes", "2", "--report-format", "json"], cwd=wd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: (wd / ".hpilot" / "latest" / "journal").exists() or proc.poll() is not None, 30,
-                 "the run to start")
+        wait_for(lambda: _journal_has(wd, after) or proc.poll() is not None, 30, "the run to start")
         proc.wait(timeout=delay)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGKILL)

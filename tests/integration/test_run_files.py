@@ -342,7 +342,10 @@ def test_wall_time_kills_the_task(wd: Path) -> None:
     assert any("wall time" in m for m in entry.get("messages", [])), entry
 
 
-def test_cancel_kills_a_running_job_and_omits_its_dependant(wd: Path) -> None:
+def test_cancel_in_the_file_stops_a_job_and_omits_its_dependant(wd: Path) -> None:
+    """The file's requests are all answered before anything starts (an answer never waits for
+    process starts), so the cancel finds the job not yet started; that a cancel kills a running
+    task is shown through the API (tests/integration/test_api.py) and the core's tests."""
     token = unique_sleep()
     reqs: List[Dict[str, Any]] = [
         {"request": "submit", "jobs": [
@@ -356,7 +359,6 @@ def test_cancel_kills_a_running_job_and_omits_its_dependant(wd: Path) -> None:
     assert not (wd / "marker").exists(), "the canceled job's sleep ran to its end"
     entries = report_entries(wd)
     assert entries["sleeper"]["state"] == "CANCELED"
-    assert "EXECUTING" in [h["state"] for h in entries["sleeper"]["history"]], "it should have been running"
     assert entries["after"]["state"] == "OMITTED"
     assert not (wd / "marker").exists()
     assert not (wd / "after-ran").exists()

@@ -131,3 +131,33 @@ def test_partition_killed_in_the_allocation_loses_nothing(tmp_path: Path) -> Non
             proc.kill()
             proc.wait()
         cancel(name)
+
+
+def test_mpi_hello_world_across_two_slurm_partitions(tmp_path: Path) -> None:
+    """A real MPI program on 3 nodes while each partition has 2: its cores are gathered in
+    both partitions and one of them starts it (OpenMPI, as in test_slurm_allocation)."""
+    import shutil
+
+    from tests.slurm.test_slurm_allocation import HELLO_C
+
+    if shutil.which("mpicc") is None or shutil.which("mpirun") is None:
+        pytest.skip("no OpenMPI here (apt-get install openmpi-bin libopenmpi-dev); .ci/run installs it")
+    (tmp_path / "hello.c").write_text(HELLO_C)
+    subprocess.run(["mpicc", "-o", "hello", "hello.c"], cwd=tmp_path, check=True, timeout=60)
+    reqs = write_requests(tmp_path / "r.json", submit(
+        {"name": "hello", "execution": {"exec": str(tmp_path / "hello"), "model": "openmpi", "stdout": "hello.out",
+                                        "stderr": "hello.err"},
+         "resources": {"numNodes": {"exact": 3}, "numCores": {"exact": 2}, "wt": "60s"}},
+        {"name": "small", "iteration": {"stop": 6}, "execution": {"exec": "/bin/true"}}))
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_oob_tcp_if_include="lo", OMPI_MCA_btl_tcp_if_include="lo", OMPI_MCA_btl="self,tcp")
+    p = salloc(["run", str(reqs), "--wd", str(tmp_path), "--slurm-partition-nodes", "2", "--report-format", "json"],
+               tmp_path, per_node=2, env=env, extra=["--exclusive"], timeout=120)
+    err = (tmp_path / "hello.err").read_text() if (tmp_path / "hello.err").exists() else ""
+    assert p.returncode == 0, p.stdout + p.stderr + err
+    out = sorted((tmp_path / "hello.out").read_text().splitlines())
+    assert len(out) == 6 and all(line.endswith("sum 15") for line in out), out
+    nodes = sorted(line.split()[5] for line in out)
+    assert len(set(nodes)) == 3 and all(nodes.count(n) == 2 for n in set(nodes)), nodes
+    # the allocation's nodes n1..n4 are split p1 = n1,n2 and p2 = n3,n4: three nodes use both
+    assert set(nodes) & {"n1", "n2"} and set(nodes) & {"n3", "n4"}, nodes

@@ -18,6 +18,7 @@ import pytest
 import zmq
 from hpilot.launcher import curve, wire
 from hpilot.launcher.agent import map_cpus
+from hpilot.launcher.api import LauncherEvent, NodeChanged, TaskStarted
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.pool import AgentPool, AgentStartError
 
@@ -91,25 +92,27 @@ class Recorder:
         self.starts: List[Tuple[str, int]] = []
         self.nodes: List[Tuple[str, bool, str]] = []
 
-    def on_exit(self, ex: TaskExit) -> None:
-        self.exits.append(ex)
-
-    def on_start(self, task_id: str, pid: int, now: float) -> None:
-        self.starts.append((task_id, pid))
+    def take(self, events: List[LauncherEvent]) -> None:
+        for ev in events:
+            if isinstance(ev, TaskExit):
+                self.exits.append(ev)
+            elif isinstance(ev, TaskStarted):
+                self.starts.append((ev.task_id, ev.pid))
+            elif isinstance(ev, NodeChanged):
+                self.nodes.append((ev.node, ev.up, ev.reason))
 
 
 def make_pool(tmp_path: Path, rec: Recorder, nodes=("a", "b"), starter=local_starter, **kw: Any) -> AgentPool:
     keys = curve.RunKeys.of(str(tmp_path)).issue("agent")
-    pool = AgentPool(rec.on_exit, rec.on_start, list(nodes), wd=str(tmp_path), log_dir=str(tmp_path / "agents"),
+    pool = AgentPool(list(nodes), wd=str(tmp_path), log_dir=str(tmp_path / "agents"),
                      keys=keys, starter=starter, advertise="127.0.0.1", **kw)
-    pool.on_node = lambda n, up, why: rec.nodes.append((n, up, why))
+    pool.rec = rec  # type: ignore[attr-defined]
     return pool
 
 
 def pump(pool: AgentPool, until, timeout: float = 15.0, what: str = "condition") -> None:
     def step() -> bool:
-        pool.reap()
-        pool.tick()
+        pool.rec.take(pool.poll())  # type: ignore[attr-defined]
         return bool(until())
     wait_for(step, timeout, what)
 
@@ -181,7 +184,7 @@ def test_a_stranger_without_the_agent_key_gets_nothing_in(pool: AgentPool, tmp_p
             assert guard.refused_total > refused and "refused this client's key" in why[-1]
         caplog.set_level("DEBUG", logger="hpilot")
         for _ in range(20):
-            pool.reap()
+            pool.rec.take(pool.poll())  # type: ignore[attr-defined]
             assert not s.poll(10), "the service answered a peer without the agent key"
         logging.getLogger("hpilot.pool").warning("probe: the pool's log is seen here")
         seen = [r.getMessage() for r in caplog.records if r.name == "hpilot.pool"]
@@ -210,6 +213,7 @@ def test_agent_killed_mid_run_fails_its_tasks_and_leaves(pool: AgentPool, tmp_pa
     assert rec.nodes == [("b", False, rec.nodes[0][2])]
     assert pool.ready_nodes == ["a"]
     pool.launch(req("again", "b", ("/bin/true",), str(tmp_path)))
+    rec.take(pool.poll())
     assert "node b is not available" in (rec.exits[-1].reason or "")
     # A SIGKILLed agent cannot clean up: its task lives on here (under Slurm, ending the agent's
     # step ends it, with proctrack/cgroup). Clean up after the test.

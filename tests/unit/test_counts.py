@@ -14,12 +14,13 @@ from hpilot.governor.core import counts
 from hpilot.governor.core.overview import _parse_allocation
 from hpilot.governor.core.states import JobState
 
+from tests.unit.cores import SHAPES
 from tests.unit.test_governor_core import Gov, jobdesc
 
 
-@pytest.fixture
-def gov(tmp_path: Path) -> Iterator[Gov]:
-    g = Gov(tmp_path)
+@pytest.fixture(params=SHAPES)
+def gov(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Gov]:
+    g = Gov(tmp_path, request.param)
     yield g
     g.core.validate()
 
@@ -109,10 +110,12 @@ def test_overview(gov: Gov) -> None:
     # not finished first, then the most recently finished
     assert [j["name"] for j in d["list"]] == ["sweep", "bad", "done"]
     assert d["list"][0]["counts"]["running"] == 2 and d["list"][0]["total"] == 10
-    part = d["resources"]["partitions"][0]
-    assert part["name"] == "p0" and part["total_cores"] == 4 and part["used_cores"] == 3
+    parts = d["resources"]["partitions"]
+    assert [p["name"] for p in parts] == sorted(gov.core.partitions)
+    assert sum(p["total_cores"] for p in parts) == 8 and sum(p["used_cores"] for p in parts) == 3
     # the test driver allocates n1[it % 4]: cores per node from the running iterations' allocations
-    assert part["nodes"] == [{"name": "n1", "cores": 4, "used": 2}]
+    nodes = {n["name"]: (n["cores"], n["used"]) for p in parts for n in p["nodes"] if n["used"]}
+    assert nodes == {"n1": (4, 2)}
     assert d["failures"] == [{"job": "bad", "failed": 1, "messages": ["bad: exit code 7"]}]
     assert d["list"][1]["message"] == "bad: exit code 7" and d["unknown"] == []
     assert [j["name"] for j in overview(gov, limit=1)["list"]] == ["sweep"]

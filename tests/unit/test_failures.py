@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any, List
 
-from hpilot.governor.core.governor import ClientRequest, FromPart, GovernorConfig, GovernorCore, PartitionView, Record
+from hpilot.governor.core.events import ClientRequest, FromPart, Record
+from hpilot.governor.core.governor import GovernorCore
 from hpilot.governor.core.registry import MAX_FAILURES
 from hpilot.governor.service import journal
 from hpilot.governor.service.report import _text, job_entry
@@ -17,13 +18,14 @@ from hpilot.launcher import wire as agent_wire
 from hpilot.launcher.core import TaskExit
 from hpilot.partition import wire
 from hpilot.partition.messages import IterationFinished, IterationStarted
-from hpilot.partition.resources import local_resources
+
+from tests.unit.cores import make_core
 
 TAIL = "Traceback (most recent call last):\n  File \"sim.py\", line 3\nValueError: bad input"
 
 
 def _core(root: Path) -> GovernorCore:
-    core = GovernorCore(GovernorConfig(root_wd=str(root), started=1.0), [PartitionView("p0", local_resources("4"))])
+    core = make_core(root, nodes="4", started=1.0)
     core.journaling = True
     return core
 

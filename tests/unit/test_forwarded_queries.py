@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 import zmq
-from hpilot.governor.core.governor import ClientRequest
+from hpilot.governor.core.events import ClientRequest
 from hpilot.governor.service.net import NetInterface
 from hpilot.governor.service.partitions import ForwardedQuery, PartitionLinks
 from hpilot.launcher import curve
@@ -267,7 +267,7 @@ def test_partition_manager_forwards_and_survives_a_malformed_answer(tmp_path: Pa
     port = gov.bind_to_random_port("tcp://127.0.0.1")
     core = PartitionCore(local_resources("1"), PartitionConfig(str(tmp_path), EnvContext(base_env=dict(os.environ))))
     mgr = PartitionManager(f"tcp://127.0.0.1:{port}", curve.read_peer_keys(keys.path), "p", (), core,
-                           lambda on_exit, on_start: DryRunLauncher(on_exit, on_start), client=net, query_timeout=30)
+                           lambda: DryRunLauncher(), client=net, query_timeout=30)
     try:
         assert gov.poll(5000)
         ident, frame = gov.recv_multipart()

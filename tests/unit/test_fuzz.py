@@ -14,10 +14,8 @@ import pytest
 from hpilot.governor.core.governor import (
     ClientRequest,
     FromPart,
-    GovernorConfig,
     GovernorCore,
     JobDone,
-    PartitionView,
     Reply,
     SendToPartition,
 )
@@ -31,9 +29,10 @@ from hpilot.partition.messages import (
     IterationStarted,
     Work,
 )
-from hpilot.partition.resources import local_resources
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.unit.cores import make_core
 
 FUZZ = settings(max_examples=200, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -155,7 +154,7 @@ def root_wd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def new_core(root: Path) -> GovernorCore:
-    return GovernorCore(GovernorConfig(root_wd=str(root)), [PartitionView("p0", local_resources("n1:4"))])
+    return make_core(root, nodes="n1:4")
 
 
 NAMES = ("a", "b", "c", "d")

@@ -12,15 +12,12 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar
 
 import pytest
-from hpilot.governor.core.governor import (
+from hpilot.governor.core.events import (
     Action,
     ClientRequest,
     FinishService,
     FromPart,
-    GovernorConfig,
-    GovernorCore,
     JobDone,
-    PartitionView,
     Reply,
     SendToPartition,
 )
@@ -34,7 +31,8 @@ from hpilot.partition.messages import (
     Shutdown,
     Work,
 )
-from hpilot.partition.resources import local_resources
+
+from tests.unit.cores import SHAPES, FakeHost, Where, make_core
 
 T = TypeVar("T")
 HISTORY_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}: ([A-Z]+)$")
@@ -53,11 +51,15 @@ def jobdesc(name: str, after: Optional[Sequence[str]] = None, iterations: Option
 
 
 class Gov:
-    """A GovernorCore on one 4-core partition 'p0', with a clock that only moves forward."""
+    """A GovernorCore on 8 cores (nodes n1:4, n2:4) in one of the two shapes (one in-process
+    partition, or a partition per node), with a clock that only moves forward.  Reports come
+    from the partition each iteration was sent to."""
 
-    def __init__(self, root: Path) -> None:
-        self.core = GovernorCore(GovernorConfig(root_wd=str(root), started=1000.0),
-                                 [PartitionView("p0", local_resources("n1:4"))])
+    def __init__(self, root: Path, shape: str) -> None:
+        self.host = FakeHost()
+        self.shape = shape
+        self.core = make_core(root, shape, host=self.host)
+        self.where = Where()
         self.now = 1000.0
         self.done: List[str] = []  # every JobDone so far, in order
 
@@ -67,6 +69,7 @@ class Gov:
 
     def _record(self, actions: List[Action]) -> List[Action]:
         self.core.validate()
+        self.where.learn(actions)
         self.done.extend(a.job.name for a in actions if isinstance(a, JobDone))
         return actions
 
@@ -96,7 +99,8 @@ class Gov:
         return resp
 
     def report(self, msg: FromPartition) -> List[Action]:
-        return self._record(self.core.handle(FromPart("p0", msg)))
+        its = msg.iterations if isinstance(msg, IterationsDropped) else (msg.iteration,)
+        return self._record(self.core.handle(FromPart(self.where.of(msg.job, its[0]), msg)))
 
     def started(self, job: str, it: int = 0, cores: int = 1) -> List[Action]:
         now = self._tick()
@@ -116,7 +120,16 @@ class Gov:
         return self.finished(job, it, exit_code)
 
     def dropped(self, job: str, its: Sequence[int], canceled: bool, reason: str = "dropped") -> List[Action]:
-        return self.report(IterationsDropped(job, tuple(its), reason, self._tick(), canceled))
+        """Each partition drops what it holds of ``its``."""
+        now = self._tick()
+        by_part: Dict[str, List[int]] = {}
+        for it in its:
+            by_part.setdefault(self.where.of(job, it), []).append(it)
+        actions: List[Action] = []
+        for part, mine in by_part.items():
+            actions += self._record(self.core.handle(FromPart(part, IterationsDropped(job, tuple(mine), reason, now,
+                                                                                         canceled))))
+        return actions
 
     def state(self, name: str) -> JobState:
         rec = self.core.registry.get(name)
@@ -127,9 +140,17 @@ class Gov:
         return [self.state(n).value for n in names]
 
 
+@pytest.fixture(params=SHAPES)
+def gov(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Gov]:
+    g = Gov(tmp_path, request.param)
+    yield g
+    g.core.validate()
+
+
 @pytest.fixture
-def gov(tmp_path: Path) -> Iterator[Gov]:
-    g = Gov(tmp_path)
+def gov1(tmp_path: Path) -> Iterator[Gov]:
+    """For what only one shape shows (the other shape's test says what it shows instead)."""
+    g = Gov(tmp_path, "one")
     yield g
     g.core.validate()
 
@@ -139,7 +160,8 @@ def messages(actions: List[Action], kind: Type[T]) -> List[T]:
 
 
 def works(actions: List[Action]) -> List[str]:
-    return [w.spec.job for w in messages(actions, Work)]
+    """The jobs that got work, in order (each once: several partitions may each get a share)."""
+    return list(dict.fromkeys(w.spec.job for w in messages(actions, Work)))
 
 
 def done(actions: List[Action]) -> List[str]:
@@ -265,7 +287,7 @@ def test_iteration_variable_in_a_plain_job_is_refused(gov: Gov) -> None:
 
 
 def test_iteration_variable_in_an_iterative_job_is_kept_for_launch(gov: Gov) -> None:
-    (work,) = messages(gov.submit_ok(jobdesc("s", iterations=3, args=["${it}", "${rcnt}", "${sname}"])), Work)
+    work = messages(gov.submit_ok(jobdesc("s", iterations=3, args=["${it}", "${rcnt}", "${sname}"])), Work)[0]
     args = work.spec.execution.args
     assert [a.fill({"it": "2"}) for a in args] == ["2", "1", "local"]
     assert args[0].names == ("it",) and args[1].is_literal and args[2].is_literal
@@ -284,7 +306,7 @@ def test_impossible_core_count_is_refused(gov: Gov) -> None:
 
 
 def test_impossible_node_count_is_refused(gov: Gov) -> None:
-    resp = gov.submit_bad({"name": "wide", "execution": {"exec": "/bin/true"}, "resources": {"numNodes": 2}})
+    resp = gov.submit_bad({"name": "wide", "execution": {"exec": "/bin/true"}, "resources": {"numNodes": 3}})
     assert error_fields(resp) == [("wide", "resources.numNodes")]
 
 
@@ -298,6 +320,7 @@ def test_mpi_model_is_refused_in_local_mode(gov: Gov) -> None:
     ("no-such-program-hpilot-test", "not found in PATH"),
 ])
 def test_missing_program_is_refused(gov: Gov, program: str, fragment: str) -> None:
+    gov.host.missing.add(program)
     resp = gov.submit_bad({"name": "p", "execution": {"exec": program}})
     assert error_fields(resp) == [("p", "execution.exec")]
     assert fragment in resp["message"]
@@ -308,7 +331,9 @@ def test_huge_iteration_count_is_refused_not_a_crash(gov: Gov) -> None:
     assert any(job == "huge" and fld.startswith("iteration") for job, fld in error_fields(resp))
 
 
-def test_million_iterations_are_one_work_message(gov: Gov) -> None:
+def test_million_iterations_are_one_work_message(gov1: Gov) -> None:
+    """One in-process partition: its credit takes the whole range at once."""
+    gov = gov1
     tracemalloc.start()
     try:
         actions = gov.submit_ok(jobdesc("sweep", iterations=1_000_000, args=["${it}"]))  # its time: bench/governor.py
@@ -485,7 +510,7 @@ def test_cancel_running_iterative_job(gov: Gov) -> None:
     gov.run("sweep", 0)
     gov.started("sweep", 1)
     _, actions = gov.request({"request": "cancelJob", "jobNames": ["sweep"]})
-    assert [m.job for m in messages(actions, CancelJob)] == ["sweep"]
+    assert {m.job for m in messages(actions, CancelJob)} == {"sweep"}, "every partition holding some is told"
     assert done(gov.dropped("sweep", [2, 3], canceled=True)) == []
     assert gov.state("sweep") is JobState.EXECUTING
     actions = gov.finished("sweep", 1, exit_code=143, reason="canceled by the user", canceled=True)
@@ -629,8 +654,9 @@ def test_job_info_of_a_plain_job(gov: Gov) -> None:
     assert entry["status"] == 0
     info = entry["data"]
     assert info["jobName"] == "a" and info["status"] == "SUCCEED"
+    where = {} if gov.shape == "one" else {"partition": "p0"}  # a single manager's partition is not named
     assert info["runtime"] == {"allocation": "n1[0]", "wd": "/wd/a", "rtime": "0:00:02", "exit_code": "0",
-                               "pid": "100", "pname": "true"}
+                               "pid": "100", "pname": "true", **where}
     assert history_states(info["history"]) == ["QUEUED", "EXECUTING", "SUCCEED"]
     assert "childs" not in info
 
@@ -672,16 +698,21 @@ def test_job_info_without_childs_has_counts_only(gov: Gov) -> None:
 
 
 def test_resources_info_follows_running_iterations(gov: Gov) -> None:
+    keys = ("total_nodes", "total_cores", "used_cores", "free_cores")
     resp, _ = gov.request({"request": "resourcesInfo"})
-    assert resp == {"code": 0, "data": {"total_nodes": 1, "total_cores": 4, "used_cores": 0, "free_cores": 4}}
+    assert resp["code"] == 0
+    assert {k: resp["data"][k] for k in keys} == {"total_nodes": 2, "total_cores": 8, "used_cores": 0,
+                                                    "free_cores": 8}
+    assert ("partitions" in resp["data"]) == (gov.shape == "several"), "partitions are shown where there are"
     gov.submit_ok(jobdesc("a", iterations=2))
     gov.started("a", 0, cores=2)
     gov.started("a", 1, cores=1)
     resp, _ = gov.request({"request": "resourcesInfo"})
-    assert resp["data"] == {"total_nodes": 1, "total_cores": 4, "used_cores": 3, "free_cores": 1}
+    assert {k: resp["data"][k] for k in keys} == {"total_nodes": 2, "total_cores": 8, "used_cores": 3,
+                                                    "free_cores": 5}
     gov.finished("a", 0, cores=2)
     resp, _ = gov.request({"request": "resourcesInfo"})
-    assert resp["data"]["used_cores"] == 1 and resp["data"]["free_cores"] == 3
+    assert resp["data"]["used_cores"] == 1 and resp["data"]["free_cores"] == 7
 
 
 def test_status_shape(gov: Gov) -> None:
@@ -698,8 +729,8 @@ def test_status_shape(gov: Gov) -> None:
                                    "Platform", "Pubaddress"}
     assert re.fullmatch(r"\d+:\d\d:\d\d(\.\d+)?", data["System"]["Uptime"])
     assert {k: data["Resources"][k] for k in ("TotalNodes", "TotalCores", "UsedCores", "FreeCores")} == {
-        "TotalNodes": data["Resources"]["total_nodes"], "TotalCores": 4, "UsedCores": 1, "FreeCores": 3}
-    assert data["Resources"]["total_cores"] == 4 and data["Resources"]["used_cores"] == 1
+        "TotalNodes": data["Resources"]["total_nodes"], "TotalCores": 8, "UsedCores": 1, "FreeCores": 7}
+    assert data["Resources"]["total_cores"] == 8 and data["Resources"]["used_cores"] == 1
     assert data["JobStats"] == {"TotalJobs": 4, "InScheduleJobs": 0, "ExecutingJobs": 1, "FailedJobs": 2,
                                 "FinishedJobs": 1}
 
@@ -790,9 +821,9 @@ def test_finish_request(gov: Gov) -> None:
     gov.started("a")
     resp, actions = gov.request({"request": "finish"})
     assert resp["code"] == 0
-    (shutdown,) = messages(actions, Shutdown)
-    assert isinstance(shutdown, Shutdown) and shutdown.now == gov.now
-    assert [a.partition for a in actions if isinstance(a, SendToPartition)] == ["p0"]
+    shutdowns = messages(actions, Shutdown)
+    assert shutdowns and all(s.now == gov.now for s in shutdowns)
+    assert sorted(a.partition for a in actions if isinstance(a, SendToPartition)) == sorted(gov.core.partitions)
     assert len(finishes(actions)) == 1
     assert done(actions) == ["b"]
     assert gov.state("b") in (JobState.CANCELED, JobState.OMITTED)
@@ -842,6 +873,6 @@ def test_working_directory_with_a_nul_byte_is_refused(gov: Gov) -> None:
 
 
 def test_working_directory_that_cannot_be_made_is_refused(gov: Gov, tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("not a directory")
+    gov.host.unwritable.add(str(tmp_path / "file"))
     resp = gov.submit_bad(jobdesc("a", wd="file/sub"))
     assert error_fields(resp) == [("a", "execution.wd")]

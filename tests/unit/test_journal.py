@@ -9,9 +9,7 @@ import pytest
 from hpilot.governor.core.governor import (
     ClientRequest,
     FromPart,
-    GovernorConfig,
     GovernorCore,
-    PartitionView,
     Record,
     SendToPartition,
 )
@@ -19,7 +17,8 @@ from hpilot.governor.core.states import JobState
 from hpilot.governor.service import journal
 from hpilot.governor.service.resume import ResumeError, find_run, restore, resume_plan
 from hpilot.partition.messages import IterationFinished, IterationStarted, Work
-from hpilot.partition.resources import local_resources
+
+from tests.unit.cores import make_core
 
 
 def _write(path: Path, records: List[bytes]) -> None:
@@ -106,7 +105,7 @@ def test_find_run_refuses_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
 
 
 def _core(root: Path) -> GovernorCore:
-    core = GovernorCore(GovernorConfig(root_wd=str(root)), [PartitionView("p0", local_resources("n1:4"))])
+    core = make_core(root, nodes="n1:4")
     core.journaling = True
     return core
 
@@ -140,7 +139,7 @@ def test_restore_rebuilds_states_and_runs_only_what_is_left(tmp_path: Path) -> N
     run.mkdir(parents=True)
     _write(run / "journal", [a.data for a in out if isinstance(a, Record)])
 
-    second = GovernorCore(GovernorConfig(root_wd=str(tmp_path)), [PartitionView("p0", local_resources("n1:4"))])
+    second = make_core(tmp_path, nodes="n1:4")
     actions, plan = restore(second, str(run), 200.0)
     second.validate()
     reg = second.registry
@@ -169,7 +168,7 @@ def test_restore_reports_iterations_that_were_running_as_orphans(tmp_path: Path)
     run = tmp_path / "run"
     run.mkdir()
     _write(run / "journal", [a.data for a in out if isinstance(a, Record)])
-    second = GovernorCore(GovernorConfig(root_wd=str(tmp_path)), [PartitionView("p0", local_resources("n1:4"))])
+    second = make_core(tmp_path, nodes="n1:4")
     actions, plan = restore(second, str(run), 5.0)
     assert plan.orphans == [(999, 1.0)]
     work = [a.message for a in actions if isinstance(a, SendToPartition)]
@@ -209,7 +208,7 @@ def test_restored_iterations_keep_their_runtime_for_queries(tmp_path: Path) -> N
     run = tmp_path / "run"
     run.mkdir()
     _write(run / "journal", [a.data for a in out if isinstance(a, Record)])
-    second = GovernorCore(GovernorConfig(root_wd=str(tmp_path)), [PartitionView("p0", local_resources("n1:4"))])
+    second = make_core(tmp_path, nodes="n1:4")
     restore(second, str(run), 5.0)
     info = job_info(second.registry.jobs["s"], with_childs=True)
     childs = {c["iteration"]: c for c in info["childs"]}

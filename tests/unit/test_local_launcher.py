@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import psutil
 import pytest
+from hpilot.launcher.api import LauncherEvent, TaskStarted
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
 
@@ -41,26 +42,31 @@ class Harness:
         self.exits: Dict[str, TaskExit] = {}
         self.starts: Dict[str, Tuple[int, float]] = {}
         self.pids: List[int] = []  # every process a test started, also grandchildren it learnt of
-        self.launcher = LocalLauncher(on_exit=self._on_exit, on_start=self._on_start, grace=grace)
+        self.launcher = LocalLauncher(grace=grace)
 
-    def _on_exit(self, ex: TaskExit) -> None:
-        assert ex.task_id not in self.exits, f"{ex.task_id} reported twice"
-        self.exits[ex.task_id] = ex
-
-    def _on_start(self, task_id: str, pid: int, now: float) -> None:
-        self.starts[task_id] = (pid, now)
-        self.pids.append(pid)
+    def _take(self, events: List[LauncherEvent]) -> int:
+        n = 0
+        for ev in events:
+            if isinstance(ev, TaskExit):
+                assert ev.task_id not in self.exits, f"{ev.task_id} reported twice"
+                self.exits[ev.task_id] = ev
+                n += 1
+            elif isinstance(ev, TaskStarted):
+                self.starts[ev.task_id] = (ev.pid, ev.now)
+                self.pids.append(ev.pid)
+        return n
 
     def launch(self, task_id: str, argv: Sequence[str], wd: Optional[Path] = None,
                env: Optional[Dict[str, str]] = None, **kw: Any) -> None:
         req = LaunchRequest(task_id=task_id, argv=tuple(argv), env=env, wd=str(wd or self.wd), **kw)
         self.launcher.launch(req)
+        self.launcher.start_queued()  # as the launcher's next poll would, without collecting exits
+        self._take(self.launcher.take_events())
 
     def pump(self) -> int:
-        """Reap what has exited and let wall times act; returns how many exits were collected."""
-        n = self.launcher.reap()
-        self.launcher.tick()
-        return n
+        """Start what was launched, collect what has exited, let wall times act; returns how
+        many exits were collected."""
+        return self._take(self.launcher.poll())
 
     def wait_exit(self, task_id: str, timeout: float = 10.0) -> TaskExit:
         def done() -> bool:
@@ -166,7 +172,7 @@ def test_fileno_becomes_readable_on_exit(h: Harness) -> None:
     h.launch("t", ["/bin/true"])
     r, _, _ = select.select([h.launcher.fileno()], [], [], 10.0)
     assert r, "the launcher's descriptor did not wake up on a child's exit"
-    wait_for(lambda: h.launcher.reap() > 0 or "t" in h.exits, 5.0, "reap")
+    wait_for(lambda: h.pump() > 0 or "t" in h.exits, 5.0, "reap")
     assert h.exits["t"].exit_code == 0
 
 

@@ -1,4 +1,5 @@
-"""Output paths checked at submit (governor/core/validate.py), like ``wd``: a directory, a
+"""Output paths checked at submit (governor/core/validate.py, with this machine's answers from
+governor/service/host.py), like ``wd``: a directory, a
 missing directory or a place that cannot be written is refused with the job, the field and
 the path; only the literal part of a path with variables is checked, and a missing directory
 is left to a job with dependencies (an earlier job may make it)."""
@@ -10,6 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from hpilot.governor.core.jobspec import parse_job
 from hpilot.governor.core.validate import check_submit
+from hpilot.governor.service.host import SystemHost
 
 
 def refusals(root: Path, *jobs: Dict[str, Any]) -> List[Tuple[str, str, str]]:
@@ -20,7 +22,7 @@ def refusals(root: Path, *jobs: Dict[str, Any]) -> List[Tuple[str, str, str]]:
         specs.append(spec)
     known: Dict[str, Optional[range]] = {"earlier": None}
     errors = check_submit(specs, lambda name: (range(1) if name in known else None), str(root), None,
-                          ("default",))
+                          ("default",), SystemHost())
     return [(e.job, e.field, e.message) for e in errors]
 
 

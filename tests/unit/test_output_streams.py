@@ -28,22 +28,24 @@ class Runner:
         self.wd = wd
         self.exits: Dict[str, TaskExit] = {}
         self.streams = OutputStreams(str(out_dir), tag)
-        self.launcher = LocalLauncher(on_exit=self._exit, grace=0.2, output=self.streams)
+        self.launcher = LocalLauncher(grace=0.2, output=self.streams)
 
-    def _exit(self, ex: TaskExit) -> None:
-        assert ex.task_id not in self.exits
-        self.exits[ex.task_id] = ex
+    def poll(self) -> None:
+        for ev in self.launcher.poll():
+            if isinstance(ev, TaskExit):
+                assert ev.task_id not in self.exits
+                self.exits[ev.task_id] = ev
 
     def launch(self, task_id: str, argv: List[str], **kw: Any) -> None:
         self.launcher.launch(LaunchRequest(task_id, tuple(argv), None, str(kw.pop("wd", self.wd)), **kw))
+        self.launcher.start_queued()
 
     def sh(self, task_id: str, script: str, **kw: Any) -> None:
         self.launch(task_id, ["/bin/bash", "-c", script], **kw)
 
     def wait(self, *task_ids: str, timeout: float = 20.0) -> None:
         def done() -> bool:
-            self.launcher.reap()
-            self.launcher.tick()
+            self.poll()
             return all(t in self.exits for t in task_ids)
 
         wait_for(done, timeout, f"exits of {task_ids}")
@@ -137,10 +139,7 @@ def test_output_of_a_running_task_reaches_the_file_in_the_loop_pass_that_read_it
             dl = r.launcher.next_deadline()
             timeout = 1.0 if dl is None else max(0.0, dl - time.time())
             select.select([r.launcher.fileno()], [], [], timeout)
-            r.launcher.reap()
-            dl = r.launcher.next_deadline()
-            if dl is not None and dl <= time.time():
-                r.launcher.tick()
+            r.poll()
             return output_of(tmp_path / "output", "long") == [b"started\n"]
 
         wait_for(visible, 10, "the running task's output in the file")

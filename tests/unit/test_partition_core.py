@@ -499,3 +499,65 @@ def test_slurm_envschema_in_launch() -> None:
 def test_unknown_event_is_a_type_error(four: Driver) -> None:
     with pytest.raises(TypeError):
         four.core.handle(cast(Any, object()))
+
+
+# ---- cores set aside for a run that spans partitions ----
+
+
+def _reserve_events():
+    from hpilot.partition.allocator import Request, Slot
+    from hpilot.partition.messages import Release, Reserve, Reserved, RunReserved
+
+    return Request, Slot, Release, Reserve, Reserved, RunReserved
+
+
+def test_a_reservation_waits_for_running_work_and_holds_back_new_work(four: Driver) -> None:
+    Request, Slot, Release, Reserve, Reserved, RunReserved = _reserve_events()
+    a, a_its = iterative("A", 6)
+    four.work(a, a_its)
+    assert ids(four.schedule()) == ["A:0", "A:1", "A:2", "A:3"]
+    assert four.feed(Reserve("big", 0, Request(cores_min=3, cores_max=3), four.now)) == []
+    four.end("A:0")
+    out = four.feed(Schedule(four.now))
+    assert out == [], "one core free: not enough for the reservation, and A:4 must not take it"
+    four.end("A:1")
+    four.end("A:2")
+    (got,) = four.feed(Schedule(four.now))
+    assert isinstance(got, Reserved) and (got.job, got.iteration) == ("big", 0)
+    assert sum(len(s.cores) for s in got.slots) == 3
+    assert four.core.allocator.free_cores == 0, "3 set aside, 1 still running"
+    four.end("A:3")
+    assert ids(four.schedule()) == ["A:4"], "once set aside, other work goes on in what is left"
+    foreign = (Slot("n9", (0, 1, 2)),)
+    (launch,) = four.feed(RunReserved(spec("big"), 0, foreign, four.now))
+    assert isinstance(launch, LaunchRequest) and launch.task_id == "big"
+    assert launch.env is not None and launch.env["QCG_PM_NODELIST"].split(",")[-1] == "n9"
+    started = four.feed(TaskStarted("big", 77, four.now))
+    assert isinstance(started[0], IterationStarted) and started[0].cores == 3
+    assert started[0].allocation.endswith("n9[0:1:2]")
+    fin = four.end("big")
+    assert fin.allocation.endswith("n9[0:1:2]") and four.core.allocator.free_cores == 3
+
+
+def test_a_released_reservation_frees_its_cores_and_a_released_run_is_killed(four: Driver) -> None:
+    Request, Slot, Release, Reserve, Reserved, RunReserved = _reserve_events()
+    four.feed(Reserve("big", 0, Request(cores_min=4, cores_max=4), four.now))
+    (got,) = four.feed(Schedule(four.now))
+    assert isinstance(got, Reserved) and four.core.allocator.free_cores == 0
+    assert four.feed(Release("big", 0, "the run ended", four.now)) == []
+    assert four.core.allocator.free_cores == 4 and four.core.reservations == {}
+    four.feed(Reserve("big", 1, Request(cores_min=2, cores_max=2), four.now))
+    four.feed(Schedule(four.now))
+    four.feed(RunReserved(spec("big", iterative=True, it_count=2), 1, (), four.now))
+    (kill,) = four.feed(Release("big", 1, "partition p2 lost", four.now))
+    assert isinstance(kill, KillTask) and kill.task_id == "big:1" and kill.reason == "partition p2 lost"
+    fin = four.end("big:1", code=-15, reason="partition p2 lost")
+    assert not fin.canceled, "killed because the run was abandoned, not canceled by a user"
+
+
+def test_a_reservation_that_can_never_fit_is_refused_at_once(four: Driver) -> None:
+    Request, Slot, Release, Reserve, Reserved, RunReserved = _reserve_events()
+    (drop,) = four.feed(Reserve("big", 0, Request(cores_min=5, cores_max=5), four.now))
+    assert isinstance(drop, IterationsDropped) and tuple(drop.iterations) == (0,) and not drop.canceled
+    (drop,) = four.feed(RunReserved(spec("other"), 0, (), four.now))
+    assert isinstance(drop, IterationsDropped) and "reserved cores are gone" in drop.reason

@@ -6,18 +6,17 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-from hpilot.governor.core.governor import ClientRequest, FromPart, GovernorConfig, GovernorCore, SendToPartition
-from hpilot.governor.core.placement import Candidate, Placement
-from hpilot.governor.core.routing import (
-    HORIZON,
-    MAX_PREFETCH,
-    PREFETCH,
-    RATE_WINDOW,
+from hpilot.governor.core.events import (
+    ClientRequest,
+    FromPart,
     PartitionGone,
     PartitionJoined,
-    Router,
+    SendToPartition,
     Settled,
 )
+from hpilot.governor.core.governor import GovernorConfig, GovernorCore
+from hpilot.governor.core.placement import Candidate, Placement
+from hpilot.governor.core.routing import HORIZON, MAX_PREFETCH, PREFETCH, RATE_WINDOW
 from hpilot.governor.core.states import JobState
 from hpilot.partition.messages import IterationFinished, IterationStarted, Work
 
@@ -44,8 +43,7 @@ def _job(name: str, n: int, cores: int = 1, after: Any = None) -> Dict[str, Any]
 
 class Gov:
     def __init__(self, root: Path, expect: int = 0) -> None:
-        self.core = GovernorCore(GovernorConfig(root_wd=str(root)), [])
-        self.core.router = Router()
+        self.core = GovernorCore(GovernorConfig(root_wd=str(root)))
         self.core.expect_partitions = expect
         self.sent: List[SendToPartition] = []
 

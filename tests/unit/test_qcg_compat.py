@@ -12,20 +12,21 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from hpilot.governor.core.governor import StateEvent
+from hpilot.governor.core.events import StateEvent
 from hpilot.governor.core.states import JobState
 from hpilot.governor.service.qcgevents import Topics, frames
 from hpilot.partition.core import IterationsDropped, KillTask
 from hpilot.partition.messages import CancelJob, Work
 from hpilot.partition.resources import local_resources
 
+from tests.unit.cores import SHAPES
 from tests.unit.test_governor_core import Gov, done, jobdesc, messages
 from tests.unit.test_partition_core import Driver, iterative
 
 
-@pytest.fixture
-def gov(tmp_path: Path) -> Iterator[Gov]:
-    g = Gov(tmp_path)
+@pytest.fixture(params=SHAPES)
+def gov(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Gov]:
+    g = Gov(tmp_path, request.param)
     yield g
     g.core.validate()
 

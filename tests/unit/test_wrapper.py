@@ -242,7 +242,7 @@ class Collect:
         self.exits[ex.task_id] = ex
 
 
-def drive(launcher: LocalLauncher, done: Any, timeout: float = 20.0) -> None:
+def drive(launcher: LocalLauncher, got: Any, done: Any, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not done():
         if time.monotonic() > deadline:
@@ -250,10 +250,9 @@ def drive(launcher: LocalLauncher, done: Any, timeout: float = 20.0) -> None:
         fd = launcher.fileno()
         if fd >= 0:
             select.select([fd], [], [], 0.05)
-        launcher.reap()
-        dl = launcher.next_deadline()
-        if dl is not None and dl <= time.time():
-            launcher.tick()
+        for ev in launcher.poll():
+            if isinstance(ev, TaskExit):
+                got(ev)
 
 
 def read_jsonl(path: str) -> List[Dict[str, Any]]:
@@ -268,7 +267,7 @@ def test_local_launcher_writes_both_records(wrapper: str, tmp_path: Path, same_w
     wd = str(tmp_path) if same_wd else str(tmp_path / "sub")
     rt = RtStats(wrapper, str(tmp_path / "rtstats"), "t")
     got = Collect()
-    launcher = LocalLauncher(on_exit=got, grace=0.5, rtstats=rt)
+    launcher = LocalLauncher(grace=0.5, rtstats=rt)
     cpu = min(os.sched_getaffinity(0))
     try:
         launcher.launch(LaunchRequest("ok", ("true",), None, wd, stdout=os.path.join(wd, "out")))
@@ -278,7 +277,7 @@ def test_local_launcher_writes_both_records(wrapper: str, tmp_path: Path, same_w
         launcher.launch(LaunchRequest("bound", ("/bin/sh", "-c", "grep Cpus_allowed_list /proc/self/status"),
                                       None, wd, stdout=os.path.join(wd, "aff"), cpus=(cpu,)))
         launcher.launch(LaunchRequest("missing", ("no-such-program-xyz",), None, wd))
-        drive(launcher, lambda: len(got.exits) == 6)
+        drive(launcher, got, lambda: len(got.exits) == 6)
     finally:
         launcher.close()
     ex = got.exits

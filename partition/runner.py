@@ -1,0 +1,97 @@
+"""A partition at work: its core and its launcher, driven from one inbox.
+
+Used the same way by a single manager (its one in-process partition) and by a partition
+manager process (behind its link to the governor).  The governor's messages are
+delivered into the inbox; :meth:`PartitionRunner.step` feeds the inbox to the core,
+places what fits, lets the launcher start it and collect what ended, and feeds those
+events back, until nothing more is due now.  The core's reports for the governor are
+taken with :meth:`PartitionRunner.take_reports`.
+
+Nothing here calls back into another core: the launcher returns events, the core
+returns actions, and the owner (a service or a partition manager) carries the reports
+to its governor from its own loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any, Deque, List, Optional
+
+from hpilot.launcher.api import Launcher, LauncherEvent, NodeChanged, TaskStarted
+from hpilot.launcher.core import LaunchRequest, TaskExit
+from hpilot.partition import core as pcore
+from hpilot.partition.core import KillTask, PartitionCore, Schedule
+from hpilot.partition.messages import FromPartition
+
+log = logging.getLogger("hpilot.partition")
+BURST = 32  # rounds of (launcher events -> core) per step at most, so the owner's sockets are never starved
+
+
+class PartitionRunner:
+    def __init__(self, core: PartitionCore, launcher: Launcher) -> None:
+        self.core = core
+        self.launcher = launcher
+        self.inbox: Deque[Any] = deque()
+        self._reports: List[FromPartition] = []
+        self._dirty = False
+
+    # ---- in and out ----
+
+    def deliver(self, msg: Any) -> None:
+        """A governor's message (Work, CancelJob, Shutdown, Reserve, ...): handled at the next step."""
+        self.inbox.append(msg)
+
+    def take_reports(self) -> List[FromPartition]:
+        out, self._reports = self._reports, []
+        return out
+
+    @property
+    def busy(self) -> bool:
+        """Something is still to do now: the owner must not sleep."""
+        return bool(self.inbox) or self._dirty
+
+    # ---- the work ----
+
+    def step(self) -> None:
+        """Handle the inbox, place what fits, start it, collect what ended; repeat while the
+        launcher has more (bounded: a burst of short tasks is one step, not one per task)."""
+        for _ in range(BURST):
+            while self.inbox:
+                self._carry_out(self.core.handle(self.inbox.popleft()))
+                self._dirty = True
+            if self._dirty:
+                self._dirty = False
+                self._carry_out(self.core.handle(Schedule(time.time())))
+            events = self.launcher.poll()
+            if not events:
+                return
+            self.inbox.extend(_event(ev) for ev in events)
+
+    def _carry_out(self, actions: List[Any]) -> None:
+        for a in actions:
+            if isinstance(a, LaunchRequest):
+                self.launcher.launch(a)
+            elif isinstance(a, KillTask):
+                self.launcher.kill(a.task_id, a.reason)
+            else:
+                self._reports.append(a)
+
+    def next_deadline(self) -> Optional[float]:
+        return 0.0 if self.busy else self.launcher.next_deadline()
+
+
+def _event(ev: LauncherEvent) -> Any:
+    """A launcher's event as the partition core's."""
+    if isinstance(ev, TaskExit):
+        if ev.reason:
+            log.info("task %s ended: %s (exit code %s)", ev.task_id, ev.reason, ev.exit_code)
+        return pcore.TaskEnded(ev)
+    if isinstance(ev, TaskStarted):
+        return pcore.TaskStarted(ev.task_id, ev.pid, ev.now)
+    if isinstance(ev, NodeChanged):
+        log.log(logging.INFO if ev.up else logging.ERROR, "node %s %s: %s", ev.node,
+                "joins" if ev.up else "leaves", ev.reason)
+        return pcore.NodeChanged(ev.node, ev.up, ev.reason, ev.now)
+    raise TypeError(f"partition: unknown launcher event {ev!r}")
