@@ -111,8 +111,9 @@ def _streaming(res: Results) -> Optional[Tuple[str, bool]]:
     if r is None or r.get("stream_ratio") is None:
         return None
     complete = r.get("complete_runs") == r.get("stream_runs")
-    text = (f"{r['stream_ratio']:.2f}x ({r['wall_s']:.3f} s vs {r['discard_s']:.3f} s; every line read back in "
-            f"{r.get('complete_runs')}/{r.get('stream_runs')} runs)")
+    cpu = f"; CPU {r['cpu_ratio']:.2f}x" if r.get("cpu_ratio") is not None else ""
+    text = (f"{r['stream_ratio']:.2f}x ({r['wall_s']:.3f} s vs {r['discard_s']:.3f} s{cpu}; every line read back "
+            f"in {r.get('complete_runs')}/{r.get('stream_runs')} runs)")
     return text, bool(r["stream_ratio"] <= 1.1 and complete and all(c == 0 for c in r.get("exit_codes", [0])))
 
 

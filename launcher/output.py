@@ -31,6 +31,7 @@ tells the tasks of one file apart; a record cut short at the end (a kill) is ign
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -203,7 +204,11 @@ class OutputStreams:
     def _close(self, task: _Task, fd: int) -> None:
         task.fds.pop(fd, None)
         self._by_fd.pop(fd, None)
-        os.close(fd)  # the only descriptor of this pipe end here: closing it also takes it out of the epoll set
+        # unregister before the close: a closed descriptor leaves the epoll set only when no other
+        # reference to the pipe end remains, and measured (W1), relying on that cost 15% more CPU
+        with contextlib.suppress(OSError, ValueError):
+            self._epoll.unregister(fd)
+        os.close(fd)
 
     def _discard(self, task: _Task) -> None:
         for fd in list(task.fds):

@@ -216,8 +216,12 @@ def test_resumed_service_kills_what_the_dead_one_left_running(wd: Path) -> None:
     def sleeper() -> List[psutil.Process]:
         return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["/bin/sleep", token]]
 
+    def journaled_start() -> bool:  # the resume learns of the orphan from this record: kill only after it
+        path = wd / ".hpilot" / "latest" / "journal"
+        return path.exists() and any(kind == "S" for kind, _ in journal.read(str(path)).records)
+
     try:
-        wait_for(lambda: bool(sleeper()), 30, "the task to start")
+        wait_for(lambda: bool(sleeper()) and journaled_start(), 30, "the task to start and be journaled")
         # its guard (launcher/guard.py) would kill the task at once: kill the guard first, so the
         # task outlives the service, as it would if the machine had killed both
         guards = [c for c in psutil.Process(proc.pid).children() if "guard.py" in " ".join(c.cmdline())]
