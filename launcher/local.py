@@ -41,6 +41,7 @@ from hpilot.launcher.core import (
 )
 from hpilot.launcher.guard import ENV as GUARD_ENV
 from hpilot.launcher.guard import Guard
+from hpilot.launcher.private import WriteFailure
 
 if TYPE_CHECKING:  # imported only with --enable-rt-stats/--enable-proc-stats (psutil costs start-up time)
     from hpilot.launcher.output import OutputStreams
@@ -125,6 +126,11 @@ class LocalLauncher:
             due = self.procstats.due(self.clock())
             deadline = due if deadline is None else min(deadline, due)
         return deadline
+
+    @property
+    def write_failure(self) -> Optional[WriteFailure]:
+        """A file of this launcher that could not be written (its tasks' output): the run must stop."""
+        return self.output.failed if self.output is not None else None
 
     @property
     def running(self) -> int:

@@ -43,6 +43,9 @@ class PartitionConfig:
     env: models.EnvContext
     models: Sequence[str] = models.LOCAL_MODELS
     uniq_prefix: str = ""
+    # when the run stops (its allocation's end, less --stop-before): a task whose wall time
+    # cannot end before then is not started, it waits for the next allocation
+    deadline: Optional[float] = None
 
 
 # ---- events the shell feeds in (besides the governor's messages) ----
@@ -139,6 +142,7 @@ class PartitionCore:
         self.reservations: Dict[Tuple[str, int], _Reservation] = {}
         self._uniq = itertools.count(1)
         self.stopping = False
+        self.held_back = 0  # queued iterations the last placement left, their wt past the deadline
 
     # ---- the one entry point ----
 
@@ -207,9 +211,16 @@ class PartitionCore:
             return out  # cores are being gathered for a spanning run: start nothing new
         alloc_ = self.allocator
         i = 0
+        self.held_back = 0
+        deadline = self.cfg.deadline
         while i < len(self.queue) and alloc_.free_cores > 0:
             p = self.queue[i]
             its = p.its
+            wt = p.spec.resources.wt
+            if deadline is not None and wt is not None and now + wt > deadline:
+                self.held_back += len(its) - p.pos  # cannot end in this allocation: left for the next
+                i += 1
+                continue
             while p.pos < len(its):
                 it = its[p.pos]
                 req = p.uniform or request_for(p.spec.resources, self.resources, p.spec.it_count,

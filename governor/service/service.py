@@ -41,7 +41,7 @@ from hpilot.governor.core.events import (
 from hpilot.governor.core.governor import ERROR, GovernorConfig, GovernorCore
 from hpilot.governor.core.interrupt import left_to_resume
 from hpilot.governor.core.states import JobState
-from hpilot.governor.service import owner
+from hpilot.governor.service import disk, owner
 from hpilot.governor.service.config import Options
 from hpilot.governor.service.host import SystemHost
 from hpilot.governor.service.journal import FILE as JOURNAL_FILE
@@ -53,8 +53,10 @@ from hpilot.governor.service.partitions import ForwardedQuery, PartitionLinks
 from hpilot.governor.service.progress import Progress
 from hpilot.governor.service.report import JobReport, write_final_status
 from hpilot.governor.service.rundir import RunDir
+from hpilot.governor.service.stop import allocation_deadline
 from hpilot.launcher import curve
 from hpilot.launcher.api import LauncherFactory, poll_targets
+from hpilot.launcher.private import WriteFailure
 from hpilot.partition.core import PartitionConfig, PartitionCore
 from hpilot.partition.models import EnvContext, models_for
 from hpilot.partition.resources import ResourceSet, describe
@@ -125,6 +127,7 @@ class Service:
         self.links: Optional[PartitionLinks] = None
         self.inproc: Optional[PartitionRunner] = None
         self._finish_by: Optional[float] = None
+        self.deadline = allocation_deadline(opts, resources)  # in an allocation: when to stop (stop.py)
         if governor:
             # partitions started by srun run on other nodes: loopback would not reach them
             iface = "0.0.0.0" if opts.slurm_partition_nodes and opts.net_iface == "127.0.0.1" else opts.net_iface
@@ -132,8 +135,9 @@ class Service:
         else:
             env = EnvContext(base_env=base_env, envschema=opts.envschema, address=address,
                              binding=resources.binding, in_allocation=slurm, aux_dir=run_dir.path("hostfiles"))
-            part = PartitionCore(resources, PartitionConfig(self.root_wd, env, models_for(slurm),
-                                                            uniq_prefix=run_dir.uniq))
+            part = PartitionCore(resources, PartitionConfig(
+                self.root_wd, env, models_for(slurm), uniq_prefix=run_dir.uniq,
+                deadline=self.deadline.stop_at if self.deadline else None))
             self.inproc = PartitionRunner(part, (make_launcher or local_launcher(opts))())
             nodes = tuple((n.name, len(n.cores)) for n in resources.nodes)
             self._to_gov(PartitionJoined(PART, nodes, now=self.started, credit=LOCAL_CREDIT))
@@ -147,6 +151,7 @@ class Service:
                                            "options": {k: getattr(opts, k) for k in RESUMED_OPTIONS}})
             self.gov.journaling = True
         self.progress = Progress() if opts.show_progress else None
+        self.reserve = disk.Reserve(run_dir.path(disk.RESERVE))  # space for the last words on a full disk
         self.refused: List[str] = []
         self.stopped_by: Optional[str] = None  # a signal's name, when one ended the run
         self._finish: Optional[str] = None
@@ -244,6 +249,8 @@ class Service:
             while not self._done():
                 if self._stop_signal is not None:  # before any report: what it killed was interrupted
                     self._on_signal()
+                self._stop_in_time()
+                self._check_disk()
                 self._pump()
                 if self.journal is not None:
                     self.journal.flush()  # what just started is on record before we sleep
@@ -344,6 +351,8 @@ class Service:
             waits.append(sync)
         if self.progress is not None:
             waits.append(self.progress.due_in())
+        if self.deadline is not None and self.gov.interrupted is None:
+            waits.append(self.deadline.stop_at - now)
         if self.links is not None:
             waits.append(min(self.links.next_deadline() - now, 0.2 if self._finish else 60.0))
         return max(0.0, min(waits)) if waits else None
@@ -380,6 +389,33 @@ class Service:
                     "left to the next resume)", name)
         self.stopped_by = name
         self.interrupt(f"interrupted by {name}")
+
+    def _check_disk(self) -> None:
+        """A file of the run that could not be written (journal, report, task output): the run
+        stops resumably, saying which file and why; the reserve gives room for the last words."""
+        failure = disk.first_failure(self.journal, self.report, self.inproc.launcher if self.inproc else None)
+        if failure is None or self.gov.interrupted is not None:
+            return
+        self.reserve.release()
+        log.error("%s: stopping the run (resumable once there is room again)", failure)
+        self.interrupt(f"interrupted: {failure}")
+
+    def _stop_in_time(self) -> None:
+        """In an allocation: stop resumably --stop-before seconds ahead of its end, or at once when
+        all that is left cannot end before then (every queued task's wall time is too long)."""
+        if self.deadline is None or self.gov.interrupted is not None or self._finish is not None:
+            return
+        if time.time() >= self.deadline.stop_at:
+            log.warning("%s: stopping", self.deadline.reason)
+            self.interrupt(self.deadline.reason)
+            return
+        inproc = self.inproc
+        if (inproc is not None and not inproc.busy and inproc.launcher.running == 0 and inproc.core.held_back
+                and inproc.core.held_back == inproc.core.queued_iterations and not self.gov.router.ready):
+            reason = (f"{self.deadline.reason}: the {inproc.core.held_back} iteration(s) left cannot end before "
+                      "then (their wall time)")
+            log.warning("%s: stopping now", reason)
+            self.interrupt(reason)
 
     def interrupt(self, reason: str) -> None:
         """Stop the run resumably (governor/core/interrupt.py): a signal, the allocation's end, a disk."""
@@ -429,7 +465,8 @@ class Service:
         status = exit_status(all_ok, bool(self.refused), self.stopped_by is not None,
                              self.gov.interrupted is not None and left_to_resume(self.gov) > 0)
         elapsed = finished - self.started
-        write_final_status(self.run_dir.path("final_status"), {
+        status_path = self.run_dir.path("final_status")
+        final = {
             "run": self.run_dir.name,
             "host": socket.gethostname(),
             "started": self.started,
@@ -452,7 +489,14 @@ class Service:
             if self.gov.interrupted else None,
             "exit_status": status,
             "reason": self._finish,
-        })
+        }
+        not_written = ""
+        try:
+            write_final_status(status_path, final)
+        except OSError as e:  # a full disk even after the reserve was given back: said on the last line
+            self.reserve.release()
+            not_written = f"; {WriteFailure.of(status_path, e)}"
+            log.error("%s", not_written[2:])
         states = ", ".join(f"{counts[s]} {s.value}" for s in JobState if counts[s]) or "no jobs"
         rate = f", {done / elapsed:.0f} tasks/s" if elapsed > 0 and done else ""
         refused = f"; {len(self.refused)} request(s) refused" if self.refused else ""
@@ -461,8 +505,10 @@ class Service:
         lead = f"{stopped} (carry on with `hpilot resume {self.root_wd}`); " if stopped else ""
         summary = (f"hpilot: {lead}{len(self.gov.registry)} job(s) ({states}), {sum(its.values())} task(s): "
                    f"{tallies.text(its, 'none')}{refused}; "
-                   f"{elapsed:.2f}s{rate}; run dir {self.run_dir.path_str}{first_failure(self.gov.registry)}")
+                   f"{elapsed:.2f}s{rate}; run dir {self.run_dir.path_str}{first_failure(self.gov.registry)}"
+                   f"{not_written}")
         log.info(summary)
+        self.reserve.release()
         owner.release(self.run_dir.path_str)  # a clean end: a resume has nothing to check or kill
         return Outcome(status, summary, self.run_dir.path_str, list(self.refused), self.stopped_by)
 

@@ -324,7 +324,11 @@ def serve_partition(opts: Options) -> int:
     slurm = resources.source == "slurm"
     env = EnvContext(base_env=dict(os.environ), envschema=opts.envschema, address=None, binding=resources.binding,
                      in_allocation=slurm, aux_dir=run_dir.path("hostfiles"))
-    core = PartitionCore(resources, PartitionConfig(opts.wd, env, models_for(slurm), uniq_prefix=run_dir.uniq))
+    from hpilot.governor.service.stop import allocation_deadline
+
+    deadline = allocation_deadline(opts, resources)  # a task that cannot end in this allocation waits
+    core = PartitionCore(resources, PartitionConfig(opts.wd, env, models_for(slurm), uniq_prefix=run_dir.uniq,
+                                                    deadline=deadline.stop_at if deadline else None))
     tags = tuple(t.strip() for t in opts.tags.split(",") if t.strip())
     net = _partition_client_port(opts, run_dir, governor_run) if opts.net else None
     try:

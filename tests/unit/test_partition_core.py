@@ -561,3 +561,36 @@ def test_a_reservation_that_can_never_fit_is_refused_at_once(four: Driver) -> No
     assert isinstance(drop, IterationsDropped) and tuple(drop.iterations) == (0,) and not drop.canceled
     (drop,) = four.feed(RunReserved(spec("other"), 0, (), four.now))
     assert isinstance(drop, IterationsDropped) and "reserved cores are gone" in drop.reason
+
+
+# ---- the allocation's end (--stop-before): a task that cannot end before it waits for the next ----
+
+
+def test_a_task_whose_wall_time_passes_the_deadline_is_not_started() -> None:
+    import dataclasses
+
+    d = Driver(local_resources("4"))
+    d.core.cfg = dataclasses.replace(d.core.cfg, deadline=100.0)
+    d.now = 50.0
+    long, long_its = iterative("long", 2, wt=60.0)
+    d.work(long, long_its)
+    d.work(spec("short", wt=30.0), [0])
+    d.work(spec("unknown"), [0])  # no wall time: it may end in time, it starts
+    assert ids(d.schedule()) == ["short", "unknown"]
+    assert d.core.held_back == 2 and d.core.queued_iterations == 2
+    d.now = 39.0  # earlier (a fresh allocation's clock): it fits
+    assert ids(d.schedule()) == ["long:0", "long:1"]
+    assert d.core.held_back == 0
+
+
+def test_allocation_window_from_scontrol() -> None:
+    import time
+
+    from hpilot.partition.slurm import allocation_window
+
+    text = ("JobId=455 JobName=x UserId=root(0) JobState=RUNNING RunTime=00:00:00 TimeLimit=00:02:00 "
+            "SubmitTime=2026-11-29T18:00:21 StartTime=2026-11-29T18:00:21 EndTime=2026-11-29T18:02:21 Partition=d")
+    start, end = allocation_window(text) or (0.0, 0.0)
+    assert end - start == 120.0
+    assert time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(end)) == "2026-11-29T18:02:21"
+    assert allocation_window("JobId=1 StartTime=2026-11-29T18:00:21 EndTime=Unknown") is None
