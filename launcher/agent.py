@@ -8,7 +8,7 @@ runs what it is sent through a :class:`LocalLauncher` (the same spawning, bindin
 time and kill code as local mode) and reports every start and exit.
 
 It must never outlive its manager, even after a ``kill -9`` of the manager, when nobody is
-left to tell it: when the manager's connection closes and does not come back within a
+left to tell it: when the manager's connection closes and does not come back within half a
 second (its process died: :mod:`upstream`), or when the heartbeats the manager sends every
 ``heartbeat`` seconds stop for ``misses`` of them (its host vanished), the agent kills its
 tasks and exits.  SIGTERM (what Slurm sends when the agent's step ends, e.g. when ``srun``
@@ -24,6 +24,7 @@ the first such mapping is logged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -78,6 +79,7 @@ class Agent:
         self.next_beat = 0.0
         self.stop: Optional[str] = None
         self._mapped_logged = False
+        self.wake_fd: Optional[int] = None  # readable when a signal came (main sets it up)
 
     # ---- reports to the service ----
 
@@ -146,6 +148,8 @@ class Agent:
             poller.register(self.launcher.fileno(), zmq.POLLIN)
         upstream = UpstreamWatch(self.sock)
         poller.register(upstream.monitor, zmq.POLLIN)
+        if self.wake_fd is not None:
+            poller.register(self.wake_fd, zmq.POLLIN)
         try:
             return self._loop(poller, upstream)
         finally:
@@ -176,6 +180,9 @@ class Agent:
             ready = dict(poller.poll(max(0, int(min(waits) * 1000)) + 1))
             if upstream.monitor in ready:
                 upstream.process(time.monotonic())
+            if self.wake_fd is not None and self.wake_fd in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wake_fd, 512)
             if self.sock in ready:
                 self._receive()
             self._report(self.launcher.poll())
@@ -233,7 +240,8 @@ class Agent:
             self._flush()
         except zmq.ZMQError:
             pass
-        self.sock.close(linger=500)
+        gone = self.stop is not None and ("is gone" in self.stop or "no word" in self.stop)
+        self.sock.close(linger=0 if gone else 500)  # a gone service waits for nothing
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -284,8 +292,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, on_signal)
-    # pyzmq runs the handler and resumes its poll, so the loop sees agent.stop within one
-    # heartbeat period: soon enough for Slurm's KillWait.
+    # pyzmq runs the handler and resumes its poll: the wakeup pipe, which the loop polls too,
+    # makes it return at once (srun passes SIGTERM on when the manager that started it dies).
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    signal.set_wakeup_fd(w)
+    agent.wake_fd = r
     status = 3
     try:
         if agent.greet():

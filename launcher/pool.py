@@ -260,6 +260,15 @@ class AgentPool:
         st = self._where.get(task_id)
         if st is not None:
             self._send(st, wire.Kill(task_id, reason))
+            return
+        for i, (_, exits) in enumerate(self._fenced):  # lost with its node: the run is ending, say so now
+            for ex in exits:
+                if ex.task_id == task_id:
+                    exits.remove(ex)
+                    self._events.append(ex)
+                    if not exits:
+                        del self._fenced[i]
+                    return
 
     def kill_now(self) -> None:
         for st in self.nodes.values():

@@ -3,7 +3,7 @@
 A partition manager's governor and a node agent's manager are other processes, often on
 other nodes.  When one dies (``kill -9``, a crash), the kernel closes its sockets and the
 peer's connection ends at once; ZeroMQ then reconnects every 100 ms, in vain.  So a
-disconnect not followed by a new handshake within ``grace`` seconds means the process
+disconnect not followed by a new handshake within ``grace`` seconds (0.5) means the process
 is gone, and whoever depends on it stops starting work and kills its tasks, well within
 the 2 s the run's guarantee gives (heartbeats, kept as well, cover a host that vanished
 without closing anything: a crash of the whole node, a cut network).
@@ -19,10 +19,12 @@ from typing import Optional
 import zmq
 
 EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+# ZeroMQ retries a lost connection every 100 ms: a live peer is back well within this
+GRACE = 0.5
 
 
 class UpstreamWatch:
-    def __init__(self, sock: zmq.Socket, grace: float = 1.0) -> None:
+    def __init__(self, sock: zmq.Socket, grace: float = GRACE) -> None:
         self.grace = grace
         # an address of its own: an earlier monitor of the socket (the agent's greeting) keeps its own bound
         self.monitor = sock.get_monitor_socket(EVENTS, addr=f"inproc://hpilot-upstream-{id(self):x}")

@@ -8,7 +8,7 @@ the governor counts what it sent and measures the partition's rate from them.
 
 It never outlives its governor, and stops starting work as soon as the governor is gone:
 at once when the governor started it (it watches its parent's pid), within
-``UpstreamWatch.grace`` (1 s) when the governor's connection closes (the governor's process
+``UpstreamWatch.grace`` (0.5 s) when the governor's connection closes (the governor's process
 died, wherever it ran), and after ``LOST_AFTER`` silent heartbeats when its host vanished
 without closing anything (no new work after ``PAUSE_AFTER`` of them).  Then it kills its
 tasks at once (SIGKILL: nobody is left to report to) and exits.  When the governor says Bye
@@ -303,7 +303,7 @@ class PartitionManager:
             self._flush()
             self.launcher.close()
             self.upstream.close()
-            self.sock.close()
+            self.sock.close(linger=0 if self.stop == "the governor is gone" else None)  # nobody to wait for
             if parent_fd is not None:
                 os.close(parent_fd)
         log.info("partition %s exits: %s", self.name, self.stop)

@@ -108,6 +108,17 @@ class IterationsDropped:
 
 
 
+@dataclass(frozen=True)
+class NodeStatus:
+    """A node of the partition went out of service (its agent died or is unreachable, tasks
+    cannot start there) or came back: ``reason`` says why, for ``resources`` and ``status``."""
+
+    node: str
+    up: bool
+    reason: str
+    now: float = 0.0
+
+
 # ---- a run that spans partitions (more cores or nodes than any one partition has) ----
 # The governor gathers its cores one partition at a time with Reserve; each answers
 # Reserved with the exact cores it set aside; then the first (the leader) gets RunReserved
@@ -158,4 +169,4 @@ class Reserved:
 
 
 ToPartition = Union[Work, CancelJob, Shutdown, Reserve, RunReserved, Release]
-FromPartition = Union[IterationStarted, IterationFinished, IterationsDropped, Reserved]
+FromPartition = Union[IterationStarted, IterationFinished, IterationsDropped, Reserved, NodeStatus]

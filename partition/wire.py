@@ -36,6 +36,7 @@ from hpilot.partition.messages import (
     IterationFinished,
     IterationsDropped,
     IterationStarted,
+    NodeStatus,
     Release,
     Reserve,
     Reserved,
@@ -124,14 +125,14 @@ class Bye:
 
 _CLASSES = (Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob,
             Shutdown, IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release, Reserved,
-            TaskSpec, Execution, Resources, ResourceSize, IterSchedulerSpec, Template, Request, Slot)
+            NodeStatus, TaskSpec, Execution, Resources, ResourceSize, IterSchedulerSpec, Template, Request, Slot)
 _TYPES: Dict[str, Type[Any]] = {c.__name__: c for c in _CLASSES}
 _NAMES: Dict[Type[Any], Tuple[str, ...]] = {c: tuple(f.name for f in fields(c)) for c in _CLASSES}
 TOP = (Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob, Shutdown,
-       IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release, Reserved)
+       IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release, Reserved, NodeStatus)
 Message = Union[Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob,
                 Shutdown, IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release,
-                Reserved]
+                Reserved, NodeStatus]
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 # A Work message nests about a dozen deep; a loop pass's reports fit in a few megabytes.
 LIMITS = safejson.Limits(max_bytes=256 * 1024 * 1024, max_depth=32)

@@ -46,6 +46,7 @@ from hpilot.partition.messages import (
     IterationFinished,
     IterationsDropped,
     IterationStarted,
+    NodeStatus,
     Reserved,
     Shutdown,
     TaskSpec,
@@ -84,6 +85,16 @@ class PartitionView:
     resources: ResourceSet
     used_cores: int = 0
     local: bool = False  # the in-process partition of a single manager (not named in answers)
+    down: Dict[str, str] = dataclasses.field(default_factory=dict)  # node -> why it is out of service
+
+    def node_status(self, msg: NodeStatus) -> None:
+        if msg.up:
+            if self.down.pop(msg.node, None) is not None:
+                log.info("node %s is back in service", msg.node)
+        else:
+            self.down[msg.node] = msg.reason
+            where = "" if self.local else f" (partition {self.name})"
+            log.warning("node %s%s is out of service: %s", msg.node, where, msg.reason)
 
 
 def response(code: int, message: str = "", data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -387,8 +398,12 @@ class GovernorCore:
     # ---- partition reports ----
 
     def _from_partition(self, part: str, msg: FromPartition, out: List[Action]) -> None:
-        rec = self.registry.get(msg.job)
         view = self.partitions.get(part)
+        if isinstance(msg, NodeStatus):
+            if view is not None:
+                view.node_status(msg)
+            return
+        rec = self.registry.get(msg.job)
         if rec is None or view is None:
             log.warning("report for job %s from %s dropped (unknown job or partition)", msg.job, part)
             return

@@ -203,8 +203,12 @@ def resources_info(core: GovernorCore) -> Dict[str, Any]:
     total = sum(p.resources.total_cores for p in core.partitions.values())
     used = sum(p.used_cores for p in core.partitions.values())
     nodes = sum(len(p.resources.nodes) for p in core.partitions.values())
+    down = {node: why for p in core.partitions.values() for node, why in p.down.items()}
+    down_cores = sum(n.total_cores for p in core.partitions.values() for n in p.resources.nodes if n.name in p.down)
     out: Dict[str, Any] = {"total_nodes": nodes, "total_cores": total, "used_cores": used,
-                           "free_cores": total - used}
+                           "free_cores": max(0, total - used - down_cores)}
+    if down:  # hpilot's: nodes out of service, and why (their agent died, tasks cannot start there)
+        out["down_nodes"] = down
     if core.router.gone or any(not p.local for p in core.partitions.values()):  # each partition, and its counters
         stats = {s["name"]: s for s in core.router.stats()}
         out["partitions"] = [dict(stats.get(p.name, {}), name=p.name, total_cores=p.resources.total_cores,

@@ -40,7 +40,7 @@ from hpilot.governor.service.net import REQUEST_LIMITS, bind, resolve_iface
 from hpilot.launcher import curve, guard, safejson
 from hpilot.launcher.private import open_private, write_private
 from hpilot.partition import wire
-from hpilot.partition.messages import IterationFinished, IterationsDropped, IterationStarted, Reserved
+from hpilot.partition.messages import IterationFinished, IterationsDropped, IterationStarted, NodeStatus, Reserved
 
 log = logging.getLogger("hpilot.partitions")
 ADDRESS_FILE = "partitions.address"
@@ -126,7 +126,7 @@ class PartitionLinks:
                 self._send(ident, wire.Bye("this partition is not registered (declared lost?)"))
             return
         link.last = now
-        if isinstance(msg, (IterationStarted, IterationFinished, IterationsDropped, Reserved)):
+        if isinstance(msg, (IterationStarted, IterationFinished, IterationsDropped, Reserved, NodeStatus)):
             events.append(FromPart(link.name, msg))
         elif isinstance(msg, wire.ClientQuery):
             self._query(link, msg, now, events)

@@ -126,7 +126,8 @@ def test_agents_that_cannot_start_fail_the_run_clearly(tmp_path: Path) -> None:
 
 
 def test_agent_killed_mid_run(tmp_path: Path) -> None:
-    """Its tasks end FAILED with the reason, its node takes no more work, the rest goes on."""
+    """Its tasks die with it (its guard), its node takes no more work, and what ran there runs
+    again elsewhere once it is surely dead (once: hpilot.retry.lost); the rest goes on."""
     script = 'echo $SLURMD_NODENAME > node.${it}; touch started.${it}; sleep 4'
     reqs = write_requests(tmp_path / "r.json", submit(
         {"name": "long", "iteration": {"stop": 8}, "execution": {"script": script}},
@@ -146,15 +147,23 @@ def test_agent_killed_mid_run(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
         cancel(name)
-    assert proc.returncode == 1, err
+    assert proc.returncode == 0, err
     log = (latest_run(tmp_path) / "service.log").read_text()
     assert "node n3 lost: its agent's process ended" in log
     report = {e["name"]: e for e in map(json.loads, (latest_run(tmp_path) / "jobs.report").read_text().splitlines())}
-    assert report["long"]["state"] == "FAILED"
+    assert report["long"]["state"] == "SUCCEED"
     assert report["after"]["state"] == "SUCCEED"
     assert "n3" not in {o[0] for o in lines(tmp_path, "after.*")}
-    on_n3 = [p.name for p in tmp_path.glob("node.*") if p.read_text().strip() == "n3"]
-    assert len(on_n3) == 2
+    # the two that ran on n3 started twice, the second time elsewhere (node.IT says where)
+    from hpilot.governor.service import journal
+
+    starts: Dict[int, int] = {}
+    for kind, rec in journal.read(str(latest_run(tmp_path) / "journal")).records:
+        if kind == "S" and rec[0] == "long":
+            starts[rec[1]] = starts.get(rec[1], 0) + 1
+    again = [it for it, n in starts.items() if n == 2]
+    assert len(again) == 2 and all(n <= 2 for n in starts.values()), starts
+    assert all((tmp_path / f"node.{it}").read_text().strip() != "n3" for it in again)
 
 
 def _agent_pid(wd: Path, node: str) -> int:

@@ -188,3 +188,17 @@ def test_a_lost_iteration_during_the_stop_is_interrupted_not_re_run(gov1: Gov) -
     _interrupt(gov1)
     assert not messages(_lost(gov1, "a"), Work)
     assert gov1.state("a") is JobState.INTERRUPTED
+
+
+def test_a_node_out_of_service_is_shown_with_its_reason(gov: Gov) -> None:
+    from hpilot.governor.core.events import FromPart
+    from hpilot.partition.messages import NodeStatus
+
+    part = next(iter(gov.core.partitions))
+    gov.core.handle(FromPart(part, NodeStatus("n1", False, "its agent's process ended (exit code -9)", 5.0)))
+    resp, _ = gov.request({"request": "resourcesInfo"})
+    assert resp["data"]["down_nodes"] == {"n1": "its agent's process ended (exit code -9)"}
+    assert resp["data"]["free_cores"] == 4
+    gov.core.handle(FromPart(part, NodeStatus("n1", True, "its agent greeted", 6.0)))
+    resp, _ = gov.request({"request": "resourcesInfo"})
+    assert "down_nodes" not in resp["data"]
