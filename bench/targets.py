@@ -1,4 +1,4 @@
-"""Every speed and scale target of issues #2 to #8 and #13 to #15, checked against the results of one run.
+"""Every speed and scale target of issues #2 to #8 and #12 to #15, checked against the results of one run.
 
 Each target knows where its figure lives in the results of ``python -m bench all`` and
 why it can be missed.  The reason is static text, shown only for a target that is missed,
@@ -208,6 +208,14 @@ TARGETS: List[Target] = [
            _field("J-replay", "wall_s", "{:.3f} s", lambda v: v < 3.0, sized=True),
            "the replay reads every finished record in Python; see the journal profile under "
            "\"Where the time goes\"."),
+    Target(12, "W1 with each launcher's guard vs without it", "<= 1.05x",
+           _field("E-W1", "guard_ratio", "{:.2f}x", lambda v: v <= 1.05),
+           "the guard costs one pipe write per loop pass and a token in each task's environment; its own start "
+           "(a small Python) competes with the first spawns on the 2 CPUs."),
+    Target(12, "SIGTERM with 1,000 tasks running, to a resumable end", "< 2 s",
+           _field("E-stop", "wall_s", "{:.3f} s", lambda v: v < 2.0, sized=True),
+           "the stop kills every task's process group and reaps them all; 1,000 processes on 2 shared CPUs "
+           "take the kernel that long to end."),
     Target(8, "scale simulation, 16 to 1,024 nodes", "< 10 min", _scale,
            "a run that stops short of 1,024 nodes (--quick) does not show it; otherwise the simulation is bound "
            "by the governor and partition cores' CPU time per task.", "scale"),

@@ -13,7 +13,9 @@ that are off by default are plain flags (``--net``, ``--system-core``, QCG's
 
 Exit status: 0 every job SUCCEED and every request was accepted; 1 some job did not
 succeed; 2 bad input (options, config, request file, a refused request) with every
-job that was accepted succeeding; 3 an internal error (a bug: see service.log).
+job that was accepted succeeding; 3 an internal error (a bug: see service.log); 75 the
+run stopped resumably with work left (SIGTERM, SIGINT, the allocation's end, a full
+disk): ``hpilot resume`` carries on.
 """
 
 from __future__ import annotations

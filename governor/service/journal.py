@@ -43,14 +43,16 @@ from hpilot.launcher.private import WriteFailure
 
 
 class Journal:
-    """Appends records; a write that fails (a full disk) is kept in :attr:`failed` and the
-    journal writes nothing more: the owner stops the run resumably, and a resume replays the
-    records before the failure (a torn last one is dropped, like a kill's)."""
+    """Appends records.  A write that fails (a full disk) is kept in :attr:`failed`, with what
+    it could not write; the owner stops the run resumably and, once it has made room (disk.py),
+    calls :meth:`retry`, which writes that remainder and goes on, or gives up for good.  A
+    resume replays every record before a failure (a torn last one is dropped, like a kill's)."""
 
     def __init__(self, path: str, sync_every: float = 0.5, header: Optional[Dict[str, Any]] = None) -> None:
         self.path = path
         self.sync_every = sync_every
-        self.failed: Optional[WriteFailure] = None
+        self.failed: Optional[WriteFailure] = None  # the first failure (why the run stopped)
+        self._unwritten = b""  # what a failed write left (its records after the torn one included)
         size = os.path.getsize(path) if os.path.exists(path) else 0
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # every script and environment
         os.fchmod(self._fd, 0o600)
@@ -63,8 +65,7 @@ class Journal:
             self.write([b"\n"])
 
     def add(self, record: bytes) -> None:
-        if self.failed is None:
-            self._pending.append(record)
+        self._pending.append(record)
 
     def flush(self) -> None:
         """Hand what is pending to the kernel: from here a kill of the service cannot lose it."""
@@ -73,17 +74,29 @@ class Journal:
             self._pending = []
 
     def write(self, records: List[bytes]) -> None:
-        if self.failed is not None:
-            return
         data = b"".join(records)
+        if self._unwritten:  # stuck after a failure: kept in order, behind what it could not write
+            self._unwritten += data
+            return
+        self._put(data)
+
+    def _put(self, data: bytes) -> None:
         try:
             while data:
                 n = os.write(self._fd, data)
                 data = data[n:]
         except OSError as e:
-            self.failed = WriteFailure.of(self.path, e)
-            self._pending = []
+            if self.failed is None:
+                self.failed = WriteFailure.of(self.path, e)
+            self._unwritten = data
         self._unsynced = True
+
+    def retry(self) -> bool:
+        """After a failure, once there is room: write what was left; True if the journal goes on."""
+        if self._unwritten:
+            data, self._unwritten = self._unwritten, b""
+            self._put(data)
+        return not self._unwritten
 
     def maybe_sync(self) -> Optional[float]:
         """fsync if due; returns seconds until the next one is due (None: nothing to sync)."""

@@ -397,6 +397,9 @@ class Service:
         if failure is None or self.gov.interrupted is not None:
             return
         self.reserve.release()
+        if self.journal is not None and not self.journal.retry():  # what it could not write, now
+            log.error("%s: the journal cannot be written even so; what ends from here runs again on resume",
+                      self.journal.failed)
         log.error("%s: stopping the run (resumable once there is room again)", failure)
         self.interrupt(f"interrupted: {failure}")
 
