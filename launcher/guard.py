@@ -40,6 +40,7 @@ ENV = "HPILOT_GUARD"
 # Once a launcher's process is known dead, its tasks are: the guard wakes at once and kills
 # them; this is the bound others wait before counting on it (a loaded node's scheduling delay).
 BOUND = 1.0
+FLUSH_EVERY = 0.1  # seconds between the launcher's writes to its guard, at most
 
 
 # ---- the launcher's side ----
@@ -47,7 +48,7 @@ BOUND = 1.0
 
 class Guard:
     """The guard of one launcher: :meth:`watch` and :meth:`forget` each task's process group
-    (written in one batch per loop pass by :meth:`flush`), :meth:`close` when the launcher
+    (written in batches by :meth:`flush`, one write per 0.1 s at most), :meth:`close` when the launcher
     is done.  If the guard cannot be started (no ``/proc``, no interpreter), the launcher
     runs unguarded and says so once in its log."""
 
@@ -58,6 +59,7 @@ class Guard:
         self._live: Dict[int, None] = {}  # task process groups not yet reaped (for a restart)
         self._fd = -1
         self.pid = 0
+        self._flushed = 0.0
         self._start()
 
     def _start(self) -> None:
@@ -81,7 +83,7 @@ class Guard:
         self._fd = w
         if self._live:  # a restart: the new guard learns every task still running
             self._pending = [b"+%d\n" % pid for pid in self._live]
-            self.flush()
+            self.flush(force=True)
 
     @property
     def active(self) -> bool:
@@ -100,11 +102,16 @@ class Guard:
         if self._live.pop(pid, 0) is None:
             self._pending.append(b"-%d\n" % pid)
 
-    def flush(self) -> None:
-        """One write per loop pass.  A task started since the last one and not yet written is
-        still found by its token, should the launcher die in between."""
+    def flush(self, force: bool = False) -> None:
+        """At most one write every FLUSH_EVERY seconds (each write wakes the guard, which costs CPU
+        the tasks could use).  A task started since the last write is still found by its token,
+        should the launcher die in between."""
         if not self._pending or self._fd < 0:
             return
+        now = time.monotonic()
+        if not force and now - self._flushed < FLUSH_EVERY:
+            return
+        self._flushed = now
         data = b"".join(self._pending)
         try:
             n = os.write(self._fd, data)

@@ -153,7 +153,7 @@ class LocalLauncher:
         if deadline is not None and deadline <= self.clock():
             self.tick()
         if self.guard is not None:
-            self.guard.flush()  # the pass's starts and ends, in one write
+            self.guard.flush()  # the starts and ends since its last write, in one (every 0.1 s at most)
         return self.take_events()
 
     def take_events(self) -> List[LauncherEvent]:

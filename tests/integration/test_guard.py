@@ -125,7 +125,8 @@ def test_a_killed_guard_is_replaced(tmp_path: Path) -> None:
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: guard._reap(), 10, "the guard to die")
         launcher.launch(LaunchRequest("b", ("/bin/sleep", "30"), None, str(tmp_path)))
-        launcher.poll()  # the write fails: a new guard, told about a and b
+        launcher.poll()
+        guard.flush(force=True)  # the write fails: a new guard, told about a and b
         assert guard.active and guard.pid != first
         assert set(guard._live) == {c.pid for c in launcher._children.values()}
     finally:
