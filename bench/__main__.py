@@ -26,6 +26,7 @@ from bench.workloads import EXPECTED_EXIT, WORKLOADS
 # Suites beyond the request-file workloads: name -> module with
 # run(repeat, workdir, file_w1_wall) -> rows (the same keys as run_workload's rows).
 SUITES = {"API": "bench.api", "journal": "bench.journal", "governor": "bench.governor", "output": "bench.output",
+          "stop": "bench.stop",
           "plots": "bench.plots", "cli": "bench.cli", "wire": "bench.wire"}
 
 FLOOR_TASKS = 2000

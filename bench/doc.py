@@ -116,6 +116,10 @@ Notes on the columns:
   an address that exists only there, so "off loopback" (CURVE) never uses an address
   of the machine; `lost`, the flood's latencies and the hostile traffic sent are in
   `docs/bench-results.json`.
+- E-W1 compares W1 with each launcher's guard (the default) and without it, alternating in
+  one run (the guard is what kills a launcher's tasks when the launcher dies: README,
+  "When the allocation ends"); E-stop is a SIGTERM with 1,000 tasks running, timed to the
+  end of a run that `hpilot resume` can carry on (exit 75, checked).
 - The API rows run the real `LocalManager` from the benchmark's process; J-W1
   compares W1 with and without the journal; J-replay is the real resume code over a
   journal written with hpilot's own writer.

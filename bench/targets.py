@@ -158,8 +158,9 @@ def _streaming(res: Results) -> Optional[Tuple[str, bool]]:
     if r is None or r.get("stream_ratio") is None:
         return None
     complete = r.get("complete_runs") == r.get("stream_runs")
-    text = (f"{r['stream_ratio']:.2f}x ({r['wall_s']:.3f} s vs {r['discard_s']:.3f} s; every line read back in "
-            f"{r.get('complete_runs')}/{r.get('stream_runs')} runs)")
+    cpu = f"; CPU {r['cpu_ratio']:.2f}x" if r.get("cpu_ratio") is not None else ""
+    text = (f"{r['stream_ratio']:.2f}x ({r['wall_s']:.3f} s vs {r['discard_s']:.3f} s{cpu}; every line read back "
+            f"in {r.get('complete_runs')}/{r.get('stream_runs')} runs)")
     return text, bool(r["stream_ratio"] <= 1.1 and complete and all(c == 0 for c in r.get("exit_codes", [0])))
 
 
@@ -254,6 +255,14 @@ TARGETS: List[Target] = [
            _field("J-replay", "wall_s", "{:.3f} s", lambda v: v < 3.0, sized=True),
            "the replay reads every finished record in Python; see the journal profile under "
            "\"Where the time goes\"."),
+    Target(12, "W1 with each launcher's guard vs without it", "<= 1.05x",
+           _field("E-W1", "guard_ratio", "{:.2f}x", lambda v: v <= 1.05),
+           "the guard costs one pipe write per loop pass and a token in each task's environment; its own start "
+           "(a small Python) competes with the first spawns on the 2 CPUs."),
+    Target(12, "SIGTERM with 1,000 tasks running, to a resumable end", "< 2 s",
+           _field("E-stop", "wall_s", "{:.3f} s", lambda v: v < 2.0, sized=True),
+           "the stop kills every task's process group and reaps them all; 1,000 processes on 2 shared CPUs "
+           "take the kernel that long to end."),
     Target(8, "scale simulation, 16 to 1,024 nodes", "< 10 min", _scale,
            "a run that stops short of 1,024 nodes (--quick) does not show it; otherwise the simulation is bound "
            "by the governor and partition cores' CPU time per task.", "scale"),

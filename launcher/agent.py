@@ -8,9 +8,12 @@ runs what it is sent through a :class:`LocalLauncher` (the same spawning, bindin
 time and kill code as local mode) and reports every start and exit.
 
 It must never outlive its manager, even after a ``kill -9`` of the manager, when nobody is
-left to tell it: the service sends a heartbeat every ``heartbeat`` seconds, and an agent
-that hears nothing for ``misses`` heartbeats kills its tasks and exits.  SIGTERM (what
-Slurm sends when the agent's step ends, e.g. when ``srun`` dies) does the same.
+left to tell it: when the manager's connection closes and does not come back within half a
+second (its process died: :mod:`upstream`), or when the heartbeats the manager sends every
+``heartbeat`` seconds stop for ``misses`` of them (its host vanished), the agent kills its
+tasks and exits.  SIGTERM (what Slurm sends when the agent's step ends, e.g. when ``srun``
+dies) does the same.  Its own tasks never outlive the agent either: its launcher's guard
+(:mod:`guard`) kills them if the agent is killed.
 
 CPU ids: a task comes with the ids of the cores the partition gave it.  Those that this
 node really has are used as they are; on a node configured with more CPUs than exist (an
@@ -21,6 +24,7 @@ the first such mapping is logged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -35,6 +39,7 @@ from hpilot.launcher.api import LauncherEvent, TaskStarted
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
 from hpilot.launcher.output import OutputStreams
+from hpilot.launcher.upstream import UpstreamWatch
 
 log = logging.getLogger("hpilot.agent")
 
@@ -74,6 +79,7 @@ class Agent:
         self.next_beat = 0.0
         self.stop: Optional[str] = None
         self._mapped_logged = False
+        self.wake_fd: Optional[int] = None  # readable when a signal came (main sets it up)
 
     # ---- reports to the service ----
 
@@ -140,10 +146,23 @@ class Agent:
         poller.register(self.sock, zmq.POLLIN)
         if self.launcher.fileno() >= 0:
             poller.register(self.launcher.fileno(), zmq.POLLIN)
+        upstream = UpstreamWatch(self.sock)
+        poller.register(upstream.monitor, zmq.POLLIN)
+        if self.wake_fd is not None:
+            poller.register(self.wake_fd, zmq.POLLIN)
+        try:
+            return self._loop(poller, upstream)
+        finally:
+            upstream.close()
+
+    def _loop(self, poller: zmq.Poller, upstream: UpstreamWatch) -> int:
         while self.stop is None:
             now = time.monotonic()
             if now - self.last_heard > self.heartbeat * self.misses:
                 self.stop = f"no word from the service for {now - self.last_heard:.1f}s (it is gone)"
+                break
+            if upstream.gone(now):
+                self.stop = "the service's connection closed and did not come back (its process is gone)"
                 break
             if now >= self.next_beat:
                 self.outbox.append(wire.encode(wire.Heartbeat(time.time())))
@@ -155,7 +174,15 @@ class Agent:
                 waits.append(deadline - time.time())
             if self.launcher.needs_polling:
                 waits.append(0.005)
+            down = upstream.due_in(now)
+            if down is not None:
+                waits.append(down)
             ready = dict(poller.poll(max(0, int(min(waits) * 1000)) + 1))
+            if upstream.monitor in ready:
+                upstream.process(time.monotonic())
+            if self.wake_fd is not None and self.wake_fd in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wake_fd, 512)
             if self.sock in ready:
                 self._receive()
             self._report(self.launcher.poll())
@@ -213,7 +240,8 @@ class Agent:
             self._flush()
         except zmq.ZMQError:
             pass
-        self.sock.close(linger=500)
+        gone = self.stop is not None and ("is gone" in self.stop or "no word" in self.stop)
+        self.sock.close(linger=0 if gone else 500)  # a gone service waits for nothing
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -264,8 +292,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, on_signal)
-    # pyzmq runs the handler and resumes its poll, so the loop sees agent.stop within one
-    # heartbeat period: soon enough for Slurm's KillWait.
+    # pyzmq runs the handler and resumes its poll: the wakeup pipe, which the loop polls too,
+    # makes it return at once (srun passes SIGTERM on when the manager that started it dies).
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    signal.set_wakeup_fd(w)
+    agent.wake_fd = r
     status = 3
     try:
         if agent.greet():

@@ -4,10 +4,18 @@ No processes, no clock: the shell feeds events stamped with the time and carries
 out the actions.  Wall time and cancel share one mechanism: SIGTERM, then SIGKILL
 after ``grace`` seconds, and the exit is reported with the reason, so a task
 killed for its wall time is FAILED with "wall time ... exceeded", not a bare 143.
+
+A task killed by a stop signal nobody here sent (SIGTERM, SIGINT, SIGHUP, SIGUSR1/2) is
+usually the allocation ending: Slurm signals every process of the job at once, the tasks
+as well as hpilot.  Its exit is held ``hold`` seconds before it is reported, so that the
+run's own stop, which comes with the same signal, finds it still running and ends it as
+interrupted (to run again on resume) rather than FAILED.  If nothing comes, it is
+reported as it was, a failure.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
@@ -38,10 +46,12 @@ class TaskExit:
     reason: Optional[str] = None  # set when the task did not end by itself
     pid: Optional[int] = None
     stderr_tail: Optional[str] = None  # a failed task's last stderr lines, when its output was streamed
+    unstarted: bool = False  # its process could not be started (``reason`` says why)
+    lost: bool = False  # its node was lost under it (its agent died, or cannot be reached): not its doing
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and self.reason is None
+        return self.exit_code == 0 and self.reason is None and not self.lost
 
 
 # ---- events in ----
@@ -126,11 +136,18 @@ def _fmt_secs(s: float) -> str:
     return f"{s:g}s"
 
 
+# signals that stop a run (Slurm's at the end of an allocation, a Ctrl-C, --signal's choice)
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2})
+HOLD = 1.0  # seconds an exit by such a signal is held back (see above)
+
+
 class LauncherCore:
-    def __init__(self, grace: float = 3.0) -> None:
+    def __init__(self, grace: float = 3.0, hold: float = HOLD) -> None:
         self.grace = grace
+        self.hold = hold
         self.running: Dict[str, _Run] = {}
         self._timed: Dict[str, _Run] = {}  # runs with a wall time or a pending SIGKILL
+        self.held: Dict[str, Tuple[TaskExit, float]] = {}  # exits by a stop signal: (exit, report at)
 
     def handle(self, ev: Event) -> List[Action]:
         if isinstance(ev, Launch):
@@ -149,10 +166,13 @@ class LauncherCore:
             return []
         if isinstance(ev, SpawnFailed):
             self.running.pop(ev.task_id)
-            return [Report(TaskExit(ev.task_id, ev.exit_code, ev.now, ev.now, ev.error))]
+            return [Report(TaskExit(ev.task_id, ev.exit_code, ev.now, ev.now, ev.error, unstarted=True))]
         if isinstance(ev, Exited):
             return self._exited(ev)
         if isinstance(ev, Kill):
+            if ev.task_id in self.held:  # the run's stop came: it was ended by it, not by itself
+                ex, _ = self.held.pop(ev.task_id)
+                return [Report(dataclasses.replace(ex, reason=ev.reason))]
             target = self.running.get(ev.task_id)
             if target is None or target.kill_at is not None:
                 return []
@@ -179,11 +199,20 @@ class LauncherCore:
             sig = -code
             code = 128 + sig
             if reason is None:
+                if sig in STOP_SIGNALS and self.hold > 0:  # the allocation ending, most likely: wait
+                    ex = TaskExit(ev.task_id, code, run.started, ev.now, f"killed by signal {sig} ({_signame(sig)})",
+                                  run.pid)
+                    self.held[ev.task_id] = (ex, ev.now + self.hold)
+                    return []
                 reason = f"killed by signal {sig} ({_signame(sig)})"
         return [Report(TaskExit(ev.task_id, code, run.started, ev.now, reason, run.pid))]
 
     def _tick(self, now: float) -> List[Action]:
         out: List[Action] = []
+        for task_id, (ex, due) in list(self.held.items()):
+            if now >= due:
+                del self.held[task_id]
+                out.append(Report(ex))
         for task_id, run in list(self._timed.items()):
             if run.kill_at is not None:
                 if now >= run.kill_at:
@@ -200,6 +229,9 @@ class LauncherCore:
             t = run.kill_at if run.kill_at is not None else run.deadline
             if t is not None and t != float("inf") and (best is None or t < best):
                 best = t
+        for _, due in self.held.values():
+            if best is None or due < best:
+                best = due
         return best
 
 

@@ -4,6 +4,9 @@ Exits wake the owner's poll loop without polling: each child gets a pidfd, and a
 pidfds sit in one epoll set whose own descriptor the owner polls together with its
 sockets.  A task runs in its own session (process group), so a cancel or a wall
 time kill reaches the processes a script started, not just the script.
+
+No task outlives this launcher's process: a guard (:mod:`guard`), started with the first
+task, kills every task's process group when this process dies, ``kill -9`` included.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from hpilot.launcher.core import (
     TaskExit,
     Tick,
 )
+from hpilot.launcher.guard import ENV as GUARD_ENV
+from hpilot.launcher.guard import Guard
+from hpilot.launcher.private import WriteFailure
 
 if TYPE_CHECKING:  # imported only with --enable-rt-stats/--enable-proc-stats (psutil costs start-up time)
     from hpilot.launcher.output import OutputStreams
@@ -95,6 +101,8 @@ class LocalLauncher:
         self._made_dirs: Set[str] = set()
         self._exe_cache: Dict[Tuple[str, Optional[str]], str] = {}
         self._epoll = select.epoll() if HAVE_PIDFD else None
+        self.guard: Optional[Guard] = None  # started with the first task (guard.py)
+        self.guard_term_first = 0.0  # seconds between the guard's SIGTERM and SIGKILL (0: SIGKILL only)
         self._affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
         if output is not None and self._epoll is not None:  # task output wakes the owner too
             self._epoll.register(output.fileno(), select.EPOLLIN)
@@ -120,8 +128,13 @@ class LocalLauncher:
         return deadline
 
     @property
+    def write_failure(self) -> Optional[WriteFailure]:
+        """A file of this launcher that could not be written (its tasks' output): the run must stop."""
+        return self.output.failed if self.output is not None else None
+
+    @property
     def running(self) -> int:
-        return len(self.core.running) + len(self._queued)
+        return len(self.core.running) + len(self._queued) + len(self.core.held)
 
     def launch(self, request: LaunchRequest) -> None:
         self._queued.append(request)
@@ -139,6 +152,8 @@ class LocalLauncher:
         deadline = self.next_deadline()
         if deadline is not None and deadline <= self.clock():
             self.tick()
+        if self.guard is not None:
+            self.guard.flush()  # the starts and ends since its last write, in one (every 0.1 s at most)
         return self.take_events()
 
     def take_events(self) -> List[LauncherEvent]:
@@ -155,7 +170,7 @@ class LocalLauncher:
         self._feed(Kill(task_id, reason, self.clock()))
 
     def kill_all(self, reason: str) -> None:
-        for task_id in list(self.core.running):
+        for task_id in [*self.core.running, *self.core.held]:
             self.kill(task_id, reason)
 
     def kill_now(self) -> None:
@@ -198,6 +213,8 @@ class LocalLauncher:
             # What the task left running in its process group ends with it, as processes
             # of a Slurm job step do when the step ends.
             _killpg(child.pid, signal.SIGKILL, leader_gone=True)
+            if self.guard is not None:
+                self.guard.forget(child.pid)
             self._forget(child)
             if out is not None:  # what it wrote before it exited is in its pipes: read it all now
                 tail = out.ended(task_id)
@@ -227,6 +244,8 @@ class LocalLauncher:
             self.output.close()
         if self._epoll is not None:
             self._epoll.close()
+        if self.guard is not None:
+            self.guard.close()
 
     # ---- carrying out the core's actions ----
 
@@ -252,9 +271,21 @@ class LocalLauncher:
                 ex = dataclasses.replace(ex, stderr_tail=tail_text(tail))
             self._events.append(ex)
 
+    def _guarded(self, req: LaunchRequest) -> LaunchRequest:
+        """The request with the guard's token in its environment (the guard starts with the first task)."""
+        if self.guard is None:
+            _no_inheritable_fds()  # the guard must hold nothing of ours but its pipe
+            self.guard = Guard(term_first=self.guard_term_first)
+        if not self.guard.active:
+            return req
+        env = req.env if req.env is not None else dict(os.environ)
+        env[GUARD_ENV] = self.guard.token  # the request's own dict: built for this one launch
+        return req if req.env is env else dataclasses.replace(req, env=env)
+
     def _spawn(self, req: LaunchRequest) -> None:
         files: List[IO[bytes]] = []
         pipes: Tuple[Optional[int], Optional[int]] = (None, None)
+        req = self._guarded(req)
         try:
             if self.output is not None:
                 pipes = self.output.open(req)
@@ -284,6 +315,8 @@ class LocalLauncher:
             code = 126 if isinstance(e, PermissionError) else 127
             self._feed(SpawnFailed(req.task_id, f"could not start: {_oserror(e)}", self.clock(), code))
             return
+        if self.guard is not None:
+            self.guard.watch(pid)
         if self.output is not None:
             self.output.spawned(req.task_id)
         fd = -1

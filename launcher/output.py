@@ -31,6 +31,7 @@ tells the tasks of one file apart; a record cut short at the end (a kill) is ign
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -39,6 +40,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from hpilot.launcher.core import LaunchRequest
+from hpilot.launcher.private import WriteFailure
 
 FORMAT = b"hpilot-output"
 VERSION = 1
@@ -93,6 +95,7 @@ class OutputStreams:
         self._serial = 0
         self._buf: List[bytes] = []
         self._size = 0
+        self.failed: Optional[WriteFailure] = None  # the first write that failed (the owner stops the run)
         if os.fstat(self._fd).st_size == 0:
             self._write([b"%s %d %s\n" % (FORMAT, VERSION, tag.encode())])
         self.bytes_written = 0
@@ -203,7 +206,11 @@ class OutputStreams:
     def _close(self, task: _Task, fd: int) -> None:
         task.fds.pop(fd, None)
         self._by_fd.pop(fd, None)
-        os.close(fd)  # the only descriptor of this pipe end here: closing it also takes it out of the epoll set
+        # unregister before the close: a closed descriptor leaves the epoll set only when no other
+        # reference to the pipe end remains, and measured (W1), relying on that cost 15% more CPU
+        with contextlib.suppress(OSError, ValueError):
+            self._epoll.unregister(fd)
+        os.close(fd)
 
     def _discard(self, task: _Task) -> None:
         for fd in list(task.fds):
@@ -231,10 +238,15 @@ class OutputStreams:
             self._buf, self._size = [], 0
 
     def _write(self, chunks: List[bytes]) -> None:
+        if self.failed is not None:  # the file cannot be written: what the tasks write is lost from here on
+            return
         data = memoryview(b"".join(chunks))
-        while data:
-            n = os.write(self._fd, data)
-            data = data[n:]
+        try:
+            while data:
+                n = os.write(self._fd, data)
+                data = data[n:]
+        except OSError as e:
+            self.failed = WriteFailure.of(self.path, e)
 
     def close(self) -> None:
         """Read what is left of every task, write it, and close."""

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import zmq
-from hpilot.launcher import curve, private, wire
+from hpilot.launcher import curve, guard, private, wire
 from hpilot.launcher.api import LauncherEvent, NodeChanged, TaskStarted
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
@@ -135,6 +135,7 @@ class AgentPool:
                  init_timeout: float = 30.0, ready_threshold: float = 1.0, heartbeat: float = 1.0,
                  misses: int = 5, advertise: Optional[str] = None, agent_extra: Sequence[str] = ()) -> None:
         self._events: List[LauncherEvent] = []
+        self._fenced: List[Tuple[float, List[TaskExit]]] = []  # a lost node's task exits: (report at, exits)
         self.agent_extra = list(agent_extra)  # e.g. stats_args(): statistics written by the agents
         self.heartbeat = heartbeat
         self.misses = misses
@@ -231,14 +232,15 @@ class AgentPool:
 
     @property
     def running(self) -> int:
-        return len(self._where)
+        return len(self._where) + sum(len(exits) for _, exits in self._fenced)
 
     @property
     def ready_nodes(self) -> List[str]:
         return [st.name for st in self.nodes.values() if st.ready]
 
     def next_deadline(self) -> float:
-        return self._next_beat if self._next_beat else time.time()
+        beat = self._next_beat if self._next_beat else time.time()
+        return min([beat, *(at for at, _ in self._fenced)])
 
     # ---- tasks ----
 
@@ -248,7 +250,7 @@ class AgentPool:
             why = "unknown node" if st is None else (st.lost or "its agent has not started")
             now = time.time()
             self._events.append(TaskExit(request.task_id, LOST_EXIT_CODE, now, now,
-                                  f"node {request.node} is not available: {why}"))
+                                         f"node {request.node} is not available: {why}", unstarted=True, lost=True))
             return
         st.tasks[request.task_id] = 0.0
         self._where[request.task_id] = st
@@ -258,6 +260,15 @@ class AgentPool:
         st = self._where.get(task_id)
         if st is not None:
             self._send(st, wire.Kill(task_id, reason))
+            return
+        for i, (_, exits) in enumerate(self._fenced):  # lost with its node: the run is ending, say so now
+            for ex in exits:
+                if ex.task_id == task_id:
+                    exits.remove(ex)
+                    self._events.append(ex)
+                    if not exits:
+                        del self._fenced[i]
+                    return
 
     def kill_now(self) -> None:
         for st in self.nodes.values():
@@ -278,6 +289,11 @@ class AgentPool:
         self._check_exits()
         if self.next_deadline() <= time.time():
             self.tick()
+        if self._fenced:
+            now = time.time()
+            for _, exits in [f for f in self._fenced if f[0] <= now]:
+                self._events.extend(exits)
+            self._fenced = [f for f in self._fenced if f[0] > now]
         events, self._events = self._events, []
         return events
 
@@ -391,11 +407,18 @@ class AgentPool:
         if was_ready or self.started_in is not None:
             self._emit(st.name, False, reason)
         now = time.time()
+        exits = []
         for task_id, started in list(st.tasks.items()):
             st.tasks.pop(task_id)
             self._where.pop(task_id, None)
-            self._events.append(TaskExit(task_id, LOST_EXIT_CODE, started or now, now,
-                                         f"node {st.name} lost: {reason}"))
+            exits.append(TaskExit(task_id, LOST_EXIT_CODE, started or now, now, f"node {st.name} lost: {reason}",
+                                  lost=True))
+        if exits:  # fenced: reported once the node's tasks are surely dead, so they never run twice at once
+            bound = self.heartbeat * self.misses + guard.BOUND
+            log.warning("node %s: %d task(s) run again elsewhere in %.0fs, once they are surely dead (its agent "
+                        "kills them when it hears nothing from here for %.0fs, its guard when it dies)",
+                        st.name, len(exits), bound, self.heartbeat * self.misses)
+            self._fenced.append((now + bound, exits))
         _stop(st.proc, 0.0)
 
     # ---- the end ----
@@ -466,6 +489,8 @@ class SrunLauncher(LocalLauncher):
     def __init__(self, grace: float = 3.0, srun: str = "srun", output: Optional[OutputStreams] = None) -> None:
         super().__init__(grace=grace, output=output)
         self._srun = srun
+        # the guard's SIGKILL would end srun but not its step: SIGTERM first, which srun passes on
+        self.guard_term_first = 0.5
 
     def launch(self, request: LaunchRequest) -> None:
         env = dict(request.env if request.env is not None else os.environ)

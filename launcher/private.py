@@ -10,6 +10,7 @@ the user's umask.  Tasks' own output files are the tasks' business: they keep th
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import IO, Any
 
 FILE_MODE = 0o600
@@ -51,3 +52,21 @@ def write_private(path: str, text: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class WriteFailure:
+    """A file hpilot could not write (a full disk, a quota, an I/O error): which, and why.
+
+    Writers keep it instead of raising in the middle of their work (a half-done loop pass
+    would lose a task's exit); their owner sees it after the pass and stops the run resumably."""
+
+    path: str
+    why: str
+
+    @classmethod
+    def of(cls, path: str, err: OSError) -> WriteFailure:
+        return cls(path, err.strerror or str(err))
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.why}"

@@ -59,14 +59,16 @@ class Exited:
     reason: Optional[str] = None
     pid: Optional[int] = None
     stderr_tail: Optional[str] = None  # a failed task's last stderr lines (streamed output only)
+    unstarted: bool = False  # it could not be started
 
     @classmethod
     def of(cls, ex: TaskExit) -> Exited:
-        return cls(ex.task_id, ex.exit_code, ex.started, ex.finished, ex.reason, ex.pid, ex.stderr_tail)
+        return cls(ex.task_id, ex.exit_code, ex.started, ex.finished, ex.reason, ex.pid, ex.stderr_tail,
+                   ex.unstarted)
 
     def to_exit(self) -> TaskExit:
         return TaskExit(self.task_id, self.exit_code, self.started, self.finished, self.reason, self.pid,
-                        self.stderr_tail)
+                        self.stderr_tail, self.unstarted)
 
 
 # ---- service -> agent ----
@@ -131,7 +133,7 @@ _KINDS: Dict[str, Tuple[type, ...]] = {
     "task_id": (str,), "reason": (str,), "stderr_tail": (str,), "wd": (str,), "stdin": (str,), "stdout": (str,),
     "stderr": (str,),
     "now": (int, float), "started": (int, float), "finished": (int, float), "heartbeat": (int, float),
-    "walltime": (int, float), "argv": (list,), "cpus": (list,), "env": (dict,),
+    "walltime": (int, float), "argv": (list,), "cpus": (list,), "env": (dict,), "unstarted": (bool,),
 }
 
 
@@ -181,7 +183,7 @@ def decode(frame: bytes) -> Message:
         if value is None and (f.default is None or name == "env"):  # env None: inherit
             continue
         kinds = _KINDS.get(name)
-        if kinds is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+        if kinds is not None and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
             raise WireError(f"{cls.__name__}.{name}: wrong type {type(value).__name__}")
         if isinstance(value, (int, float)) and not _bounded(value):
             raise WireError(f"{cls.__name__}.{name}: out of range")

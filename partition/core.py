@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.partition import models
 from hpilot.partition.allocator import Allocation, Allocator, Request, why_never_fits
+from hpilot.partition.health import StartHealth
 from hpilot.partition.iterplan import PlanError, request_for
 from hpilot.partition.messages import (
     CancelJob,
@@ -25,6 +26,7 @@ from hpilot.partition.messages import (
     IterationFinished,
     IterationsDropped,
     IterationStarted,
+    NodeStatus,
     Release,
     Reserve,
     Reserved,
@@ -43,6 +45,9 @@ class PartitionConfig:
     env: models.EnvContext
     models: Sequence[str] = models.LOCAL_MODELS
     uniq_prefix: str = ""
+    # when the run stops (its allocation's end, less --stop-before): a task whose wall time
+    # cannot end before then is not started, it waits for the next allocation
+    deadline: Optional[float] = None
 
 
 # ---- events the shell feeds in (besides the governor's messages) ----
@@ -139,6 +144,8 @@ class PartitionCore:
         self.reservations: Dict[Tuple[str, int], _Reservation] = {}
         self._uniq = itertools.count(1)
         self.stopping = False
+        self.held_back = 0  # queued iterations the last placement left, their wt past the deadline
+        self.health = StartHealth()  # nodes where tasks cannot start (health.py)
 
     # ---- the one entry point ----
 
@@ -150,6 +157,7 @@ class PartitionCore:
             if run is None:
                 return []
             run.started = ev.now
+            self.health.started(run.spec.job, run.alloc.slots[0].node)
             return [IterationStarted(run.spec.job, run.it, run.full.describe(), run.wd,
                                      run.scheduled, ev.now, run.alloc.ncores, ev.pid)]
         if isinstance(ev, Schedule):
@@ -207,9 +215,16 @@ class PartitionCore:
             return out  # cores are being gathered for a spanning run: start nothing new
         alloc_ = self.allocator
         i = 0
+        self.held_back = 0
+        deadline = self.cfg.deadline
         while i < len(self.queue) and alloc_.free_cores > 0:
             p = self.queue[i]
             its = p.its
+            wt = p.spec.resources.wt
+            if deadline is not None and wt is not None and now + wt > deadline:
+                self.held_back += len(its) - p.pos  # cannot end in this allocation: left for the next
+                i += 1
+                continue
             while p.pos < len(its):
                 it = its[p.pos]
                 req = p.uniform or request_for(p.spec.resources, self.resources, p.spec.it_count,
@@ -274,9 +289,16 @@ class PartitionCore:
                 _usable(self.allocator, slot.node, False, ())
         canceled = ex.task_id in self._canceling
         self._canceling.discard(ex.task_id)
-        return [IterationFinished(run.spec.job, run.it, ex.exit_code, ex.started or run.started,
-                                  ex.finished, run.full.describe(), run.wd, run.alloc.ncores,
-                                  ex.reason, canceled, ex.stderr_tail)]
+        lost, out_of_service = ex.lost, None
+        node = run.alloc.slots[0].node
+        if ex.unstarted and not lost and not canceled:  # the node's doing, if the job starts elsewhere
+            lost, out_of_service = self.health.failed(run.spec.job, node, ex.reason)
+        out: List[Action] = [IterationFinished(run.spec.job, run.it, ex.exit_code, ex.started or run.started,
+                                               ex.finished, run.full.describe(), run.wd, run.alloc.ncores,
+                                               ex.reason, canceled, ex.stderr_tail, lost)]
+        if out_of_service is not None and node not in self.down:
+            out.extend(self._node_changed(NodeChanged(node, False, out_of_service, ex.finished)))
+        return out
 
     def _cancel(self, match, reason: str, now: float) -> List[Action]:
         out: List[Action] = []
@@ -351,7 +373,8 @@ class PartitionCore:
         return out
 
     def _node_changed(self, ev: NodeChanged) -> List[Action]:
-        """No placement on a node that is down; queued work that can no longer fit anywhere fails now."""
+        """No placement on a node that is down; queued work that can no longer fit anywhere fails
+        now.  The governor is told (``resources`` and ``status`` show why a node is out)."""
         if ev.up:
             self.down.pop(ev.node, None)
         else:
@@ -360,7 +383,7 @@ class PartitionCore:
         _usable(self.allocator, ev.node, ev.up, held)
         self.resources = dataclasses.replace(
             self.all_resources, nodes=tuple(n for n in self.all_resources.nodes if n.name not in self.down))
-        out: List[Action] = []
+        out: List[Action] = [NodeStatus(ev.node, ev.up, ev.reason, ev.now)]
         if ev.up:
             return out
         keep = []

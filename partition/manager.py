@@ -6,8 +6,13 @@ comes, reports every iteration's start and end (a loop pass's reports in one fra
 and sends a heartbeat.  Reports of finished iterations are the credit it gives back:
 the governor counts what it sent and measures the partition's rate from them.
 
-It never outlives its governor: when the governor says Bye, or is silent for
-``LOST_AFTER`` heartbeats, the partition kills its tasks and exits (no orphans).
+It never outlives its governor, and stops starting work as soon as the governor is gone:
+at once when the governor started it (it watches its parent's pid), within
+``UpstreamWatch.grace`` (0.5 s) when the governor's connection closes (the governor's process
+died, wherever it ran), and after ``LOST_AFTER`` silent heartbeats when its host vanished
+without closing anything (no new work after ``PAUSE_AFTER`` of them).  Then it kills its
+tasks at once (SIGKILL: nobody is left to report to) and exits.  When the governor says Bye
+it stops the same way, reporting what it killed.
 SIGTERM/SIGINT drain it: it tells the governor it is leaving, finishes what it holds
 and then says Bye, so no work is lost.
 
@@ -33,6 +38,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 import zmq
 from hpilot.launcher import curve, safejson
 from hpilot.launcher.api import LauncherFactory, poll_targets
+from hpilot.launcher.upstream import UpstreamWatch
 from hpilot.partition import wire
 from hpilot.partition.core import PartitionCore
 from hpilot.partition.messages import CancelJob, Release, Reserve, RunReserved, Shutdown, Work
@@ -40,6 +46,7 @@ from hpilot.partition.runner import PartitionRunner
 
 log = logging.getLogger("hpilot.partition.manager")
 LOST_AFTER = 6
+PAUSE_AFTER = 2  # silent heartbeats after which no new task starts (until the governor is heard again)
 ERROR = 1  # the "code" of an error response (QCG-PilotJob's)
 # A stopping manager waits this long (at most) for the answers to requests it forwarded:
 # a `finish` sent here stops this partition (the governor's Shutdown comes before its answer).
@@ -97,8 +104,10 @@ def resolve_parent(parent: str) -> Tuple[str, Optional[str]]:
 class PartitionManager:
     def __init__(self, address: str, keys: curve.PeerKeys, pid: str, tags: Tuple[str, ...], core: PartitionCore,
                  make_launcher: LauncherFactory, register_timeout: float = 30.0,
-                 client: Optional[ClientPort] = None, query_timeout: float = 60.0) -> None:
+                 client: Optional[ClientPort] = None, query_timeout: float = 60.0,
+                 parent_pid: Optional[int] = None) -> None:
         self.core = core
+        self.parent_pid = parent_pid  # the governor, when it started this manager as its child
         self.client = client
         self.query_timeout = query_timeout
         self.address = address
@@ -110,6 +119,7 @@ class PartitionManager:
         self.sock.setsockopt(zmq.IDENTITY, os.urandom(16))
         self.sock.setsockopt(zmq.MAXMSGSIZE, wire.LIMITS.max_bytes)
         curve.connect_with(self.sock, keys)  # the governor admits holders of the run's partition key only
+        self.upstream = UpstreamWatch(self.sock)
         self.sock.connect(address)
         nodes = tuple((n.name, len(n.cores)) for n in core.resources.nodes)
         self._send(wire.register(pid, socket.gethostname(), os.getpid(), nodes, tags))
@@ -123,6 +133,7 @@ class PartitionManager:
         self.stop: Optional[str] = None  # why the loop ends
         self.exit_code = 0
         self._answers_by: Optional[float] = None
+        self.parent_gone = False
 
     def _send(self, msg: Any) -> None:
         self.sock.send_multipart([wire.encode(msg)], zmq.NOBLOCK)
@@ -210,10 +221,16 @@ class PartitionManager:
         client_socks = self.client.sockets() if self.client is not None else []
         for sock in client_socks:
             poller.register(sock, zmq.POLLIN)
+        poller.register(self.upstream.monitor, zmq.POLLIN)
+        parent_fd = _pidfd(self.parent_pid)
+        if parent_fd is not None:
+            poller.register(parent_fd, zmq.POLLIN)
         killed_at: Optional[float] = None
         try:
             while True:
                 now = time.time()
+                if self.stop is None:
+                    self._governor_gone(now)  # before anything starts: a gone governor gets no new task
                 self.runner.step()
                 self._flush()
                 if self.stop is not None and self.launcher.running == 0 and not self._awaiting_answers(now):
@@ -226,13 +243,6 @@ class PartitionManager:
                 if not self.registered and now > self.register_by:
                     raise ManagerError(f"no answer from the governor at {self.address} (gone, or it refused this "
                                        f"manager's partition key: is {wire.KEY_ENV} its run's partition.key?)")
-                if self.registered and now - self.last_heard > self.heartbeat * LOST_AFTER and self.stop is None:
-                    log.error("the governor is silent for %.1fs: killing tasks and exiting", now - self.last_heard)
-                    self.stop = "the governor is gone"
-                    self.exit_code = 1
-                    self.runner.deliver(Shutdown("the governor is gone", now))
-                    self.launcher.kill_now()
-                    continue
                 if self.stop is not None and killed_at is None:
                     killed_at = now
                 if killed_at is not None and now - killed_at > 10:
@@ -252,7 +262,17 @@ class PartitionManager:
                     waits.append(due + 0.001)
                 if self._answers_by is not None and self._answers_by > now:
                     waits.append(self._answers_by - now + 0.001)
+                down = self.upstream.due_in(now)
+                if down is not None:
+                    waits.append(down + 0.001)
                 ready = dict(poller.poll(max(0, int(min(waits) * 1000))))
+                if self.upstream.monitor in ready:
+                    self.upstream.process(time.time())
+                if parent_fd is not None and parent_fd in ready:
+                    poller.unregister(parent_fd)
+                    os.close(parent_fd)
+                    parent_fd = None
+                    self.parent_gone = True
                 if r in ready:
                     with contextlib.suppress(BlockingIOError):
                         os.read(r, 512)
@@ -282,9 +302,40 @@ class PartitionManager:
                                          f"({self.stop or 'error'}); ask the governor directly")
             self._flush()
             self.launcher.close()
-            self.sock.close()
+            self.upstream.close()
+            self.sock.close(linger=0 if self.stop == "the governor is gone" else None)  # nobody to wait for
+            if parent_fd is not None:
+                os.close(parent_fd)
         log.info("partition %s exits: %s", self.name, self.stop)
         return self.exit_code
+
+    def _governor_gone(self, now: float) -> bool:
+        """Whether the governor is gone (then: no new work, tasks killed at once, exit); while
+        it is only silent, no new task starts."""
+        why = None
+        if self.parent_gone:
+            why = f"the governor (pid {self.parent_pid}, which started this manager) is gone"
+        elif self.registered and self.upstream.gone(now):
+            why = "the governor's connection closed and did not come back (its process is gone)"
+        elif self.registered and now - self.last_heard > self.heartbeat * LOST_AFTER:
+            why = f"the governor is silent for {now - self.last_heard:.1f}s"
+        if why is None:
+            silent = self.registered and (self.upstream.down or now - self.last_heard > self.heartbeat * PAUSE_AFTER)
+            if silent != self.runner.paused:
+                log.warning("the governor is %s: %s", "not heard" if silent else "back",
+                            "no new task starts meanwhile" if silent else "starting work again")
+                if silent:
+                    self.runner.paused = True
+                else:
+                    self.runner.unpause()
+            return False
+        log.error("%s: killing tasks and exiting", why)
+        self.stop = "the governor is gone"
+        self.exit_code = 1
+        self.runner.paused = True
+        self.runner.deliver(Shutdown("the governor is gone", now))
+        self.launcher.kill_now()
+        return True
 
     def _recv(self) -> None:
         while True:
@@ -302,3 +353,13 @@ class PartitionManager:
                     log.exception("frame from the governor dropped")
                     continue
                 self._from_governor(msg)
+
+
+def _pidfd(pid: Optional[int]) -> Optional[int]:
+    """A descriptor that becomes readable when ``pid`` exits (None: nothing to watch)."""
+    if pid is None or not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:  # already gone
+        return os.open(os.devnull, os.O_RDONLY)  # readable at once

@@ -87,10 +87,13 @@ class IterationFinished:
     reason: Optional[str] = None  # why it did not end by itself (wall time, cancel, spawn)
     canceled: bool = False
     stderr_tail: Optional[str] = None  # a failed task's last stderr lines (streamed output only)
+    # ended by its node, agent or partition (lost, or could not start there), never by its own
+    # doing: the governor runs it again (``reason`` says what happened)
+    lost: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and self.reason is None
+        return self.exit_code == 0 and self.reason is None and not self.lost
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,17 @@ class IterationsDropped:
     when: float
     canceled: bool = False
 
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """A node of the partition went out of service (its agent died or is unreachable, tasks
+    cannot start there) or came back: ``reason`` says why, for ``resources`` and ``status``."""
+
+    node: str
+    up: bool
+    reason: str
+    now: float = 0.0
 
 
 # ---- a run that spans partitions (more cores or nodes than any one partition has) ----
@@ -186,9 +200,9 @@ class Reserved:
 
 ToPartition = Union[Work, CancelJob, Shutdown, Reserve, RunReserved, Release]
 FromPartition = Union[IterationStarted, IterationFinished, IterationsDropped, Reserved, IterationsStarted,
-                      IterationsSucceeded]
+                      IterationsSucceeded, NodeStatus]
 FROM_PARTITION = (IterationStarted, IterationFinished, IterationsDropped, Reserved, IterationsStarted,
-                  IterationsSucceeded)  # every report, for isinstance
+                  IterationsSucceeded, NodeStatus)  # every report, for isinstance
 
 
 def batched(reports: List[FromPartition]) -> List[FromPartition]:

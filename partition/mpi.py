@@ -88,8 +88,11 @@ def launch_for(model: str, model_opts: Mapping[str, Any], alloc: Allocation, hos
                       files=(("hosts", hostfile(alloc)), ("rankfile", rankfile(alloc))),
                       exports=(("SLURM_NODELIST", ",".join(alloc.nodes)),
                                ("SLURM_TASKS_PER_NODE", ",".join(str(len(s.cores)) for s in alloc.slots)),
-                               # its orted steps share CPUs with the agents' steps, as the tasks do
-                               ("OMPI_MCA_plm_slurm_args", "--overlap")),
+                               # its orted steps share CPUs with the agents' steps, as the tasks do; and
+                               # they go to the task's nodes: without a node list srun may put a daemon
+                               # on another node of the allocation, and the rankfile then fails to map
+                               # (silently, exit 1); when mpirun names nodes itself, its later option wins
+                               ("OMPI_MCA_plm_slurm_args", f"--overlap --nodelist={','.join(alloc.nodes)}")),
                       unset=SRUN_INPUTS + ("SLURM_NTASKS", "SLURM_NPROCS", "SLURM_STEP_NUM_TASKS"))
     if model == "intelmpi":
         exe, extra = _opts(model_opts, "mpirun")

@@ -36,6 +36,9 @@ class PartitionRunner:
         self.inbox: Deque[Any] = deque()
         self._reports: List[FromPartition] = []
         self._dirty = False
+        # no new task starts while set (a partition manager that lost sight of its governor):
+        # what runs goes on, what is queued waits
+        self.paused = False
 
     # ---- in and out ----
 
@@ -51,7 +54,12 @@ class PartitionRunner:
     @property
     def busy(self) -> bool:
         """Something is still to do now: the owner must not sleep."""
-        return bool(self.inbox) or self._dirty
+        return bool(self.inbox) or (self._dirty and not self.paused)
+
+    def unpause(self) -> None:
+        if self.paused:
+            self.paused = False
+            self._dirty = True  # place what waited
 
     # ---- the work ----
 
@@ -62,7 +70,7 @@ class PartitionRunner:
             while self.inbox:
                 self._carry_out(self.core.handle(self.inbox.popleft()))
                 self._dirty = True
-            if self._dirty:
+            if self._dirty and not self.paused:
                 self._dirty = False
                 self._carry_out(self.core.handle(Schedule(time.time())))
             events = self.launcher.poll()

@@ -250,3 +250,36 @@ def read_resources_file(path: str) -> str:
             return f.read()
     except OSError as e:
         raise ResourceError(f"--slurm-resources-file {path}: cannot read: {e.strerror}") from None
+
+
+# ---- the allocation's end ----
+
+_TIME_FIELD = re.compile(r"(?:^|\s)(StartTime|EndTime)=(\S+)")
+
+
+def allocation_window(text: str) -> Optional[Tuple[float, float]]:
+    """(start, end) of the job, from ``scontrol show -o job`` text, as epoch seconds in this
+    machine's time zone (scontrol prints local time); None when it has no end (no time limit)."""
+    import time as _time
+
+    found: Dict[str, float] = {}
+    for key, value in _TIME_FIELD.findall(text):
+        try:
+            found[key] = _time.mktime(_time.strptime(value, "%Y-%m-%dT%H:%M:%S"))
+        except ValueError:  # "Unknown", "None", "N/A": no limit
+            continue
+    if "EndTime" not in found:
+        return None
+    return found.get("StartTime", found["EndTime"]), found["EndTime"]
+
+
+def job_window(job_id: str, timeout: float = 15.0) -> Optional[Tuple[float, float]]:
+    """(start, end) of a running Slurm job, asked of ``scontrol`` (None: unknown or unlimited)."""
+    exe = shutil.which("scontrol")
+    if exe is None:
+        return None
+    try:
+        proc = subprocess.run([exe, "show", "-o", "job", job_id], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return allocation_window(proc.stdout) if proc.returncode == 0 else None

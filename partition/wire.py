@@ -38,6 +38,7 @@ from hpilot.partition.messages import (
     IterationsStarted,
     IterationsSucceeded,
     IterationStarted,
+    NodeStatus,
     Release,
     Reserve,
     Reserved,
@@ -126,16 +127,16 @@ class Bye:
 
 _CLASSES = (Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob,
             Shutdown, IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release, Reserved,
-            IterationsStarted, IterationsSucceeded, TaskSpec, Execution, Resources, ResourceSize, IterSchedulerSpec,
-            Template, Request, Slot)
+            IterationsStarted, IterationsSucceeded, NodeStatus, TaskSpec, Execution, Resources, ResourceSize,
+            IterSchedulerSpec, Template, Request, Slot)
 _TYPES: Dict[str, Type[Any]] = {c.__name__: c for c in _CLASSES}
 _NAMES: Dict[Type[Any], Tuple[str, ...]] = {c: tuple(f.name for f in fields(c)) for c in _CLASSES}
 TOP = (Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob, Shutdown,
        IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release, Reserved,
-       IterationsStarted, IterationsSucceeded)
+       IterationsStarted, IterationsSucceeded, NodeStatus)
 Message = Union[Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob,
                 Shutdown, IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release,
-                Reserved, IterationsStarted, IterationsSucceeded]
+                Reserved, IterationsStarted, IterationsSucceeded, NodeStatus]
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 # A Work message nests about a dozen deep; a loop pass's reports fit in a few megabytes.
 LIMITS = safejson.Limits(max_bytes=256 * 1024 * 1024, max_depth=32)
@@ -196,7 +197,56 @@ def _in(v: Any) -> Any:
     for field_name, hint, ok in _checks(cls):
         if not ok(getattr(record, field_name)):
             raise WireError(f"{name}.{field_name}: not a {_show(hint)}")
+    rule = _RULES.get(cls)
+    why = rule(record) if rule is not None else None
+    if why is not None:
+        raise WireError(f"{name}: {why}")
     return record
+
+
+# ---- what the types cannot say: the few invariants the partition core relies on ----
+# (the governor's submit checks guarantee them; a frame that breaks one is dropped here,
+# before the core could fail on it)
+
+
+def _execution_rule(e: Execution) -> Optional[str]:
+    return None if e.exec is not None or e.script is not None else "neither exec nor script"
+
+
+def _scheduler_rule(s: IterSchedulerSpec) -> Optional[str]:
+    parts = s.param("parts")
+    if parts is not None and not (_is_whole(parts) and parts >= 1):
+        return "parts must be a whole number >= 1"
+    return None
+
+
+def _size_rule(r: ResourceSize) -> Optional[str]:
+    bad = [n for n in ("exact", "min", "max") if getattr(r, n) is not None and getattr(r, n) < 1]
+    return f"{', '.join(bad)} must be >= 1" if bad else None
+
+
+def _spec_rule(t: TaskSpec) -> Optional[str]:
+    if t.it_start < 0 or t.it_count < 1:
+        return "iterations must start at >= 0 and be at least one"
+    if t.it_values is not None and len(t.it_values) != t.it_count:
+        return "one value per iteration"
+    return None
+
+
+def _work_rule(w: Work) -> Optional[str]:
+    its = w.iterations
+    first, count = w.spec.it_start, w.spec.it_count
+    if isinstance(its, range):  # (no len(): a range may be wider than a C long)
+        inside = its.start >= its.stop or (first <= its.start and its.stop <= first + count)
+    else:
+        inside = all(first <= i < first + count for i in its)
+    return None if inside else "iterations outside the job's"
+
+
+_RULES: Dict[Type[Any], Callable[[Any], Optional[str]]] = {
+    Execution: _execution_rule, IterSchedulerSpec: _scheduler_rule, ResourceSize: _size_rule, TaskSpec: _spec_rule,
+    Work: _work_rule,
+}
 
 
 # ---- field types: every field of every record is checked against its annotation ----
@@ -323,7 +373,7 @@ def encode_batch(msgs: Sequence[Message]) -> bytes:
     for m in msgs:
         if type(m) is IterationStarted:
             items.append(["s", m.job, m.iteration, m.allocation, m.wd, m.scheduled, m.started, m.cores, m.pid])
-        elif type(m) is IterationFinished:
+        elif type(m) is IterationFinished and not m.lost:  # a lost one is rare: its generic form
             rec = ["f", m.job, m.iteration, m.exit_code, m.started, m.finished, m.allocation, m.wd,
                    m.cores, m.reason, m.canceled]
             if m.stderr_tail is not None:  # a failed task's stderr: rare, so only then a field more

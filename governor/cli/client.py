@@ -157,6 +157,10 @@ def _status_text(d: Dict[str, Any], run_dir: Optional[str]) -> str:
     lines.append(f"jobs:       {jobs['total']}" + (f" ({states})" if states else ""))
     lines.append(f"cores:      {res['used_cores']}/{res['total_cores']} in use"
                  + (" (finishing)" if d.get("finishing") else ""))
+    for p in res.get("partitions", []):
+        for n in p["nodes"]:
+            if n.get("down"):
+                lines.append(f"down:       {n['name']}: {n['down']}")
     rows = [job_row(j["name"], j["state"], j["counts"], _short(j.get("message"))) for j in d["list"]]
     lines += ["", table(rows, JOB_HEAD)]
     return "\n".join(lines)
@@ -274,7 +278,9 @@ def resources(address: Optional[str], as_json: bool) -> None:
     """Cores and nodes of the service: total, used, free."""
     data = connect(address).data({"request": "resourcesInfo"})
     out(data, as_json, lambda d: (f"nodes: {d['total_nodes']}  cores: {d['total_cores']}  "
-                                  f"used: {d['used_cores']}  free: {d['free_cores']}"))
+                                  f"used: {d['used_cores']}  free: {d['free_cores']}"
+                                  + "".join(f"\nout of service: {node}: {why}"
+                                            for node, why in d.get("down_nodes", {}).items())))
 
 
 @click.command()

@@ -8,7 +8,9 @@ measures its start-up against a bare Python).
 Exit status everywhere: 0 success; 1 some job did not succeed; 2 bad input (a bad
 flag, config, request file or job name, a refused request, no service to ask);
 3 an internal error (a bug: a one-line message, the traceback in the run's
-service.log); 124 ``wait --timeout`` ran out; 130 interrupted (Ctrl-C).
+service.log); 75 a run stopped resumably (a signal, the allocation's end, a full disk:
+``hpilot resume`` carries on); 124 ``wait --timeout`` ran out; 130 interrupted (Ctrl-C) a
+client command.
 """
 
 from __future__ import annotations

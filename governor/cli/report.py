@@ -35,7 +35,8 @@ class _RunDirFirst(click.Group):
 
 
 def _load(ctx: click.Context, lanes: bool = True) -> RunData:
-    """The run (loaded once); ``lanes``: with each task's cores (the per-core views need them)."""
+    """The run (loaded once); ``lanes``: with a Task each and its cores (the per-core views and
+    the listings need them; the binned plots read the journal's columns)."""
     from hpilot.governor.reports.rundata import RunDirError, ensure_lanes, load
 
     obj = ctx.find_object(dict)
@@ -44,7 +45,7 @@ def _load(ctx: click.Context, lanes: bool = True) -> RunData:
         ensure_lanes(obj["run"])
     if "run" not in obj:
         try:
-            obj["run"] = load(obj["rundir"], lanes)
+            obj["run"] = load(obj["rundir"], lanes, objects=lanes)
         except RunDirError as e:
             raise UserError(str(e)) from None
         except OSError as e:
@@ -199,7 +200,7 @@ def _plot(ctx: click.Context, out: Optional[str], as_json: bool, kind: str, view
     if out is not None and os.path.splitext(out)[1].lower() not in PLOT_FORMATS:
         raise UserError(f"{kind}: {out}: unknown image format; use one of {', '.join(PLOT_FORMATS)}")
     run = _load(ctx, lanes=False)
-    if not run.tasks:
+    if not run.task_count:
         raise UserError(f"{kind}: no per-task records to draw (no journal, no rtstats/ and no job with an "
                         "allocation in jobs.report). Still available: stats, jobs")
     draw, data = _drawing(kind, run, view)

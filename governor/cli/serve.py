@@ -13,7 +13,9 @@ that are off by default are plain flags (``--net``, ``--system-core``, QCG's
 
 Exit status: 0 every job SUCCEED and every request was accepted; 1 some job did not
 succeed; 2 bad input (options, config, request file, a refused request) with every
-job that was accepted succeeding; 3 an internal error (a bug: see service.log).
+job that was accepted succeeding; 3 an internal error (a bug: see service.log); 75 the
+run stopped resumably with work left (SIGTERM, SIGINT, the allocation's end, a full
+disk): ``hpilot resume`` carries on.
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ OPTIONS: List[Tuple[Tuple[str, ...], Dict[str, Any], str, Tuple[str, ...]]] = [
     (("--system-core",), dict(flag_value=True, help="Keep one core for hpilot."), G_RES, ALL),
     (("--envschema",), dict(type=click.Choice(ENVSCHEMA),
                             help="Task environment: auto (QCG_PM_*/HPILOT_*) or slurm (adds SLURM_*)."), G_RES, ALL),
+    (("--stop-before",), dict(type=float, metavar="SECONDS",
+                              help="In an allocation: stop resumably this long before its end (read from Slurm); "
+                                   "a task whose wt cannot end before then waits for the next allocation "
+                                   "[default: 60, or a tenth of the time limit if less]."), G_RES, ALL),
     (("--slurm-resources-file",), dict(metavar="FILE", help="Slurm resources description file."), G_RES, ALL),
     (("--slurm-limit-nodes-range-begin",), dict(type=int, metavar="N", help="First node of the allocation to use."),
      G_RES, ALL),

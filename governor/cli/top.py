@@ -35,7 +35,7 @@ from hpilot.governor.errors import UserError
 
 WINDOW = 10.0  # seconds of history behind a rate
 MIN_REDRAW = 0.25  # at most four redraws a second, however many events arrive
-FINAL_STATES = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
+FINAL_STATES = ("SUCCEED", "FAILED", "CANCELED", "OMITTED", "INTERRUPTED")
 SPARK = " ▁▂▃▄▅▆▇█"
 
 

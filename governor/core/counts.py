@@ -10,8 +10,8 @@ line) uses these categories instead:
 - ``failed``: ran and failed, or could not be started at all (a missing program,
   a request no node can hold): something for the user to fix;
 - ``canceled``: was running when a cancel (or the end of the run) killed it;
-- ``interrupted``: stopped by the end of the allocation, to be resumed (issue #12
-  adds the state: its one line goes into :data:`CATEGORY`);
+- ``interrupted``: stopped by the end of the allocation (a signal, ``--stop-before``,
+  a full disk), never by its own doing: the next resume runs it again;
 - ``not_started``: will never run: omitted (a dependency failed) or canceled
   before it started;
 - ``running`` and ``queued``: not final yet.
@@ -37,6 +37,7 @@ CATEGORY: Dict[JobState, str] = {
     JobState.FAILED: "failed",
     JobState.CANCELED: "canceled",
     JobState.OMITTED: "not_started",
+    JobState.INTERRUPTED: "interrupted",
     JobState.EXECUTING: "running",
     JobState.SCHEDULED: "running",
     JobState.QUEUED: "queued",

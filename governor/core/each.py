@@ -81,6 +81,8 @@ class EachWaits:
                 if rec.dispatched and not rec.canceled:
                     queued = tuple(it for it in ready_its if rec.it_state(it) is JobState.QUEUED)
                     core.dispatch_its(rec, queued, out)
+            elif state is JobState.INTERRUPTED:  # the run stops: they wait for the resume, not omitted
+                core._drop(rec, tuple(ready_its), state, core.interrupted or "interrupted", now, out)
             else:
                 core._drop(rec, tuple(ready_its), JobState.OMITTED, _reason(pred.name, ready_its, state.value),
                            now, out)

@@ -53,6 +53,17 @@ class PartitionGone:
 
 
 @dataclass(frozen=True)
+class FenceLifted:
+    """The tasks of a lost partition are known dead now (its process exited and its guard's
+    bound passed, or the time a live partition takes to kill its tasks once it lost its
+    governor has passed): what it held may run again (fencing.py).  The shell's timer: the
+    core has no clock."""
+
+    name: str
+    now: float = 0.0
+
+
+@dataclass(frozen=True)
 class PartitionDraining:
     name: str
 
@@ -61,6 +72,17 @@ class PartitionDraining:
 class Settled:
     """Every partition the governor started has registered (or will never): jobs larger
     than every partition can now be failed instead of waiting for a bigger one."""
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    """The run must stop, resumably: a signal (SIGTERM, SIGINT, Slurm's ``--signal``), the
+    allocation's end coming (``--stop-before``), a disk that cannot be written.  Nothing new
+    starts; what runs is killed; every iteration not final ends INTERRUPTED, which the next
+    resume runs again.  ``reason`` says it all: "interrupted by SIGTERM"."""
+
+    reason: str
+    now: float = 0.0
 
 
 # ---- events: a journal being replayed (resume) ----
@@ -112,7 +134,8 @@ class ReplayDone:
 
 
 Replayed = Union[ReplaySubmit, ReplayCancel, ReplayRemove, ReplayDrop, ReplayFinished, ReplayDone]
-Event = Union[ClientRequest, FromPart, PartitionJoined, PartitionGone, PartitionDraining, Settled, Replayed]
+Event = Union[ClientRequest, FromPart, PartitionJoined, PartitionGone, PartitionDraining, Settled, Interrupt,
+              FenceLifted, Replayed]
 
 # ---- actions ----
 

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from hpilot.governor.core import batches, control, overview, qcg, queries, records, replay
+from hpilot.governor.core import batches, control, interrupt, overview, qcg, queries, records, replay, reruns
 from hpilot.governor.core.dag import Dag, Edge
 from hpilot.governor.core.decisions import Decision, Grant, Impossible, Requeue, Tell
 from hpilot.governor.core.each import EachWaits
@@ -20,8 +20,10 @@ from hpilot.governor.core.events import (
     Action,
     ClientRequest,
     Event,
+    FenceLifted,
     FinishService,
     FromPart,
+    Interrupt,
     JobDone,
     PartitionDraining,
     PartitionGone,
@@ -46,6 +48,7 @@ from hpilot.partition.messages import (
     IterationsStarted,
     IterationsSucceeded,
     IterationStarted,
+    NodeStatus,
     Reserved,
     Shutdown,
     TaskSpec,
@@ -84,6 +87,16 @@ class PartitionView:
     resources: ResourceSet
     used_cores: int = 0
     local: bool = False  # the in-process partition of a single manager (not named in answers)
+    down: Dict[str, str] = dataclasses.field(default_factory=dict)  # node -> why it is out of service
+
+    def node_status(self, msg: NodeStatus) -> None:
+        if msg.up:
+            if self.down.pop(msg.node, None) is not None:
+                log.info("node %s is back in service", msg.node)
+        else:
+            self.down[msg.node] = msg.reason
+            where = "" if self.local else f" (partition {self.name})"
+            log.warning("node %s%s is out of service: %s", msg.node, where, msg.reason)
 
 
 def response(code: int, message: str = "", data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -121,6 +134,8 @@ class GovernorCore:
         # partition of a single manager, or partitions that register over the network.
         self.router = Router()
         self.expect_partitions = 0  # partitions the governor started itself
+        self.interrupted: Optional[str] = None  # why the run stopped resumably (interrupt.py)
+        self.replay_interrupted = 0  # iterations an earlier run's end interrupted (met in a replay)
 
     # ---- the one entry point ----
 
@@ -140,6 +155,10 @@ class GovernorCore:
             self.router.draining(ev.name)
         elif isinstance(ev, Settled):
             self.apply(self.router.settle(0.0), 0.0, out)
+        elif isinstance(ev, Interrupt):
+            interrupt.interrupt(self, ev, out)
+        elif isinstance(ev, FenceLifted):
+            self.apply(self.router.unfence(ev.name, ev.now), ev.now, out)
         elif isinstance(ev, REPLAYED):
             replay.apply(self, ev, out)
         else:
@@ -381,8 +400,12 @@ class GovernorCore:
     # ---- partition reports ----
 
     def _from_partition(self, part: str, msg: FromPartition, out: List[Action]) -> None:
-        rec = self.registry.get(msg.job)
         view = self.partitions.get(part)
+        if isinstance(msg, NodeStatus):
+            if view is not None:
+                view.node_status(msg)
+            return
+        rec = self.registry.get(msg.job)
         if rec is None or view is None:
             log.warning("report for job %s from %s dropped (unknown job or partition)", msg.job, part)
             return
@@ -392,15 +415,22 @@ class GovernorCore:
             if rec.it_state(msg.iteration).is_final:
                 log.warning("%s: a second end reported by %s dropped", rec.task.task_name(msg.iteration), part)
                 return
+            if interrupt.ends_interrupted(self, msg):
+                interrupt.killed(self, rec, view, part, msg, out)
+                return
             if self.router.spanning.running:
                 again = self.router.abandoned(part, rec, msg.iteration, msg.finished)
                 if again is not None:  # a spanning run killed because a partition of it was lost
                     self.apply(again, msg.finished, out)
                     return
+            if reruns.again(self, rec, view, part, msg, out):  # lost under it, or a failure it may retry
+                return
             self._finished(rec, view, msg, out)
             self.apply(self.router.finished(part, rec, (msg.iteration,), msg.finished), msg.finished, out)
         elif isinstance(msg, IterationsDropped):
             state = JobState.CANCELED if msg.canceled else JobState.FAILED
+            if interrupt.ends_interrupted(self, msg):
+                state = JobState.INTERRUPTED
             refused = self.router.refused(part, rec, msg.iterations, msg.reason, msg.when)
             if refused is not None:  # a partition could not set cores aside for a spanning run
                 self.apply(refused, msg.when, out)
@@ -465,7 +495,10 @@ class GovernorCore:
             out.append(Record(records.json_record({"t": "drop", "time": now, "job": rec.name, "its": span,
                                                    "range": isinstance(its, range), "state": state.value,
                                                    "reason": reason})))
-        if state is not JobState.CANCELED or not rec.canceled:
+        if state is JobState.INTERRUPTED:
+            if reason not in rec.messages:  # once per job: its count is in the job's counts
+                self._message(rec, reason)
+        elif state is not JobState.CANCELED or not rec.canceled:
             self._message(rec, reason if len(its) == rec.total else f"{len(its)} iteration(s): {reason}")
         for it in its:
             if rec.it_state(it) is JobState.QUEUED:
@@ -477,7 +510,7 @@ class GovernorCore:
                                    "state": state.value, "time": now, **which}))
         if self.each.waiting:
             self.each.final(self, rec, its, state, now, out)
-        if state is not JobState.SUCCEED:
+        if state is not JobState.SUCCEED and state is not JobState.INTERRUPTED:
             self._break_dependants(rec.name, f"dependency {rec.name} {state.value}", now, out)
         self._maybe_final(rec, now, out)
 
@@ -520,7 +553,7 @@ class GovernorCore:
         out.append(JobDone(rec))
         if final is JobState.SUCCEED:
             self._release(self._waiting_whole.pop(rec.name, []), out)
-        else:
+        elif final is not JobState.INTERRUPTED:  # an interrupted job's dependants are interrupted too
             self._break_dependants(rec.name, f"dependency {rec.name} {final.value}", now, out)
 
     def set_job_state(self, rec: JobRecord, state: JobState, now: float, out: List[Action]) -> None:

@@ -21,7 +21,12 @@ KNOWN_CRS = ("gpu", "mem")
 # One state byte per iteration: 10^8 iterations is 100 MB in the registry.
 MAX_ITERATIONS = 100_000_000
 
-_JOB_KEYS = ("name", "execution", "resources", "iteration", "dependencies", "attributes", "wt")
+_JOB_KEYS = ("name", "execution", "resources", "iteration", "dependencies", "attributes", "wt", "hpilot")
+# hpilot's own keys of a job (under "hpilot"; QCG-PilotJob does not read them)
+_HPILOT_KEYS = ("retry",)
+_RETRY_KEYS = ("lost", "failed")
+MAX_RETRIES = 100
+RETRY_LOST = 1  # re-runs of an iteration lost to a node, agent or partition failure, by default
 _EXEC_KEYS = (
     "exec", "args", "script", "env", "wd", "stdin", "stdout", "stderr",
     "modules", "venv", "model", "model_opts",
@@ -82,6 +87,11 @@ class JobSpec:
     each: Tuple[str, ...] = ()
     # The description as the user sent it: kept for jobInfo, reports and resume.
     source: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # hpilot's extension ("hpilot": {"retry": {"lost": N, "failed": M}}): how many times an
+    # iteration runs again when its node, agent or partition was lost under it, and when it
+    # failed by itself (a non-zero exit, its wall time)
+    retry_lost: int = RETRY_LOST
+    retry_failed: int = 0
 
     @property
     def iterations(self) -> int:
@@ -118,6 +128,7 @@ def parse_job(raw: Any, index: int = 0) -> Tuple[Optional[JobSpec], List[FieldEr
     if not isinstance(attributes, dict):
         c.add("attributes", f"must be an object, not {_kind(attributes)}")
         attributes = {}
+    retry_lost, retry_failed = _parse_hpilot(c, raw.get("hpilot"))
     if c.errors or execution is None or resources is None:
         return None, c.errors
     spec = JobSpec(
@@ -129,8 +140,38 @@ def parse_job(raw: Any, index: int = 0) -> Tuple[Optional[JobSpec], List[FieldEr
         attributes=tuple(sorted(attributes.items())),
         each=each,
         source=raw,
+        retry_lost=retry_lost,
+        retry_failed=retry_failed,
     )
     return spec, []
+
+
+def _parse_hpilot(c: _Collector, raw: Any) -> Tuple[int, int]:
+    """``"hpilot": {"retry": {"lost": 3, "failed": 2}}``: hpilot's own keys (retry counts)."""
+    lost, failed = RETRY_LOST, 0
+    if raw is None:
+        return lost, failed
+    if not isinstance(raw, dict):
+        c.add("hpilot", f"must be an object, not {_kind(raw)}")
+        return lost, failed
+    _unknown_keys(c, raw, _HPILOT_KEYS, "hpilot.")
+    retry = raw.get("retry")
+    if retry is None:
+        return lost, failed
+    if not isinstance(retry, dict):
+        c.add("hpilot.retry", f"must be an object such as {{\"lost\": 3, \"failed\": 1}}, not {_kind(retry)}")
+        return lost, failed
+    _unknown_keys(c, retry, _RETRY_KEYS, "hpilot.retry.")
+    out = {"lost": lost, "failed": failed}
+    for key in _RETRY_KEYS:
+        v = retry.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_RETRIES:
+            c.add(f"hpilot.retry.{key}", f"must be a whole number from 0 to {MAX_RETRIES}, not {v!r}")
+        else:
+            out[key] = v
+    return out["lost"], out["failed"]
 
 
 def _or_empty(value: Any, empty: Any) -> Any:

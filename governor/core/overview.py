@@ -106,7 +106,8 @@ def _resources(core: GovernorCore, running: List[JobRecord]) -> Dict[str, Any]:
             "name": p.name, "total_cores": p.resources.total_cores, "used_cores": p.used_cores,
             "held": s.get("outstanding"), "done": s.get("done"), "joined": s.get("joined"),
             "draining": bool(s.get("draining")),
-            "nodes": [{"name": n.name, "cores": n.total_cores, "used": used.get(n.name, 0)}
+            "nodes": [{"name": n.name, "cores": n.total_cores, "used": used.get(n.name, 0),
+                       **({"down": p.down[n.name]} if n.name in p.down else {})}
                       for n in p.resources.nodes],
         })
     total = sum(p.resources.total_cores for p in core.partitions.values())

@@ -115,7 +115,7 @@ def _iteration_counts(rec: JobRecord) -> Dict[str, int]:
         "stop": rec.task.it_start + rec.total,
         "total": rec.total,
         "finished": rec.finished_count,
-        "failed": c[JobState.FAILED] + c[JobState.CANCELED] + c[JobState.OMITTED],
+        "failed": c[JobState.FAILED] + c[JobState.CANCELED] + c[JobState.OMITTED] + c[JobState.INTERRUPTED],
     }
 
 
@@ -203,8 +203,12 @@ def resources_info(core: GovernorCore) -> Dict[str, Any]:
     total = sum(p.resources.total_cores for p in core.partitions.values())
     used = sum(p.used_cores for p in core.partitions.values())
     nodes = sum(len(p.resources.nodes) for p in core.partitions.values())
+    down = {node: why for p in core.partitions.values() for node, why in p.down.items()}
+    down_cores = sum(n.total_cores for p in core.partitions.values() for n in p.resources.nodes if n.name in p.down)
     out: Dict[str, Any] = {"total_nodes": nodes, "total_cores": total, "used_cores": used,
-                           "free_cores": total - used}
+                           "free_cores": max(0, total - used - down_cores)}
+    if down:  # hpilot's: nodes out of service, and why (their agent died, tasks cannot start there)
+        out["down_nodes"] = down
     if core.router.gone or any(not p.local for p in core.partitions.values()):  # each partition, and its counters
         stats = {s["name"]: s for s in core.router.stats()}
         out["partitions"] = [dict(stats.get(p.name, {}), name=p.name, total_cores=p.resources.total_cores,
@@ -247,7 +251,7 @@ def system_status(core: GovernorCore, now: float) -> Dict[str, Any]:
 def _stats(c: Counter, total: int, what: str) -> Dict[str, int]:
     return {
         f"Total{what}": total,
-        f"InSchedule{what}": c[JobState.QUEUED] + c[JobState.SCHEDULED],
+        f"InSchedule{what}": c[JobState.QUEUED] + c[JobState.SCHEDULED] + c[JobState.INTERRUPTED],
         f"Failed{what}": c[JobState.FAILED] + c[JobState.OMITTED],
         f"Finished{what}": c[JobState.SUCCEED] + c[JobState.CANCELED],
         f"Executing{what}": c[JobState.EXECUTING],

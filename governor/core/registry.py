@@ -205,10 +205,14 @@ class JobRecord:
 
         As QCG-PilotJob: a job canceled as a whole is CANCELED; one with iterations canceled
         one by one, or omitted one by one (their own predecessor, "a:${it}", did not
-        succeed), is FAILED.  A job omitted as a whole never gets here (its state is set)."""
+        succeed), is FAILED.  A job omitted as a whole never gets here (its state is set).
+        A job with an iteration the end of the run interrupted is INTERRUPTED (hpilot's own
+        state): it is not done, whatever its other iterations did, and a resume goes on."""
         c = self.counts
         if self.canceled:  # definitive: its dependants were omitted when the cancel came
             return JobState.CANCELED
+        if c[JobState.INTERRUPTED]:
+            return JobState.INTERRUPTED
         if c[JobState.SUCCEED] == self.total:
             return JobState.SUCCEED
         if c[JobState.FAILED] or c[JobState.OMITTED] or self.partial_cancel:

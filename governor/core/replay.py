@@ -6,7 +6,8 @@ finished iterations keep their results, cancels, drops and removes happen again.
 :class:`ReplayDone` then finishes what the journal finished and links every other job
 to its dependencies exactly as a submit does, which dispatches only what is left and
 rebuilds the OMITTED states.  Iterations that were running when the service died run
-again (they left no result).  The core validates itself after a replay
+again (they left no result), and so do those an earlier run's end INTERRUPTED (a signal,
+the allocation's end): their drop records are counted, never applied.  The core validates itself after a replay
 (``GovernorCore.validate``), so a journal can never leave it inconsistent.
 
 Finished-iteration records come in batches (:class:`ReplayFinished`) and are applied
@@ -63,7 +64,9 @@ def apply(core: GovernorCore, ev: Replayed, out: List[Action]) -> None:
                 core.forget(rec)
     elif isinstance(ev, ReplayDrop):
         rec = core.registry.get(ev.job)
-        if rec is not None:
+        if ev.state == JobState.INTERRUPTED.value:  # the end of an earlier run: they run again
+            core.replay_interrupted += len(ev.iterations)
+        elif rec is not None:
             state = JobState(ev.state)
             rec.drops.append(Drop(ev.iterations, state, ev.time, ev.reason))
             for it in ev.iterations:

@@ -28,6 +28,7 @@ from typing import Deque, Dict, List, Optional, Sequence, Set, Tuple
 
 from hpilot.governor.core.decisions import Decision, Grant, Impossible, Requeue, Tell
 from hpilot.governor.core.events import PartitionGone, PartitionJoined
+from hpilot.governor.core.fencing import Fences, Retries
 from hpilot.governor.core.placement import Candidate, Placement
 from hpilot.governor.core.registry import JobRecord
 from hpilot.governor.core.spanning import Spanning
@@ -150,7 +151,8 @@ class Router:
         self.slots: Dict[str, Slot] = {}
         self.ready: Deque[_Entry] = deque()
         self.settled = False
-        self.requeued: Set[Tuple[int, int]] = set()  # (id of the job record, iteration)
+        self.retries = Retries()  # re-runs of each iteration after a loss or a failure (fencing.py)
+        self.fences = Fences()  # lost partitions whose tasks may still run (fencing.py)
         self.gone: Dict[str, str] = {}  # name -> why (lost or left)
         self.spanning = Spanning()
 
@@ -182,26 +184,62 @@ class Router:
             e.fits.pop(ev.name, None)
         if slot is None:
             return out
-        out.extend(self.spanning.partition_gone(ev.name, ev.reason, ev.now, self))
-        reason = f"partition {ev.name} lost: {ev.reason}"
+        if ev.clean:
+            out.extend(self.spanning.partition_gone(ev.name, ev.reason, ev.now, self))
+            out.extend(self._give_back(slot, ev.reason, ev.now))
+        else:  # its tasks may still run: what it held waits until they are known dead (fencing.py)
+            led: List[Tuple[JobRecord, int]] = []
+            out.extend(self.spanning.partition_gone(ev.name, ev.reason, ev.now, self, led))
+            self.fences.hold(slot, ev.reason, led)
+            out.extend(self.pump(ev.now))
+        return out
+
+    def unfence(self, name: str, now: float) -> List[Decision]:
+        """The tasks of a lost partition are known dead now: what it held runs again."""
+        fenced = self.fences.lift(name)
+        if fenced is None:
+            return []
+        slot, why, led = fenced
+        return self._give_back(slot, why, now, led)
+
+    def _give_back(self, slot: Slot, why: str, now: float,
+                   led: Sequence[Tuple[JobRecord, int]] = ()) -> List[Decision]:
+        """What a partition held and did not finish: re-queued (within each job's re-runs), else
+        FAILED.  ``led``: spanning runs it led, which are gathered again."""
+        out: List[Decision] = []
+        reason = f"partition {slot.name} lost: {why}"
+        for rec, it in led:
+            if rec.it_state(it).is_final:
+                continue
+            if self.retries.again_lost(rec, (it,))[0]:
+                out.append(Requeue(rec, (it,), reason))
+                self.spanning.queue.appendleft((rec, it))
+            else:
+                out.append(Impossible(rec, (it,), JobState.FAILED, f"lost with partition {slot.name} after "
+                                      f"{rec.spec.retry_lost} re-run(s) ({why})"))
         for rec, held in slot.held.items():
-            again: List[int] = []
-            twice: List[int] = []
-            for it in held.unfinished():
-                key = (id(rec), it)
-                (twice if key in self.requeued else again).append(it)
+            again, spent = self.retries.again_lost(rec, held.unfinished())
             if rec.canceled and again:  # nothing to re-run: the user canceled it meanwhile
                 out.append(Impossible(rec, tuple(again), JobState.CANCELED, f"canceled; {reason}"))
                 again = []
             if again:
-                self.requeued.update((id(rec), it) for it in again)
-                log.warning("partition %s: %d iteration(s) of %s re-queued", ev.name, len(again), rec.name)
+                log.warning("partition %s: %d iteration(s) of %s re-queued", slot.name, len(again), rec.name)
                 out.append(Requeue(rec, tuple(again), reason))
                 self.ready.appendleft(_Entry(rec, tuple(again)))
-            if twice:
-                out.append(Impossible(rec, tuple(twice), JobState.FAILED,
-                                      f"lost with partition {ev.name} after an earlier re-queue ({ev.reason})"))
-        out.extend(self.pump(ev.now))
+            if spent:
+                out.append(Impossible(rec, tuple(spent), JobState.FAILED,
+                                      f"lost with partition {slot.name} after {rec.spec.retry_lost} re-run(s) "
+                                      f"({why})"))
+        out.extend(self.pump(now))
+        return out
+
+    def rerun(self, part: str, rec: JobRecord, it: int, reason: str, now: float) -> List[Decision]:
+        """An iteration ``part`` held ends, to run again (its node was lost, it could not start
+        there, or it failed and its job asks for re-runs): back to the ready queue."""
+        out = self.finished(part, rec, (it,), now, refill=False)
+        out.append(Requeue(rec, (it,), reason))
+        self.ready.appendleft(_Entry(rec, (it,)))
+        out.extend(self.pump(now))
         return out
 
     # ---- work ----
@@ -277,8 +315,9 @@ class Router:
 
     # ---- reports that concern routing ----
 
-    def finished(self, part: str, rec: JobRecord, its: Sequence[int], now: float) -> List[Decision]:
-        """Iterations ``its`` of ``rec`` that ``part`` held reached a final state."""
+    def finished(self, part: str, rec: JobRecord, its: Sequence[int], now: float,
+                 refill: bool = True) -> List[Decision]:
+        """Iterations ``its`` of ``rec`` that ``part`` held reached a final state (or left it)."""
         slot = self.slots.get(part)
         if slot is None or not its:
             return []
@@ -294,7 +333,7 @@ class Router:
             slot.measure(n, now)
         # refill in batches: once half of the partition's buffer is free (it still holds
         # a core's worth of work per core then, so it never idles), not per iteration
-        if self.ready and (slot.cost == 0 or slot.credit() >= slot.limit // 2):
+        if refill and self.ready and (slot.cost == 0 or slot.credit() >= slot.limit // 2):
             out.extend(self.pump(now))
         return out
 
@@ -316,13 +355,12 @@ class Router:
         if why is None:
             return None
         out = self.spanning.ended(rec, it, now, self)
-        key = (id(rec), it)
-        if key in self.requeued or rec.canceled:
+        again = not rec.canceled and self.retries.again_lost(rec, (it,))[0]
+        if not again:
             state = JobState.CANCELED if rec.canceled else JobState.FAILED
-            out.append(Impossible(rec, (it,), state, f"{why} (after an earlier re-queue)" if not rec.canceled
-                                  else f"canceled; {why}"))
+            out.append(Impossible(rec, (it,), state, f"{why} (after {rec.spec.retry_lost} re-run(s))"
+                                  if not rec.canceled else f"canceled; {why}"))
         else:
-            self.requeued.add(key)
             out.append(Requeue(rec, (it,), why))
             self.spanning.queue.appendleft((rec, it))
         return out
@@ -371,15 +409,21 @@ class Router:
         self.ready = deque(e for e in self.ready if e.pos < len(e.its))
         return sorted(taken)
 
-    def drop_unsent(self, reason: str) -> List[Decision]:
+    def drop_unsent(self, reason: str, state: JobState = JobState.CANCELED, now: float = 0.0) -> List[Decision]:
+        """Nothing more is sent: what waits here ends now in ``state`` (CANCELED by a finish,
+        INTERRUPTED when the run stops resumably), a spanning run being gathered included."""
         out: List[Decision] = []
         for e in self.ready:
             if not e.rec.state.is_final:
-                out.append(Impossible(e.rec, tuple(e.its[e.pos:]), JobState.CANCELED, reason))
+                out.append(Impossible(e.rec, tuple(e.its[e.pos:]), state, reason))
         self.ready.clear()
         for rec, it in self.spanning.queue:
-            out.append(Impossible(rec, (it,), JobState.CANCELED, reason))
+            out.append(Impossible(rec, (it,), state, reason))
         self.spanning.queue.clear()
+        run = self.spanning.current
+        if run is not None:
+            out.extend(self.spanning.abort_gathering(reason, now, self))
+            out.append(Impossible(run.rec, (run.it,), state, reason))
         return out
 
     # ---- for queries ----

@@ -189,9 +189,11 @@ class Spanning:
         self.running.pop((run.rec, run.it), None)
         return out
 
-    def partition_gone(self, name: str, reason: str, now: float, router: Router) -> List[Decision]:
+    def partition_gone(self, name: str, reason: str, now: float, router: Router,
+                       fenced: Optional[List[Tuple[JobRecord, int]]] = None) -> List[Decision]:
         """A partition left: a gathering that counted on it starts again; a run it led is
-        re-queued (once, like the partition's other work); a run it contributed to is killed."""
+        re-queued (once, like the partition's other work; into ``fenced`` instead, when the
+        lost partition's tasks may still run); a run it contributed to is killed."""
         out: List[Decision] = []
         run = self.current
         if run is not None and name in run.asked:
@@ -203,13 +205,14 @@ class Spanning:
             if run.leader == name:
                 run.asked.pop(name)
                 out.extend(self._release(run, why, now, router))
-                key = (id(run.rec), run.it)
-                if key in router.requeued or run.rec.canceled:
+                if fenced is not None and not run.rec.canceled:  # re-run once its tasks are known dead
+                    fenced.append((run.rec, run.it))
+                elif run.rec.canceled or not router.retries.again_lost(run.rec, (run.it,))[0]:
                     state = JobState.CANCELED if run.rec.canceled else JobState.FAILED
                     out.append(Impossible(run.rec, (run.it,), state,
-                                          f"lost with partition {name} after an earlier re-queue ({reason})"))
+                                          f"lost with partition {name} after {run.rec.spec.retry_lost} re-run(s) "
+                                          f"({reason})"))
                 else:
-                    router.requeued.add(key)
                     out.append(Requeue(run.rec, (run.it,), why))
                     self.queue.appendleft((run.rec, run.it))
             elif run.lost is None and run.leader is not None:
@@ -235,6 +238,12 @@ class Spanning:
             out.extend(self._release(run, reason, now, router))
             out.extend(self.next(now, router))
         return unsent, out
+
+    def abort_gathering(self, reason: str, now: float, router: Router) -> List[Decision]:
+        """The run is ending: the cores being set aside for the current gathering are released
+        (the caller ends its iteration)."""
+        run = self.current
+        return self._release(run, reason, now, router) if run is not None else []
 
     def stats(self) -> Dict[str, int]:
         return {"waiting": len(self.queue) + (self.current is not None), "running": len(self.running)}

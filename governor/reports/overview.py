@@ -157,7 +157,8 @@ def density_plot(run: RunData, out: str) -> Dict[str, Any]:
                 bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
     bar = fig.colorbar(image, ax=[top, ax], fraction=0.025, pad=0.01)
     bar.set_label("fraction of the row's cores busy")
-    failed = sum(1 for t in run.tasks if t.exit_code not in (0, None))
+    codes = run.spans.exit_code if run.spans is not None else [t.exit_code for t in run.tasks]
+    failed = sum(1 for c in codes if c not in (0, None))
     parts = f", {len(d['partitions'])} partitions" if d["partitions"] else ""
     per_row = "one row per node" if d["by"] == "node" and rows == d["nodes"] else (
         f"{d['nodes'] // rows}+ nodes per row" if d["by"] == "node" else f"up to {max(d['row_cores'])} cores per row")

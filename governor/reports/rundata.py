@@ -18,7 +18,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 AUX = ".hpilot"
 RUN_FILES = ("service.log", "jobs.report", "final_status")
@@ -110,6 +110,21 @@ class Task:
 
 
 @dataclass
+class Spans:
+    """The journal's tasks as columns: what the binned plots read (``cores``, ``throughput``, the
+    density view), without a :class:`Task` object each (100,000 of them cost a second)."""
+
+    task_id: List[str] = field(default_factory=list)
+    job: List[str] = field(default_factory=list)
+    begin: List[float] = field(default_factory=list)
+    finish: List[float] = field(default_factory=list)
+    placement: List[List[Tuple[str, int]]] = field(default_factory=list)
+    cpus: List[Optional[List[int]]] = field(default_factory=list)
+    exit_code: List[Optional[int]] = field(default_factory=list)
+    reason: List[Optional[str]] = field(default_factory=list)
+
+
+@dataclass
 class RunData:
     path: str
     final_status: Optional[Dict[str, Any]] = None
@@ -124,10 +139,22 @@ class RunData:
     has_wrapper: bool = False
     has_launch: bool = False
     lanes_done: bool = False  # Task.lanes filled (assign_lanes): only the per-core views need them
+    spans: Optional[Spans] = None  # the journal's tasks as columns (tasks then made on demand: ensure_tasks)
 
     @property
     def total_cores(self) -> int:
         return sum(len(c) for _, c in self.nodes)
+
+    @property
+    def task_count(self) -> int:
+        return len(self.tasks) if self.tasks or self.spans is None else len(self.spans.begin)
+
+    def intervals(self) -> Iterator[Tuple[str, Optional[float], Optional[float], List[Tuple[str, int]]]]:
+        """(job, begin, finish, placement) of every task, from the columns when there are some."""
+        if self.spans is not None and not self.tasks:
+            s = self.spans
+            return zip(s.job, s.begin, s.finish, s.placement)
+        return ((t.job, t.begin, t.finish, t.placement) for t in self.tasks)
 
     def require(self, what: str, ok: bool, why: str) -> None:
         """Raise :class:`MissingData` for ``what`` unless ``ok``; ``why`` says what is missing."""
@@ -261,6 +288,10 @@ def _parse_allocation(text: str) -> List[Tuple[str, List[int]]]:
     return out
 
 
+def _natural(name: str) -> List[Any]:
+    return [(0, int(x), "") if x.isdigit() else (1, 0, x) for x in re.split(r"(\d+)", str(name))]
+
+
 def _log_span(path: str) -> Tuple[Optional[float], Optional[float]]:
     first = last = None
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -275,9 +306,11 @@ def _log_span(path: str) -> Tuple[Optional[float], Optional[float]]:
 # ---- loading ----
 
 
-def load(arg: str, lanes: bool = True) -> RunData:
+def load(arg: str, lanes: bool = True, objects: bool = True) -> RunData:
     """The run in ``arg``; ``lanes``: also give each task its rows (cores), which the per-core
-    views need and the binned ones (cores, throughput, the density view of many nodes) do not."""
+    views need and the binned ones (cores, throughput, the density view of many nodes) do not;
+    ``objects`` False: the journal's tasks only as columns (:class:`Spans`), for those binned
+    views (``ensure_tasks`` makes the objects later if needed)."""
     path = resolve(arg)
     run = RunData(path)
     notes = run.notes
@@ -297,8 +330,9 @@ def load(arg: str, lanes: bool = True) -> RunData:
         cores = n.get("cores")
         run.nodes.append((str(n.get("name")), list(cores) if isinstance(cores, list) else list(range(int(cores or 0)))))
     parts = fs.get("partitions")
-    if isinstance(parts, dict):
-        run.partitions = {str(k): [str(n) for n in v] for k, v in parts.items() if isinstance(v, list)}
+    if isinstance(parts, dict):  # in name order (p1, p2, ..., p10), not the order they registered in
+        run.partitions = {str(k): [str(n) for n in v] for k, v in sorted(parts.items(), key=lambda kv: _natural(kv[0]))
+                          if isinstance(v, list)}
     if run.final_status is not None and not run.nodes:
         notes.append("final_status: no resources (older hpilot?): cores and nodes are taken from the tasks")
 
@@ -312,17 +346,17 @@ def load(arg: str, lanes: bool = True) -> RunData:
         notes.append("service.log: missing")
 
     _load_jobs(run)
-    _load_tasks(run)
-    if not run.nodes and run.tasks:
+    _load_tasks(run, objects or lanes)
+    if not run.nodes and run.task_count:
         per: Dict[str, int] = {}
-        for t in run.tasks:
-            for node, n in t.placement:
+        for _, _, _, placement in run.intervals():
+            for node, n in placement:
                 per[node] = max(per.get(node, 0), n)
         run.nodes = [(node, list(range(n))) for node, n in per.items()]
-    if run.started is None and run.tasks:
-        run.started = min((b for t in run.tasks if (b := t.begin) is not None), default=None)
-    if run.finished is None and run.tasks:
-        run.finished = max((fin for t in run.tasks if (fin := t.finish) is not None), default=None)
+    if run.started is None and run.task_count:
+        run.started = min((b for _, b, _, _ in run.intervals() if b is not None), default=None)
+    if run.finished is None and run.task_count:
+        run.finished = max((e for _, _, e, _ in run.intervals() if e is not None), default=None)
     if lanes:
         assign_lanes(run)
     return run
@@ -354,7 +388,7 @@ def _load_jobs(run: RunData) -> None:
             run.jobs[job.name] = job
 
 
-def _load_tasks(run: RunData) -> None:
+def _load_tasks(run: RunData, objects: bool = True) -> None:
     rt_dir = os.path.join(run.path, "rtstats")
     launch = [r for p in sorted(glob.glob(os.path.join(rt_dir, "launch-*.jsonl")))
               for r in _read_jsonl(p, run.notes, "launch")]
@@ -365,7 +399,7 @@ def _load_tasks(run: RunData) -> None:
         run.notes.append(f"rtstats: records of format {max(newer)} (a newer hpilot); this one reads format "
                          f"{FORMAT_VERSION} and shows the fields it knows")
     if not launch and not wrapped:
-        if _tasks_from_journal(run):
+        if _tasks_from_journal(run, objects):
             run.notes.append("rtstats: no wrapper records (the run was made without --enable-rt-stats): per-task "
                              "times are the launcher's, from the journal; launch-stats and the wrapper's exact "
                              "times are not available")
@@ -415,14 +449,15 @@ def _load_tasks(run: RunData) -> None:
     run.tasks = sorted(tasks.values(), key=lambda t: (t.begin or 0.0, t.task_id))
 
 
-def _tasks_from_journal(run: RunData) -> bool:
+def _tasks_from_journal(run: RunData, objects: bool = True) -> bool:
     """Every finished iteration from the journal (on by default): where it ran, when it started
     and ended as the launcher saw it, its exit.  The last record of a task wins (a re-run after a
     lost partition).  False when there is no journal, or nothing in it ran.
 
     Read for speed (a report of 100,000 tasks must come in seconds): only the ``I`` and submit
-    records, split as bytes, each distinct allocation parsed once; a damaged record (its
-    checksum) is skipped and counted, as a resume does."""
+    records, split as bytes, into columns (:class:`Spans`; ``objects``: a :class:`Task` each
+    too), each distinct allocation parsed once; a damaged record (its checksum) is skipped and
+    counted, as a resume does."""
     from hpilot.governor.service.journal import _parse, unescape
 
     try:
@@ -431,16 +466,13 @@ def _tasks_from_journal(run: RunData) -> bool:
     except OSError:
         return False
     iterative: Dict[str, bool] = {}
-    finished: Dict[Tuple[bytes, bytes], List[bytes]] = {}
+    crc = zlib.crc32
+    finished: Dict[Tuple[bytes, bytes], List[bytes]] = {}  # the last record of a task wins
     dropped = 0
     for line in lines:
         kind = line[:2]
-        if kind == b"I ":  # one finished iteration: the last record of a task wins
-            try:
-                good = line[10:11] == b" " and zlib.crc32(line[11:]) == int(line[2:10], 16)
-            except ValueError:  # not even a checksum
-                good = False
-            p = line[11:].split(b"\t") if good else []
+        if kind == b"I ":  # one finished iteration
+            p = line[11:].split(b"\t") if line[10:11] == b" " and _crc_ok(crc, line) else []
             if len(p) == 9:
                 finished[(p[0], p[1])] = p
             else:
@@ -454,14 +486,9 @@ def _tasks_from_journal(run: RunData) -> bool:
                         iterative[job["name"]] = job.get("iteration") is not None
             elif isinstance(body, dict) and body.get("t") == "ok":  # a batch of plain successes
                 _batch_records(body, finished)
-    if dropped:
-        run.notes.append(f"journal: {dropped} record(s) damaged or cut short (a kill?); skipped")
-    if not finished:
-        return False
+    spans = Spans()
     allocs: Dict[bytes, Tuple[List[Tuple[str, int]], Optional[List[int]]]] = {}
     names: Dict[bytes, Tuple[str, bool]] = {}
-    blank = _blank_task()
-    tasks = []
     for p in finished.values():
         where = allocs.get(p[6])
         if where is None:  # each distinct allocation string parsed once
@@ -471,24 +498,47 @@ def _tasks_from_journal(run: RunData) -> bool:
         if job is None:
             name = p[0].decode("utf-8", "replace")
             job = names[p[0]] = (name, iterative.get(name, True))
-        t = object.__new__(Task)  # a Task without its 22-field __init__: 100,000 of them add up
-        d = t.__dict__
-        d.update(blank)
         try:
-            d["task_id"] = f"{job[0]}:{int(p[1])}" if job[1] else job[0]
-            d["spawn"], d["end"] = float(p[4]), float(p[5])
-            d["exit_code"] = int(p[3]) if p[3] else None
+            begin, finish, code = float(p[4]), float(p[5]), int(p[3]) if p[3] else None
+            spans.task_id.append(f"{job[0]}:{int(p[1])}" if job[1] else job[0])
         except ValueError:
             dropped += 1
             continue
-        d["placement"], d["cpus"], d["lanes"] = list(where[0]), where[1], {}
-        if p[8]:
-            d["reason"] = unescape(p[8].decode("utf-8", "replace"))
+        spans.job.append(job[0])
+        spans.begin.append(begin)
+        spans.finish.append(finish)
+        spans.exit_code.append(code)
+        spans.placement.append(where[0])  # shared between tasks of one allocation: never changed
+        spans.cpus.append(where[1])
+        spans.reason.append(unescape(p[8].decode("utf-8", "replace")) if p[8] else None)
+    if dropped:
+        run.notes.append(f"journal: {dropped} record(s) damaged or cut short (a kill?); skipped")
+    if not spans.begin:
+        return False
+    run.spans = spans
+    run.task_source = "journal"
+    if objects:
+        ensure_tasks(run)
+    return True
+
+
+def ensure_tasks(run: RunData) -> None:
+    """A :class:`Task` per task of the columns (the per-core views and the listings need them),
+    in start order, made once."""
+    s = run.spans
+    if run.tasks or s is None:
+        return
+    blank = _blank_task()
+    tasks = []
+    for i in range(len(s.begin)):
+        t = object.__new__(Task)  # a Task without its 22-field __init__: 100,000 of them add up
+        d = t.__dict__
+        d.update(blank)
+        d["task_id"], d["spawn"], d["end"], d["exit_code"] = s.task_id[i], s.begin[i], s.finish[i], s.exit_code[i]
+        d["placement"], d["cpus"], d["reason"], d["lanes"] = list(s.placement[i]), s.cpus[i], s.reason[i], {}
         tasks.append(t)
     tasks.sort(key=lambda t: (t.spawn or 0.0, t.task_id))
     run.tasks = tasks
-    run.task_source = "journal"
-    return True
 
 
 def _batch_records(body: Dict[str, Any], finished: Dict[Tuple[bytes, bytes], List[bytes]]) -> None:
@@ -501,6 +551,13 @@ def _batch_records(body: Dict[str, Any], finished: Dict[Tuple[bytes, bytes], Lis
                                     str(a).encode(), str(w).encode(), b""]
     except (KeyError, TypeError, ValueError):
         pass  # a damaged batch is skipped like a damaged I record
+
+
+def _crc_ok(crc: Any, line: bytes) -> bool:
+    try:
+        return bool(crc(line[11:]) == int(line[2:10], 16))
+    except ValueError:  # not even a checksum
+        return False
 
 
 def _blank_task() -> Dict[str, Any]:
@@ -528,6 +585,7 @@ def _tasks_from_jobs(run: RunData) -> None:
 
 
 def ensure_lanes(run: RunData) -> None:
+    ensure_tasks(run)
     if not run.lanes_done:
         assign_lanes(run)
 

@@ -28,8 +28,8 @@ NODE_ROWS_FROM = 32  # from this many nodes a density row is a node; fewer: a ro
 
 def window(run: RunData) -> Tuple[float, float]:
     """(the start of the time axis, the span): the service's start and finish when known."""
-    begins = [b for t in run.tasks if (b := t.begin) is not None]
-    ends = [e for t in run.tasks if (e := t.finish) is not None]
+    begins = [b for _, b, _, _ in run.intervals() if b is not None]
+    ends = [e for _, _, e, _ in run.intervals() if e is not None]
     t0 = run.started if run.started is not None else min(begins, default=0.0)
     last = run.finished if run.finished is not None else max(ends, default=t0)
     last = max(last, max(ends, default=last))
@@ -177,11 +177,10 @@ def busy_cores(run: RunData, columns: Optional[int] = None, max_groups: int = MA
     other = len(groups)  # nodes final_status does not list (an older run): still counted in the total
     intervals: List[Interval] = []
     busy_core_s = 0.0
-    for t in run.tasks:
-        b, e = t.begin, t.finish
+    for _, b, e, placement in run.intervals():
         if b is None or e is None:
             continue
-        for node, cores in t.placement:
+        for node, cores in placement:
             intervals.append((group_of.get(node, other), b, e, cores))
             busy_core_s += cores * max(0.0, e - b)
     grid = binned(intervals, len(groups) + 1, t0, width, n)
@@ -194,7 +193,7 @@ def busy_cores(run: RunData, columns: Optional[int] = None, max_groups: int = MA
     total = [round(sum(vals), 4) for vals in zip(*(s["busy"] for s in series))] if series else [0.0] * n
     cores = run.total_cores
     return {"bin_s": width, "span_s": span, "times": [round(i * width, 6) for i in range(n)],
-            "groups": series, "total_busy": total, "total_cores": cores, "tasks": len(run.tasks),
+            "groups": series, "total_busy": total, "total_cores": cores, "tasks": run.task_count,
             "nodes": len(run.nodes), "busy_core_s": round(busy_core_s, 3),
             "utilization_pct": round(100.0 * busy_core_s / (cores * span), 2) if cores else None}
 
@@ -205,9 +204,9 @@ def throughput(run: RunData, columns: Optional[int] = None, max_jobs: int = MAX_
     t0, span = window(run)
     n, width = _grid(span, columns, 150)
     per_job: Dict[str, List[float]] = {}
-    for t in run.tasks:
-        if t.finish is not None:
-            per_job.setdefault(t.job, []).append(t.finish)
+    for job, _, finish, _ in run.intervals():
+        if finish is not None:
+            per_job.setdefault(job, []).append(finish)
     ranked = sorted(per_job, key=lambda j: (-len(per_job[j]), j))
     shown, rest = ranked[:max_jobs], ranked[max_jobs:]
     series = [(j, per_job[j]) for j in shown]
@@ -261,16 +260,18 @@ def density(run: RunData, columns: Optional[int] = None, max_rows: int = DENSITY
     labels, size, row_of = _density_rows(run, max_rows)
     by_node = len(run.nodes) >= NODE_ROWS_FROM
     intervals: List[Interval] = []
-    for t in run.tasks:
+    if by_node:  # whole nodes: the placement is enough (no Task objects, no lanes)
+        for _, b, e, placement in run.intervals():
+            if b is not None and e is not None:
+                for node, cores in placement:
+                    row = row_of.get((node, 0))
+                    if row is not None:
+                        intervals.append((row, b, e, cores))
+    for t in ([] if by_node else run.tasks):  # runs of a node's cores: where each task ran (its lanes)
         b, e = t.begin, t.finish
         if b is None or e is None:
             continue
-        for node, cores in t.placement:
-            if by_node:
-                row = row_of.get((node, 0))
-                if row is not None:
-                    intervals.append((row, b, e, cores))
-                continue
+        for node, _ in t.placement:
             weights: Dict[int, int] = {}
             for lane in t.lanes.get(node, ()):
                 r = row_of.get((node, lane))
@@ -294,6 +295,6 @@ def density(run: RunData, columns: Optional[int] = None, max_rows: int = DENSITY
             if rows_of:
                 bands.append({"name": name, "first": min(rows_of), "last": max(rows_of)})
     return {"rows": labels, "row_cores": size, "bin_s": width, "span_s": span, "grid": grid, "partitions": bands,
-            "by": "node" if by_node else "cores", "tasks": len(run.tasks), "nodes": len(run.nodes),
-            "cores": run.total_cores, "jobs": sorted({t.job for t in run.tasks})}
+            "by": "node" if by_node else "cores", "tasks": run.task_count, "nodes": len(run.nodes),
+            "cores": run.total_cores, "jobs": sorted({job for job, _, _, _ in run.intervals()})}
 

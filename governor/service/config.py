@@ -66,6 +66,9 @@ class Options:
     slurm_resources_file: Optional[str] = None
     slurm_limit_nodes_range_begin: Optional[int] = None
     slurm_limit_nodes_range_end: Optional[int] = None
+    # seconds before the allocation's end (read from Slurm) at which the run stops resumably;
+    # None: 60 s, or a tenth of the time limit if less (stop.py)
+    stop_before: Optional[float] = None
     disable_nl: bool = False
     nl_start_method: str = "slurm"
     nl_init_timeout: float = 30.0

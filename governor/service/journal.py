@@ -39,20 +39,30 @@ from hpilot.governor.core.records import (  # noqa: F401 - the format lives ther
     started_record,
     unescape,
 )
+from hpilot.launcher.private import WriteFailure
 
 
 class Journal:
+    """Appends records.  A write that fails (a full disk) is kept in :attr:`failed`, with what
+    it could not write; the owner stops the run resumably and, once it has made room (disk.py),
+    calls :meth:`retry`, which writes that remainder and goes on, or gives up for good.  A
+    resume replays every record before a failure (a torn last one is dropped, like a kill's)."""
+
     def __init__(self, path: str, sync_every: float = 0.5, header: Optional[Dict[str, Any]] = None) -> None:
         self.path = path
         self.sync_every = sync_every
-        new = not os.path.exists(path) or os.path.getsize(path) == 0
+        self.failed: Optional[WriteFailure] = None  # the first failure (why the run stopped)
+        self._unwritten = b""  # what a failed write left (its records after the torn one included)
+        size = os.path.getsize(path) if os.path.exists(path) else 0
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # every script and environment
         os.fchmod(self._fd, 0o600)
         self._pending: List[bytes] = []
         self._unsynced = False
         self._last_sync = time.monotonic()
-        if new:
+        if size == 0:
             self.write([frame("H", json.dumps({"version": VERSION, "created": time.time(), **(header or {})}))])
+        elif not _ends_a_line(path, size):  # the last run was cut in a record: ours start on a line of their own
+            self.write([b"\n"])
 
     def add(self, record: bytes) -> None:
         self._pending.append(record)
@@ -65,10 +75,28 @@ class Journal:
 
     def write(self, records: List[bytes]) -> None:
         data = b"".join(records)
-        while data:
-            n = os.write(self._fd, data)
-            data = data[n:]
+        if self._unwritten:  # stuck after a failure: kept in order, behind what it could not write
+            self._unwritten += data
+            return
+        self._put(data)
+
+    def _put(self, data: bytes) -> None:
+        try:
+            while data:
+                n = os.write(self._fd, data)
+                data = data[n:]
+        except OSError as e:
+            if self.failed is None:
+                self.failed = WriteFailure.of(self.path, e)
+            self._unwritten = data
         self._unsynced = True
+
+    def retry(self) -> bool:
+        """After a failure, once there is room: write what was left; True if the journal goes on."""
+        if self._unwritten:
+            data, self._unwritten = self._unwritten, b""
+            self._put(data)
+        return not self._unwritten
 
     def maybe_sync(self) -> Optional[float]:
         """fsync if due; returns seconds until the next one is due (None: nothing to sync)."""
@@ -77,15 +105,31 @@ class Journal:
         left = self.sync_every - (time.monotonic() - self._last_sync)
         if left > 0:
             return left
-        os.fsync(self._fd)
+        self._sync()
         self._unsynced = False
         self._last_sync = time.monotonic()
         return None
 
+    def _sync(self) -> None:
+        try:
+            os.fsync(self._fd)
+        except OSError as e:  # an I/O error, or a file system that reports a full disk only now
+            if self.failed is None:
+                self.failed = WriteFailure.of(self.path, e)
+
     def close(self) -> None:
         self.flush()
-        os.fsync(self._fd)
+        self._sync()
         os.close(self._fd)
+
+
+def _ends_a_line(path: str, size: int) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.seek(size - 1)
+            return f.read(1) == b"\n"
+    except OSError:
+        return True
 
 
 @dataclass

@@ -27,10 +27,17 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import zmq
-from hpilot.governor.core.events import ClientRequest, FromPart, PartitionDraining, PartitionGone, PartitionJoined
+from hpilot.governor.core.events import (
+    ClientRequest,
+    FenceLifted,
+    FromPart,
+    PartitionDraining,
+    PartitionGone,
+    PartitionJoined,
+)
 from hpilot.governor.core.governor import ERROR
 from hpilot.governor.service.net import REQUEST_LIMITS, bind, resolve_iface
-from hpilot.launcher import curve, safejson
+from hpilot.launcher import curve, guard, safejson
 from hpilot.launcher.private import open_private, write_private
 from hpilot.partition import wire
 from hpilot.partition.messages import FROM_PARTITION
@@ -38,6 +45,7 @@ from hpilot.partition.messages import FROM_PARTITION
 log = logging.getLogger("hpilot.partitions")
 ADDRESS_FILE = "partitions.address"
 LOST_AFTER = 6  # heartbeats missed before a partition counts as lost
+GUARD_BOUND = guard.BOUND  # a process known dead: its guard has killed its tasks within this
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,9 @@ class PartitionLinks:
         self.ever: Set[str] = set()
         self._next_beat = 0.0
         self.procs: Dict[str, subprocess.Popen] = {}  # the partition managers this governor started
+        self.local: Set[str] = set()  # ... as its own children (not through srun)
         self._reported: Set[str] = set()
+        self.fences: Dict[str, float] = {}  # lost partition -> when its tasks are known dead
 
     def sockets(self) -> List[Any]:
         return [self.router]
@@ -192,26 +202,61 @@ class PartitionLinks:
     # ---- timers ----
 
     def next_deadline(self) -> float:
-        return self._next_beat
+        return min([self._next_beat, *self.fences.values()])
 
     def tick(self, now: float) -> List[Any]:
-        """Heartbeats out; partitions silent for LOST_AFTER beats are lost."""
-        events: List[Any] = []
+        """Heartbeats out; partitions silent for LOST_AFTER beats, or whose process exited, are
+        lost; the fence of a lost partition is lifted once its tasks are known dead."""
+        events: List[Any] = self._exits(now)
+        for name, at in list(self.fences.items()):
+            if now >= at:
+                del self.fences[name]
+                log.info("partition %s: its tasks are known dead; what it held runs again", name)
+                events.append(FenceLifted(name, now))
         if now < self._next_beat:
             return events
         self._next_beat = now + self.heartbeat
         for link in list(self.by_name.values()):
             if now - link.last > self.heartbeat * LOST_AFTER:
                 log.error("partition %s lost: silent for %.1fs", link.name, now - link.last)
-                self._forget(link)
-                events.append(PartitionGone(link.name, f"silent for {now - link.last:.1f}s", False, now))
+                self._lost(link, f"silent for {now - link.last:.1f}s", now, events)
             else:
                 self._send(link.ident, wire.Heartbeat(now))
-        for name, p in self.procs.items():
-            if p.poll() is not None and name not in self._reported:
-                self._reported.add(name)
-                log.warning("partition manager %s (pid %d) exited with %s", name, p.pid, p.returncode)
         return events
+
+    def _exits(self, now: float) -> List[Any]:
+        """Partition managers of ours that exited: lost at once (no wait for their silence)."""
+        events: List[Any] = []
+        for name, p in self.procs.items():
+            if name in self._reported or p.poll() is None:
+                continue
+            self._reported.add(name)
+            log.warning("partition manager %s (pid %d) exited with %s", name, p.pid, p.returncode)
+            link = self.by_name.get(name)
+            if link is not None and name in self.local:
+                self._lost(link, f"its process exited (exit code {p.returncode})", now, events)
+            elif name in self.fences and name in self.local:  # fenced before: dead now
+                self.fences[name] = min(self.fences[name], now + GUARD_BOUND)
+        return events
+
+    def _lost(self, link: _Link, reason: str, now: float, events: List[Any]) -> None:
+        """A lost partition, fenced (fencing.py) until its tasks are known dead: a process of ours
+        that is dead (killed now if it still runs) within its guard's bound; any other when a live
+        manager that lost its governor would have killed its tasks."""
+        self._forget(link)
+        events.append(PartitionGone(link.name, reason, False, now))
+        p = self.procs.get(link.name)
+        if p is not None and link.name in self.local:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()  # lost anyway: its guard kills its tasks the moment it dies
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(1.0)
+            if p.poll() is not None:
+                self._reported.add(link.name)
+                self.fences[link.name] = now + GUARD_BOUND
+                return
+        self.fences[link.name] = now + self.heartbeat * LOST_AFTER + GUARD_BOUND
 
     def _forget(self, link: _Link) -> None:
         self.by_ident.pop(link.ident, None)
@@ -237,6 +282,8 @@ class PartitionLinks:
         for name, args in groups:
             argv = [sys.executable, "-m", "hpilot.governor", "service", "--parent", self.address, "--id", name,
                     "--wd", wd, "--log", log_level] + args
+            if not srun:  # our child: it stops the moment this process is gone (srun's: by its connection)
+                argv += ["--parent-pid", str(os.getpid())]
             if srun:  # on the group's first node, inside the allocation's step
                 node = first_node.get(name)
                 argv = ["srun", "-N1", "-n1", "--overlap", "--cpu-bind=none", "--export=ALL"] + \
@@ -245,6 +292,8 @@ class PartitionLinks:
                 p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                      env=env, cwd=wd, start_new_session=not srun)
             self.procs[name] = p
+            if not srun:
+                self.local.add(name)
             log.info("partition manager %s started (pid %d): %s", name, p.pid, " ".join(argv))
 
     def close(self, wait: float = 10.0) -> None:

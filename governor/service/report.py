@@ -14,7 +14,7 @@ from typing import IO, Any, Dict, Optional
 from hpilot.governor.core import counts
 from hpilot.governor.core.queries import _iteration_counts, _runtime, failures
 from hpilot.governor.core.registry import JobRecord, fmt_time
-from hpilot.launcher.private import open_private, write_private
+from hpilot.launcher.private import WriteFailure, open_private, write_private
 
 
 class JobReport:
@@ -26,14 +26,26 @@ class JobReport:
         self._f: IO[str] = open_private(path, "w" if fresh else "a", encoding="utf-8")
         self._dirty = False
         self._last_flush = time.monotonic()
+        self.failed: Optional[WriteFailure] = None  # a write that failed: nothing more is written
+
+    def _write(self, text: str) -> None:
+        if self.failed is not None:
+            return
+        try:
+            self._f.write(text)
+        except OSError as e:
+            self.failed = WriteFailure.of(self.path, e)
+        self._dirty = True
 
     def job_done(self, rec: JobRecord) -> None:
         entry = job_entry(rec)
-        if self.fmt == "json":
-            self._f.write(json.dumps(entry) + "\n")
-        else:
-            self._f.write(_text(entry))
-        self._dirty = True
+        self._write(json.dumps(entry) + "\n" if self.fmt == "json" else _text(entry))
+
+    def note(self, text: str) -> None:
+        """A last line about the run itself ("interrupted by SIGTERM: 12 iterations left to
+        resume"): in the text report only (every line of the JSON report is a job)."""
+        if self.fmt != "json":
+            self._write(f"# {text}\n")
 
     def maybe_flush(self) -> Optional[float]:
         """Flush if due; returns seconds until the next flush is due, or None if clean."""
@@ -46,12 +58,20 @@ class JobReport:
         return self.flush_every - (now - self._last_flush)
 
     def flush(self) -> None:
-        self._f.flush()
+        if self.failed is None:
+            try:
+                self._f.flush()
+            except OSError as e:
+                self.failed = WriteFailure.of(self.path, e)
         self._dirty = False
         self._last_flush = time.monotonic()
 
     def close(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError as e:  # what was buffered cannot be written: said once, not raised
+            if self.failed is None:
+                self.failed = WriteFailure.of(self.path, e)
 
 
 def job_entry(rec: JobRecord) -> Dict[str, Any]:

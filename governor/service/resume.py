@@ -46,15 +46,18 @@ class Plan:
     orphans: List[Tuple[int, float]] = field(default_factory=list)  # (pid, start) possibly still running
     file: Optional[str] = None  # the request file of the first run, and how far it was read
     file_next: int = 0
+    interrupted_by: Optional[str] = None  # why a run stopped resumably, the last time one did
 
     def to_json(self) -> Dict[str, Any]:
         return {k: getattr(self, k) for k in ("run_dir", "jobs", "jobs_done", "iterations", "iterations_done",
-                                              "to_run", "dropped_records", "problems")}
+                                              "to_run", "dropped_records", "problems", "interrupted_by")}
 
     def text(self) -> str:
         lines = [f"resume of {self.run_dir}:",
                  f"  jobs:       {self.jobs} ({self.jobs_done} finished)",
                  f"  iterations: {self.iterations} ({self.iterations_done} finished, {self.to_run} to run)"]
+        if self.interrupted_by:
+            lines.append(f"  last interrupted: {self.interrupted_by}")
         if self.file:
             lines.append(f"  request file: {self.file} (read up to request {self.file_next})")
         if self.dropped_records:
@@ -123,6 +126,9 @@ def restore(core: GovernorCore, run_dir: str, now: float) -> Tuple[List[Action],
         if t == "file":
             plan.file_next = max(plan.file_next, int(rec.get("next", 0)))
             continue
+        if rec.get("t") == "interrupt":
+            plan.interrupted_by = str(rec.get("reason"))
+            continue
         if rec.get("t") == "stderr":  # a failed iteration's last stderr lines, before its I record
             if isinstance(rec.get("tail"), str):
                 tails[(rec.get("job"), rec.get("it"))] = rec["tail"]
@@ -170,23 +176,3 @@ def resume_plan(path: str) -> Plan:
     core = GovernorCore(GovernorConfig(root_wd=wd))  # no partition: nothing is sent anywhere
     _, plan = restore(core, run, 0.0)
     return plan
-
-
-def kill_orphans(orphans: List[Tuple[int, float]]) -> int:
-    """Kill the process groups the dead service left running; a pid that was reused is left alone."""
-    import signal
-
-    import psutil
-
-    killed = 0
-    for pid, started in orphans:
-        try:
-            proc = psutil.Process(pid)
-            if proc.create_time() > started + 1.0:  # a newer process got this pid
-                continue
-            os.killpg(pid, signal.SIGKILL)
-            killed += 1
-        except (psutil.Error, ProcessLookupError, PermissionError):
-            continue
-    return killed
-

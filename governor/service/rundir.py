@@ -53,8 +53,26 @@ class RunDir:
         return name if os.path.isabs(name) else os.path.join(self.path_str, name)
 
 
+class LogFile(logging.FileHandler):
+    """service.log; a full disk makes it fall silent (said once on stderr), never a traceback."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        import sys
+
+        if not getattr(self, "_silent", False):
+            self._silent = True
+            err = sys.exc_info()[1]
+            why = err.strerror if isinstance(err, OSError) and err.strerror else err
+            print(f"hpilot: cannot write {self.baseFilename}: {why} (service.log is silent from here on)",
+                  file=sys.stderr, flush=True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not getattr(self, "_silent", False):
+            super().emit(record)
+
+
 def setup_logging(run_dir: RunDir, level: str) -> logging.Handler:
-    handler = logging.FileHandler(touch(run_dir.path("service.log")), encoding="utf-8")
+    handler = LogFile(touch(run_dir.path("service.log")), encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("hpilot")
     root.setLevel(logging.NOTSET if level == "notset" else getattr(logging, level.upper()))

@@ -29,6 +29,7 @@ from hpilot.governor.core.events import (
     ClientRequest,
     FinishService,
     FromPart,
+    Interrupt,
     JobDone,
     PartitionJoined,
     Record,
@@ -38,7 +39,9 @@ from hpilot.governor.core.events import (
     StateEvent,
 )
 from hpilot.governor.core.governor import ERROR, GovernorConfig, GovernorCore
+from hpilot.governor.core.interrupt import left_to_resume
 from hpilot.governor.core.states import JobState
+from hpilot.governor.service import disk, owner
 from hpilot.governor.service.config import Options
 from hpilot.governor.service.host import SystemHost
 from hpilot.governor.service.journal import FILE as JOURNAL_FILE
@@ -50,8 +53,10 @@ from hpilot.governor.service.partitions import ForwardedQuery, PartitionLinks
 from hpilot.governor.service.progress import Progress
 from hpilot.governor.service.report import JobReport, write_final_status
 from hpilot.governor.service.rundir import RunDir
+from hpilot.governor.service.stop import allocation_deadline
 from hpilot.launcher import curve
 from hpilot.launcher.api import LauncherFactory, poll_targets
+from hpilot.launcher.private import WriteFailure
 from hpilot.partition.core import PartitionConfig, PartitionCore
 from hpilot.partition.models import EnvContext, models_for
 from hpilot.partition.resources import ResourceSet, describe
@@ -66,6 +71,9 @@ RESUMED_OPTIONS = ("report_format", "report_file", "envschema", "nodes", "system
 PART = "p0"  # the in-process partition of a single manager
 LOCAL_CREDIT = 1 << 62  # it takes whole ranges: more cores' worth than any job has
 PUMP_ROUNDS = 64  # governor <-> in-process partition exchanges per loop pass at most
+# Each stops the run resumably: SIGTERM (Slurm at the time limit, scancel), SIGINT (Ctrl-C),
+# SIGHUP (the terminal went away), SIGUSR1/SIGUSR2 (``#SBATCH --signal=B:USR1@120``).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 @dataclass
@@ -88,6 +96,7 @@ class Service:
         self.started = time.time()
         self.resources = resources
         self.net: Optional[NetInterface] = None
+        owner.claim(run_dir.path_str, run_dir.name)  # before base_env: every process of the run carries it
         base_env = dict(os.environ)
         if opts.net:
             keys = curve.RunKeys.of(run_dir.path_str)
@@ -118,6 +127,7 @@ class Service:
         self.links: Optional[PartitionLinks] = None
         self.inproc: Optional[PartitionRunner] = None
         self._finish_by: Optional[float] = None
+        self.deadline = allocation_deadline(opts, resources)  # in an allocation: when to stop (stop.py)
         if governor:
             # partitions started by srun run on other nodes: loopback would not reach them
             iface = "0.0.0.0" if opts.slurm_partition_nodes and opts.net_iface == "127.0.0.1" else opts.net_iface
@@ -125,8 +135,9 @@ class Service:
         else:
             env = EnvContext(base_env=base_env, envschema=opts.envschema, address=address,
                              binding=resources.binding, in_allocation=slurm, aux_dir=run_dir.path("hostfiles"))
-            part = PartitionCore(resources, PartitionConfig(self.root_wd, env, models_for(slurm),
-                                                            uniq_prefix=run_dir.uniq))
+            part = PartitionCore(resources, PartitionConfig(
+                self.root_wd, env, models_for(slurm), uniq_prefix=run_dir.uniq,
+                deadline=self.deadline.stop_at if self.deadline else None))
             self.inproc = PartitionRunner(part, (make_launcher or local_launcher(opts))())
             nodes = tuple((n.name, len(n.cores)) for n in resources.nodes)
             self._to_gov(PartitionJoined(PART, nodes, now=self.started, credit=LOCAL_CREDIT))
@@ -140,6 +151,7 @@ class Service:
                                            "options": {k: getattr(opts, k) for k in RESUMED_OPTIONS}})
             self.gov.journaling = True
         self.progress = Progress() if opts.show_progress else None
+        self.reserve = disk.Reserve(run_dir.path(disk.RESERVE))  # space for the last words on a full disk
         self.refused: List[str] = []
         self.stopped_by: Optional[str] = None  # a signal's name, when one ended the run
         self._finish: Optional[str] = None
@@ -162,14 +174,11 @@ class Service:
 
     def resume(self, run_path: str) -> Plan:
         """Replay the journal of ``run_path`` (this service's own run dir) and run what is left."""
-        from hpilot.governor.service.resume import kill_orphans, restore
+        from hpilot.governor.service.resume import restore
 
         journaling, self.gov.journaling = self.gov.journaling, False  # replaying, not recording
         actions, plan = restore(self.gov, run_path, time.time())
         self.gov.journaling = journaling
-        killed = kill_orphans(plan.orphans)
-        if killed:
-            log.warning("killed %d task(s) the previous service left running", killed)
         log.info(plan.text().replace("\n", "; "))
         self._carry_out(actions)
         return plan
@@ -238,6 +247,10 @@ class Service:
             poller.register(parent_fd, zmq.POLLIN)
         try:
             while not self._done():
+                if self._stop_signal is not None:  # before any report: what it killed was interrupted
+                    self._on_signal()
+                self._stop_in_time()
+                self._check_disk()
                 self._pump()
                 if self.journal is not None:
                     self.journal.flush()  # what just started is on record before we sleep
@@ -338,6 +351,8 @@ class Service:
             waits.append(sync)
         if self.progress is not None:
             waits.append(self.progress.due_in())
+        if self.deadline is not None and self.gov.interrupted is None:
+            waits.append(self.deadline.stop_at - now)
         if self.links is not None:
             waits.append(min(self.links.next_deadline() - now, 0.2 if self._finish else 60.0))
         return max(0.0, min(waits)) if waits else None
@@ -354,7 +369,7 @@ class Service:
         os.set_blocking(w, False)
         self._wake = (r, w)
         self._old_wakeup = signal.set_wakeup_fd(w)
-        self._old_handlers = {s: signal.signal(s, self._record_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._old_handlers = {s: signal.signal(s, self._record_signal) for s in STOP_SIGNALS}
         return r
 
     def _record_signal(self, signum: int, frame: Any) -> None:
@@ -370,9 +385,46 @@ class Service:
             if self.inproc is not None:
                 self.inproc.launcher.kill_now()
             return
-        log.warning("%s received: canceling all jobs and finishing", name)
+        log.warning("%s received: stopping resumably (nothing new starts, running tasks are killed and "
+                    "left to the next resume)", name)
         self.stopped_by = name
-        self.request({"request": "finish"})
+        self.interrupt(f"interrupted by {name}")
+
+    def _check_disk(self) -> None:
+        """A file of the run that could not be written (journal, report, task output): the run
+        stops resumably, saying which file and why; the reserve gives room for the last words."""
+        failure = disk.first_failure(self.journal, self.report, self.inproc.launcher if self.inproc else None)
+        if failure is None or self.gov.interrupted is not None:
+            return
+        self.reserve.release()
+        if self.journal is not None and not self.journal.retry():  # what it could not write, now
+            log.error("%s: the journal cannot be written even so; what ends from here runs again on resume",
+                      self.journal.failed)
+        log.error("%s: stopping the run (resumable once there is room again)", failure)
+        self.interrupt(f"interrupted: {failure}")
+
+    def _stop_in_time(self) -> None:
+        """In an allocation: stop resumably --stop-before seconds ahead of its end, or at once when
+        all that is left cannot end before then (every queued task's wall time is too long)."""
+        if self.deadline is None or self.gov.interrupted is not None or self._finish is not None:
+            return
+        if time.time() >= self.deadline.stop_at:
+            log.warning("%s: stopping", self.deadline.reason)
+            self.interrupt(self.deadline.reason)
+            return
+        inproc = self.inproc
+        if (inproc is not None and not inproc.busy and inproc.launcher.running == 0 and inproc.core.held_back
+                and inproc.core.held_back == inproc.core.queued_iterations and not self.gov.router.ready):
+            reason = (f"{self.deadline.reason}: the {inproc.core.held_back} iteration(s) left cannot end before "
+                      "then (their wall time)")
+            log.warning("%s: stopping now", reason)
+            self.interrupt(reason)
+
+    def interrupt(self, reason: str) -> None:
+        """Stop the run resumably (governor/core/interrupt.py): a signal, the allocation's end, a disk."""
+        self._to_gov(Interrupt(reason, time.time()))
+        if self.journal is not None:
+            self.journal.flush()
 
     def _restore_signals(self) -> None:
         if not hasattr(self, "_wake"):
@@ -400,6 +452,9 @@ class Service:
             with contextlib.suppress(OSError):
                 os.remove(self.run_dir.path(ADDRESS_FILE))
             self.net.close()
+        stopped_text = self._interrupted_text()
+        if stopped_text:
+            self.report.note(stopped_text)
         self.report.flush()
         self.report.close()
         if self.progress is not None:
@@ -409,9 +464,12 @@ class Service:
         its = tallies.of_jobs(self.gov.registry)
         done = tallies.done(its)
         all_ok = counts[JobState.SUCCEED] == len(self.gov.registry)
-        status = exit_status(all_ok, bool(self.refused), self.stopped_by is not None)
+        stopped = self._interrupted_text()
+        status = exit_status(all_ok, bool(self.refused), self.stopped_by is not None,
+                             self.gov.interrupted is not None and left_to_resume(self.gov) > 0)
         elapsed = finished - self.started
-        write_final_status(self.run_dir.path("final_status"), {
+        status_path = self.run_dir.path("final_status")
+        final = {
             "run": self.run_dir.name,
             "host": socket.gethostname(),
             "started": self.started,
@@ -429,19 +487,41 @@ class Service:
             "iterations": dict(total=sum(its.values()), **its),
             "refused_requests": self.refused,
             "stopped_by": self.stopped_by,
+            # a run stopped resumably: why, and what `hpilot resume` will run (exit status 75)
+            "interrupted": {"reason": self.gov.interrupted, "left_to_resume": left_to_resume(self.gov),
+                            "message": stopped, "resume": f"hpilot resume {self.root_wd}"}
+            if self.gov.interrupted else None,
             "exit_status": status,
             "reason": self._finish,
-        })
+        }
+        not_written = ""
+        try:
+            write_final_status(status_path, final)
+        except OSError as e:  # a full disk even after the reserve was given back: said on the last line
+            self.reserve.release()
+            not_written = f"; {WriteFailure.of(status_path, e)}"
+            log.error("%s", not_written[2:])
         states = ", ".join(f"{counts[s]} {s.value}" for s in JobState if counts[s]) or "no jobs"
         rate = f", {done / elapsed:.0f} tasks/s" if elapsed > 0 and done else ""
         refused = f"; {len(self.refused)} request(s) refused" if self.refused else ""
-        if self.stopped_by:
+        if self.stopped_by and not stopped:
             refused += f"; stopped by {self.stopped_by}"
-        summary = (f"hpilot: {len(self.gov.registry)} job(s) ({states}), {sum(its.values())} task(s): "
+        lead = f"{stopped} (carry on with `hpilot resume {self.root_wd}`); " if stopped else ""
+        summary = (f"hpilot: {lead}{len(self.gov.registry)} job(s) ({states}), {sum(its.values())} task(s): "
                    f"{tallies.text(its, 'none')}{refused}; "
-                   f"{elapsed:.2f}s{rate}; run dir {self.run_dir.path_str}{first_failure(self.gov.registry)}")
+                   f"{elapsed:.2f}s{rate}; run dir {self.run_dir.path_str}{first_failure(self.gov.registry)}"
+                   f"{not_written}")
         log.info(summary)
+        self.reserve.release()
+        owner.release(self.run_dir.path_str)  # a clean end: a resume has nothing to check or kill
         return Outcome(status, summary, self.run_dir.path_str, list(self.refused), self.stopped_by)
+
+    def _interrupted_text(self) -> Optional[str]:
+        """``interrupted by SIGTERM: 225 iterations left to resume`` (None: the run was not interrupted)."""
+        if self.gov.interrupted is None:
+            return None
+        left = left_to_resume(self.gov)
+        return f"{self.gov.interrupted}: {left} iteration{'' if left == 1 else 's'} left to resume"
 
 
 def first_failure(registry: Any) -> str:
@@ -460,8 +540,16 @@ def first_failure(registry: Any) -> str:
     return ""
 
 
-def exit_status(all_jobs_ok: bool, refused: bool, stopped: bool) -> int:
-    """0 all good; 1 a job did not succeed (or a signal stopped the run); 2 bad input only."""
+# The run stopped resumably (a signal, --stop-before, a full disk): `hpilot resume` carries on.
+# sysexits' EX_TEMPFAIL ("try again later"): a campaign script loops while it sees this.
+INTERRUPTED_EXIT = 75
+
+
+def exit_status(all_jobs_ok: bool, refused: bool, stopped: bool, interrupted: bool = False) -> int:
+    """0 all good; 1 a job did not succeed (or the run was stopped otherwise); 2 bad input only;
+    75 (INTERRUPTED_EXIT) the run stopped resumably and work is left for `hpilot resume`."""
+    if interrupted:
+        return INTERRUPTED_EXIT
     if stopped or not all_jobs_ok:
         return 1
     return 2 if refused else 0

@@ -175,11 +175,19 @@ def serve(opts: Options, given: Optional[List[Any]] = None,
         raise UserError("nothing to run: give a request file (hpilot run FILE, or --file-path FILE)")
     check_governor_flags(opts)
     resume_run = _resume_run(opts)
+    taken_over: List[str] = []
     if resume_run:
+        from hpilot.governor.service.owner import take_over
+
+        taken_over = take_over(resume_run)  # refuses while the previous manager runs; kills what it left
+        for line in taken_over:
+            print(f"hpilot: {line}", file=sys.stderr, flush=True)
         # <wd>/.hpilot/<run>: the jobs' relative paths resolve against the original wd
         opts = dataclasses.replace(opts, wd=os.path.dirname(os.path.dirname(os.path.abspath(resume_run))),
                                    **_first_run_options(resume_run, opts))
     opts, resources, run_dir = prepare(opts, resume_run)
+    for line in taken_over:
+        log.warning("%s", line)
     # Tasks that run in the service's wd (the usual case) then need no chdir,
     # which lets the local launcher use posix_spawn, its fastest path.
     firsts = partition_groups(opts, resources, task_output_dir(opts, run_dir.path_str))
@@ -316,13 +324,17 @@ def serve_partition(opts: Options) -> int:
     slurm = resources.source == "slurm"
     env = EnvContext(base_env=dict(os.environ), envschema=opts.envschema, address=None, binding=resources.binding,
                      in_allocation=slurm, aux_dir=run_dir.path("hostfiles"))
-    core = PartitionCore(resources, PartitionConfig(opts.wd, env, models_for(slurm), uniq_prefix=run_dir.uniq))
+    from hpilot.governor.service.stop import allocation_deadline
+
+    deadline = allocation_deadline(opts, resources)  # a task that cannot end in this allocation waits
+    core = PartitionCore(resources, PartitionConfig(opts.wd, env, models_for(slurm), uniq_prefix=run_dir.uniq,
+                                                    deadline=deadline.stop_at if deadline else None))
     tags = tuple(t.strip() for t in opts.tags.split(",") if t.strip())
     net = _partition_client_port(opts, run_dir, governor_run) if opts.net else None
     try:
         mgr = PartitionManager(address, keys, opts.id or "", tags, core, launcher_for(opts, resources, run_dir),
                                opts.partition_register_timeout, client=net,
-                               query_timeout=opts.partition_query_timeout)
+                               query_timeout=opts.partition_query_timeout, parent_pid=opts.parent_pid)
         return mgr.run()
     except ManagerError as e:
         log.error("%s", e)

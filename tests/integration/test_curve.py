@@ -349,6 +349,19 @@ def test_the_python_api_and_a_tasks_controller_use_the_run_keys(ns: NetNS, svc: 
     assert (svc.wd / "child.txt").exists()
 
 
+def test_the_executor_off_loopback(ns: NetNS, wd: Path) -> None:
+    """Its futures are woken by the events, which off loopback need the run's client key."""
+    code = ("import json\n"
+            "from hpilot.governor import Executor\n"
+            f"with Executor({str(wd)!r}, '2', False, False, None, 'info', '--net-iface', {IFACE!r}) as ex:\n"
+            "    f = ex.submit('true', numCores=1)\n"
+            "    print(json.dumps([ex._manager.keys is not None, f.result(timeout=60)]))\n")
+    done = ns.python(["-c", code], cwd=wd, env=clean_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    curved, result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert curved and list(result.values()) == ["SUCCEED"], result
+
+
 def test_local_manager_off_loopback(ns: NetNS, wd: Path) -> None:
     code = ("import json\n"
             "from hpilot.governor import LocalManager\n"

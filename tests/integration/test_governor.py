@@ -434,8 +434,10 @@ def test_forwarded_query_gets_an_error_when_the_governor_is_gone(cluster: Cluste
     finally:
         for sock in socks:
             sock.close()
-    assert timed_out["code"] != 0 and "no answer from the governor within 1s" in timed_out["message"], timed_out
-    # the other one notices the governor's silence (6 heartbeats), exits, and answers what waits
+    # its 1 s query timeout, or its governor's connection closed for 1 s (launcher/upstream.py): both say so
+    assert timed_out["code"] != 0 and ("no answer from the governor within 1s" in timed_out["message"]
+                                       or "the governor is gone" in timed_out["message"]), timed_out
+    # the other one notices the governor's connection closed, exits, and answers what waits
     assert gone["code"] != 0 and "the governor is gone" in gone["message"], gone
     assert quick.wait(timeout=30) != 0 and slow.wait(timeout=30) != 0
 

@@ -201,6 +201,8 @@ def test_resume_of_something_that_is_not_a_run_is_a_clear_error(wd: Path) -> Non
 
 
 def test_resumed_service_kills_what_the_dead_one_left_running(wd: Path) -> None:
+    """Refused while the previous manager runs; once it is dead, its leftovers (found by the
+    run's HPILOT_RUN in their environment) are killed before anything starts."""
     import psutil
 
     # a sleep no other test, and no other test run on this machine, uses: only ours are found
@@ -213,12 +215,33 @@ def test_resumed_service_kills_what_the_dead_one_left_running(wd: Path) -> None:
     def sleeper() -> List[psutil.Process]:
         return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["/bin/sleep", token]]
 
+    def journaled_start() -> bool:  # the resume learns of the orphan from this record: kill only after it
+        path = wd / ".hpilot" / "latest" / "journal"
+        return path.exists() and any(kind == "S" for kind, _ in journal.read(str(path)).records)
+
     try:
-        wait_for(lambda: bool(sleeper()), 30, "the task to start")
+        wait_for(lambda: bool(sleeper()) and journaled_start(), 30, "the task to start and be journaled")
+        # its guard (launcher/guard.py) would kill the task at once: kill the guard first, so the
+        # task outlives the service, as it would if the machine had killed both
+        guards = [c for c in psutil.Process(proc.pid).children() if "guard.py" in " ".join(c.cmdline())]
+        assert guards, "the launcher has a guard"
+        for g in guards:
+            g.kill()
+
+        def dead(g: psutil.Process) -> bool:  # a zombie until the service reaps it
+            try:
+                return g.status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return True
+
+        wait_for(lambda: all(dead(g) for g in guards), 10, "the guard to die")
+        refused = run_hpilot(["resume", "."], cwd=wd, timeout=60)  # the previous manager still runs
+        assert refused.returncode == 2, refused.stderr
+        assert f"the previous manager of this run is still running (pid {proc.pid}" in refused.stderr
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-    assert sleeper(), "the orphan should outlive the killed service"
+    assert sleeper(), "the orphan should outlive the killed service and guard"
     resumed = subprocess.Popen(HPILOT + ["resume", "."], cwd=wd, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     def only_the_new_one() -> bool:

@@ -39,16 +39,19 @@ def test_nodes_cpus_placement_and_affinity(tmp_path: Path) -> None:
     p = salloc(["run", str(reqs), "--wd", str(tmp_path)], tmp_path)
     assert p.returncode == 0, p.stderr
     status = json.loads((latest_run(tmp_path) / "final_status").read_text())
-    # SLURM_JOB_NODELIST=n[1-4], SLURM_JOB_CPUS_PER_NODE=2(x4), the CPU ids from scontrol: 0-1, or 2-3 when
-    # another test's allocation holds 0-1 of the same nodes
+    # SLURM_JOB_NODELIST=n[1-4], SLURM_JOB_CPUS_PER_NODE=2(x4), the CPU ids from scontrol: two of a node's
+    # four, 0-1 on an empty cluster, others when another allocation (a test running beside this one, or
+    # another user's) holds some of them
     nodes = status["resources"]["nodes"]
     assert [n["name"] for n in nodes] == ["n1", "n2", "n3", "n4"]
-    assert all(n["cores"] in ([0, 1], [2, 3]) for n in nodes), nodes
+    assert all(len(set(n["cores"])) == 2 and set(n["cores"]) <= {0, 1, 2, 3} for n in nodes), nodes
+    cores_of = {n["name"]: n["cores"] for n in nodes}
     assert status["resources"]["binding"] is True
     out = lines(tmp_path, "probe.*")
     assert len(out) == 8
     for placed, slurmd, agent, cpu_set, allowed, joblist in out:
         assert slurmd == placed == agent  # the task really ran on the node it was placed on
+        assert int(cpu_set) in cores_of[placed]  # on a CPU Slurm gave the job there
         # bound to its one core; ids beyond this machine's 2 real CPUs are mapped onto them by the agent
         assert allowed == str(int(cpu_set) % 2)
         assert joblist == placed  # ch. 8: the task sees its own nodes as the job's
@@ -126,7 +129,8 @@ def test_agents_that_cannot_start_fail_the_run_clearly(tmp_path: Path) -> None:
 
 
 def test_agent_killed_mid_run(tmp_path: Path) -> None:
-    """Its tasks end FAILED with the reason, its node takes no more work, the rest goes on."""
+    """Its tasks die with it (its guard), its node takes no more work, and what ran there runs
+    again elsewhere once it is surely dead (once: hpilot.retry.lost); the rest goes on."""
     script = 'echo $SLURMD_NODENAME > node.${it}; touch started.${it}; sleep 4'
     reqs = write_requests(tmp_path / "r.json", submit(
         {"name": "long", "iteration": {"stop": 8}, "execution": {"script": script}},
@@ -146,15 +150,23 @@ def test_agent_killed_mid_run(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
         cancel(name)
-    assert proc.returncode == 1, err
+    assert proc.returncode == 0, err
     log = (latest_run(tmp_path) / "service.log").read_text()
     assert "node n3 lost: its agent's process ended" in log
     report = {e["name"]: e for e in map(json.loads, (latest_run(tmp_path) / "jobs.report").read_text().splitlines())}
-    assert report["long"]["state"] == "FAILED"
+    assert report["long"]["state"] == "SUCCEED"
     assert report["after"]["state"] == "SUCCEED"
     assert "n3" not in {o[0] for o in lines(tmp_path, "after.*")}
-    on_n3 = [p.name for p in tmp_path.glob("node.*") if p.read_text().strip() == "n3"]
-    assert len(on_n3) == 2
+    # the two that ran on n3 started twice, the second time elsewhere (node.IT says where)
+    from hpilot.governor.service import journal
+
+    starts: Dict[int, int] = {}
+    for kind, rec in journal.read(str(latest_run(tmp_path) / "journal")).records:
+        if kind == "S" and rec[0] == "long":
+            starts[rec[1]] = starts.get(rec[1], 0) + 1
+    again = [it for it, n in starts.items() if n == 2]
+    assert len(again) == 2 and all(n <= 2 for n in starts.values()), starts
+    assert all((tmp_path / f"node.{it}").read_text().strip() != "n3" for it in again)
 
 
 def _agent_pid(wd: Path, node: str) -> int:
@@ -292,4 +304,8 @@ def test_openmpi_hello_world_across_two_nodes(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr + err
     out = sorted((tmp_path / "hello.out").read_text().splitlines())
     assert len(out) == 4 and all(line.endswith("sum 6") for line in out), out
-    assert sorted(line.split()[5] for line in out) == ["n1", "n1", "n2", "n2"]
+    # two ranks on each node of the allocation (n1 and n2 on an empty cluster; Slurm picks others when
+    # another allocation holds one of them)
+    status = json.loads((latest_run(tmp_path) / "final_status").read_text())
+    allocated = [n["name"] for n in status["resources"]["nodes"]]
+    assert len(allocated) == 2 and sorted(line.split()[5] for line in out) == sorted(allocated * 2), (out, allocated)

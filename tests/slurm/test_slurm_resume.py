@@ -22,11 +22,12 @@ from tests.slurm.conftest import HPILOT, cancel, job_name, salloc
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm")]
 
 MARK = 'echo "${jname}" >> marks'
+MARK_IT = 'echo "${jname}:${it}" >> marks'  # ${jname} is the job's name, as in QCG-PilotJob
 
 
 def _requests() -> list:
     jobs = [
-        {"name": "sweep", "iteration": {"stop": 24}, "execution": {"script": f"sleep 0.1; {MARK}"}},
+        {"name": "sweep", "iteration": {"stop": 24}, "execution": {"script": f"sleep 0.1; {MARK_IT}"}},
         {"name": "after", "execution": {"script": MARK}, "dependencies": {"after": ["sweep"]}},
     ]
     return [{"request": "submit", "jobs": jobs}, {"request": "control", "command": "finishAfterAllTasksDone"}]

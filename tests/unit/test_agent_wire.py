@@ -206,18 +206,19 @@ def test_agent_killed_mid_run_fails_its_tasks_and_leaves(pool: AgentPool, tmp_pa
     agent = pool.nodes["b"].proc
     assert agent is not None
     os.kill(agent.pid, signal.SIGKILL)
-    pump(pool, lambda: rec.exits, what="the lost task")
-    ex = rec.exits[0]
-    assert ex.task_id == "long" and ex.exit_code != 0
-    assert ex.reason is not None and ex.reason.startswith("node b lost: its agent's process ended")
+    # a SIGKILLed agent cannot clean up, its guard does (launcher/guard.py)
+    wait_for(lambda: not _alive(task_pid), 5, "the agent's guard to kill its task")
+    pump(pool, lambda: rec.nodes, what="the node lost")
     assert rec.nodes == [("b", False, rec.nodes[0][2])]
     assert pool.ready_nodes == ["a"]
+    assert not rec.exits, "fenced: the lost task is reported once the node's tasks are surely dead"
+    pump(pool, lambda: rec.exits, timeout=30, what="the lost task")
+    ex = rec.exits[0]
+    assert ex.task_id == "long" and ex.exit_code != 0 and ex.lost
+    assert ex.reason is not None and ex.reason.startswith("node b lost: its agent's process ended")
     pool.launch(req("again", "b", ("/bin/true",), str(tmp_path)))
     rec.take(pool.poll())
-    assert "node b is not available" in (rec.exits[-1].reason or "")
-    # A SIGKILLed agent cannot clean up: its task lives on here (under Slurm, ending the agent's
-    # step ends it, with proctrack/cgroup). Clean up after the test.
-    os.kill(task_pid, signal.SIGKILL)
+    assert "node b is not available" in (rec.exits[-1].reason or "") and rec.exits[-1].lost
 
 
 @pytest.mark.shell

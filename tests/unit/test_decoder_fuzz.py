@@ -335,3 +335,24 @@ def test_the_command_lines_client_survives_a_killer_answer(frame: bytes) -> None
     finally:
         client.close()
         fake.close(0)
+
+
+# ---- what a partition does with a decoded Work: never fail on it ----
+
+
+@FUZZ
+@given(st.sampled_from([g for g, m in zip(PART_GENERIC, PART_MESSAGES) if isinstance(m, Work)]).flatmap(mutated))
+def test_a_decoded_work_never_fails_the_partition_core(frame: bytes) -> None:
+    """The codec also holds the invariants the core relies on (exec or script, iterations
+    inside the job's...): whatever it lets through, the core handles."""
+    from hpilot.partition.core import PartitionConfig, PartitionCore, Schedule
+    from hpilot.partition.models import EnvContext
+    from hpilot.partition.resources import local_resources
+
+    try:
+        msg = part_wire.decode(frame)
+    except part_wire.WireError:
+        return
+    core = PartitionCore(local_resources("n1:4"), PartitionConfig("/nonexistent-wd", EnvContext(base_env={})))
+    core.handle(msg)
+    core.handle(Schedule(1.0))

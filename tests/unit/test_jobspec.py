@@ -543,3 +543,28 @@ def test_job_label_uses_position_when_name_is_unusable() -> None:
     errors = bad({"execution": {"exec": "/bin/true", "bogus": 1}}, index=4)
     assert {e.job for e in errors} == {"#5"}
     assert {e.field for e in errors} == {"name", "execution.bogus"}
+
+
+# ---- hpilot's own key: re-runs (QCG-PilotJob does not read it) ----
+
+
+def test_retry_defaults_and_values() -> None:
+    spec = ok(job())
+    assert (spec.retry_lost, spec.retry_failed) == (1, 0)
+    spec = ok(job(hpilot={"retry": {"lost": 3, "failed": 2}}))
+    assert (spec.retry_lost, spec.retry_failed) == (3, 2)
+    assert ok(job(hpilot={"retry": {"lost": 0}})).retry_lost == 0
+
+
+@pytest.mark.parametrize("value,field", [
+    ({"retry": {"failed": -1}}, "hpilot.retry.failed"),
+    ({"retry": {"lost": True}}, "hpilot.retry.lost"),
+    ({"retry": {"lost": 101}}, "hpilot.retry.lost"),
+    ({"retry": {"faild": 1}}, "hpilot.retry.faild"),
+    ({"retry": 3}, "hpilot.retry"),
+    ({"retries": 3}, "hpilot.retries"),
+    ([1], "hpilot"),
+])
+def test_bad_retry_names_the_field(value: Any, field: str) -> None:
+    spec, errors = parse_job(job(hpilot=value))
+    assert spec is None and [e.field for e in errors] == [field], [str(e) for e in errors]

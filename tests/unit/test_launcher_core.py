@@ -171,7 +171,7 @@ def test_spawn_failed_reports_127_with_reason() -> None:
     core = LauncherCore()
     core.handle(Launch(req()))
     ex = only_report(core.handle(SpawnFailed("t", "could not start: No such file", 3.0)))
-    assert ex == TaskExit("t", 127, 3.0, 3.0, "could not start: No such file")
+    assert ex == TaskExit("t", 127, 3.0, 3.0, "could not start: No such file", unstarted=True)
     assert not ex.ok
     assert core.running == {}
     core.handle(Launch(req("p")))
@@ -216,3 +216,36 @@ def test_tick_handles_several_tasks_at_once() -> None:
 def test_unknown_event_is_a_type_error() -> None:
     with pytest.raises(TypeError):
         LauncherCore().handle(cast(Any, object()))
+
+
+# ---- an exit by a stop signal nobody here sent: held, since it is usually the allocation ending ----
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1])
+def test_an_exit_by_someone_elses_stop_signal_is_held_then_reported_as_it_was(sig: int) -> None:
+    core = LauncherCore(hold=1.0)
+    started(core, now=100.0)
+    assert core.handle(Exited("t", -sig, 101.0)) == []
+    assert core.next_deadline() == 102.0
+    assert core.handle(Tick(101.5)) == []
+    ex = only_report(core.handle(Tick(102.0)))
+    assert ex.exit_code == 128 + sig and ex.finished == 101.0
+    assert ex.reason == f"killed by signal {sig} ({signal.Signals(sig).name})"
+    assert not core.held
+
+
+def test_a_held_exit_killed_by_the_run_s_own_stop_is_reported_with_its_reason() -> None:
+    core = LauncherCore(hold=1.0)
+    started(core, now=100.0)
+    assert core.handle(Exited("t", -signal.SIGTERM, 101.0)) == []
+    ex = only_report(core.handle(Kill("t", "interrupted by SIGTERM", 101.2)))
+    assert ex.reason == "interrupted by SIGTERM" and ex.finished == 101.0 and not ex.ok
+    assert core.handle(Tick(105.0)) == []
+
+
+def test_a_kill_by_sigkill_or_a_crash_is_not_held() -> None:
+    core = LauncherCore(hold=1.0)
+    started(core, "a")
+    started(core, "b")
+    assert only_report(core.handle(Exited("a", -signal.SIGKILL, 101.0))).exit_code == 137
+    assert only_report(core.handle(Exited("b", -signal.SIGSEGV, 101.0))).exit_code == 128 + signal.SIGSEGV

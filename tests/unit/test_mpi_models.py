@@ -48,7 +48,7 @@ def test_openmpi_command() -> None:
                     "SLURM_STEP_NUM_NODES SLURM_DISTRIBUTION SLURM_CPU_BIND SLURM_NTASKS SLURM_NPROCS "
                     "SLURM_STEP_NUM_TASKS\n"
                     "export SLURM_NODELIST=n1,n2\nexport SLURM_TASKS_PER_NODE=2,1\n"
-                    "export OMPI_MCA_plm_slurm_args=--overlap\n"
+                    "export OMPI_MCA_plm_slurm_args='--overlap --nodelist=n1,n2'\n"
                     'exec /opt/ompi/bin/mpirun --rankfile /run/hf/r7.rankfile -np 3 --mca x 1 "$@"',
                     "hpilot-task", "/app", "-x")
 

@@ -561,3 +561,75 @@ def test_a_reservation_that_can_never_fit_is_refused_at_once(four: Driver) -> No
     assert isinstance(drop, IterationsDropped) and tuple(drop.iterations) == (0,) and not drop.canceled
     (drop,) = four.feed(RunReserved(spec("other"), 0, (), four.now))
     assert isinstance(drop, IterationsDropped) and "reserved cores are gone" in drop.reason
+
+
+# ---- the allocation's end (--stop-before): a task that cannot end before it waits for the next ----
+
+
+def test_a_task_whose_wall_time_passes_the_deadline_is_not_started() -> None:
+    import dataclasses
+
+    d = Driver(local_resources("4"))
+    d.core.cfg = dataclasses.replace(d.core.cfg, deadline=100.0)
+    d.now = 50.0
+    long, long_its = iterative("long", 2, wt=60.0)
+    d.work(long, long_its)
+    d.work(spec("short", wt=30.0), [0])
+    d.work(spec("unknown"), [0])  # no wall time: it may end in time, it starts
+    assert ids(d.schedule()) == ["short", "unknown"]
+    assert d.core.held_back == 2 and d.core.queued_iterations == 2
+    d.now = 39.0  # earlier (a fresh allocation's clock): it fits
+    assert ids(d.schedule()) == ["long:0", "long:1"]
+    assert d.core.held_back == 0
+
+
+def test_allocation_window_from_scontrol() -> None:
+    import time
+
+    from hpilot.partition.slurm import allocation_window
+
+    text = ("JobId=455 JobName=x UserId=root(0) JobState=RUNNING RunTime=00:00:00 TimeLimit=00:02:00 "
+            "SubmitTime=2026-11-29T18:00:21 StartTime=2026-11-29T18:00:21 EndTime=2026-11-29T18:02:21 Partition=d")
+    start, end = allocation_window(text) or (0.0, 0.0)
+    assert end - start == 120.0
+    assert time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(end)) == "2026-11-29T18:02:21"
+    assert allocation_window("JobId=1 StartTime=2026-11-29T18:00:21 EndTime=Unknown") is None
+
+
+# ---- a node where tasks cannot start (partition/health.py) ----
+
+
+def _unstarted(d: Driver, task_id: str) -> List[Action]:
+    d.now += 1.0
+    return d.feed(TaskEnded(TaskExit(task_id, 127, d.now, d.now, "could not start: No such file or directory: "
+                                     "'/scratch/x'", unstarted=True)))
+
+
+def test_a_node_where_tasks_cannot_start_goes_out_of_service_and_they_run_elsewhere() -> None:
+    from hpilot.partition.messages import NodeStatus
+
+    d = Driver(local_resources("a:1,b:1"))
+    s, its = iterative("j", 12)
+    d.work(s, its)
+    for _ in range(3):
+        reqs = {r.node: r.task_id for r in d.schedule()}
+        d.feed(TaskStarted(reqs["a"], 10, d.now))  # starts on a ...
+        d.end(reqs["a"])
+        out = _unstarted(d, reqs["b"])  # ... never on b
+        fin = of_type(out, IterationFinished)[0]
+        assert fin.lost, "it starts elsewhere: b's doing, the governor runs it again"
+    status = of_type(out, NodeStatus)
+    assert status and not status[0].up and "3 tasks in a row could not start here" in status[0].reason
+    assert d.core.down == {"b": status[0].reason}
+    assert {r.node for r in d.schedule()} == {"a"}
+
+
+def test_a_task_that_starts_nowhere_is_its_own_failure() -> None:
+    d = Driver(local_resources("a:1,b:1"))
+    s, its = iterative("j", 6)
+    d.work(s, its)
+    for _ in range(3):
+        for r in d.schedule():
+            fin = of_type(_unstarted(d, r.task_id), IterationFinished)[0]
+            assert not fin.lost
+    assert d.core.down == {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hpilot.governor.core.jobspec import parse_job
 from hpilot.partition import wire
@@ -29,7 +31,7 @@ def _spec() -> TaskSpec:
 
 
 @pytest.mark.parametrize("msg", [
-    Work(_spec(), range(0, 1_000_000), 1.5),
+    Work(dataclasses.replace(_spec(), it_count=1_000_000), range(0, 1_000_000), 1.5),
     Work(_spec(), (1, 3, 4), 1.5),
     CancelJob("j", "why", 2.0),
     Shutdown("bye", 3.0),

@@ -8,6 +8,7 @@ from typing import Any, Dict, List
 import pytest
 from hpilot.governor.core.events import (
     ClientRequest,
+    FenceLifted,
     FromPart,
     PartitionGone,
     PartitionJoined,
@@ -93,13 +94,29 @@ def test_lost_partition_requeued_once_then_failed(tmp_path: Path) -> None:
     g.feed(FromPart("p1", IterationStarted("a", 0, "n[0]", "/wd", 2.0, 2.0)))
     g.feed(PartitionGone("p1", "silent", False, 5.0))
     g.feed(PartitionJoined("p2", (("n2", 2),)))
+    rec = g.core.registry.get("a")
+    assert rec is not None and rec.it_state(0) is JobState.EXECUTING
+    assert g.work("p2") == [], "fenced: p1's tasks may still run, nothing of it is sent elsewhere yet"
+    g.feed(FenceLifted("p1", 12.0))
     assert sorted(g.work("p2")) == [0, 1, 2, 3]
     g.run("p2", "a", 0)
     g.feed(PartitionGone("p2", "silent", False, 6.0))
-    rec = g.core.registry.get("a")
-    assert rec is not None and rec.runs[0].attempts == 2
+    g.feed(FenceLifted("p2", 13.0))
+    assert rec.runs[0].attempts == 2
     assert all(rec.it_state(i) is JobState.FAILED for i in (1, 2, 3)) and rec.state is JobState.FAILED
-    assert "after an earlier re-queue" in " ".join(rec.messages)
+    assert "after 1 re-run(s)" in " ".join(rec.messages)
+
+
+def test_a_job_may_ask_for_more_re_runs_after_losses(tmp_path: Path) -> None:
+    g = Gov(tmp_path)
+    g.submit({**_job("a", 1), "hpilot": {"retry": {"lost": 2}}})
+    for n, part in enumerate(("p1", "p2", "p3")):
+        g.feed(PartitionJoined(part, ((f"n{n}", 2),)))
+        assert g.work(part) == [0]
+        g.feed(PartitionGone(part, "silent", False, 5.0 + n))
+        g.feed(FenceLifted(part, 12.0 + n))
+    rec = g.core.registry.get("a")
+    assert rec is not None and rec.state is JobState.FAILED and "after 2 re-run(s)" in " ".join(rec.messages)
 
 
 def test_too_big_fails_once_settled_and_dependants_omitted(tmp_path: Path) -> None:
@@ -139,6 +156,7 @@ def test_lost_partition_of_a_canceled_job_does_not_requeue(tmp_path: Path) -> No
     g.feed(FromPart("p1", IterationStarted("a", 0, "n[0]", "/wd", 2.0, 2.0)))
     g.feed(ClientRequest({"request": "cancelJob", "jobNames": ["a"]}, 3.0))
     g.feed(PartitionGone("p1", "silent", False, 5.0))
+    g.feed(FenceLifted("p1", 12.0))
     rec = g.core.registry.get("a")
     assert rec is not None and rec.state is JobState.CANCELED
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from hpilot.partition.core import NodeChanged
-from hpilot.partition.messages import IterationsDropped
+from hpilot.partition.messages import IterationsDropped, NodeStatus
 from hpilot.partition.resources import local_resources
 
 from tests.conftest import run_hpilot, submit, write_requests
@@ -19,7 +19,8 @@ def test_lost_node_takes_no_more_work_and_comes_back() -> None:
     d.work(s, its)
     first = d.schedule()
     assert [r.node for r in first] == ["a", "a", "b", "b"]
-    assert d.feed(NodeChanged("b", False, "agent died", 1.0)) == []
+    # the governor is told (resources, status and service.log show why)
+    assert d.feed(NodeChanged("b", False, "agent died", 1.0)) == [NodeStatus("b", False, "agent died", 1.0)]
     for r in first:  # the lost tasks end (reported by the pool), the cores of b stay out
         d.end(r.task_id, 0 if r.node == "a" else -1, None if r.node == "a" else "node b lost")
     second = d.schedule()
@@ -35,7 +36,8 @@ def test_work_that_no_longer_fits_fails_with_the_reason() -> None:
     d2.work(spec("blocker", cores=size(4)), [0])
     d2.schedule()
     d2.work(spec("both", nodes=size(2)), [0])
-    out = d2.feed(NodeChanged("a", False, "its agent died", 1.0))
+    status, *out = d2.feed(NodeChanged("a", False, "its agent died", 1.0))
+    assert status == NodeStatus("a", False, "its agent died", 1.0)
     assert len(out) == 1 and isinstance(out[0], IterationsDropped)
     assert out[0].reason.startswith("resources: needs 2 node(s)") and "node a lost: its agent died" in out[0].reason
 

@@ -10,6 +10,7 @@ import pytest
 from hpilot.governor.core.events import (
     Action,
     ClientRequest,
+    FenceLifted,
     FromPart,
     JobDone,
     PartitionGone,
@@ -159,14 +160,18 @@ def test_a_lost_leader_re_queues_the_run_once(gov: Gov) -> None:
     out = gov.feed(PartitionGone("p0", "silent", False, gov.now))
     assert ("p1", Release("big", 0, "partition p0 lost: silent")) in sent(out, Release)
     rec = gov.core.registry.get("big")
-    assert rec is not None and rec.it_state(0) is JobState.QUEUED
+    assert rec is not None and rec.it_state(0) is JobState.EXECUTING, "fenced: p0's run may still go on"
+    assert not sent(out, Reserve)
+    out = gov.feed(FenceLifted("p0", gov.now))
+    assert rec.it_state(0) is JobState.QUEUED
     assert sorted(p for p, _ in sent(out, Reserve)) == ["p1", "p2"], "gathered again where it can be"
     gov.reserved("p1", "big", 0, ("n2", (0, 1, 2, 3)))
     gov.reserved("p2", "big", 0, ("n3", (0, 1)))
     gov.report("p1", IterationStarted("big", 0, "n2[0]", "/wd", gov.now, gov.now, 4, 2))
     gov.feed(PartitionGone("p1", "silent", False, gov.now))
+    gov.feed(FenceLifted("p1", gov.now))
     assert gov.state("big") is JobState.FAILED, "lost twice: it does not run a third time"
-    assert "after an earlier re-queue" in " ".join(rec.messages)
+    assert "after 1 re-run(s)" in " ".join(rec.messages)
 
 
 def test_a_job_that_no_longer_fits_once_partitions_are_lost_fails(gov: Gov) -> None:

@@ -153,3 +153,27 @@ def test_the_journal_gives_every_finished_task(tmp_path: Path) -> None:
                    "one": ([("n0", 1), ("n1", 1)], 5.0, 6.0, 0, None)}
     assert any("1 record(s) damaged" in n for n in data.notes)
     assert {t.task_id: t.lanes for t in data.tasks}["sweep:1"] == {"n0": [1]}  # its real core id
+
+
+def test_the_columns_and_the_task_objects_give_the_same_figures(tmp_path: Path) -> None:
+    """The binned plots read the journal's columns (no Task objects); the figures are the same."""
+    run = tmp_path / "run"
+    run.mkdir()
+    nodes = [{"name": f"n{i}", "cores": [0, 1, 2, 3]} for i in range(40)]
+    (run / "final_status").write_text(json.dumps({"started": 0.0, "finished": 100.0, "resources": {
+        "nodes": nodes, "total_cores": 160}, "partitions": {"p2": [f"n{i}" for i in range(20, 40)],
+                                                            "p1": [f"n{i}" for i in range(20)]}}))
+    rnd = random.Random(3)
+    lines = [records.json_record({"t": "submit", "time": 0.0, "values": {}, "jobs": [
+        {"name": j, "iteration": {"stop": 300}} for j in ("a", "b")]})]
+    for job in ("a", "b"):
+        for it in range(300):
+            b = rnd.uniform(0, 90)
+            lines.append(records.finished_record(job, it, "SUCCEED", 0, b, b + rnd.uniform(0.1, 9),
+                                                 f"n{rnd.randrange(40)}[{rnd.randrange(4)}]", "/w", None))
+    _journal(run / "journal", lines)
+    columns, objects = load(str(run), lanes=False, objects=False), load(str(run))
+    assert list(columns.partitions) == ["p1", "p2"]
+    assert columns.spans is not None and not columns.tasks and len(objects.tasks) == 600
+    for fn in (timeline.busy_cores, timeline.throughput, timeline.density):
+        assert fn(columns) == fn(objects), fn.__name__

@@ -1,0 +1,63 @@
+"""Is the process at the other end of a DEALER still there?  Its TCP connection says so at once.
+
+A partition manager's governor and a node agent's manager are other processes, often on
+other nodes.  When one dies (``kill -9``, a crash), the kernel closes its sockets and the
+peer's connection ends at once; ZeroMQ then reconnects every 100 ms, in vain.  So a
+disconnect not followed by a new handshake within ``grace`` seconds (0.5) means the process
+is gone, and whoever depends on it stops starting work and kills its tasks, well within
+the 2 s the run's guarantee gives (heartbeats, kept as well, cover a host that vanished
+without closing anything: a crash of the whole node, a cut network).
+
+A peer that is alive and reconnects (a network blip) is back well within ``grace``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Optional
+
+import zmq
+
+EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+# ZeroMQ retries a lost connection every 100 ms: a live peer is back well within this
+GRACE = 0.5
+
+
+class UpstreamWatch:
+    def __init__(self, sock: zmq.Socket, grace: float = GRACE) -> None:
+        self.grace = grace
+        # an address of its own: an earlier monitor of the socket (the agent's greeting) keeps its own bound
+        self.monitor = sock.get_monitor_socket(EVENTS, addr=f"inproc://hpilot-upstream-{id(self):x}")
+        self.down_since: Optional[float] = None
+        self._sock = sock
+
+    def process(self, now: float) -> None:
+        """Read the connection's events (call when :attr:`monitor` is readable)."""
+        from zmq.utils.monitor import recv_monitor_message
+
+        while self.monitor.poll(0):
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except (zmq.ZMQError, ValueError):
+                return
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                if self.down_since is None:
+                    self.down_since = now
+            elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.down_since = None
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    def gone(self, now: float) -> bool:
+        return self.down_since is not None and now - self.down_since >= self.grace
+
+    def due_in(self, now: float) -> Optional[float]:
+        """Seconds until :meth:`gone` may turn true (None: connected)."""
+        return None if self.down_since is None else max(0.0, self.down_since + self.grace - now)
+
+    def close(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.disable_monitor()
+        self.monitor.close(0)
