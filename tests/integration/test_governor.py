@@ -183,7 +183,10 @@ def test_slow_partition_gets_fewer_iterations(cluster: Cluster) -> None:
 
 
 def test_file_interface_in_governor_mode(wd: Path) -> None:
+    # g needs 3 cores: more than one partition has, so both partitions take part whichever
+    # registers first (the 10 short iterations of f may all run on the first)
     write_requests(wd / "req.json", submit(_sweep("f", 10), {"name": "g", "execution": {"exec": "/bin/true"},
+                                                             "resources": {"numCores": {"exact": 3}},
                                                              "dependencies": {"after": ["f"]}}))
     r = run_hpilot(["service", "--file-path", "req.json", "--nodes", "2,2", "--partition-nodes", "1",
                     "--report-format", "json"], wd, timeout=60)
