@@ -78,14 +78,14 @@ def journal_of(wd: Path) -> Path:
 
 
 def finished_in_journal(wd: Path) -> Dict[str, int]:
-    """How many ``I`` records each task has in the run's journal."""
+    """How many times each task is recorded finished in the run's journal (``I`` records and
+    batches of successes alike)."""
     path = journal_of(wd)
     if not path.exists():
         return {}
     out: Dict[str, int] = defaultdict(int)
-    for kind, rec in journal.read(str(path)).records:
-        if kind == "I":
-            out[f"{rec[0]}:{rec[1]}"] += 1
+    for rec in journal.finished(journal.read(str(path)).records):
+        out[f"{rec[0]}:{rec[1]}"] += 1
     return dict(out)
 
 
