@@ -258,6 +258,17 @@ def _parse(line: bytes) -> Optional[Tuple[str, Any]]:
     return None
 
 
+def started(records: Iterable[Tuple[str, Any]]) -> Iterator[Tuple[str, int, Optional[int], float]]:
+    """Every start of the records, as the ``S`` record's tuple (job, iteration, pid, time): the
+    ``S`` records and the batches of starts (``"t": "started"``) alike."""
+    for kind, rec in records:
+        if kind == "S":
+            yield rec
+        elif kind == "J" and rec.get("t") == "started":
+            job = rec["job"]
+            yield from ((job, it, pid, at) for it, pid, at in zip(rec["its"], rec["pids"], rec["at"]))
+
+
 def iter_runs(path: str) -> Iterator[str]:
     """Run directories under ``path`` (a run dir itself, or a wd with .hpilot/), newest first."""
     if os.path.exists(os.path.join(path, FILE)):

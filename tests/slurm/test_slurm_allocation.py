@@ -161,8 +161,8 @@ def test_agent_killed_mid_run(tmp_path: Path) -> None:
     from hpilot.governor.service import journal
 
     starts: Dict[int, int] = {}
-    for kind, rec in journal.read(str(latest_run(tmp_path) / "journal")).records:
-        if kind == "S" and rec[0] == "long":
+    for rec in journal.started(journal.read(str(latest_run(tmp_path) / "journal")).records):
+        if rec[0] == "long":
             starts[rec[1]] = starts.get(rec[1], 0) + 1
     again = [it for it, n in starts.items() if n == 2]
     assert len(again) == 2 and all(n <= 2 for n in starts.values()), starts
