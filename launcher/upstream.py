@@ -14,6 +14,7 @@ A peer that is alive and reconnects (a network blip) is back well within ``grace
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Optional
 
 import zmq
@@ -61,3 +62,15 @@ class UpstreamWatch:
         with contextlib.suppress(zmq.ZMQError):
             self._sock.disable_monitor()
         self.monitor.close(0)
+
+
+def parent_watch(pid: Optional[int]) -> Optional[int]:
+    """A descriptor that becomes readable when ``pid`` (the process that started this one)
+    exits: a pidfd, which the kernel makes readable however the parent ended.  None: nothing
+    to watch (no pid, or a kernel before 5.3)."""
+    if pid is None or not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:  # already gone
+        return os.open(os.devnull, os.O_RDONLY)  # readable at once: finish now

@@ -38,7 +38,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 import zmq
 from hpilot.launcher import curve, safejson
 from hpilot.launcher.api import LauncherFactory, poll_targets
-from hpilot.launcher.upstream import UpstreamWatch
+from hpilot.launcher.upstream import UpstreamWatch, parent_watch
 from hpilot.partition import wire
 from hpilot.partition.core import PartitionCore
 from hpilot.partition.messages import CancelJob, Release, Reserve, RunReserved, Shutdown, Work
@@ -222,7 +222,7 @@ class PartitionManager:
         for sock in client_socks:
             poller.register(sock, zmq.POLLIN)
         poller.register(self.upstream.monitor, zmq.POLLIN)
-        parent_fd = _pidfd(self.parent_pid)
+        parent_fd = parent_watch(self.parent_pid)
         if parent_fd is not None:
             poller.register(parent_fd, zmq.POLLIN)
         killed_at: Optional[float] = None
@@ -353,13 +353,3 @@ class PartitionManager:
                     log.exception("frame from the governor dropped")
                     continue
                 self._from_governor(msg)
-
-
-def _pidfd(pid: Optional[int]) -> Optional[int]:
-    """A descriptor that becomes readable when ``pid`` exits (None: nothing to watch)."""
-    if pid is None or not hasattr(os, "pidfd_open"):
-        return None
-    try:
-        return os.pidfd_open(pid)
-    except OSError:  # already gone
-        return os.open(os.devnull, os.O_RDONLY)  # readable at once

@@ -57,6 +57,7 @@ from hpilot.governor.service.stop import allocation_deadline
 from hpilot.launcher import curve
 from hpilot.launcher.api import LauncherFactory, poll_targets
 from hpilot.launcher.private import WriteFailure
+from hpilot.launcher.upstream import parent_watch
 from hpilot.partition.core import PartitionConfig, PartitionCore
 from hpilot.partition.models import EnvContext, models_for
 from hpilot.partition.resources import ResourceSet, describe
@@ -242,7 +243,7 @@ class Service:
             poller.register(sock, zmq.POLLIN)
         for sock in self.links.sockets() if self.links else []:
             poller.register(sock, zmq.POLLIN)
-        parent_fd = _watch_parent(self.opts.parent_pid)
+        parent_fd = parent_watch(self.opts.parent_pid)
         if parent_fd is not None:
             poller.register(parent_fd, zmq.POLLIN)
         try:
@@ -568,16 +569,6 @@ def _local_port(run_dir: str) -> Optional[LocalPort]:
 
 def _cluster_name() -> str:
     return os.environ.get("SLURM_CLUSTER_NAME") or socket.gethostname().split(".")[0] or "local"
-
-
-def _watch_parent(pid: Optional[int]) -> Optional[int]:
-    """A pidfd that becomes readable when ``pid`` exits (None: nothing to watch)."""
-    if pid is None or not hasattr(os, "pidfd_open"):
-        return None
-    try:
-        return os.pidfd_open(pid)
-    except OSError:  # already gone
-        return os.open(os.devnull, os.O_RDONLY)  # readable at once: finish now
 
 
 def _drain(fd: int) -> None:
