@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Any, Dict, List
 
+from hpilot.governor.service import journal as journal_of_run
+
 from bench.workloads import w1
 
 UNGUARDED = ("import sys; import hpilot.launcher.local as l; l.LocalLauncher._guarded = lambda self, req: req; "
@@ -54,12 +56,11 @@ def _stop(workdir: str, n: int) -> float:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = os.path.join(wd, ".hpilot", "latest", "journal")
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # every task started (its S record) before the signal
+    while time.monotonic() < deadline:  # every task started (journaled) before the signal
         try:
-            with open(journal, "rb") as f:
-                if sum(1 for line in f if line.startswith(b"S ")) >= n:
-                    break
-        except OSError:
+            if sum(1 for _ in journal_of_run.started(journal_of_run.read(journal).records)) >= n:
+                break
+        except (OSError, journal_of_run.JournalError):
             pass
         time.sleep(0.05)
     else:
