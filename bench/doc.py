@@ -213,14 +213,21 @@ def _governor_notes(res: Results) -> str:
     phases = ""
     if rows:
         phases = "\n\n" + _table(["partitions", "iterations/s (wall)", "start-up to last registration s",
-                                   "steady iterations/s"], [
+                                   "steady iterations/s", "governor CPU µs/task, whole run",
+                                   "governor CPU µs/task, steady"], [
             [r["workload"][2:], f"{r['tasks_per_s']:.0f}",
              f"{r['register_s']:.2f}" if r.get("register_s") is not None else "-",
-             f"{r['steady_per_s']:.0f}" if r.get("steady_per_s") else "-"] for r in rows]) + """
+             f"{r['steady_per_s']:.0f}" if r.get("steady_per_s") else "-",
+             f"{r['gov_cpu_us_per_task']:.2f}" if r.get("gov_cpu_us_per_task") is not None else "-",
+             f"{r['gov_steady_cpu_us_per_task']:.2f}" if r.get("gov_steady_cpu_us_per_task") is not None
+             else "-"] for r in rows]) + """
 
-The steady rate runs from the first partition's registration to the governor's
-"finishing" (its service.log); start-up runs from the first partition manager's start
-to the last registration. Both are medians over the runs."""
+The steady phase runs from the first partition's registration to the governor's
+"finishing" (its service.log, which notes the governor's CPU time at both); start-up runs
+from the first partition manager's start to the last registration. The whole run's
+governor CPU (its final_status) adds its own start-up (imports, starting each partition
+manager, each registration), a fixed cost per run and per partition; the steady phase is
+what each iteration costs it. All are medians over the runs."""
     return f"""## Governor mode notes (issue #5)
 
 - Routing is by credit: a partition may hold twice its cores, or what it finished in the

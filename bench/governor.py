@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import statistics
 from typing import Any, Dict, List, Optional
 
@@ -73,7 +74,7 @@ def _run(workdir: str, name: str, requests: List[Dict[str, Any]], parts: int, re
            "ok": float(all(r[2] == 0 for r in runs))}
     if all(c is not None for c in cpus):
         out["gov_cpu_s"] = statistics.median(c for c in cpus if c is not None)
-    for key in ("register_s", "work_s"):
+    for key in ("register_s", "work_s", "steady_cpu_s"):
         got = [p[key] for p in phases if p.get(key) is not None]
         if got:
             out[key] = statistics.median(got)
@@ -99,6 +100,7 @@ def _phases(log_path: str) -> Dict[str, float]:
         return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
     started, registered, finishing = [], [], []
+    cpu: List[float] = []  # the governor's CPU at the first registration and at finishing
     try:
         with open(log_path) as f:
             for line in f:
@@ -106,13 +108,25 @@ def _phases(log_path: str) -> Dict[str, float]:
                     started.append(stamp(line))
                 elif "registered from" in line:
                     registered.append(stamp(line))
+                    if len(registered) == 1:
+                        cpu += _cpu_of(line)
                 elif "finishing: all jobs finished" in line:
                     finishing.append(stamp(line))
+                    cpu += _cpu_of(line)
     except (OSError, ValueError):
         return {}
     if not (started and registered and finishing):
         return {}
-    return {"register_s": max(registered) - min(started), "work_s": finishing[0] - min(registered)}
+    out = {"register_s": max(registered) - min(started), "work_s": finishing[0] - min(registered)}
+    if len(cpu) == 2:
+        out["steady_cpu_s"] = cpu[1] - cpu[0]
+    return out
+
+
+def _cpu_of(line: str) -> List[float]:
+    """``... (governor cpu 0.123 s)`` / ``... (cpu 1.234 s)`` at the end of a service.log line."""
+    m = re.search(r"cpu ([0-9.]+) s\)\s*$", line)
+    return [float(m.group(1))] if m else []
 
 
 def run(repeat: int, workdir: str, file_w1_wall: float, quick: bool = False) -> List[Dict[str, Any]]:
@@ -138,7 +152,9 @@ def run(repeat: int, workdir: str, file_w1_wall: float, quick: bool = False) -> 
                      "tasks_per_s": round(rate, 1), "peak_mb": r["peak"], "target": target, "met": met,
                      "register_s": round(r["register_s"], 3) if "register_s" in r else None,
                      "steady_per_s": round(n / r["work_s"], 1) if r.get("work_s") else None,
-                     "gov_cpu_us_per_task": round(1e6 * r["gov_cpu_s"] / n, 2) if "gov_cpu_s" in r else None})
+                     "gov_cpu_us_per_task": round(1e6 * r["gov_cpu_s"] / n, 2) if "gov_cpu_s" in r else None,
+                     "gov_steady_cpu_us_per_task": round(1e6 * r["steady_cpu_s"] / n, 2)
+                     if "steady_cpu_s" in r else None})
     r = _run(workdir, "G-1M", _sweep(big), 8, 1)
     rows.append({**base, "workload": "G-1M", "description": f"{big:,} dry-run iterations over 8 partitions",
                  "tasks": big, "wall_s": round(r["wall"], 4), "tasks_per_s": round(big / r["wall"], 1),

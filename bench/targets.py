@@ -133,12 +133,22 @@ def _flat_makespan(res: Results) -> Optional[Tuple[str, bool]]:
 
 
 def _partitions_cpu(res: Results) -> Optional[Tuple[str, bool]]:
-    """Issue #16: the governor's CPU per task does not grow from 1 to 8 partitions (10 % for noise)."""
+    """Issue #16: the governor's CPU per task does not grow from 1 to 8 partitions (10 % for noise).
+
+    Per task is the steady phase (first registration to finishing: what each iteration
+    costs); the whole run's CPU, start-up included (the governor's imports, starting and
+    registering each partition manager: a fixed cost per run and per partition), is shown
+    beside it."""
     rows = [row(res, f"G-{n}") for n in (1, 2, 4, 8)]
     if any(r is None or r.get("gov_cpu_us_per_task") is None for r in rows):
         return None
-    values = [float(r["gov_cpu_us_per_task"]) for r in rows if r is not None]
-    return ", ".join(f"{v:.1f}" for v in values) + " µs", max(values[1:]) <= 1.1 * values[0]
+    whole = [float(r["gov_cpu_us_per_task"]) for r in rows if r is not None]
+    steady = [r.get("gov_steady_cpu_us_per_task") for r in rows if r is not None]
+    text = ", ".join(f"{v:.1f}" for v in whole) + " µs for the whole run"
+    if any(v is None for v in steady):
+        return text, max(whole[1:]) <= 1.1 * whole[0]
+    values = [float(v) for v in steady if v is not None]
+    return (", ".join(f"{v:.1f}" for v in values) + f" µs steady ({text})", max(values[1:]) <= 1.1 * values[0])
 
 
 def _compared(name: str, key: str, good: Callable[[float], bool], fmt: str) -> Check:
@@ -321,7 +331,8 @@ TARGETS: List[Target] = [
            "partition, in the governor's process, does not pay.", "scale"),
     Target(16, "governor CPU per task, 1 to 8 partitions (G rows, real processes)", "flat or falling",
            _partitions_cpu, "a partition's reports cost the governor per batch: more partitions make more, "
-           "smaller batches for the same iterations.", "main"),
+           "smaller batches for the same iterations; the whole run adds each partition manager's start "
+           "and registration.", "main"),
     Target(16, "1,000,000 iterations over 8 partitions", "governor peak < 100 MB",
            _field("G-1M", "peak_mb", "{:.0f} MB", lambda v: v < 100, sized=True),
            "the peak is the governor's registry: a state byte and 48 bytes of run columns per iteration.", "main"),

@@ -327,7 +327,23 @@ def _show(hint: Any) -> str:
 def encode(msg: Message) -> bytes:
     if type(msg) not in TOP:
         raise WireError(f"not a message: {type(msg).__name__}")
+    if type(msg) is Work:  # a job's refills repeat its spec: its encoding is made once
+        return _dumps({"spec": _spec_out(msg.spec), "iterations": _out(msg.iterations), "now": msg.now,
+                       "@": "Work"}).encode()
     return _dumps(_out(msg)).encode()
+
+
+_SPECS: Dict[int, Tuple[TaskSpec, Any]] = {}  # id -> (the spec, kept alive so the id stays its, its encoding)
+
+
+def _spec_out(spec: TaskSpec) -> Any:
+    got = _SPECS.get(id(spec))
+    if got is not None and got[0] is spec:
+        return got[1]
+    if len(_SPECS) >= 1024:
+        _SPECS.clear()
+    out = _SPECS[id(spec)] = (spec, _out(spec))
+    return out[1]
 
 
 def decode(frame: bytes) -> Message:
@@ -441,21 +457,50 @@ def _columns(cls: Any, vals: List[Any], item: Any) -> Message:
     cols = vals[2:-1]
     n = len(its) if isinstance(its, list) else -1
     ok = (isinstance(job, str) and _whole(cores) and n >= 0
-          and all(isinstance(c, list) and len(c) == n for c in cols) and all(map(_whole, its)))
+          and all(isinstance(c, list) and len(c) == n for c in cols) and _all_whole(its))
     if ok:
         kinds = [str, str, float, float, int] if cls is IterationsStarted else [str, str, float, float]
         for col, kind in zip(cols, kinds):
             if kind is str:
-                ok = all(type(x) is str for x in col)
+                ok = set(map(type, col)) <= _STR
             elif kind is float:
-                ok = all(map(_num, col))
+                ok = _all_numbers(col)
             else:  # pids: whole numbers or null
-                ok = all(x is None or _whole(x) for x in col)
+                ok = _all_pids(col)
             if not ok:
                 break
     if not ok:
         raise WireError(f"{cls.__name__}: bad field(s) in {str(item)[:200]}")
     return cls(job, tuple(its), *(tuple(c) for c in cols), cores)
+
+
+# A batch's columns are checked a column at a time in C (map, set, min, max): the governor
+# decodes every iteration of a large allocation, and a Python call per cell was most of it.
+_STR = {str}
+_INT = {int}
+_FLOAT = {float}
+_NONE = {type(None)}
+
+
+def _all_whole(col: List[Any]) -> bool:
+    return not col or (set(map(type, col)) <= _INT and min(col) >= -_WHOLE and max(col) < _WHOLE)
+
+
+def _all_pids(col: List[Any]) -> bool:
+    """Whole numbers or null (no pid: a dry run, an agent's task)."""
+    types = set(map(type, col))
+    if types <= _NONE:
+        return True
+    if types <= _INT:
+        return _all_whole(col)
+    return all(x is None or _whole(x) for x in col)
+
+
+def _all_numbers(col: List[Any]) -> bool:
+    """Finite floats (a time column), or whole numbers among them: cell by cell then."""
+    if set(map(type, col)) <= _FLOAT:
+        return all(map(math.isfinite, col))
+    return all(map(_num, col))
 
 
 _whole = _is_whole

@@ -179,8 +179,8 @@ class PartitionLinks:
         self.by_ident[ident] = link
         self.by_name[name] = link
         self.ever.add(name)
-        log.info("partition %s registered from %s (pid %d): %s", name, msg.host, msg.pid,
-                 ", ".join(f"{n}:{c}" for n, c in msg.nodes))
+        log.info("partition %s registered from %s (pid %d): %s (governor cpu %.3f s)", name, msg.host, msg.pid,
+                 ", ".join(f"{n}:{c}" for n, c in msg.nodes), time.process_time())
         self._send(ident, wire.Registered(name, self.heartbeat))
         events.append(PartitionJoined(name, tuple((str(n), int(c)) for n, c in msg.nodes), tuple(msg.tags), now))
 

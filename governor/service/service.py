@@ -213,7 +213,7 @@ class Service:
                 if on_reply is not None:
                     on_reply(a)
             elif isinstance(a, FinishService):
-                log.info("finishing: %s", a.reason)
+                log.info("finishing: %s (cpu %.3f s)", a.reason, time.process_time())
                 self._finish = self._finish or a.reason
 
     def _pump(self) -> None:
