@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from typing import Any
 
 import pytest
 from hpilot.governor.core.jobspec import parse_job
@@ -107,3 +109,25 @@ def test_a_bad_record_in_a_batch_is_dropped_alone(bad: object) -> None:
     assert len(errors) == 1 and errors[0]
     with pytest.raises(wire.WireError):
         wire.decode_frame(b"[1, 2")
+
+
+@pytest.mark.parametrize("column,cell", [
+    (2, True),  # an iteration that is a bool
+    (2, 2 ** 70),  # an iteration beyond a whole number
+    (2, 1.5),  # ... or not whole
+    (3, 7),  # an allocation that is no string
+    (6, None),  # a start time missing (NaN and Infinity are no JSON: the frame goes)
+    (6, "now"),
+    (7, -2 ** 70),  # a pid beyond a whole number
+    (7, "1"),
+])
+def test_a_batch_with_one_bad_cell_is_dropped_whole(column: int, cell: Any) -> None:
+    good = ["S", "j", [0, 1, 2], ["n0[0]", "n0[1]", "n0[2]"], ["/w", "/w", "/w"], [1.0, 1.0, 1.0], [2.0, 2, 2.5],
+            [None, 12, None], 3]
+    msgs, errors = wire.decode_frame(json.dumps([good]).encode())
+    assert not errors and msgs[0].pids == (None, 12, None) and msgs[0].started == (2.0, 2, 2.5)
+    bad = list(good)
+    bad[column] = list(good[column])
+    bad[column][1] = cell
+    msgs, errors = wire.decode_frame(json.dumps([good, bad]).encode())
+    assert len(msgs) == 1 and len(errors) == 1 and "IterationsStarted" in errors[0], (msgs, errors)
