@@ -122,11 +122,12 @@ class Slot:
 
 
 class _Entry:
-    __slots__ = ("rec", "its", "pos", "fits")
+    __slots__ = ("rec", "its", "pos", "fits", "given")
 
     def __init__(self, rec: JobRecord, its: Sequence[int]) -> None:
         self.rec, self.its, self.pos = rec, its, 0
         self.fits: Dict[str, bool] = {}  # partition -> can it ever hold one iteration
+        self.given: Dict[str, int] = {}  # partition -> how many of these iterations it was given
 
 
 def cost(rec: JobRecord) -> int:
@@ -273,9 +274,11 @@ class Router:
                 continue
             c = cost(rec)
             left = len(e.its) - e.pos
-            for name, n in self.placement.split(left, c, [Candidate(s.name, s.credit(), s.cores) for s in cands]):
+            offer = [Candidate(s.name, s.credit(), s.cores, e.given.get(s.name, 0) * c) for s in cands]
+            for name, n in self.placement.split(left, c, offer):
                 batch = e.its[e.pos:e.pos + n]
                 e.pos += n
+                e.given[name] = e.given.get(name, 0) + n
                 self.slots[name].hold(rec, batch, c)
                 out.append(Grant(name, rec, batch))
             if e.pos < len(e.its):

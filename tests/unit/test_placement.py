@@ -33,6 +33,20 @@ def test_split_in_proportion_to_credit_and_never_beyond() -> None:
     assert p.split(0, 1, [Candidate("a", 5, 4)]) == []
 
 
+def test_the_end_of_the_work_evens_out_what_each_was_given_per_core() -> None:
+    p = Placement()
+    # 6 left, room for all of it anywhere: b is 6 behind a, so b gets them (no last wave on a)
+    assert p.split(6, 1, [Candidate("a", 20, 4, given=10), Candidate("b", 20, 4, given=4)]) == [("b", 6)]
+    # per core: c has twice the cores, so twice the share
+    got = dict(p.split(9, 1, [Candidate("a", 20, 4), Candidate("c", 20, 8)]))
+    assert got == {"a": 3, "c": 6}
+    # never beyond credit: what the one behind cannot take goes by credit to the others
+    got = dict(p.split(6, 1, [Candidate("a", 20, 4, given=10), Candidate("b", 2, 4, given=0)]))
+    assert got == {"b": 2, "a": 4}
+    # more work than room: the end is not near, credit alone decides
+    assert dict(p.split(50, 1, [Candidate("a", 10, 4, given=100), Candidate("b", 10, 4)])) == {"a": 10, "b": 10}
+
+
 def _job(name: str, n: int, cores: int = 1, after: Any = None) -> Dict[str, Any]:
     j: Dict[str, Any] = {"name": name, "execution": {"exec": "/bin/true"}, "resources": {"numCores": {"exact": cores}}}
     if n > 1:
