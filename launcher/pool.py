@@ -38,7 +38,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import zmq
 from hpilot.launcher import curve, guard, private, wire
 from hpilot.launcher.api import LauncherEvent, NodeChanged, TaskStarted
-from hpilot.launcher.core import LaunchRequest, TaskExit
+from hpilot.launcher.core import HOLD, STOP_SIGNALS, LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
 from hpilot.launcher.output import OutputStreams
 
@@ -121,10 +121,12 @@ class _Node:
     last_heard: float = 0.0
     lost: Optional[str] = None  # why the node is out for good
     tasks: Dict[str, float] = field(default_factory=dict)  # task id -> started
+    # its agent stopped by a stop signal: (lost at, why), HOLD seconds later (see _stopping)
+    stopping: Optional[Tuple[float, str]] = None
 
     @property
     def ready(self) -> bool:
-        return self.ident is not None and self.lost is None
+        return self.ident is not None and self.lost is None and self.stopping is None
 
 
 class AgentPool:
@@ -240,14 +242,16 @@ class AgentPool:
 
     def next_deadline(self) -> float:
         beat = self._next_beat if self._next_beat else time.time()
-        return min([beat, *(at for at, _ in self._fenced)])
+        stops = [st.stopping[0] for st in self.nodes.values() if st.stopping is not None and st.lost is None]
+        return min([beat, *(at for at, _ in self._fenced), *stops])
 
     # ---- tasks ----
 
     def launch(self, request: LaunchRequest) -> None:
         st = self.nodes.get(request.node or "")
         if st is None or not st.ready:
-            why = "unknown node" if st is None else (st.lost or "its agent has not started")
+            why = "unknown node" if st is None else (st.lost or (st.stopping[1] if st.stopping else None)
+                                                     or "its agent has not started")
             now = time.time()
             self._events.append(TaskExit(request.task_id, LOST_EXIT_CODE, now, now,
                                          f"node {request.node} is not available: {why}", unstarted=True, lost=True))
@@ -260,7 +264,8 @@ class AgentPool:
         st = self._where.get(task_id)
         if st is not None:
             self._send(st, wire.Kill(task_id, reason))
-            return
+            if task_id in self._where:
+                return
         for i, (_, exits) in enumerate(self._fenced):  # lost with its node: the run is ending, say so now
             for ex in exits:
                 if ex.task_id == task_id:
@@ -287,6 +292,9 @@ class AgentPool:
     def poll(self) -> List[LauncherEvent]:
         self._receive()
         self._check_exits()
+        for st in list(self.nodes.values()):
+            if st.stopping is not None and st.lost is None and st.stopping[0] <= time.time():
+                self._lose(st, st.stopping[1])
         if self.next_deadline() <= time.time():
             self.tick()
         if self._fenced:
@@ -375,7 +383,10 @@ class AgentPool:
                 self._where.pop(msg.task_id, None)
                 self._events.append(msg.to_exit())
         elif isinstance(msg, wire.Bye):
-            self._lose(st, f"its agent stopped: {msg.reason}")
+            if msg.reason.startswith("signal SIG"):
+                self._stopping(st, f"its agent stopped: {msg.reason}")
+            else:
+                self._lose(st, f"its agent stopped: {msg.reason}")
         elif not isinstance(msg, wire.Heartbeat):
             log.warning("agent %s: unexpected %s dropped", st.name, type(msg).__name__)
 
@@ -390,9 +401,23 @@ class AgentPool:
             st.pidfd = -1
             code = st.proc.wait()
             n += 1
-            if st.lost is None:
-                self._lose(st, f"its agent's process ended (exit code {code}){_last_words(st.log_path)}")
+            why = f"its agent's process ended (exit code {code}){_last_words(st.log_path)}"
+            if st.lost is None and st.stopping is None and (-code in STOP_SIGNALS or code - 128 in STOP_SIGNALS):
+                self._stopping(st, why)
+            elif st.lost is None and st.stopping is None:
+                self._lose(st, why)
         return n
+
+    def _stopping(self, st: _Node, reason: str) -> None:
+        """An agent stopped by a stop signal (SIGTERM...) is most likely the allocation ending:
+        Slurm signals every process of the job, agents and this manager alike. Its node is lost
+        only ``HOLD`` seconds later, so that the run's own stop, which comes with the same
+        signal, finds the node's tasks and its queued work and ends them as interrupted (to run
+        on resume), not as work lost with a node or no longer fitting (FAILED). No new task goes
+        there meanwhile. If no stop comes, the node is lost as any other."""
+        st.stopping = (time.time() + HOLD, reason)
+        log.warning("node %s: %s; it is lost in %.0fs unless the run stops (the allocation ending?)",
+                    st.name, reason, HOLD)
 
     def _lose(self, st: _Node, reason: str) -> None:
         if st.lost is not None:

@@ -222,6 +222,31 @@ def test_agent_killed_mid_run_fails_its_tasks_and_leaves(pool: AgentPool, tmp_pa
 
 
 @pytest.mark.shell
+def test_an_agent_stopped_by_sigterm_leaves_its_node_a_moment_later(pool: AgentPool, tmp_path: Path) -> None:
+    """Slurm's SIGTERM reaches the agents and the manager together: the node is not lost at
+    once (its queued work would fail as no longer fitting); the run's own stop finds its tasks
+    (a kill reports them at once); if no stop comes, the node is lost after the hold."""
+    rec: Recorder = pool.rec  # type: ignore[attr-defined]
+    pool.launch(req("t1", "b", ("/bin/sleep", "60"), str(tmp_path)))
+    pool.launch(req("t2", "a", ("/bin/sleep", "60"), str(tmp_path)))
+    pump(pool, lambda: len(rec.starts) == 2, what="the starts")
+    for node in ("a", "b"):
+        proc = pool.nodes[node].proc
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGTERM)
+    pump(pool, lambda: all(pool.nodes[n].stopping is not None for n in "ab"), what="the agents' goodbyes")
+    assert rec.nodes == [] and pool.ready_nodes == [], "not lost yet, and no new task goes there"
+    pool.kill("t2", "interrupted by SIGTERM")  # the run's own stop: t2 is reported at once
+    pump(pool, lambda: rec.exits, what="the killed task's end")
+    assert [e.task_id for e in rec.exits] == ["t2"] and rec.exits[0].lost
+    # no stop for b: lost once the hold is over, its task once it is surely dead
+    pump(pool, lambda: ("b", False) in [n[:2] for n in rec.nodes], what="node b lost after the hold")
+    assert any(n[0] == "b" and "signal SIGTERM" in n[2] for n in rec.nodes), rec.nodes
+    pump(pool, lambda: len(rec.exits) == 2, timeout=30, what="t1's end")
+    assert rec.exits[1].task_id == "t1" and rec.exits[1].lost
+
+
+@pytest.mark.shell
 def test_agent_dies_with_a_silent_service(tmp_path: Path) -> None:
     """The service stops talking (as after kill -9): the agent kills its task and exits."""
     rec = Recorder()
