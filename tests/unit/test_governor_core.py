@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import tracemalloc
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
 
 import pytest
 from hpilot.governor.core.events import (
@@ -32,7 +32,7 @@ from hpilot.partition.messages import (
     Work,
 )
 
-from tests.unit.cores import SHAPES, FakeHost, Where, make_core
+from tests.unit.cores import FakeHost, Where, make_core
 
 T = TypeVar("T")
 HISTORY_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}: ([A-Z]+)$")
@@ -138,21 +138,6 @@ class Gov:
 
     def states(self, *names: str) -> List[str]:
         return [self.state(n).value for n in names]
-
-
-@pytest.fixture(params=SHAPES)
-def gov(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Gov]:
-    g = Gov(tmp_path, request.param)
-    yield g
-    g.core.validate()
-
-
-@pytest.fixture
-def gov1(tmp_path: Path) -> Iterator[Gov]:
-    """For what only one shape shows (the other shape's test says what it shows instead)."""
-    g = Gov(tmp_path, "one")
-    yield g
-    g.core.validate()
 
 
 def messages(actions: List[Action], kind: Type[T]) -> List[T]:

@@ -8,33 +8,18 @@ exactly the interrupted iterations again.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, List
+from typing import List
 
-import pytest
 from hpilot.governor.core import counts
 from hpilot.governor.core.events import Action, FinishService, Interrupt, Record, ReplayDone
 from hpilot.governor.core.interrupt import left_to_resume
 from hpilot.governor.core.states import JobState
 from hpilot.partition.messages import IterationFinished, Shutdown, Work
 
-from tests.unit.cores import SHAPES, make_core
+from tests.unit.cores import make_core
 from tests.unit.test_governor_core import Gov, finishes, jobdesc, messages
 
 INT = JobState.INTERRUPTED
-
-
-@pytest.fixture(params=SHAPES)
-def gov(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Gov]:
-    g = Gov(tmp_path, request.param)
-    yield g
-    g.core.validate()
-
-
-@pytest.fixture
-def gov1(tmp_path: Path) -> Iterator[Gov]:
-    g = Gov(tmp_path, "one")
-    yield g
-    g.core.validate()
 
 
 def _interrupt(g: Gov, reason: str = "interrupted by SIGTERM") -> List[Action]:
