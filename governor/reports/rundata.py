@@ -466,13 +466,12 @@ def _tasks_from_journal(run: RunData, objects: bool = True) -> bool:
     except OSError:
         return False
     iterative: Dict[str, bool] = {}
-    crc = zlib.crc32
     finished: Dict[Tuple[bytes, bytes], List[bytes]] = {}  # the last record of a task wins
     dropped = 0
     for line in lines:
         kind = line[:2]
         if kind == b"I ":  # one finished iteration
-            p = line[11:].split(b"\t") if line[10:11] == b" " and _crc_ok(crc, line) else []
+            p = line[11:].split(b"\t") if line[10:11] == b" " and _crc_ok(line) else []
             if len(p) == 9:
                 finished[(p[0], p[1])] = p
             else:
@@ -553,9 +552,9 @@ def _batch_records(body: Dict[str, Any], finished: Dict[Tuple[bytes, bytes], Lis
         pass  # a damaged batch is skipped like a damaged I record
 
 
-def _crc_ok(crc: Any, line: bytes) -> bool:
+def _crc_ok(line: bytes) -> bool:
     try:
-        return bool(crc(line[11:]) == int(line[2:10], 16))
+        return zlib.crc32(line[11:]) == int(line[2:10], 16)
     except ValueError:  # not even a checksum
         return False
 
