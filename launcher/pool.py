@@ -262,7 +262,9 @@ class AgentPool:
 
     def kill(self, task_id: str, reason: str) -> None:
         st = self._where.get(task_id)
-        if st is not None:
+        if st is not None and st.stopping is not None:  # its agent is going and will not answer: lose it now
+            self._lose(st, st.stopping[1])
+        elif st is not None:
             self._send(st, wire.Kill(task_id, reason))
             if task_id in self._where:
                 return
