@@ -220,20 +220,27 @@ def _governor_notes(res: Results) -> str:
              f"{r['steady_per_s']:.0f}" if r.get("steady_per_s") else "-",
              f"{r['gov_cpu_us_per_task']:.2f}" if r.get("gov_cpu_us_per_task") is not None else "-",
              f"{r['gov_steady_cpu_us_per_task']:.2f}" if r.get("gov_steady_cpu_us_per_task") is not None
-             else "-"] for r in rows]) + """
+             else "-"] for r in rows] + [
+            ["flat: one manager", f"{r['tasks_per_s']:.0f}", "-", "-",
+             f"{r['gov_cpu_us_per_task']:.2f} (partition included)" if r.get("gov_cpu_us_per_task") is not None
+             else "-", "-"] for r in res.get("main", []) if r.get("workload") == "G-flat"]) + """
 
 The steady phase runs from the first partition's registration to the governor's
 "finishing" (its service.log, which notes the governor's CPU time at both); start-up runs
 from the first partition manager's start to the last registration. The whole run's
 governor CPU (its final_status) adds its own start-up (imports, starting each partition
 manager, each registration), a fixed cost per run and per partition; the steady phase is
-what each iteration costs it. All are medians over the runs."""
+what each iteration costs it. All are medians over the runs. The flat row is the same
+100,000 iterations through one manager, its partition in the same process: its CPU per
+task is the governor's and the partition's together, on one CPU."""
     return f"""## Governor mode notes (issue #5)
 
 - Routing is by credit: a partition may hold twice its cores, or what it finished in the
   last 0.1 s at its measured rate if that is more; refills go in batches once half of
-  that is free. A partition's reports of one loop pass travel as one frame of compact
-  records, decoded with one `json.loads` at the governor.
+  that is free. A partition's reports travel as one frame of compact records, decoded
+  with one `json.loads` at the governor: at once when the partition has nothing more to do
+  now, and while it is busy (a burst of starts and ends) at most every 0.1 s, so a busy
+  partition sends few large frames.
 - The governor keeps each iteration's run in columns (`governor/core/runs.py`: 48 bytes per
   iteration, plus one byte of state), not as an object per run.
 - On this machine the governor and all N partition managers share the same 2 CPUs, so

@@ -6,6 +6,9 @@ credit, the wire and the partition managers.  The partitions are local processes
 (``--partition-nodes``) over 8 nodes of 8 virtual cores; every rate is from the wall time
 of the whole ``hpilot run`` (start-up and partition registration included), and the G-N
 rows also give the start-up and the steady rate apart, read from the governor's log.
+Each figure has its flat baseline beside it (G-flat, G-1M-flat, G-DAG-flat): the same
+requests through one manager that runs every node in its own process, the list scheduler
+the hierarchy is measured against.
 """
 
 from __future__ import annotations
@@ -63,8 +66,10 @@ def _run(workdir: str, name: str, requests: List[Dict[str, Any]], parts: int, re
     req = os.path.join(wd, "requests.json")
     with open(req, "w") as f:
         json.dump(requests, f)
-    cmd = [__import__("sys").executable, "-m", "hpilot.governor", "run", req, "--nodes", NODES,
-           "--partition-nodes", str(8 // parts), "--dry-run-tasks", "0", "--log", "info", "--no-journal"]
+    # parts 0: the flat baseline, one manager with every node in its own process (no partition managers)
+    cmd = [__import__("sys").executable, "-m", "hpilot.governor", "run", req, "--nodes", NODES] + \
+        (["--partition-nodes", str(8 // parts)] if parts else []) + \
+        ["--dry-run-tasks", "0", "--log", "info", "--no-journal"]
     runs, phases, cpus = [], [], []
     for _ in range(repeat):
         runs.append(timed(cmd, wd))
@@ -130,7 +135,8 @@ def _cpu_of(line: str) -> List[float]:
 
 
 def run(repeat: int, workdir: str, file_w1_wall: float, quick: bool = False) -> List[Dict[str, Any]]:
-    """G-1..G-8, G-1M and G-DAG rows; ``quick`` runs a tenth of each size."""
+    """G-1..G-8, G-1M and G-DAG rows, each with its flat baseline (one manager, every node in its
+    own process: what the hierarchy is measured against); ``quick`` runs a tenth of each size."""
     n = QUICK["throughput"] if quick else THROUGHPUT_ITERS
     big = QUICK["big"] if quick else BIG_ITERS
     dag = QUICK["dag"] if quick else DAG_JOBS
@@ -155,15 +161,29 @@ def run(repeat: int, workdir: str, file_w1_wall: float, quick: bool = False) -> 
                      "gov_cpu_us_per_task": round(1e6 * r["gov_cpu_s"] / n, 2) if "gov_cpu_s" in r else None,
                      "gov_steady_cpu_us_per_task": round(1e6 * r["steady_cpu_s"] / n, 2)
                      if "steady_cpu_s" in r else None})
+    r = _run(workdir, "G-flat", _sweep(n), 0, repeat)
+    rows.append({**base, "workload": "G-flat", "description": f"{n:,} dry-run iterations, one manager (the flat "
+                 "baseline: no partition managers)", "tasks": n, "wall_s": round(r["wall"], 4),
+                 "tasks_per_s": round(n / r["wall"], 1), "peak_mb": r["peak"], "target": "-", "met": bool(r["ok"]),
+                 "gov_cpu_us_per_task": round(1e6 * r["gov_cpu_s"] / n, 2) if "gov_cpu_s" in r else None})
     r = _run(workdir, "G-1M", _sweep(big), 8, 1)
     rows.append({**base, "workload": "G-1M", "description": f"{big:,} dry-run iterations over 8 partitions",
                  "tasks": big, "wall_s": round(r["wall"], 4), "tasks_per_s": round(big / r["wall"], 1),
                  "peak_mb": r["peak"], "target": "governor peak memory < 100 MB",
                  "met": r["peak"] < 100 and bool(r["ok"]),
                  "gov_cpu_us_per_task": round(1e6 * r["gov_cpu_s"] / big, 2) if "gov_cpu_s" in r else None})
+    r = _run(workdir, "G-1M-flat", _sweep(big), 0, 1)
+    rows.append({**base, "workload": "G-1M-flat", "description": f"{big:,} dry-run iterations, one manager (the "
+                 "flat baseline)", "tasks": big, "wall_s": round(r["wall"], 4),
+                 "tasks_per_s": round(big / r["wall"], 1), "peak_mb": r["peak"], "target": "-", "met": bool(r["ok"]),
+                 "gov_cpu_us_per_task": round(1e6 * r["gov_cpu_s"] / big, 2) if "gov_cpu_s" in r else None})
     r = _run(workdir, "G-DAG", _dag(dag), 4, repeat)
     rows.append({**base, "workload": "G-DAG", "description": f"{dag:,}-job DAG (chains, diamonds), dry run, "
                  "4 partitions", "tasks": dag, "wall_s": round(r["wall"], 4),
                  "tasks_per_s": round(dag / r["wall"], 1), "peak_mb": r["peak"], "target": "< 5 s",
                  "met": r["wall"] < 5.0 and bool(r["ok"])})
+    r = _run(workdir, "G-DAG-flat", _dag(dag), 0, repeat)
+    rows.append({**base, "workload": "G-DAG-flat", "description": f"{dag:,}-job DAG (chains, diamonds), dry run, "
+                 "one manager (the flat baseline)", "tasks": dag, "wall_s": round(r["wall"], 4),
+                 "tasks_per_s": round(dag / r["wall"], 1), "peak_mb": r["peak"], "target": "-", "met": bool(r["ok"])})
     return rows

@@ -14,7 +14,8 @@ Rules, after QCG-PilotJob's scheduler (manual ch. 7.2):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from functools import cached_property
+from typing import Any, Dict, List, Optional, Tuple
 
 from hpilot.partition.resources import Node, ResourceSet
 
@@ -28,9 +29,12 @@ class Slot:
 
 @dataclass(frozen=True)
 class Allocation:
+    """Computed values are cached: every task's launch asks for them several times (its
+    command, environment, reports), and an allocation never changes."""
+
     slots: Tuple[Slot, ...]
 
-    @property
+    @cached_property
     def ncores(self) -> int:
         return sum(len(s.cores) for s in self.slots)
 
@@ -38,11 +42,17 @@ class Allocation:
     def nnodes(self) -> int:
         return len(self.slots)
 
-    @property
+    @cached_property
     def nodes(self) -> Tuple[str, ...]:
         return tuple(s.node for s in self.slots)
 
+    @cached_property
+    def _has_crs(self) -> bool:
+        return any(s.crs for s in self.slots)
+
     def crs_ids(self, name: str) -> Tuple[int, ...]:
+        if not self._has_crs:
+            return ()
         out: List[int] = []
         for s in self.slots:
             out.extend(dict(s.crs).get(name, ()))
@@ -50,7 +60,16 @@ class Allocation:
 
     def describe(self) -> str:
         """QCG-PilotJob's form: ``n1[0:1],n2[4]``."""
+        return self._described
+
+    @cached_property
+    def _described(self) -> str:
         return ",".join(f"{s.node}[{':'.join(map(str, s.cores))}]" for s in self.slots)
+
+    @cached_property
+    def memo(self) -> Dict[Any, Any]:
+        """Values other modules derive from this allocation alone (a task's environment)."""
+        return {}
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,7 @@ class Allocator:
         self._by_name = {s.node.name: s for s in self._nodes}
         self.free_cores = resources.total_cores
         self.total_cores = resources.total_cores
+        self._single: Dict[Tuple[str, int], Allocation] = {}
 
     @property
     def used_cores(self) -> int:
@@ -129,7 +149,11 @@ class Allocator:
         for st in self._nodes:
             if st.free:
                 self.free_cores -= 1
-                return Allocation((Slot(st.node.name, (st.free.pop(0),)),))
+                key = (st.node.name, st.free.pop(0))
+                alloc = self._single.get(key)
+                if alloc is None:  # one per core, made once: its cached values serve every task there
+                    alloc = self._single[key] = Allocation((Slot(key[0], (key[1],)),))
+                return alloc
         return None
 
     def _cores_anywhere(self, req: Request) -> Optional[Allocation]:

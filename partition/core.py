@@ -254,9 +254,7 @@ class PartitionCore:
             "uniq": f"{self.cfg.uniq_prefix}{next(self._uniq)}",  # per task: names its host files
             "jname": spec.job,
             "root_wd": root,
-            "ncores": str(alloc.ncores),
-            "nnodes": str(alloc.nnodes),
-            "nlist": ",".join(alloc.nodes),
+            **_alloc_values(alloc),
         }
         if spec.iterative:  # as QCG-PilotJob: ${it} the index, ${itval} the value
             values["it"] = str(it)
@@ -430,6 +428,15 @@ def _usable(allocator: Allocator, node: str, up: bool, held: Sequence[int]) -> N
     free = [c for c in st.node.cores if c not in held] if up else []
     allocator.free_cores += len(free) - len(st.free)
     st.free = free
+
+
+def _alloc_values(alloc: Allocation) -> Dict[str, str]:
+    """The variables an allocation alone sets, once per allocation (see Allocation.memo)."""
+    got = alloc.memo.get("values")
+    if got is None:
+        got = alloc.memo["values"] = {"ncores": str(alloc.ncores), "nnodes": str(alloc.nnodes),
+                                      "nlist": ",".join(alloc.nodes)}
+    return got
 
 
 def _in_wd(wd: str, path: Optional[str]) -> Optional[str]:

@@ -2,7 +2,7 @@
 
 Started by hand (``hpilot service --parent ADDRESS``) or by a governor for a group of
 nodes.  It registers (advertising its nodes and cores), takes :class:`Work` as it
-comes, reports every iteration's start and end (a loop pass's reports in one frame),
+comes, reports every iteration's start and end (batched per job, one frame at a time: see _flush),
 and sends a heartbeat.  Reports of finished iterations are the credit it gives back:
 the governor counts what it sent and measures the partition's rate from them.
 
@@ -51,6 +51,7 @@ ERROR = 1  # the "code" of an error response (QCG-PilotJob's)
 # A stopping manager waits this long (at most) for the answers to requests it forwarded:
 # a `finish` sent here stops this partition (the governor's Shutdown comes before its answer).
 ANSWER_GRACE = 2.0
+REPORT_EVERY = 0.1  # a partition busy without a pause still reports this often (see _flush)
 
 
 class ClientPort(Protocol):
@@ -134,11 +135,18 @@ class PartitionManager:
         self.exit_code = 0
         self._answers_by: Optional[float] = None
         self.parent_gone = False
+        self._flushed = 0.0  # when reports last went up
 
     def _send(self, msg: Any) -> None:
         self.sock.send_multipart([wire.encode(msg)], zmq.NOBLOCK)
 
-    def _flush(self) -> None:
+    def _flush(self, now: Optional[float] = None) -> None:
+        """Reports go up once this partition has nothing more to do now: at once for a task's end
+        (the governor hears of it without delay), and after a burst only when it is done (or
+        ``REPORT_EVERY`` seconds passed), as one frame: the governor's cost is per frame."""
+        if now is not None and self.runner.busy and now - self._flushed < REPORT_EVERY:
+            return
+        self._flushed = time.time() if now is None else now
         msgs = self.runner.take_reports()
         if msgs:  # a loop pass's reports in one frame: one wake-up and one decode at the governor
             with contextlib.suppress(zmq.Again):
@@ -232,7 +240,7 @@ class PartitionManager:
                 if self.stop is None:
                     self._governor_gone(now)  # before anything starts: a gone governor gets no new task
                 self.runner.step()
-                self._flush()
+                self._flush(now)
                 if self.stop is not None and self.launcher.running == 0 and not self._awaiting_answers(now):
                     break
                 if self.leaving and self.launcher.running == 0 and self.core.queued_iterations == 0 \

@@ -101,42 +101,55 @@ def environment(
     ctx: EnvContext, ex: Execution, values: Mapping[str, str], alloc: Allocation, task_name: str
 ) -> Dict[str, str]:
     env = dict(ctx.base_env)
-    nodes = ",".join(alloc.nodes)
-    per_node = ",".join(str(len(s.cores)) for s in alloc.slots)
-    ncores = str(alloc.ncores)
-    common = {
-        "NNODES": str(alloc.nnodes),
-        "NODELIST": nodes,
-        "NPROCS": ncores,
-        "NTASKS": ncores,
-        "STEP_ID": values.get("uniq", task_name),
-        "TASKS_PER_NODE": per_node,
-    }
-    if ctx.binding:
-        common["CPU_SET"] = ",".join(str(c) for s in alloc.slots for c in s.cores)
-    for key, val in common.items():
-        env["QCG_PM_" + key] = val
-        env["HPILOT_" + key] = val
+    env.update(_alloc_env(ctx, alloc))
+    env["QCG_PM_STEP_ID"] = env["HPILOT_STEP_ID"] = values.get("uniq", task_name)
     env["HPILOT_TASK_NAME"] = task_name
     if "it" in values:
         env["HPILOT_ITERATION"] = values["it"]
     if ctx.address:
         env["QCG_PM_ZMQ_ADDRESS"] = ctx.address
         env["HPILOT_ADDRESS"] = ctx.address
-    if ctx.envschema == "slurm" or (ctx.envschema == "auto" and ctx.in_allocation):
-        env.update(_slurm_env(alloc, nodes, ncores))
     if _with_files(ex, alloc, ctx):
         paths = _paths(ctx, values)
         env["HPILOT_HOSTFILE"] = paths["hosts"]
         if ex.model in mpi.MPI_MODELS:
             env.update(mpi.launch_for(ex.model, dict(ex.model_opts), alloc, paths["hosts"], paths["rankfile"]).env)
+    if ex.model == "threads":
+        env["OMP_NUM_THREADS"] = str(alloc.ncores)
+    for key, tmpl in ex.env:
+        env[key] = tmpl.fill(values)
+    return env
+
+
+def _alloc_env(ctx: EnvContext, alloc: Allocation) -> Dict[str, str]:
+    """What an allocation alone decides of a task's environment: computed once per allocation
+    (a single core's is made once per core), not once per task."""
+    slurm = ctx.envschema == "slurm" or (ctx.envschema == "auto" and ctx.in_allocation)
+    key = ("env", ctx.binding, slurm)
+    env = alloc.memo.get(key)
+    if env is not None:
+        return env
+    nodes = ",".join(alloc.nodes)
+    ncores = str(alloc.ncores)
+    common = {
+        "NNODES": str(alloc.nnodes),
+        "NODELIST": nodes,
+        "NPROCS": ncores,
+        "NTASKS": ncores,
+        "TASKS_PER_NODE": ",".join(str(len(s.cores)) for s in alloc.slots),
+    }
+    if ctx.binding:
+        common["CPU_SET"] = ",".join(str(c) for s in alloc.slots for c in s.cores)
+    env = {}
+    for k, val in common.items():
+        env["QCG_PM_" + k] = val
+        env["HPILOT_" + k] = val
+    if slurm:
+        env.update(_slurm_env(alloc, nodes, ncores))
     gpus = alloc.crs_ids("gpu")
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
-    if ex.model == "threads":
-        env["OMP_NUM_THREADS"] = ncores
-    for key, tmpl in ex.env:
-        env[key] = tmpl.fill(values)
+    alloc.memo[key] = env
     return env
 
 

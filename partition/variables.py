@@ -61,8 +61,11 @@ class Template:
 
     def fill(self, values: Mapping[str, str]) -> str:
         """Replace the variables present in ``values``; others stay as written."""
+        pieces = self.pieces
+        if len(pieces) == 1 and type(pieces[0]) is str:  # the common case: a literal (a task's exec)
+            return pieces[0]
         out = []
-        for p in self.pieces:
+        for p in pieces:
             if isinstance(p, str):
                 out.append(p)
             else:

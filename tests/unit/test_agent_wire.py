@@ -170,9 +170,9 @@ def test_a_stranger_without_the_agent_key_gets_nothing_in(pool: AgentPool, tmp_p
     elif who == "the client key":  # a task's key: it must not pose as an agent
         curve.connect_with(s, curve.read_peer_keys(curve.RunKeys.of(str(tmp_path)).issue("client").path))
     monitor = s.get_monitor_socket(curve.MONITORED)
-    s.connect(pool.address)
     guard = curve.Guard.of(ctx)
-    refused = guard.refused_total
+    refused = guard.refused_total  # before the connect: the refusal may come before the next line
+    s.connect(pool.address)
     try:
         for frame in (wire.encode(wire.hello("a", 1, (0,))), b"garbage", wire.encode(wire.Exited("x", 0, 0.0, 0.0))):
             with contextlib.suppress(zmq.Again):  # queued while a connection is tried; never delivered

@@ -235,3 +235,29 @@ def test_environment_values_are_strings(model: str) -> None:
                  execution=ex(exec=t("x"), model=model),
                  alloc=Allocation((Slot("g", (0,), (("gpu", (0,)),)),)))
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+
+
+def test_an_allocation_s_environment_is_computed_once_and_never_carries_a_task_s_values() -> None:
+    """A single core's allocation is made once per core and its environment part is memoized:
+    every task there must still get its own names, and the memo must not depend on which
+    task or which context asked first."""
+    from hpilot.partition.allocator import ONE_CORE, Allocator
+    from hpilot.partition.resources import Node, ResourceSet
+
+    allocator = Allocator(ResourceSet((Node("n1", (0,)),), False, "test"))
+    first = allocator.allocate(ONE_CORE)
+    assert first is not None
+    allocator.release(first)
+    again = allocator.allocate(ONE_CORE)
+    assert again is first, "one allocation object per core"
+    ctx = EnvContext(base_env={"PATH": "/usr/bin"})
+    a = environment(ctx, ex(exec=t("/bin/true")), {**VALUES, "uniq": "u1", "it": "1"}, first, "job:1")
+    b = environment(ctx, ex(exec=t("/bin/true")), {**VALUES, "uniq": "u2", "it": "2"}, again, "job:2")
+    assert (a["HPILOT_STEP_ID"], a["HPILOT_TASK_NAME"], a["HPILOT_ITERATION"]) == ("u1", "job:1", "1")
+    assert (b["HPILOT_STEP_ID"], b["HPILOT_TASK_NAME"], b["HPILOT_ITERATION"]) == ("u2", "job:2", "2")
+    fresh = Allocation((Slot("n1", (0,)),))
+    bound = EnvContext(base_env={"PATH": "/usr/bin"}, binding=True, envschema="slurm")
+    assert environment(bound, ex(exec=t("/bin/true")), VALUES, first, "job:3") == \
+        environment(bound, ex(exec=t("/bin/true")), VALUES, fresh, "job:3")
+    assert environment(bound, ex(exec=t("/bin/true")), VALUES, first, "job:3")["SLURM_NNODES"] == "1"
+    assert "SLURM_NNODES" not in environment(ctx, ex(exec=t("/bin/true")), VALUES, first, "job:3")
