@@ -271,17 +271,19 @@ class Service:
                                     self.opts.parent_pid)
                         self.stopped_by = "parent exit"
                         self.request({"request": "finish"})
+                # subscriptions first: a client that saw its welcome and then submits gets every
+                # event of its job, QUEUED included (XPUB welcomes before it hands the subscription over)
                 if self.net is not None:
+                    if self.net.pub is not None and (self.net.pub in ready or self.net.router in ready):
+                        self.net.drain_subscriptions()
                     if self.net.router in ready:
                         self.net.process(self.request)
-                    if self.net.pub is not None and self.net.pub in ready:
-                        self.net.drain_subscriptions()
                 if self.local is not None:
-                    if self.local.router in ready:
-                        self.local.process(self.request)
-                    if self.local.pub in ready:
+                    if self.local.pub in ready or self.local.router in ready:
                         self.local.drain_subscriptions()
                         self._listeners()
+                    if self.local.router in ready:
+                        self.local.process(self.request)
                 if self.links is not None:
                     now = time.time()
                     for ev in self.links.process(now) + self.links.tick(now):
