@@ -244,7 +244,8 @@ class PartitionManager:
                 if self.stop is not None and self.launcher.running == 0 and not self._awaiting_answers(now):
                     break
                 if self.leaving and self.launcher.running == 0 and self.core.queued_iterations == 0 \
-                        and not self._awaiting_answers(now):
+                        and not self.runner.busy and not self._awaiting_answers(now):
+                    self._flush()  # every report before the goodbye: the governor forgets us at Bye
                     self._send(wire.Bye("drained"))
                     self.stop = "drained"
                     break
