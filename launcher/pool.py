@@ -404,10 +404,11 @@ class AgentPool:
             code = st.proc.wait()
             n += 1
             why = f"its agent's process ended (exit code {code}){_last_words(st.log_path)}"
-            if st.lost is None and st.stopping is None and (-code in STOP_SIGNALS or code - 128 in STOP_SIGNALS):
-                self._stopping(st, why)
-            elif st.lost is None and st.stopping is None:
-                self._lose(st, why)
+            if st.lost is None and st.stopping is None:
+                if -code in STOP_SIGNALS or code - 128 in STOP_SIGNALS:
+                    self._stopping(st, why)
+                else:
+                    self._lose(st, why)
         return n
 
     def _stopping(self, st: _Node, reason: str) -> None:

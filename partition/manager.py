@@ -148,7 +148,7 @@ class PartitionManager:
             return
         self._flushed = time.time() if now is None else now
         msgs = self.runner.take_reports()
-        if msgs:  # a loop pass's reports in one frame: one wake-up and one decode at the governor
+        if msgs:  # one frame: one wake-up and one decode at the governor
             with contextlib.suppress(zmq.Again):
                 self.sock.send(wire.encode_batch(msgs), zmq.NOBLOCK)
 
