@@ -62,6 +62,21 @@ def test_a_cut_at_any_byte_replays_exactly_the_whole_records_before_it(tmp_path:
         assert rep.dropped == (0 if cut in ends else 1), f"cut at byte {cut}"
 
 
+def test_a_reopened_journal_ends_a_torn_line_first_keeping_a_record_short_only_of_its_newline(
+        tmp_path: Path) -> None:
+    path = tmp_path / "journal"
+    _write(path, SAMPLE)
+    data = path.read_bytes()
+    last = data.rindex(b"\n", 0, len(data) - 1) + 1
+    for cut, kept in ((len(data) - 1, len(SAMPLE)), (len(data) - 5, len(SAMPLE) - 1)):
+        path.write_bytes(data[:cut])
+        journal.Journal(str(path)).close()  # what a resume does before it reads
+        rep = journal.read(str(path))
+        assert len(rep.records) == kept, f"cut at byte {cut}"
+        assert rep.dropped == len(SAMPLE) - kept
+        assert path.read_bytes()[last:].count(b"\n") == 1
+
+
 def test_a_cut_inside_the_header_is_not_a_journal(tmp_path: Path) -> None:
     path = tmp_path / "journal"
     _write(path, SAMPLE)
