@@ -40,7 +40,9 @@ from hpilot.partition.resources import Node, ResourceSet
 
 log = logging.getLogger("hpilot.governor")
 PREFETCH = 2  # a partition holds at least this many times its cores: its queue never runs dry
-HORIZON = 0.1  # ... and at least what it finishes in this many seconds (its measured rate)
+HORIZON = 0.3  # ... and at least what it finishes in this many seconds (its measured rate):
+# more than a busy partition's report period (0.1 s) plus the refill's round trip, or it runs
+# dry before each refill, reports at once and makes many small batches
 RATE_WINDOW = 0.2  # seconds of reports over which a partition's rate is measured
 MAX_PREFETCH = 256  # ... but never more than this many times its cores
 
@@ -63,7 +65,7 @@ class Slot:
     """One partition as the Router sees it: size, credit, and what it holds."""
 
     __slots__ = ("name", "cores", "nodes", "resources", "tags", "held", "cost", "draining", "sent", "done",
-                 "joined", "_win_start", "_win_done", "limit", "metered")
+                 "joined", "_win_start", "_win_done", "_win_base", "limit", "metered")
 
     def __init__(self, ev: PartitionJoined) -> None:
         self.name = ev.name
@@ -79,6 +81,7 @@ class Slot:
         self.joined = ev.now
         self._win_start: Optional[float] = None
         self._win_done = 0
+        self._win_base = 0  # what the report that opened the window counted (it ended before it)
         self.metered = ev.credit is None
         self.limit = self.cores * PREFETCH if ev.credit is None else ev.credit
 
@@ -89,16 +92,31 @@ class Slot:
         if not self.metered:
             return
         if self._win_start is None:
-            self._win_start = now
+            self._win_start, self._win_base = now, n
         self._win_done += n
         span = now - self._win_start
         if span >= RATE_WINDOW:
             rate = self._win_done / span
-            self._win_start, self._win_done = now, 0
+            self._win_start, self._win_done, self._win_base = now, 0, 0
             self.limit = min(max(self.cores * PREFETCH, int(rate * HORIZON)), self.cores * MAX_PREFETCH)
+        elif self._win_done >= self.limit and span > 0:
+            # a whole buffer done in less than a window: it is faster than its limit says, so the
+            # limit doubles now (at most; as its rate says), not a window later: from the start's
+            # floor, short tasks took 50 round trips of 16 iterations before the first window closed
+            rate = (self._win_done - self._win_base) / span  # what ended after the window opened
+            self.limit = max(self.limit, min(int(rate * HORIZON), self.limit * 2, self.cores * MAX_PREFETCH))
 
     def credit(self) -> int:
         return 0 if self.draining else self.limit - self.cost
+
+    def wants(self, cost: int) -> bool:
+        """Whether a grant is worth a message: the partition is empty, or half of its buffer (and
+        one iteration) is free.  A partition that still holds more than half of what it may hold
+        is busy and refills at its next report; topping it up at every other partition's report
+        only made many small grants (a governor pays per message: 16-iteration grants, 8 times
+        as many messages with 8 partitions)."""
+        credit = self.credit()
+        return credit >= cost and (self.cost == 0 or credit >= self.limit // 2)
 
     def hold(self, rec: JobRecord, batch: Sequence[int], cost: int) -> None:
         h = self.held.get(rec)
@@ -275,6 +293,9 @@ class Router:
             c = cost(rec)
             left = len(e.its) - e.pos
             offer = [Candidate(s.name, s.credit(), s.cores, e.given.get(s.name, 0) * c) for s in cands]
+            if left * c >= sum(o.credit for o in offer):  # plenty left: only where a message is worth it
+                offer = [o for o, s in zip(offer, cands) if s.wants(c)]
+            # (else the end of this work: every partition with room takes part in evening it out)
             for name, n in self.placement.split(left, c, offer):
                 batch = e.its[e.pos:e.pos + n]
                 e.pos += n
@@ -336,7 +357,7 @@ class Router:
             slot.measure(n, now)
         # refill in batches: once half of the partition's buffer is free (it still holds
         # a core's worth of work per core then, so it never idles), not per iteration
-        if refill and self.ready and (slot.cost == 0 or slot.credit() >= slot.limit // 2):
+        if refill and self.ready and slot.wants(1):
             out.extend(self.pump(now))
         return out
 

@@ -194,3 +194,59 @@ def test_a_fast_partition_holds_what_it_finishes_in_the_horizon_a_slow_one_its_c
     assert g.outstanding("fast") > 4 * PREFETCH * 10
     assert g.outstanding("fast") <= min(int(2000 * 1.2 * HORIZON), 4 * MAX_PREFETCH)
     assert g.outstanding("slow") <= 4 * PREFETCH
+
+
+def test_a_partition_more_than_half_full_is_not_topped_up_at_another_partitions_report(tmp_path: Path) -> None:
+    """Each grant is a message the governor pays for: a partition that still holds more than
+    half of its buffer refills at its own next report, not by the piece at every other's."""
+    g = Gov(tmp_path)
+    g.submit(_job("a", 1000))
+    g.feed(PartitionJoined("p1", (("n1", 4),)))
+    g.feed(PartitionJoined("p2", (("n2", 4),)))
+    assert len(g.work("p1")) == len(g.work("p2")) == 4 * PREFETCH
+    g.run("p2", "a", g.work("p2")[0])  # p2 has room for one: not worth a message
+    for it in g.work("p1")[:4]:  # p1 half empty: refilled
+        g.run("p1", "a", it)
+    assert len(g.work("p1")) == 4 * PREFETCH + 4
+    assert len(g.work("p2")) == 4 * PREFETCH
+    assert sum(1 for s in g.sent if s.partition == "p2") == 1
+    for it in g.work("p2")[1:4]:  # now p2 is half empty too
+        g.run("p2", "a", it)
+    assert len(g.work("p2")) == 4 * PREFETCH + 4
+
+
+def test_the_end_of_a_job_is_shared_by_every_partition_with_room(tmp_path: Path) -> None:
+    """Near the end (less left than all the room), evening out wins over fewer messages: a
+    partition with a little room takes its share, or the other would run a last wave alone."""
+    g = Gov(tmp_path)
+    g.submit(_job("a", 4 * PREFETCH * 2 + 3))
+    g.feed(PartitionJoined("p1", (("n1", 4),)))
+    g.feed(PartitionJoined("p2", (("n2", 4),)))
+    g.run("p2", "a", g.work("p2")[0])  # one free on p2
+    for it in g.work("p1")[:4]:  # four free on p1: the last 3 are shared out, p2 included
+        g.run("p1", "a", it)
+    assert len(g.work("p2")) == 4 * PREFETCH + 1
+    assert len(g.work("p1")) == 4 * PREFETCH + 2
+
+
+def test_a_partition_that_ends_its_whole_buffer_within_a_window_grows_at_once() -> None:
+    """From the start's floor (twice its cores), short tasks would take a round trip per
+    buffer until the first rate window closed; a whole buffer done sooner doubles the limit
+    (at most, and no more than the rate says)."""
+    from hpilot.governor.core.routing import Slot
+
+    s = Slot(PartitionJoined("p", (("n1", 4),)))
+    assert s.limit == 4 * PREFETCH
+    t = 0.0
+    s.measure(s.limit, t)  # opens the window: these ended before it
+    limits = []
+    for _ in range(4):
+        t += 0.002  # a whole buffer every 2 ms: 4,000 a second
+        s.measure(s.limit, t)
+        limits.append(s.limit)
+    assert t < RATE_WINDOW
+    assert limits == [16, 32, 64, 128]
+    slower = Slot(PartitionJoined("q", (("n1", 64),)))  # a whole buffer in 0.18 s: as its rate says
+    slower.measure(128, 0.0)
+    slower.measure(128, 0.18)
+    assert slower.limit == int(128 / 0.18 * HORIZON) < 2 * 128
