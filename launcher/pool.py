@@ -128,6 +128,11 @@ class _Node:
     def ready(self) -> bool:
         return self.ident is not None and self.lost is None and self.stopping is None
 
+    @property
+    def held(self) -> Optional[Tuple[float, str]]:
+        """(lost at, why) while its agent is stopping and the node is not lost yet."""
+        return self.stopping if self.lost is None else None
+
 
 class AgentPool:
     """A :class:`Launcher` whose processes run in agents on the allocation's nodes."""
@@ -242,7 +247,7 @@ class AgentPool:
 
     def next_deadline(self) -> float:
         beat = self._next_beat if self._next_beat else time.time()
-        stops = [st.stopping[0] for st in self.nodes.values() if st.stopping is not None and st.lost is None]
+        stops = [held[0] for held in (st.held for st in self.nodes.values()) if held is not None]
         return min([beat, *(at for at, _ in self._fenced), *stops])
 
     # ---- tasks ----
@@ -295,8 +300,9 @@ class AgentPool:
         self._receive()
         self._check_exits()
         for st in list(self.nodes.values()):
-            if st.stopping is not None and st.lost is None and st.stopping[0] <= time.time():
-                self._lose(st, st.stopping[1])
+            held = st.held
+            if held is not None and held[0] <= time.time():
+                self._lose(st, held[1])
         if self.next_deadline() <= time.time():
             self.tick()
         if self._fenced:

@@ -213,9 +213,14 @@ def finished(records: Iterable[Tuple[str, Any]]) -> Iterator[Tuple[Any, ...]]:
         if kind == "I":
             yield rec
         elif kind == "J" and rec.get("t") == "ok":
-            job = rec["job"]
-            yield from ((job, it, "SUCCEED", 0, b, e, a, w, None)
-                        for it, a, w, b, e in zip(rec["its"], rec["a"], rec["w"], rec["b"], rec["e"]))
+            yield from ok_batch(rec)
+
+
+def ok_batch(rec: Dict[str, Any]) -> Iterator[Tuple[Any, ...]]:
+    """A batch of plain successes (``"t": "ok"``) as the ``I`` tuples it stands for."""
+    job = rec["job"]
+    return ((job, it, "SUCCEED", 0, b, e, a, w, None)
+            for it, a, w, b, e in zip(rec["its"], rec["a"], rec["w"], rec["b"], rec["e"]))
 
 
 def read_header(path: str) -> Dict[str, Any]:
@@ -265,8 +270,13 @@ def started(records: Iterable[Tuple[str, Any]]) -> Iterator[Tuple[str, int, Opti
         if kind == "S":
             yield rec
         elif kind == "J" and rec.get("t") == "started":
-            job = rec["job"]
-            yield from ((job, it, pid, at) for it, pid, at in zip(rec["its"], rec["pids"], rec["at"]))
+            yield from started_batch(rec)
+
+
+def started_batch(rec: Dict[str, Any]) -> Iterator[Tuple[str, int, Optional[int], float]]:
+    """A batch of starts (``"t": "started"``) as the ``S`` tuples it stands for."""
+    job = rec["job"]
+    return ((job, it, pid, at) for it, pid, at in zip(rec["its"], rec["pids"], rec["at"]))
 
 
 def iter_runs(path: str) -> Iterator[str]:

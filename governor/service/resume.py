@@ -109,16 +109,14 @@ def restore(core: GovernorCore, run_dir: str, now: float) -> Tuple[List[Action],
             continue
         t = rec.get("t")
         if t == "started":  # a batch of starts: (pid, time) of each, so that a resume kills orphans
-            job = rec["job"]
-            started.update(((job, it), (pid, at)) for it, pid, at in zip(rec["its"], rec["pids"], rec["at"]))
+            started.update(((job, it), (pid, at)) for job, it, pid, at in journal.started_batch(rec))
             continue
         if t == "ok":  # a batch of plain successes, as the I records they stand for
-            job = rec["job"]
             if started:
+                job = rec["job"]
                 for it in rec["its"]:
                     started.pop((job, it), None)
-            finished.extend((job, it, "SUCCEED", 0, b, e, a, w, None)
-                            for it, a, w, b, e in zip(rec["its"], rec["a"], rec["w"], rec["b"], rec["e"]))
+            finished.extend(journal.ok_batch(rec))
             if len(finished) >= BATCH:
                 feed(ReplayFinished(finished, tails))
                 finished, tails = [], {}
