@@ -22,6 +22,8 @@ import sys
 import tempfile
 from typing import Any, Dict, List, Optional
 
+from bench.__main__ import measured_env
+
 TASKS = 2000
 HPILOT = [sys.executable, "-m", "hpilot.governor"]
 
@@ -50,7 +52,7 @@ def slurm_reason(nodes: int = 4) -> Optional[str]:
 def run_once(prefix: List[str], wd: str, req: str, extra: List[str]) -> Dict[str, Optional[float]]:
     """One ``hpilot run``: the service's own elapsed time, agent start, iterations that succeeded."""
     proc = subprocess.run([*prefix, *HPILOT, "run", req, "--wd", wd, "--log", "info", *extra],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=measured_env())
     if proc.returncode != 0:
         raise RuntimeError(f"run failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
     run = os.path.realpath(os.path.join(wd, ".hpilot", "latest"))

@@ -35,11 +35,11 @@ ENV_KEYS = ("HPILOT_ADDRESS", "QCG_PM_ZMQ_ADDRESS", "HPILOT_SECRET")
 
 
 def _env() -> Dict[str, str]:
-    """The environment of the measured commands.  PYTHONDONTWRITEBYTECODE is left out: an
-    installed hpilot has its bytecode (pip compiles it at install time), and an editable
-    tree gets it at the first (warm-up) run; without it every start compiles hpilot's
-    modules from source, which is not what a user's command does."""
-    return {k: v for k, v in os.environ.items() if k not in ENV_KEYS and k != "PYTHONDONTWRITEBYTECODE"}
+    """The environment of the measured commands (bench's own, see ``measured_env``), without
+    a service address that would point a client elsewhere."""
+    from bench.__main__ import measured_env
+
+    return {k: v for k, v in measured_env().items() if k not in ENV_KEYS}
 
 
 def _wall(cmd: List[str], cwd: str) -> float:

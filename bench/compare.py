@@ -27,6 +27,8 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, List, Tuple
 
+from bench.__main__ import measured_env
+
 W1_TASKS = 2000
 G_ITERS = 100_000
 
@@ -52,7 +54,7 @@ def _requests(path: str, n: int) -> str:
 
 def _wall(cmd: List[str], cwd: str) -> float:
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=measured_env())
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {p.stderr.strip()[-300:]}")
@@ -70,7 +72,7 @@ def workloads(work: str, cores: int, g1m_iters: int = 1_000_000) -> Dict[str, Ca
 
     def api_w1(py: str, wd: str) -> float:
         p = subprocess.run([py, "-c", API_SNIPPET, str(cores), wd, str(W1_TASKS)], cwd=wd, capture_output=True,
-                           text=True)
+                           text=True, env=measured_env())
         if p.returncode != 0:
             raise RuntimeError(f"API run exited {p.returncode}: {p.stderr.strip()[-300:]}")
         return float(p.stdout.strip().splitlines()[-1])

@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any, Dict, List, Tuple
 
+from bench.__main__ import measured_env
 from bench.workloads import w1
 
 TASKS = 2000
@@ -44,7 +45,7 @@ def _check(wd: str, n: int) -> bool:
 def _timed(cmd: List[str], cwd: str) -> Tuple[float, float, int]:
     """Wall seconds, CPU seconds (the process and the children it waited for), exit status."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=measured_env())
     _, status, usage = os.wait4(proc.pid, 0)
     return time.perf_counter() - t0, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status)
 

@@ -19,6 +19,8 @@ import sys
 import time
 from typing import Any, Dict, List, Tuple
 
+from bench.__main__ import measured_env
+
 TASKS, NODES, CORES, PARTITION_NODES = 100_000, 1000, 4, 250
 QUICK = (10_000, 100, 4, 25)  # --quick: a tenth
 KINDS = ("gantt", "cores", "throughput")
@@ -55,7 +57,7 @@ def _plot(run: str, kind: str, out: str) -> Tuple[float, float, int]:
     """Wall and CPU seconds of one ``hpilot report`` command, and its exit status."""
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "hpilot.governor", "report", run, kind, out],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=measured_env())
     _, status, usage = os.wait4(proc.pid, 0)
     return time.perf_counter() - t0, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status)
 

@@ -22,6 +22,7 @@ from typing import Any, Dict, List
 
 from hpilot.governor.service import journal as journal_of_run
 
+from bench.__main__ import measured_env
 from bench.workloads import w1
 
 UNGUARDED = ("import sys; import hpilot.launcher.local as l; l.LocalLauncher._guarded = lambda self, req: req; "
@@ -38,7 +39,7 @@ def _w1(workdir: str, guarded: bool) -> float:
     head = [sys.executable, "-m", "hpilot.governor"] if guarded else [sys.executable, "-c", UNGUARDED]
     t0 = time.perf_counter()
     subprocess.run([*head, "run", req, "--nodes", "2", "--log", "warning"], cwd=wd, stdout=subprocess.DEVNULL,
-                   check=True)
+                   check=True, env=measured_env())
     return time.perf_counter() - t0
 
 

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Protocol, Union
 
 from hpilot.launcher.core import LaunchRequest, TaskExit
+from hpilot.launcher.frozen import fast_init
 
 
+@fast_init
 @dataclass(frozen=True)
 class TaskStarted:
     """A task's process runs (pid 0: no real process, e.g. a dry run)."""
@@ -28,6 +30,7 @@ class TaskStarted:
     now: float
 
 
+@fast_init
 @dataclass(frozen=True)
 class NodeChanged:
     """A node left (its agent died: ``up`` False) or joined late (its agent greeted)."""

@@ -20,9 +20,12 @@ import signal
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
+from hpilot.launcher.frozen import fast_init
+
 # ---- what the launcher accepts and reports (its own types, see DESIGN.md) ----
 
 
+@fast_init
 @dataclass(frozen=True)
 class LaunchRequest:
     task_id: str
@@ -37,6 +40,7 @@ class LaunchRequest:
     node: Optional[str] = None  # where to start it (the first node of a multi-node task)
 
 
+@fast_init
 @dataclass(frozen=True)
 class TaskExit:
     task_id: str
@@ -57,11 +61,13 @@ class TaskExit:
 # ---- events in ----
 
 
+@fast_init
 @dataclass(frozen=True)
 class Launch:
     request: LaunchRequest
 
 
+@fast_init
 @dataclass(frozen=True)
 class Spawned:
     task_id: str
@@ -69,6 +75,7 @@ class Spawned:
     now: float
 
 
+@fast_init
 @dataclass(frozen=True)
 class SpawnFailed:
     task_id: str
@@ -77,6 +84,7 @@ class SpawnFailed:
     exit_code: int = 127
 
 
+@fast_init
 @dataclass(frozen=True)
 class Exited:
     task_id: str
@@ -84,6 +92,7 @@ class Exited:
     now: float
 
 
+@fast_init
 @dataclass(frozen=True)
 class Kill:
     task_id: str
@@ -91,6 +100,7 @@ class Kill:
     now: float
 
 
+@fast_init
 @dataclass(frozen=True)
 class Tick:
     now: float
@@ -101,17 +111,20 @@ Event = Union[Launch, Spawned, SpawnFailed, Exited, Kill, Tick]
 # ---- actions out ----
 
 
+@fast_init
 @dataclass(frozen=True)
 class Spawn:
     request: LaunchRequest
 
 
+@fast_init
 @dataclass(frozen=True)
 class Signal:
     task_id: str
     signum: int
 
 
+@fast_init
 @dataclass(frozen=True)
 class Report:
     exit: TaskExit

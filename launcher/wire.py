@@ -24,6 +24,7 @@ from typing import Any, Dict, Optional, Tuple, Type, Union
 
 from hpilot.launcher import safejson
 from hpilot.launcher.core import LaunchRequest, TaskExit
+from hpilot.launcher.frozen import fast_init
 
 VERSION = 2  # 2: CURVE at the transport; Hello and Welcome carry no proof any more
 
@@ -35,6 +36,7 @@ class WireError(ValueError):
 # ---- agent -> service ----
 
 
+@fast_init
 @dataclass(frozen=True)
 class Hello:
     version: int
@@ -43,6 +45,7 @@ class Hello:
     cpus: Tuple[int, ...]  # the CPUs this agent may bind tasks to
 
 
+@fast_init
 @dataclass(frozen=True)
 class Started:
     task_id: str
@@ -50,6 +53,7 @@ class Started:
     now: float
 
 
+@fast_init
 @dataclass(frozen=True)
 class Exited:
     task_id: str
@@ -74,11 +78,13 @@ class Exited:
 # ---- service -> agent ----
 
 
+@fast_init
 @dataclass(frozen=True)
 class Welcome:
     heartbeat: float  # seconds between heartbeats, each way
 
 
+@fast_init
 @dataclass(frozen=True)
 class Launch:
     task_id: str
@@ -100,12 +106,14 @@ class Launch:
                              self.cpus, self.walltime, node)
 
 
+@fast_init
 @dataclass(frozen=True)
 class Kill:
     task_id: str
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class KillNow:
     pass
@@ -114,11 +122,13 @@ class KillNow:
 # ---- both ways ----
 
 
+@fast_init
 @dataclass(frozen=True)
 class Heartbeat:
     now: float
 
 
+@fast_init
 @dataclass(frozen=True)
 class Bye:
     reason: str

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from hpilot.launcher.core import LaunchRequest, TaskExit
+from hpilot.launcher.frozen import fast_init
 from hpilot.partition import models
 from hpilot.partition.allocator import Allocation, Allocator, Request, why_never_fits
 from hpilot.partition.health import StartHealth
@@ -36,9 +37,9 @@ from hpilot.partition.messages import (
     Work,
 )
 from hpilot.partition.resources import ResourceSet
-from hpilot.partition.variables import fill_optional
 
 
+@fast_init
 @dataclass(frozen=True)
 class PartitionConfig:
     root_wd: str
@@ -53,6 +54,7 @@ class PartitionConfig:
 # ---- events the shell feeds in (besides the governor's messages) ----
 
 
+@fast_init
 @dataclass(frozen=True)
 class TaskStarted:
     task_id: str
@@ -60,11 +62,13 @@ class TaskStarted:
     now: float
 
 
+@fast_init
 @dataclass(frozen=True)
 class TaskEnded:
     exit: TaskExit
 
 
+@fast_init
 @dataclass(frozen=True)
 class NodeChanged:
     """A node left (its agent died: up=False) or joined late (up=True)."""
@@ -75,6 +79,7 @@ class NodeChanged:
     now: float
 
 
+@fast_init
 @dataclass(frozen=True)
 class Schedule:
     """Place what fits now; fed once after a batch of other events."""
@@ -87,6 +92,7 @@ Event = Union[Work, CancelJob, Shutdown, Reserve, RunReserved, Release, TaskStar
 # ---- actions out: LaunchRequest and KillTask go to the launcher, the rest up ----
 
 
+@fast_init
 @dataclass(frozen=True)
 class KillTask:
     task_id: str
@@ -262,14 +268,15 @@ class PartitionCore:
         wd = posixpath.join(root, ex.wd.fill(values)) if ex.wd is not None else root
         self.running[name] = _Running(spec, it, own, wd, now, full)
         cpus = tuple(c for s in alloc.slots for c in s.cores) if self.cfg.env.binding else None
+        files = models.with_files(ex, alloc, self.cfg.env)
         return LaunchRequest(
             task_id=name,
-            argv=models.command(ex, values, alloc, self.cfg.env),
-            env=models.environment(self.cfg.env, ex, values, alloc, name),
+            argv=models.command(ex, values, alloc, self.cfg.env, files),
+            env=models.environment(self.cfg.env, ex, values, alloc, name, files),
             wd=wd,
-            stdin=_in_wd(wd, fill_optional(ex.stdin, values)),
-            stdout=_in_wd(wd, fill_optional(ex.stdout, values)),
-            stderr=_in_wd(wd, fill_optional(ex.stderr, values)),
+            stdin=None if ex.stdin is None else _in_wd(wd, ex.stdin.fill(values)),  # most tasks have none
+            stdout=None if ex.stdout is None else _in_wd(wd, ex.stdout.fill(values)),
+            stderr=None if ex.stderr is None else _in_wd(wd, ex.stderr.fill(values)),
             cpus=cpus,
             walltime=spec.resources.wt,
             node=alloc.slots[0].node,

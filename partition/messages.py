@@ -8,12 +8,15 @@ ranges where they can, so a million-iteration job is one message, not a million.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from hpilot.launcher.frozen import fast_init
 from hpilot.partition.allocator import Request, Slot
 from hpilot.partition.spec import Execution, Resources
 
 
+@fast_init
 @dataclass(frozen=True)
 class TaskSpec:
     """How to run every iteration of one job (submit-time variables already filled)."""
@@ -36,6 +39,7 @@ class TaskSpec:
 # ---- governor -> partition ----
 
 
+@fast_init
 @dataclass(frozen=True)
 class Work:
     spec: TaskSpec
@@ -43,6 +47,7 @@ class Work:
     now: float = 0.0
 
 
+@fast_init
 @dataclass(frozen=True)
 class CancelJob:
     """Cancel a whole job, or only these of its iterations (``job:it`` canceled by a client)."""
@@ -53,6 +58,7 @@ class CancelJob:
     iterations: Optional[Tuple[int, ...]] = None
 
 
+@fast_init
 @dataclass(frozen=True)
 class Shutdown:
     reason: str
@@ -62,6 +68,7 @@ class Shutdown:
 # ---- partition -> governor ----
 
 
+@fast_init
 @dataclass(frozen=True)
 class IterationStarted:
     job: str
@@ -74,6 +81,7 @@ class IterationStarted:
     pid: Optional[int] = None
 
 
+@fast_init
 @dataclass(frozen=True)
 class IterationFinished:
     job: str
@@ -96,6 +104,7 @@ class IterationFinished:
         return self.exit_code == 0 and self.reason is None and not self.lost
 
 
+@fast_init
 @dataclass(frozen=True)
 class IterationsStarted:
     """The starts of one job in one loop pass, in columns: the governor applies them as a
@@ -111,6 +120,7 @@ class IterationsStarted:
     cores: int  # all of the batch's iterations together
 
 
+@fast_init
 @dataclass(frozen=True)
 class IterationsSucceeded:
     """The ends of one job in one loop pass that need no more than counting: exit code 0, no
@@ -126,6 +136,7 @@ class IterationsSucceeded:
     cores: int
 
 
+@fast_init
 @dataclass(frozen=True)
 class IterationsDropped:
     """Iterations that never started: impossible (FAILED) or canceled while queued."""
@@ -138,6 +149,7 @@ class IterationsDropped:
 
 
 
+@fast_init
 @dataclass(frozen=True)
 class NodeStatus:
     """A node of the partition went out of service (its agent died or is unreachable, tasks
@@ -157,6 +169,7 @@ class NodeStatus:
 # abandoned, every partition gets Release and frees what it set aside.
 
 
+@fast_init
 @dataclass(frozen=True)
 class Reserve:
     """Set aside ``request`` for iteration ``iteration`` of ``job``: ahead of all queued
@@ -168,6 +181,7 @@ class Reserve:
     now: float = 0.0
 
 
+@fast_init
 @dataclass(frozen=True)
 class RunReserved:
     """Start the iteration on this partition's reserved cores plus ``foreign`` ones."""
@@ -178,6 +192,7 @@ class RunReserved:
     now: float = 0.0
 
 
+@fast_init
 @dataclass(frozen=True)
 class Release:
     """Free what was reserved for the iteration; if it runs here, kill it first."""
@@ -188,6 +203,7 @@ class Release:
     now: float = 0.0
 
 
+@fast_init
 @dataclass(frozen=True)
 class Reserved:
     """The cores set aside for a spanning run (partition -> governor)."""
@@ -220,14 +236,16 @@ def batched(reports: List[FromPartition]) -> List[FromPartition]:
         else:
             rest.append(r)
     out: List[FromPartition] = []
-    for job, ss in starts.items():
-        out.append(IterationsStarted(job, tuple(s.iteration for s in ss), tuple(s.allocation for s in ss),
-                                     tuple(s.wd for s in ss), tuple(s.scheduled for s in ss),
-                                     tuple(s.started for s in ss), tuple(s.pid for s in ss),
-                                     sum(s.cores for s in ss)))
+    for job, ss in starts.items():  # rows to columns in C (zip), not a generator per column
+        its, allocs, wds, scheduled, started, pids = zip(*map(_STARTED_ROW, ss))
+        out.append(IterationsStarted(job, its, allocs, wds, scheduled, started, pids, sum(map(_CORES, ss))))
     for job, fs in oks.items():
-        out.append(IterationsSucceeded(job, tuple(f.iteration for f in fs), tuple(f.allocation for f in fs),
-                                       tuple(f.wd for f in fs), tuple(f.started for f in fs),
-                                       tuple(f.finished for f in fs), sum(f.cores for f in fs)))
+        its, allocs, wds, begun, ended = zip(*map(_SUCCEEDED_ROW, fs))
+        out.append(IterationsSucceeded(job, its, allocs, wds, begun, ended, sum(map(_CORES, fs))))
     out.extend(rest)
     return out
+
+
+_STARTED_ROW = attrgetter("iteration", "allocation", "wd", "scheduled", "started", "pid")
+_SUCCEEDED_ROW = attrgetter("iteration", "allocation", "wd", "started", "finished")
+_CORES = attrgetter("cores")

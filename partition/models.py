@@ -43,15 +43,17 @@ def _paths(ctx: EnvContext, values: Mapping[str, str]) -> Dict[str, str]:
     return {"hosts": base + ".hosts", "rankfile": base + ".rankfile"}
 
 
-def _with_files(ex: Execution, alloc: Optional[Allocation], ctx: Optional[EnvContext]) -> bool:
+def with_files(ex: Execution, alloc: Optional[Allocation], ctx: Optional[EnvContext]) -> bool:
+    """Whether the task needs machine files (MPI, or more than one node)."""
     return (alloc is not None and ctx is not None and ctx.aux_dir is not None
             and mpi.needs_files(ex.model, alloc.nnodes))
 
 
 def command(ex: Execution, values: Mapping[str, str], alloc: Optional[Allocation] = None,
-            ctx: Optional[EnvContext] = None) -> Tuple[str, ...]:
-    """argv of one iteration; modules, venv, machine files and MPI launchers go through bash."""
-    if _with_files(ex, alloc, ctx):
+            ctx: Optional[EnvContext] = None, files: Optional[bool] = None) -> Tuple[str, ...]:
+    """argv of one iteration; modules, venv, machine files and MPI launchers go through bash.
+    ``files``: :func:`with_files`, when the caller knows it already."""
+    if with_files(ex, alloc, ctx) if files is None else files:
         assert alloc is not None and ctx is not None
         return _launcher_command(ex, values, alloc, ctx)
     if ex.script is not None:
@@ -98,7 +100,8 @@ def _prelude(ex: Execution, values: Mapping[str, str]) -> str:
 
 
 def environment(
-    ctx: EnvContext, ex: Execution, values: Mapping[str, str], alloc: Allocation, task_name: str
+    ctx: EnvContext, ex: Execution, values: Mapping[str, str], alloc: Allocation, task_name: str,
+    files: Optional[bool] = None,
 ) -> Dict[str, str]:
     env = dict(ctx.base_env)
     env.update(_alloc_env(ctx, alloc))
@@ -109,7 +112,7 @@ def environment(
     if ctx.address:
         env["QCG_PM_ZMQ_ADDRESS"] = ctx.address
         env["HPILOT_ADDRESS"] = ctx.address
-    if _with_files(ex, alloc, ctx):
+    if with_files(ex, alloc, ctx) if files is None else files:
         paths = _paths(ctx, values)
         env["HPILOT_HOSTFILE"] = paths["hosts"]
         if ex.model in mpi.MPI_MODELS:

@@ -66,23 +66,25 @@ class PartitionRunner:
     def step(self) -> None:
         """Handle the inbox, place what fits, start it, collect what ended; repeat while the
         launcher has more (bounded: a burst of short tasks is one step, not one per task)."""
+        inbox, handle, carry_out = self.inbox, self.core.handle, self._carry_out  # per task: no lookups
         for _ in range(BURST):
-            while self.inbox:
-                self._carry_out(self.core.handle(self.inbox.popleft()))
+            while inbox:
+                carry_out(handle(inbox.popleft()))
                 self._dirty = True
             if self._dirty and not self.paused:
                 self._dirty = False
-                self._carry_out(self.core.handle(Schedule(time.time())))
+                carry_out(handle(Schedule(time.time())))
             events = self.launcher.poll()
             if not events:
                 return
-            self.inbox.extend(_event(ev) for ev in events)
+            inbox.extend(map(_event, events))
 
     def _carry_out(self, actions: List[Any]) -> None:
         for a in actions:
-            if isinstance(a, LaunchRequest):
+            kind = type(a)  # exact types: none of these is subclassed, and this runs twice per task
+            if kind is LaunchRequest:
                 self.launcher.launch(a)
-            elif isinstance(a, KillTask):
+            elif kind is KillTask:
                 self.launcher.kill(a.task_id, a.reason)
             else:
                 self._reports.append(a)

@@ -7,9 +7,11 @@ from typing import Sequence, Union
 
 from hpilot.governor.core.registry import JobRecord
 from hpilot.governor.core.states import JobState
+from hpilot.launcher.frozen import fast_init
 from hpilot.partition.messages import ToPartition
 
 
+@fast_init
 @dataclass(frozen=True)
 class Grant:
     """Send these iterations to the partition."""
@@ -19,6 +21,7 @@ class Grant:
     iterations: Sequence[int]
 
 
+@fast_init
 @dataclass(frozen=True)
 class Requeue:
     """Iterations a lost partition had not finished: back to QUEUED (they are in the ready
@@ -29,6 +32,7 @@ class Requeue:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class Impossible:
     """End these iterations now, never started: FAILED (cannot run) or CANCELED."""
@@ -39,6 +43,7 @@ class Impossible:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class Tell:
     """Any other message for a partition: a cancel, or a step of a spanning run."""

@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
+from hpilot.launcher.frozen import fast_init
 from hpilot.partition.messages import FromPartition, ToPartition
 
 # ---- events: the outside world ----
 
 
+@fast_init
 @dataclass(frozen=True)
 class ClientRequest:
     payload: Any
@@ -23,12 +25,14 @@ class ClientRequest:
     reply_to: Any = None
 
 
+@fast_init
 @dataclass(frozen=True)
 class FromPart:
     partition: str
     message: FromPartition
 
 
+@fast_init
 @dataclass(frozen=True)
 class PartitionJoined:
     """A partition registered. ``credit`` None: the Router meters its work by its measured
@@ -42,6 +46,7 @@ class PartitionJoined:
     credit: Optional[int] = None
 
 
+@fast_init
 @dataclass(frozen=True)
 class PartitionGone:
     """Lost (``clean=False``: its unfinished iterations are re-queued) or left after draining."""
@@ -52,6 +57,7 @@ class PartitionGone:
     now: float = 0.0
 
 
+@fast_init
 @dataclass(frozen=True)
 class FenceLifted:
     """The tasks of a lost partition are known dead now (its process exited and its guard's
@@ -63,17 +69,20 @@ class FenceLifted:
     now: float = 0.0
 
 
+@fast_init
 @dataclass(frozen=True)
 class PartitionDraining:
     name: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class Settled:
     """Every partition the governor started has registered (or will never): jobs larger
     than every partition can now be failed instead of waiting for a bigger one."""
 
 
+@fast_init
 @dataclass(frozen=True)
 class Interrupt:
     """The run must stop, resumably: a signal (SIGTERM, SIGINT, Slurm's ``--signal``), the
@@ -88,6 +97,7 @@ class Interrupt:
 # ---- events: a journal being replayed (resume) ----
 
 
+@fast_init
 @dataclass(frozen=True)
 class ReplaySubmit:
     time: float
@@ -95,6 +105,7 @@ class ReplaySubmit:
     jobs: Sequence[Dict[str, Any]]
 
 
+@fast_init
 @dataclass(frozen=True)
 class ReplayCancel:
     time: float
@@ -102,12 +113,14 @@ class ReplayCancel:
     iterations: Optional[Sequence[int]] = None  # single iterations ("job:it") when only some
 
 
+@fast_init
 @dataclass(frozen=True)
 class ReplayRemove:
     time: float
     jobs: Sequence[str]
 
 
+@fast_init
 @dataclass(frozen=True)
 class ReplayDrop:
     job: str
@@ -126,6 +139,7 @@ class ReplayFinished:
     tails: Dict[Tuple[Any, Any], str] = field(default_factory=dict)  # (job, it) -> last stderr lines
 
 
+@fast_init
 @dataclass(frozen=True)
 class ReplayDone:
     """The journal is read: finish what it finished, link and dispatch the rest."""
@@ -140,28 +154,33 @@ Event = Union[ClientRequest, FromPart, PartitionJoined, PartitionGone, Partition
 # ---- actions ----
 
 
+@fast_init
 @dataclass(frozen=True)
 class Reply:
     reply_to: Any
     response: Dict[str, Any]
 
 
+@fast_init
 @dataclass(frozen=True)
 class SendToPartition:
     partition: str
     message: ToPartition
 
 
+@fast_init
 @dataclass(frozen=True)
 class JobDone:
     job: Any  # a registry.JobRecord (Any: the registry imports nothing of this module)
 
 
+@fast_init
 @dataclass(frozen=True)
 class FinishService:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class Record:
     """A journal record (already encoded): the shell appends it to the run's journal."""
@@ -169,6 +188,7 @@ class Record:
     data: bytes
 
 
+@fast_init
 @dataclass(frozen=True)
 class StateEvent:
     """A job or iteration state change, for subscribers (only made when someone listens)."""
