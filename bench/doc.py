@@ -235,11 +235,17 @@ what each iteration costs it. All are medians over the runs. The flat row is the
 task is the governor's and the partition's together, on one CPU."""
     return f"""## Governor mode notes (issue #5)
 
-- Routing is by credit: a partition may hold twice its cores, or what it finished in the
-  last 0.1 s at its measured rate if that is more; refills go in batches once half of
-  that is free. A partition's reports travel as one frame of compact records, decoded
-  with one `json.loads` at the governor: at once when the partition has nothing more to do
-  now, and while it is busy (a burst of starts and ends) at most every 0.1 s, so a busy
+- Routing is by credit: a partition may hold twice its cores, or what it finishes in
+  0.3 s at its measured rate if that is more (longer than a busy partition's report
+  period plus a round trip, so it does not run dry before each refill); a partition that
+  ends its whole buffer before its rate is measured doubles it at once. Refills go in
+  batches once half of that is free, and only then: a partition more than half full is
+  not topped up when another reports (except at the end of a job, where every partition
+  with room shares what is left). The governor's cost is per message, so this keeps the
+  messages per task about the same with 1 or 8 partitions.
+- A partition's reports travel as one frame of compact records, decoded with one
+  `json.loads` at the governor: at once when the partition has nothing more to do now,
+  and while it is busy (a burst of starts and ends) at most every 0.1 s, so a busy
   partition sends few large frames.
 - The governor keeps each iteration's run in columns (`governor/core/runs.py`: 48 bytes per
   iteration, plus one byte of state), not as an object per run.
