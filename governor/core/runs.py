@@ -23,6 +23,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 _NAN = float("nan")
 _NONE = -(2 ** 31)  # an absent exit code or pid
+_NAN_ONE = (_NAN,)
+_NONE_ONE = (_NONE,)
 # the int columns of one iteration: attempts (0: never ran), exit code, pid, then string
 # table indices for allocation, wd and partition (0 is None)
 _ATT, _EXIT, _PID, _ALLOC, _WD, _PART = range(6)
@@ -33,6 +35,21 @@ _NT = 3
 CHUNK = 4096  # iterations per chunk of columns
 _SHIFT = CHUNK.bit_length() - 1
 _MASK = CHUNK - 1
+
+
+def consecutive(its: Sequence[int]) -> Optional[int]:
+    """The first of ``its`` if they are a run of consecutive iterations in order (a partition
+    reports them so, mostly), else None: then a batch is a slice, counted and written in C."""
+    n = len(its)
+    if not n:
+        return None
+    first = its[0]
+    if type(its) is range:
+        return first if its.step == 1 else None
+    if its[-1] - first != n - 1:
+        return None
+    return first if n < 3 or tuple(its) == tuple(range(first, first + n)) else None
+
 
 
 class IterRun:
@@ -229,6 +246,10 @@ class Runs:
         string's number only when it differs from the previous iteration's)."""
         first, count, chunks, compact = self._start, self._count, self._chunks, self._compact
         part, str_idx = self._str(partition), self._str_idx.get
+        at = consecutive(its)
+        if at is not None and not compact and first <= at and at - first + len(its) <= count:
+            self._start_run(at - first, allocations, wds, scheduled, started, pids, part)
+            return
         cur, times, ints = -1, self._no_times, self._no_ints
         last_a: Optional[str] = None
         last_w: Optional[str] = None
@@ -268,11 +289,54 @@ class Runs:
             for it in its:
                 self._reasons.pop(it - first, None)
 
+    def _start_run(self, lo: int, allocations: Sequence[str], wds: Sequence[str], scheduled: Sequence[float],
+                   started: Sequence[float], pids: Sequence[Optional[int]], part: int) -> None:
+        """start_many of the run of iterations at columns ``lo ..``: each column written as
+        one strided slice per chunk, in C (a partition reports its starts so, mostly)."""
+        n, k = len(allocations), 0
+        while k < n:
+            idx = lo + k
+            times, ints = self._chunk(idx)
+            a = idx & _MASK
+            m = min(n - k, len(ints) // _NI - a)  # what of the run is in this chunk
+            t0, i0 = a * _NT, a * _NI
+            attempts = ints[i0 + _ATT:i0 + m * _NI:_NI]
+            self._n += attempts.count(0)
+            times[t0 + _SCHED:t0 + m * _NT:_NT] = array("d", scheduled[k:k + m])
+            times[t0 + _START:t0 + m * _NT:_NT] = array("d", started[k:k + m])
+            times[t0 + _FIN:t0 + m * _NT:_NT] = array("d", _NAN_ONE) * m
+            ints[i0 + _ATT:i0 + m * _NI:_NI] = array("i", [x + 1 for x in attempts])
+            ints[i0 + _EXIT:i0 + m * _NI:_NI] = array("i", _NONE_ONE) * m
+            some = pids[k:k + m]
+            ints[i0 + _PID:i0 + m * _NI:_NI] = (array("i", _NONE_ONE) * m if some.count(None) == m else
+                                                array("i", [_NONE if p is None else p for p in some]))
+            ints[i0 + _ALLOC:i0 + m * _NI:_NI] = self._numbers(allocations[k:k + m])
+            ints[i0 + _WD:i0 + m * _NI:_NI] = self._numbers(wds[k:k + m])
+            ints[i0 + _PART:i0 + m * _NI:_NI] = array("i", (part,)) * m
+            k += m
+        if self._reasons:
+            for idx in range(lo, lo + n):
+                self._reasons.pop(idx, None)
+
+    def _numbers(self, strs: Sequence[str]) -> array:
+        """The string-table numbers of ``strs`` as an int column (one lookup when all are one)."""
+        if strs.count(strs[0]) == len(strs):
+            return array("i", (self._str(strs[0]),)) * len(strs)
+        number = self._str_idx.__getitem__
+        try:
+            return array("i", map(number, strs))  # in C: the strings are known but for the first few
+        except KeyError:  # a new one: added on the way
+            return array("i", [self._str(x) for x in strs])
+
     def finish_many(self, its: Sequence[int], finished: Sequence[float], started: Sequence[float],
                     allocations: Sequence[str], wds: Sequence[str]) -> None:
         """A batch of plain successes (exit code 0, no reason).  An iteration whose start was
         not seen (a replay's lost record) gets its run from the batch."""
         first, chunks = self._start, self._chunks
+        at = consecutive(its)
+        if at is not None and not self._compact and first <= at and at - first + len(its) <= self._count \
+                and self._finish_run(at - first, finished):
+            return
         for k, it in enumerate(its):
             idx = it - first
             chunk = chunks.get(idx >> _SHIFT)
@@ -289,6 +353,30 @@ class Runs:
         if self._reasons:
             for it in its:
                 self._reasons.pop(it - first, None)
+
+    def _finish_run(self, lo: int, finished: Sequence[float]) -> bool:
+        """finish_many of a run of iterations that all started (else False, nothing written):
+        the finish and exit code columns as strided slices, in C."""
+        n, k = len(finished), 0
+        spans = []
+        while k < n:
+            idx = lo + k
+            chunk = self._chunks.get(idx >> _SHIFT)
+            if chunk is None:
+                return False
+            a = idx & _MASK
+            m = min(n - k, len(chunk[1]) // _NI - a)
+            if 0 in chunk[1][a * _NI + _ATT:(a + m) * _NI:_NI]:  # one never started: the slow path
+                return False
+            spans.append((chunk, a, k, m))
+            k += m
+        for (times, ints), a, k, m in spans:
+            times[a * _NT + _FIN:(a + m) * _NT:_NT] = array("d", finished[k:k + m])
+            ints[a * _NI + _EXIT:(a + m) * _NI:_NI] = array("i", (0,)) * m
+        if self._reasons:
+            for idx in range(lo, lo + n):
+                self._reasons.pop(idx, None)
+        return True
 
     def _write(self, idx: int, allocation: str, wd: str, scheduled: float, started: float,
                finished: Optional[float], attempts: int, exit_code: Optional[int], pid: Optional[int],
@@ -398,8 +486,7 @@ class Runs:
         starts: List[float] = []
         ends: List[float] = []
         for times, _ in self._chunks.values():  # a chunk at a time: no list of a million floats
-            begun = [x for x in times[_START::_NT] if not math.isnan(x)]
-            done = [x for x in times[_FIN::_NT] if not math.isnan(x)]
+            begun, done = _known(times[_START::_NT]), _known(times[_FIN::_NT])
             if begun:
                 starts.append(min(begun))
             if done:
@@ -411,3 +498,12 @@ class Runs:
             return None
         last = max(ends, default=-math.inf)
         return min(starts), (None if last == -math.inf else last)
+
+
+def _known(col: array) -> Sequence[float]:
+    """The times of a column that are set (not NaN).  A chunk of a finished job has none
+    unset, and its sum says so in C: then the column itself, without a Python test per cell
+    (a report of a million-iteration job reads two such columns of every chunk)."""
+    if not math.isnan(sum(col)):
+        return col
+    return [x for x in col if x == x]  # NaN is the one value not equal to itself

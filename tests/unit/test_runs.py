@@ -112,3 +112,42 @@ def test_start_and_finish_write_the_columns_directly() -> None:
     runs.start(2, "n1[1]", "/w2", 10.0, 10.0, 5, None)  # a replayed run started again after a resume
     assert runs[2].attempts == 2 and len(runs) == 2
     assert runs.finish(99, 1.0, 0, None) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_a_run_of_iterations_is_written_as_one_by_one(data: Any) -> None:
+    """start_many/finish_many of consecutive iterations write strided slices; what they write
+    is what the per-iteration path writes (chunk edges, re-runs, pids, mixed strings)."""
+    first = data.draw(st.integers(-5, 5))
+    count = CHUNK + 50
+    fast, slow = Runs(first, count), Runs(first, count)
+    for _ in range(data.draw(st.integers(1, 4))):
+        lo = data.draw(st.integers(0, count - 1))
+        n = data.draw(st.integers(1, min(count - lo, CHUNK + 10)))
+        its = tuple(range(first + lo, first + lo + n))
+        allocs = tuple(data.draw(st.sampled_from(["n0[0]", "n0[1]", "n1[0]"])) if data.draw(st.booleans())
+                       else "n0[0]" for _ in range(n))
+        wds = tuple("/w" if k % 7 else "/x" for k in range(n)) if data.draw(st.booleans()) else ("/w",) * n
+        sched = tuple(float(k) for k in range(n))
+        began = tuple(k + 0.5 for k in range(n))
+        pids = tuple(None if k % 3 == 0 else 100 + k for k in range(n)) if data.draw(st.booleans()) else (None,) * n
+        fast.start_many(its, allocs, wds, sched, began, pids, "p1")
+        for k, it in enumerate(its):  # one by one: the general path
+            slow.start(it, allocs[k], wds[k], sched[k], began[k], pids[k], "p1")
+        if data.draw(st.booleans()):
+            ends = tuple(k + 1.0 for k in range(n))
+            fast.finish_many(its, ends, began, allocs, wds)
+            for k, it in enumerate(its):
+                slow.finish(it, ends[k], 0, None)
+    assert len(fast) == len(slow)
+    assert {it: _record(r) for it, r in fast.items()} == {it: _record(r) for it, r in slow.items()}
+    assert fast.span() == slow.span()
+
+
+def test_a_run_with_an_iteration_never_started_finishes_on_the_general_path() -> None:
+    runs = Runs(0, 10)
+    runs.start_many((2, 3), ("a", "b"), ("/w", "/w"), (1.0, 1.0), (1.5, 1.5), (None, None), None)
+    runs.finish_many((2, 3, 4), (2.0, 2.0, 2.0), (1.5, 1.5, 1.8), ("a", "b", "c"), ("/w", "/w", "/w"))
+    assert [runs[i].finished for i in (2, 3, 4)] == [2.0, 2.0, 2.0]
+    assert runs[4].started == 1.8 and runs[4].allocation == "c" and runs[4].exit_code == 0
