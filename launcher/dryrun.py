@@ -7,10 +7,9 @@ Starts and exits are returned by :meth:`poll`, like every launcher's.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import time
-from typing import List, Optional, Set, Tuple
+from collections import deque
+from typing import Deque, List, Optional, Set, Tuple
 
 from hpilot.launcher.api import LauncherEvent, TaskStarted
 from hpilot.launcher.core import LaunchRequest, TaskExit
@@ -20,9 +19,10 @@ class DryRunLauncher:
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self._starting: List[str] = []
-        self._due: List[Tuple[float, int, str, float]] = []  # (finish, seq, task id, started)
+        # (finish, task id, started): every task has the same delay, so they are due in the
+        # order they started (a queue, not a heap)
+        self._due: Deque[Tuple[float, str, float]] = deque()
         self._killed: Set[str] = set()
-        self._seq = itertools.count()
 
     needs_polling = False
 
@@ -45,25 +45,26 @@ class DryRunLauncher:
         self._killed.add(task_id)
 
     def kill_now(self) -> None:
-        self._killed.update(t for _, _, t, _ in self._due)
+        self._killed.update(t for _, t, _ in self._due)
         self._killed.update(self._starting)
 
     def poll(self) -> List[LauncherEvent]:
         now = time.time()
         out: List[LauncherEvent] = []
         starting, self._starting = self._starting, []
+        due = self._due
+        end = now + self.delay
         for task_id in starting:
             out.append(TaskStarted(task_id, 0, now))
-            heapq.heappush(self._due, (now + self.delay, next(self._seq), task_id, now))
-        if self._killed:  # a killed task ends now, wherever it is in the heap
-            killed = [e for e in self._due if e[2] in self._killed]
+            due.append((end, task_id, now))
+        if self._killed:  # a killed task ends now, wherever it is in the queue
+            killed = [e for e in due if e[1] in self._killed]
             if killed:
-                self._due = [e for e in self._due if e[2] not in self._killed]
-                heapq.heapify(self._due)
-                out.extend(TaskExit(task_id, -9, started, now, "killed", 0) for _, _, task_id, started in killed)
+                self._due = due = deque(e for e in due if e[1] not in self._killed)
+                out.extend(TaskExit(task_id, -9, started, now, "killed", 0) for _, task_id, started in killed)
             self._killed.clear()
-        while self._due and self._due[0][0] <= now:
-            _, _, task_id, started = heapq.heappop(self._due)
+        while due and due[0][0] <= now:
+            _, task_id, started = due.popleft()
             out.append(TaskExit(task_id, 0, started, now, None, 0))
         return out
 

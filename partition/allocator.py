@@ -13,6 +13,7 @@ Rules, after QCG-PilotJob's scheduler (manual ch. 7.2):
 
 from __future__ import annotations
 
+from bisect import insort
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Dict, List, Optional, Tuple
@@ -200,8 +201,11 @@ class Allocator:
     def release(self, alloc: Allocation) -> None:
         for slot in alloc.slots:
             st = self._by_name[slot.node]
-            st.free.extend(slot.cores)
-            st.free.sort()
+            if len(slot.cores) == 1:  # the usual task: one core, put back in its place
+                insort(st.free, slot.cores[0])
+            else:
+                st.free.extend(slot.cores)
+                st.free.sort()
             for name, ids in slot.crs:
                 st.crs_free[name].extend(ids)
                 st.crs_free[name].sort()

@@ -159,13 +159,7 @@ class PartitionCore:
         if isinstance(ev, TaskEnded):
             return self._ended(ev.exit)
         if isinstance(ev, TaskStarted):
-            run = self.running.get(ev.task_id)
-            if run is None:
-                return []
-            run.started = ev.now
-            self.health.started(run.spec.job, run.alloc.slots[0].node)
-            return [IterationStarted(run.spec.job, run.it, run.full.describe(), run.wd,
-                                     run.scheduled, ev.now, run.alloc.ncores, ev.pid)]
+            return self.task_started(ev.task_id, ev.pid, ev.now)
         if isinstance(ev, Schedule):
             return self._schedule(ev.now)
         if isinstance(ev, Work):
@@ -283,6 +277,20 @@ class PartitionCore:
         )
 
     # ---- work out ----
+    # A launcher's two events per task, also callable without their event objects: the
+    # runner does (twice per task, it is the partition's hot path); handle() is the same.
+
+    def task_started(self, task_id: str, pid: int, now: float) -> List[Action]:
+        run = self.running.get(task_id)
+        if run is None:
+            return []
+        run.started = now
+        self.health.started(run.spec.job, run.alloc.slots[0].node)
+        return [IterationStarted(run.spec.job, run.it, run.full.describe(), run.wd, run.scheduled, now,
+                                 run.alloc.ncores, pid)]
+
+    def task_ended(self, ex: TaskExit) -> List[Action]:
+        return self._ended(ex)
 
     def _ended(self, ex: TaskExit) -> List[Action]:
         run = self.running.pop(ex.task_id, None)

@@ -25,8 +25,13 @@ class StartHealth:
 
     def started(self, job: str, node: str) -> None:
         self._starts += 1
-        self._streak.pop(node, None)
-        self._started_on.setdefault(job, set()).add(node)
+        if self._streak:  # a failed start somewhere: rare
+            self._streak.pop(node, None)
+        nodes = self._started_on.get(job)
+        if nodes is None:
+            self._started_on[job] = {node}
+        elif node not in nodes:
+            nodes.add(node)
 
     def failed(self, job: str, node: str, reason: Optional[str]) -> Tuple[bool, Optional[str]]:
         """A task of ``job`` could not start on ``node``: (is it the node's doing, the reason to
