@@ -22,10 +22,13 @@ but a :class:`Register` from a routing id it does not know.
 
 from __future__ import annotations
 
+import base64
 import collections.abc
 import json
 import math
+import sys
 import typing
+from array import array
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
@@ -50,7 +53,7 @@ from hpilot.partition.messages import (
 from hpilot.partition.spec import Execution, IterSchedulerSpec, Resources, ResourceSize
 from hpilot.partition.variables import Template
 
-VERSION = 2  # 2: CURVE at the transport; Register carries no proof any more
+VERSION = 3  # 2: CURVE at the transport; Register carries no proof any more. 3: packed report columns
 KEY_ENV = "HPILOT_PARTITION_KEY"  # the path of the partition key file, for a manager started by hand
 
 
@@ -396,9 +399,11 @@ def encode_batch(msgs: Sequence[Message]) -> bytes:
                 rec.append(m.stderr_tail)
             items.append(rec)
         elif type(m) is IterationsStarted:
-            items.append(["S", m.job, m.iterations, m.allocations, m.wds, m.scheduled, m.started, m.pids, m.cores])
+            items.append(["S", m.job, _its_out(m.iterations), _strs_out(m.allocations), _strs_out(m.wds),
+                          _floats_out(m.scheduled), _floats_out(m.started), _pids_out(m.pids), m.cores])
         elif type(m) is IterationsSucceeded:
-            items.append(["F", m.job, m.iterations, m.allocations, m.wds, m.started, m.finished, m.cores])
+            items.append(["F", m.job, _its_out(m.iterations), _strs_out(m.allocations), _strs_out(m.wds),
+                          _floats_out(m.started), _floats_out(m.finished), m.cores])
         elif type(m) in TOP:
             items.append(_out(m))
         else:
@@ -452,26 +457,123 @@ def _compact(item: Any) -> Message:
 
 
 def _columns(cls: Any, vals: List[Any], item: Any) -> Message:
-    """A batch in columns: every column a list as long as the iterations, each cell of its type."""
-    job, its, cores = vals[0], vals[1], vals[-1]
-    cols = vals[2:-1]
-    n = len(its) if isinstance(its, list) else -1
-    ok = (isinstance(job, str) and _whole(cores) and n >= 0
-          and all(isinstance(c, list) and len(c) == n for c in cols) and _all_whole(its))
-    if ok:
-        kinds = [str, str, float, float, int] if cls is IterationsStarted else [str, str, float, float]
-        for col, kind in zip(cols, kinds):
-            if kind is str:
-                ok = set(map(type, col)) <= _STR
-            elif kind is float:
-                ok = _all_numbers(col)
-            else:  # pids: whole numbers or null
-                ok = _all_pids(col)
-            if not ok:
-                break
-    if not ok:
+    """A batch in columns: every column as long as the iterations, each cell of its type; a
+    column is a JSON list, or one of the packed forms of :func:`_its_out` and the others."""
+    job, cores = vals[0], vals[-1]
+    its = _its_in(vals[1])
+    kinds = (_strs_in, _strs_in, _floats_in, _floats_in, _pids_in) if cls is IterationsStarted else \
+        (_strs_in, _strs_in, _floats_in, _floats_in)
+    cols = None
+    if its is not None and isinstance(job, str) and _whole(cores):
+        cols = [read(col, len(its)) for read, col in zip(kinds, vals[2:-1])]
+    if cols is None or any(c is None for c in cols):
         raise WireError(f"{cls.__name__}: bad field(s) in {str(item)[:200]}")
-    return cls(job, tuple(its), *(tuple(c) for c in cols), cores)
+    return cls(job, its, *cols, cores)
+
+
+# Packed columns.  A partition reports a job's starts and ends of a pass as columns, and
+# JSON's numbers and repeated strings were most of what both ends spent on a report: times
+# travel as the bytes of an array of doubles (base64), strings as a table and indices, a
+# run of iterations as its range, a column of one value as that value.
+_LITTLE = sys.byteorder == "little"
+MAX_BATCH = 1 << 20  # iterations in one packed run: far above a pass's, far below a memory bomb
+
+
+def _its_out(its: Sequence[int]) -> Any:
+    n = len(its)
+    if 2 < n <= MAX_BATCH and its[-1] - its[0] == n - 1 and tuple(its) == tuple(range(its[0], its[0] + n)):
+        return {"r": [its[0], its[0] + n]}
+    return list(its)
+
+
+def _its_in(raw: Any) -> Optional[Tuple[int, ...]]:
+    if isinstance(raw, list):
+        return tuple(raw) if _all_whole(raw) else None
+    if isinstance(raw, dict) and raw.keys() == {"r"}:
+        ends = raw["r"]
+        if isinstance(ends, list) and len(ends) == 2 and _whole(ends[0]) and _whole(ends[1]) \
+                and 0 <= ends[1] - ends[0] <= MAX_BATCH:
+            return tuple(range(ends[0], ends[1]))
+    return None
+
+
+def _floats_out(col: Sequence[float]) -> Any:
+    try:
+        packed = array("d", col)
+    except TypeError:
+        return list(col)
+    if not _LITTLE:
+        packed.byteswap()
+    return {"f": base64.b64encode(packed.tobytes()).decode("ascii")}
+
+
+def _floats_in(raw: Any, n: int) -> Optional[Tuple[float, ...]]:
+    if isinstance(raw, list):
+        return tuple(raw) if len(raw) == n and _all_numbers(raw) else None
+    if not (isinstance(raw, dict) and raw.keys() == {"f"} and isinstance(raw["f"], str)):
+        return None
+    try:
+        data = base64.b64decode(raw["f"], validate=True)
+    except (ValueError, TypeError):
+        return None
+    if len(data) != 8 * n:
+        return None
+    col = array("d")
+    col.frombytes(data)
+    if not _LITTLE:
+        col.byteswap()
+    return tuple(col) if math.isfinite(sum(col)) else None  # no NaN, no infinity (nor sums that overflow)
+
+
+def _strs_out(col: Sequence[str]) -> Any:
+    if len(col) > 1 and col.count(col[0]) == len(col):
+        return {"x": col[0]}
+    table = list(dict.fromkeys(col))
+    if len(table) * 2 > len(col):
+        return list(col)
+    number = {s: i for i, s in enumerate(table)}
+    idx = array("i", map(number.__getitem__, col))
+    if not _LITTLE:
+        idx.byteswap()
+    return {"k": table, "i": base64.b64encode(idx.tobytes()).decode("ascii")}
+
+
+def _strs_in(raw: Any, n: int) -> Optional[Tuple[str, ...]]:
+    if isinstance(raw, list):
+        return tuple(raw) if len(raw) == n and set(map(type, raw)) <= _STR else None
+    if not isinstance(raw, dict):
+        return None
+    if raw.keys() == {"x"}:
+        return (raw["x"],) * n if isinstance(raw["x"], str) else None
+    table, packed = raw.get("k"), raw.get("i")
+    if raw.keys() != {"k", "i"} or not isinstance(table, list) or not isinstance(packed, str) \
+            or not set(map(type, table)) <= _STR:
+        return None
+    try:
+        data = base64.b64decode(packed, validate=True)
+    except (ValueError, TypeError):
+        return None
+    if len(data) != 4 * n:
+        return None
+    idx = array("i")
+    idx.frombytes(data)
+    if not _LITTLE:
+        idx.byteswap()
+    if n and (min(idx) < 0 or max(idx) >= len(table)):
+        return None
+    return tuple(map(table.__getitem__, idx))
+
+
+def _pids_out(col: Sequence[Optional[int]]) -> Any:
+    return {"x": None} if len(col) > 1 and col.count(None) == len(col) else list(col)
+
+
+def _pids_in(raw: Any, n: int) -> Optional[Tuple[Optional[int], ...]]:
+    if isinstance(raw, list):
+        return tuple(raw) if len(raw) == n and _all_pids(raw) else None
+    if isinstance(raw, dict) and raw.keys() == {"x"} and raw["x"] is None:
+        return (None,) * n
+    return None
 
 
 # A batch's columns are checked a column at a time in C (map, set, min, max): the governor

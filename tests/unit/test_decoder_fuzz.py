@@ -27,6 +27,8 @@ from hpilot.partition.messages import (
     CancelJob,
     IterationFinished,
     IterationsDropped,
+    IterationsStarted,
+    IterationsSucceeded,
     IterationStarted,
     Shutdown,
     TaskSpec,
@@ -356,3 +358,46 @@ def test_a_decoded_work_never_fails_the_partition_core(frame: bytes) -> None:
     core = PartitionCore(local_resources("n1:4"), PartitionConfig("/nonexistent-wd", EnvContext(base_env={})))
     core.handle(msg)
     core.handle(Schedule(1.0))
+
+
+# a batch whose columns all take their packed forms: a run of iterations, times as bytes,
+# one wd for all, allocations as a table and indices, no pids
+PACKED_MSGS = [IterationsStarted("s", (4, 5, 6, 7, 8), ("n0[0]", "n0[1]", "n0[0]", "n0[1]", "n0[0]"), ("/w",) * 5,
+                                 (1.0, 1.25, 1.5, 1.75, 2.0), (1.5, 1.5, 2.0, 2.0, 2.5), (None,) * 5, 5),
+               IterationsSucceeded("s", (9, 3, 1), ("a", "a", "a"), ("/w", "/v", "/w"), (1.0, 2.0, 3.0),
+                                   (1.5, 2.5, 3.5), 3)]
+PACKED = part_wire.encode_batch(PACKED_MSGS)
+
+
+def test_a_batch_packs_its_columns_and_unpacks_to_the_same_messages() -> None:
+    raw = json.loads(PACKED)
+    started = raw[0]
+    assert started[2] == {"r": [4, 9]} and started[4] == {"x": "/w"} and started[7] == {"x": None}
+    assert set(started[3]) == {"k", "i"} and set(started[5]) == {"f"}
+    assert part_wire.decode_frame(PACKED) == (PACKED_MSGS, [])
+
+
+@pytest.mark.parametrize("place, value", [
+    ((0, 5), {"f": "not base64!"}),
+    ((0, 5), {"f": "AAAAAAAA"}),  # one double for five iterations
+    ((0, 5), {"f": "AAAAAAAA+H8AAAAAAADwfwAAAAAAAPh/AAAAAAAA+H8AAAAAAAD4fw=="}),  # NaN and infinity
+    ((0, 3), {"k": ["a"], "i": "AAAAAAEAAAAAAAAAAQAAAAAAAAA="}),  # index 1 of a table of one
+    ((0, 3), {"k": [1, 2], "i": "AAAAAAEAAAAAAAAAAQAAAAAAAAA="}),  # a table of numbers
+    ((0, 3), {"k": ["a"], "i": "AAAA"}),  # too few indices
+    ((0, 2), {"r": [0, 10 ** 12]}),  # a range far beyond any batch
+    ((0, 2), {"r": [5, 1]}),
+    ((0, 4), {"x": 7}),
+    ((0, 7), {"x": 0}),
+    ((0, 5), {"f": "AAAA", "extra": 1}),
+])
+def test_a_bad_packed_column_drops_its_batch_with_the_reason(place: Tuple[int, int], value: Any) -> None:
+    raw = json.loads(PACKED)
+    raw[place[0]][place[1]] = value
+    msgs, errors = part_wire.decode_frame(json.dumps(raw).encode())
+    assert msgs == PACKED_MSGS[1:] and len(errors) == 1 and "IterationsStarted" in errors[0]
+
+
+@FUZZ
+@given(mutated(json.loads(PACKED)))
+def test_partition_codec_is_total_on_mutated_packed_batches(frame: bytes) -> None:
+    _check_part(frame)
