@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from hpilot.governor.core.jobspec import JobSpec
-from hpilot.governor.core.runs import Runs, consecutive
+from hpilot.governor.core.runs import Runs, runs_in
 from hpilot.governor.core.states import FINAL_STATES, JobState, check_transition
 from hpilot.partition.messages import TaskSpec
 
@@ -26,19 +26,16 @@ _EXECUTING_RUN = bytes((_EXECUTING,))
 _SUCCEED_RUN = bytes((_SUCCEED,))
 
 
-def _run_of(its: Sequence[int], first: int, count: int) -> Optional[int]:
-    """Where ``its`` start in a job's columns (``first``: its first iteration, ``count`` of
-    them) if they are a run inside them, else None."""
-    at = consecutive(its)
-    if at is None or at < first or at - first + len(its) > count:
-        return None
-    return at - first
+def _codes(states: bytearray, slices: List[Tuple[int, int]]) -> Dict[int, int]:
+    """How many iterations of the ``states[lo:hi]`` slices are in each state (its code)."""
+    moved: Dict[int, int] = {}
+    for lo, hi in slices:
+        seg = states[lo:hi]
+        for code in set(seg):
+            moved[code] = moved.get(code, 0) + seg.count(code)
+    return moved
 
 
-def _codes(states: bytearray, lo: int, hi: int) -> Dict[int, int]:
-    """How many iterations of ``states[lo:hi]`` are in each state (its code)."""
-    seg = states[lo:hi]
-    return {code: seg.count(code) for code in set(seg)}
 _FINAL_BY_VALUE = {s.value: s for s in FINAL_STATES}
 
 
@@ -117,11 +114,13 @@ class JobRecord:
     def start_many(self, its: Sequence[int]) -> None:
         """Iterations start (QUEUED or SCHEDULED -> EXECUTING): a batch, its counts moved once."""
         states, first = self.it_states, self.task.it_start
-        lo = _run_of(its, first, len(states))
-        if lo is not None:  # the usual batch, a run of iterations: counted and written in C
-            moved = _codes(states, lo, lo + len(its))
+        pieces = runs_in(its, first, len(states))
+        if pieces is not None:  # the usual batch, runs of iterations: counted and written in C
+            slices = [(its[i] - first, its[i] - first + j - i) for i, j in pieces]
+            moved = _codes(states, slices)
             moved.pop(_EXECUTING, None)
-            states[lo:lo + len(its)] = _EXECUTING_RUN * len(its)
+            for lo, hi in slices:
+                states[lo:hi] = _EXECUTING_RUN * (hi - lo)
             self._moved(moved, JobState.EXECUTING, its)
             return
         moved = {}
@@ -137,11 +136,13 @@ class JobRecord:
         """Running iterations ended well (-> SUCCEED), a batch; an iteration already final keeps
         its end (a repeated report).  Returns the iterations that changed."""
         states, first = self.it_states, self.task.it_start
-        lo = _run_of(its, first, len(states))
-        if lo is not None:
-            moved = _codes(states, lo, lo + len(its))
-            if _FINAL_CODES.isdisjoint(moved):  # none final yet: the whole run changes, in C
-                states[lo:lo + len(its)] = _SUCCEED_RUN * len(its)
+        pieces = runs_in(its, first, len(states))
+        if pieces is not None:
+            slices = [(its[i] - first, its[i] - first + j - i) for i, j in pieces]
+            moved = _codes(states, slices)
+            if _FINAL_CODES.isdisjoint(moved):  # none final yet: the whole batch changes, in C
+                for lo, hi in slices:
+                    states[lo:hi] = _SUCCEED_RUN * (hi - lo)
                 self._moved(moved, JobState.SUCCEED, its)
                 return its
         moved = {}

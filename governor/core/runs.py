@@ -37,19 +37,48 @@ _SHIFT = CHUNK.bit_length() - 1
 _MASK = CHUNK - 1
 
 
-def consecutive(its: Sequence[int]) -> Optional[int]:
-    """The first of ``its`` if they are a run of consecutive iterations in order (a partition
-    reports them so, mostly), else None: then a batch is a slice, counted and written in C."""
+def runs_in(its: Sequence[int], first: int, count: int) -> Optional[List[Tuple[int, int]]]:
+    """``its`` as a few runs of consecutive iterations, each as (position in ``its``, its end),
+    if they are strictly increasing and inside ``first .. first + count - 1``; else None.
+
+    A partition reports its starts and ends in iteration order, and its batches are runs of
+    what it was granted, so a batch is one run, or a few where grants meet: each run is then
+    a slice, counted and written in C.  The seams are found by halving (a piece is one run
+    when its ends are as far apart as its length), so a few runs cost a few checks."""
     n = len(its)
     if not n:
         return None
-    first = its[0]
     if type(its) is range:
-        return first if its.step == 1 else None
-    if its[-1] - first != n - 1:
+        ok = its.step == 1 and first <= its[0] and its[-1] < first + count
+        return [(0, n)] if ok else None
+    lo, hi = its[0], its[-1]
+    if lo < first or hi >= first + count:
         return None
-    return first if n < 3 or tuple(its) == tuple(range(first, first + n)) else None
+    if hi - lo == n - 1 and (n < 3 or tuple(its) == tuple(range(lo, lo + n))):
+        return [(0, n)]
+    seq = tuple(its)
+    if hi - lo < n - 1 or len(set(seq)) != n or list(seq) != sorted(seq):  # repeats, or out of order
+        return None
+    out: List[Tuple[int, int]] = []
+    todo = [(0, n)]
+    for _ in range(64 * MAX_RUNS):  # enough halvings for MAX_RUNS runs in any batch
+        if not todo:
+            return out
+        i, j = todo.pop()
+        if seq[j - 1] - seq[i] == j - 1 - i:
+            if out and out[-1][1] == i and seq[i] == seq[i - 1] + 1:
+                out[-1] = (out[-1][0], j)  # two halves of one run
+            elif len(out) == MAX_RUNS:
+                return None
+            else:
+                out.append((i, j))
+        else:
+            m = (i + j) // 2
+            todo += [(m, j), (i, m)]
+    return None
 
+
+MAX_RUNS = 16  # more seams than this in one batch: the general path
 
 
 class IterRun:
@@ -246,9 +275,11 @@ class Runs:
         string's number only when it differs from the previous iteration's)."""
         first, count, chunks, compact = self._start, self._count, self._chunks, self._compact
         part, str_idx = self._str(partition), self._str_idx.get
-        at = consecutive(its)
-        if at is not None and not compact and first <= at and at - first + len(its) <= count:
-            self._start_run(at - first, allocations, wds, scheduled, started, pids, part)
+        pieces = None if compact else runs_in(its, first, count)
+        if pieces is not None:
+            for i, j in pieces:
+                self._start_run(its[i] - first, allocations[i:j], wds[i:j], scheduled[i:j], started[i:j],
+                                pids[i:j], part)
             return
         cur, times, ints = -1, self._no_times, self._no_ints
         last_a: Optional[str] = None
@@ -333,9 +364,8 @@ class Runs:
         """A batch of plain successes (exit code 0, no reason).  An iteration whose start was
         not seen (a replay's lost record) gets its run from the batch."""
         first, chunks = self._start, self._chunks
-        at = consecutive(its)
-        if at is not None and not self._compact and first <= at and at - first + len(its) <= self._count \
-                and self._finish_run(at - first, finished):
+        pieces = None if self._compact else runs_in(its, first, self._count)
+        if pieces is not None and self._finish_runs([(its[i] - first, i, j) for i, j in pieces], finished):
             return
         for k, it in enumerate(its):
             idx = it - first
@@ -354,28 +384,30 @@ class Runs:
             for it in its:
                 self._reasons.pop(it - first, None)
 
-    def _finish_run(self, lo: int, finished: Sequence[float]) -> bool:
-        """finish_many of a run of iterations that all started (else False, nothing written):
-        the finish and exit code columns as strided slices, in C."""
-        n, k = len(finished), 0
+    def _finish_runs(self, pieces: List[Tuple[int, int, int]], finished: Sequence[float]) -> bool:
+        """finish_many of runs of iterations (column, from, to in the batch) that all started
+        (else False, nothing written): the finish and exit code columns as strided slices."""
         spans = []
-        while k < n:
-            idx = lo + k
-            chunk = self._chunks.get(idx >> _SHIFT)
-            if chunk is None:
-                return False
-            a = idx & _MASK
-            m = min(n - k, len(chunk[1]) // _NI - a)
-            if 0 in chunk[1][a * _NI + _ATT:(a + m) * _NI:_NI]:  # one never started: the slow path
-                return False
-            spans.append((chunk, a, k, m))
-            k += m
+        for lo, i, j in pieces:
+            n, k = j - i, 0
+            while k < n:
+                idx = lo + k
+                chunk = self._chunks.get(idx >> _SHIFT)
+                if chunk is None:
+                    return False
+                a = idx & _MASK
+                m = min(n - k, len(chunk[1]) // _NI - a)
+                if 0 in chunk[1][a * _NI + _ATT:(a + m) * _NI:_NI]:  # one never started: the slow path
+                    return False
+                spans.append((chunk, a, i + k, m))
+                k += m
         for (times, ints), a, k, m in spans:
             times[a * _NT + _FIN:(a + m) * _NT:_NT] = array("d", finished[k:k + m])
             ints[a * _NI + _EXIT:(a + m) * _NI:_NI] = array("i", (0,)) * m
         if self._reasons:
-            for idx in range(lo, lo + n):
-                self._reasons.pop(idx, None)
+            for lo, i, j in pieces:
+                for idx in range(lo, lo + j - i):
+                    self._reasons.pop(idx, None)
         return True
 
     def _write(self, idx: int, allocation: str, wd: str, scheduled: float, started: float,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 import pytest
-from hpilot.governor.core.runs import CHUNK, IterRun, Runs
+from hpilot.governor.core.runs import CHUNK, MAX_RUNS, IterRun, Runs, runs_in
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -126,6 +126,11 @@ def test_a_run_of_iterations_is_written_as_one_by_one(data: Any) -> None:
         lo = data.draw(st.integers(0, count - 1))
         n = data.draw(st.integers(1, min(count - lo, CHUNK + 10)))
         its = tuple(range(first + lo, first + lo + n))
+        if data.draw(st.booleans()):  # a batch of a few runs, where grants meet
+            keep = data.draw(st.lists(st.integers(0, n - 1), max_size=4))
+            gaps = set(keep)
+            its = tuple(it for k, it in enumerate(its) if k not in gaps) or its[:1]
+            n = len(its)
         allocs = tuple(data.draw(st.sampled_from(["n0[0]", "n0[1]", "n1[0]"])) if data.draw(st.booleans())
                        else "n0[0]" for _ in range(n))
         wds = tuple("/w" if k % 7 else "/x" for k in range(n)) if data.draw(st.booleans()) else ("/w",) * n
@@ -151,3 +156,20 @@ def test_a_run_with_an_iteration_never_started_finishes_on_the_general_path() ->
     runs.finish_many((2, 3, 4), (2.0, 2.0, 2.0), (1.5, 1.5, 1.8), ("a", "b", "c"), ("/w", "/w", "/w"))
     assert [runs[i].finished for i in (2, 3, 4)] == [2.0, 2.0, 2.0]
     assert runs[4].started == 1.8 and runs[4].allocation == "c" and runs[4].exit_code == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-3, 60), max_size=40))
+def test_runs_in_cuts_a_batch_at_its_seams_or_refuses_it(its: Any) -> None:
+    pieces = runs_in(its, -3, 64)
+    increasing = all(a < b for a, b in zip(its, its[1:]))
+    if not its or not increasing:
+        assert pieces is None
+        return
+    if pieces is None:  # only when it has more runs than the fast path takes
+        assert sum(1 for a, b in zip(its, its[1:]) if b != a + 1) + 1 > MAX_RUNS
+        return
+    assert [it for i, j in pieces for it in range(its[i], its[i] + j - i)] == list(its)
+    assert all(its[j - 1] - its[i] == j - 1 - i for i, j in pieces)
+    assert len(pieces) == sum(1 for a, b in zip(its, its[1:]) if b != a + 1) + 1  # one per run, none split
+    assert runs_in(its, its[0] + 1, 64) is None and runs_in(its, -3, its[-1] + 3) is None  # outside the job
