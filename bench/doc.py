@@ -225,9 +225,11 @@ def _governor_notes(res: Results) -> str:
              f"{r['gov_cpu_us_per_task']:.2f} (partition included)" if r.get("gov_cpu_us_per_task") is not None
              else "-", "-"] for r in res.get("main", []) if r.get("workload") == "G-flat"]) + """
 
-The steady phase runs from the first partition's registration to the governor's
-"finishing" (its service.log, which notes the governor's CPU time at both); start-up runs
-from the first partition manager's start to the last registration. The whole run's
+The steady phase runs from "every partition registered" to the governor's "finishing"
+(its service.log notes the governor's CPU time at both, and the iterations finished at the
+first), and its CPU per task is per iteration finished in it; start-up runs from the first
+partition manager's start to the last registration (its tasks started meanwhile count in
+the steady rate, which runs from the first registration). The whole run's
 governor CPU (its final_status) adds its own start-up (imports, starting each partition
 manager, each registration), a fixed cost per run and per partition; the steady phase is
 what each iteration costs it. All are medians over the runs. The flat row is the same

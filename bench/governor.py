@@ -79,7 +79,7 @@ def _run(workdir: str, name: str, requests: List[Dict[str, Any]], parts: int, re
            "ok": float(all(r[2] == 0 for r in runs))}
     if all(c is not None for c in cpus):
         out["gov_cpu_s"] = statistics.median(c for c in cpus if c is not None)
-    for key in ("register_s", "work_s", "steady_cpu_s"):
+    for key in ("register_s", "work_s", "steady_cpu_s", "steady_done_before"):
         got = [p[key] for p in phases if p.get(key) is not None]
         if got:
             out[key] = statistics.median(got)
@@ -99,13 +99,17 @@ def _governor_cpu(final_status: str) -> Optional[float]:
 
 def _phases(log_path: str) -> Dict[str, float]:
     """From the governor's service.log: the first partition manager's start to the last
-    registration (``register_s``), and the first registration to "finishing" (``work_s``):
-    start-up apart from the steady rate, since start-up grows with the number of processes."""
+    registration (``register_s``), the first registration to "finishing" (``work_s``), and the
+    steady phase, from "every partition registered" to "finishing": the governor's CPU then
+    (``steady_cpu_s``) and the iterations that finished in it (``steady_tasks``).  Start-up
+    (each partition manager's start and registration) grows with the number of partitions;
+    the steady phase is what each iteration costs with all of them at work."""
     def stamp(line: str) -> float:
         return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
     started, registered, finishing = [], [], []
-    cpu: List[float] = []  # the governor's CPU at the first registration and at finishing
+    cpu: List[float] = []  # the governor's CPU when every partition had registered, and at finishing
+    done_then: Optional[int] = None
     try:
         with open(log_path) as f:
             for line in f:
@@ -113,8 +117,10 @@ def _phases(log_path: str) -> Dict[str, float]:
                     started.append(stamp(line))
                 elif "registered from" in line:
                     registered.append(stamp(line))
-                    if len(registered) == 1:
-                        cpu += _cpu_of(line)
+                elif "every partition registered:" in line:
+                    m = re.search(r"registered: (\d+) iteration", line)
+                    done_then = int(m.group(1)) if m else None
+                    cpu = _cpu_of(line)
                 elif "finishing: all jobs finished" in line:
                     finishing.append(stamp(line))
                     cpu += _cpu_of(line)
@@ -123,8 +129,9 @@ def _phases(log_path: str) -> Dict[str, float]:
     if not (started and registered and finishing):
         return {}
     out = {"register_s": max(registered) - min(started), "work_s": finishing[0] - min(registered)}
-    if len(cpu) == 2:
+    if len(cpu) == 2 and done_then is not None:
         out["steady_cpu_s"] = cpu[1] - cpu[0]
+        out["steady_done_before"] = float(done_then)
     return out
 
 
@@ -165,8 +172,8 @@ def run(repeat: int, workdir: str, file_w1_wall: float, quick: bool = False) -> 
         rows.append({**_row(f"G-{parts}", f"{n:,} dry-run iterations, {parts} partition(s)", n, r, target, met),
                      "register_s": round(r["register_s"], 3) if "register_s" in r else None,
                      "steady_per_s": round(n / r["work_s"], 1) if r.get("work_s") else None,
-                     "gov_steady_cpu_us_per_task": round(1e6 * r["steady_cpu_s"] / n, 2)
-                     if "steady_cpu_s" in r else None})
+                     "gov_steady_cpu_us_per_task": round(1e6 * r["steady_cpu_s"] / (n - r["steady_done_before"]), 2)
+                     if "steady_cpu_s" in r and n > r.get("steady_done_before", n) else None})
     rows.append(_row("G-flat", f"{n:,} dry-run iterations, one manager (the flat baseline: no partition managers)",
                      n, _run(workdir, "G-flat", _sweep(n), 0, repeat)))
     r = _run(workdir, "G-1M", _sweep(big), 8, 1)

@@ -135,8 +135,9 @@ def _flat_makespan(res: Results) -> Optional[Tuple[str, bool]]:
 def _partitions_cpu(res: Results) -> Optional[Tuple[str, bool]]:
     """Issue #16: the governor's CPU per task does not grow from 1 to 8 partitions (10 % for noise).
 
-    Per task is the steady phase (first registration to finishing: what each iteration
-    costs); the whole run's CPU, start-up included (the governor's imports, starting and
+    Per task is the steady phase (every partition registered to finishing, per iteration
+    finished in it: what each iteration costs with all partitions at work); the whole run's
+    CPU, start-up included (the governor's imports, starting and
     registering each partition manager: a fixed cost per run and per partition), is shown
     beside it."""
     rows = [row(res, f"G-{n}") for n in (1, 2, 4, 8)]
