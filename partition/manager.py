@@ -39,7 +39,7 @@ import zmq
 from hpilot.launcher import curve, safejson
 from hpilot.launcher.api import LauncherFactory, poll_targets
 from hpilot.launcher.upstream import UpstreamWatch, parent_watch
-from hpilot.partition import wire
+from hpilot.partition import batchwire, wire
 from hpilot.partition.core import PartitionCore
 from hpilot.partition.messages import CancelJob, Release, Reserve, RunReserved, Shutdown, Work
 from hpilot.partition.runner import PartitionRunner
@@ -150,7 +150,7 @@ class PartitionManager:
         msgs = self.runner.take_reports()
         if msgs:  # one frame: one wake-up and one decode at the governor
             with contextlib.suppress(zmq.Again):
-                self.sock.send(wire.encode_batch(msgs), zmq.NOBLOCK)
+                self.sock.send(batchwire.encode_batch(msgs), zmq.NOBLOCK)
 
     # ---- governor messages ----
 

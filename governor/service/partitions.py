@@ -39,7 +39,7 @@ from hpilot.governor.core.governor import ERROR
 from hpilot.governor.service.net import REQUEST_LIMITS, bind, resolve_iface
 from hpilot.launcher import curve, guard, safejson
 from hpilot.launcher.private import open_private, write_private
-from hpilot.partition import wire
+from hpilot.partition import batchwire, wire
 from hpilot.partition.messages import FROM_PARTITION
 
 log = logging.getLogger("hpilot.partitions")
@@ -103,7 +103,7 @@ class PartitionLinks:
             ident = frames[0]
             for frame in frames[1:]:
                 try:
-                    msgs, errors = wire.decode_frame(frame)
+                    msgs, errors = batchwire.decode_frame(frame)
                 except wire.WireError as e:
                     log.warning("partition frame dropped: %s", e)
                     continue

@@ -12,7 +12,7 @@ from hpilot.governor.core.events import FromPart, Record
 from hpilot.governor.core.states import JobState
 from hpilot.governor.service import journal
 from hpilot.governor.service.resume import restore
-from hpilot.partition import wire
+from hpilot.partition import batchwire
 from hpilot.partition.messages import (
     IterationFinished,
     IterationsStarted,
@@ -115,15 +115,15 @@ def test_batches_cross_the_wire_in_columns() -> None:
     msgs = batched(starts("s", [3, 1, 2], 5.0) + ends("s", [7, 9], 6.0) + ends("s", [8], 6.0, code=2))
     assert [type(m) for m in msgs] == [IterationsStarted, IterationsSucceeded, IterationFinished]
     assert msgs[0].iterations == (3, 1, 2) and msgs[0].cores == 3 and msgs[1].iterations == (7, 9)
-    got, errors = wire.decode_frame(wire.encode_batch(msgs))
+    got, errors = batchwire.decode_frame(batchwire.encode_batch(msgs))
     assert errors == [] and got == msgs
-    frame = json.loads(wire.encode_batch(msgs))
+    frame = json.loads(batchwire.encode_batch(msgs))
     frame[0][4][1] = 7  # a wd that is not text: that batch is dropped with its reason, the rest kept
-    got, errors = wire.decode_frame(json.dumps(frame).encode())
+    got, errors = batchwire.decode_frame(json.dumps(frame).encode())
     assert got == msgs[1:] and "IterationsStarted" in errors[0]
-    frame = json.loads(wire.encode_batch(msgs))
+    frame = json.loads(batchwire.encode_batch(msgs))
     frame[1][2].append(10)  # columns of different lengths
-    got, errors = wire.decode_frame(json.dumps(frame).encode())
+    got, errors = batchwire.decode_frame(json.dumps(frame).encode())
     assert got == [msgs[0], msgs[2]] and "IterationsSucceeded" in errors[0]
 
 

@@ -22,6 +22,7 @@ from hpilot.governor.core.jobspec import parse_job
 from hpilot.launcher import safejson
 from hpilot.launcher import wire as agent_wire
 from hpilot.launcher.rtstats import wrapper_record
+from hpilot.partition import batchwire
 from hpilot.partition import wire as part_wire
 from hpilot.partition.messages import (
     CancelJob,
@@ -169,12 +170,12 @@ def mutated(draw: st.DrawFn, generic: Any) -> bytes:
 
 
 PART_GENERIC = [json.loads(part_wire.encode(m)) for m in PART_MESSAGES]
-BATCH = part_wire.encode_batch([PART_MESSAGES[4], PART_MESSAGES[5], PART_MESSAGES[6]])
+BATCH = batchwire.encode_batch([PART_MESSAGES[4], PART_MESSAGES[5], PART_MESSAGES[6]])
 
 
 def _check_part(frame: bytes) -> None:
     try:
-        msgs, errors = part_wire.decode_frame(frame)
+        msgs, errors = batchwire.decode_frame(frame)
     except part_wire.WireError:
         return
     for m in msgs:
@@ -188,13 +189,13 @@ def _check_part(frame: bytes) -> None:
 def test_every_partition_message_round_trips() -> None:
     for m in PART_MESSAGES:
         assert part_wire.decode(part_wire.encode(m)) == m
-    assert part_wire.decode_frame(BATCH) == ([PART_MESSAGES[4], PART_MESSAGES[5], PART_MESSAGES[6]], [])
+    assert batchwire.decode_frame(BATCH) == ([PART_MESSAGES[4], PART_MESSAGES[5], PART_MESSAGES[6]], [])
 
 
 @pytest.mark.parametrize("frame", KILLERS)
 def test_partition_codec_refuses_the_killers(frame: bytes) -> None:
     with pytest.raises(part_wire.WireError):
-        part_wire.decode_frame(frame)
+        batchwire.decode_frame(frame)
 
 
 @FUZZ
@@ -366,7 +367,7 @@ PACKED_MSGS = [IterationsStarted("s", (4, 5, 6, 7, 8), ("n0[0]", "n0[1]", "n0[0]
                                  (1.0, 1.25, 1.5, 1.75, 2.0), (1.5, 1.5, 2.0, 2.0, 2.5), (None,) * 5, 5),
                IterationsSucceeded("s", (9, 3, 1), ("a", "a", "a"), ("/w", "/v", "/w"), (1.0, 2.0, 3.0),
                                    (1.5, 2.5, 3.5), 3)]
-PACKED = part_wire.encode_batch(PACKED_MSGS)
+PACKED = batchwire.encode_batch(PACKED_MSGS)
 
 
 def test_a_batch_packs_its_columns_and_unpacks_to_the_same_messages() -> None:
@@ -374,7 +375,7 @@ def test_a_batch_packs_its_columns_and_unpacks_to_the_same_messages() -> None:
     started = raw[0]
     assert started[2] == {"r": [4, 9]} and started[4] == {"x": "/w"} and started[7] == {"x": None}
     assert set(started[3]) == {"k", "i"} and set(started[5]) == {"f"}
-    assert part_wire.decode_frame(PACKED) == (PACKED_MSGS, [])
+    assert batchwire.decode_frame(PACKED) == (PACKED_MSGS, [])
 
 
 @pytest.mark.parametrize("place, value", [
@@ -393,7 +394,7 @@ def test_a_batch_packs_its_columns_and_unpacks_to_the_same_messages() -> None:
 def test_a_bad_packed_column_drops_its_batch_with_the_reason(place: Tuple[int, int], value: Any) -> None:
     raw = json.loads(PACKED)
     raw[place[0]][place[1]] = value
-    msgs, errors = part_wire.decode_frame(json.dumps(raw).encode())
+    msgs, errors = batchwire.decode_frame(json.dumps(raw).encode())
     assert msgs == PACKED_MSGS[1:] and len(errors) == 1 and "IterationsStarted" in errors[0]
 
 

@@ -16,7 +16,7 @@ from hpilot.governor.service.resume import restore
 from hpilot.governor.service.service import first_failure
 from hpilot.launcher import wire as agent_wire
 from hpilot.launcher.core import TaskExit
-from hpilot.partition import wire
+from hpilot.partition import batchwire, wire
 from hpilot.partition.messages import IterationFinished, IterationStarted
 
 from tests.unit.cores import make_core
@@ -52,11 +52,11 @@ def test_the_stderr_tail_crosses_both_wires() -> None:
     assert agent_wire.decode(agent_wire.encode(agent_wire.Exited.of(ex))).to_exit() == ex
     fin = IterationFinished("sweep", 3, 3, 1.0, 2.0, "n0[0]", "/wd", 1, None, False, TAIL)
     ok = IterationFinished("sweep", 4, 0, 1.0, 2.0, "n0[0]", "/wd")
-    assert wire.decode_frame(wire.encode_batch([fin, ok])) == ([fin, ok], [])  # compact form, both lengths
+    assert batchwire.decode_frame(batchwire.encode_batch([fin, ok])) == ([fin, ok], [])  # compact form, both lengths
     assert wire.decode(wire.encode(fin)) == fin
-    bad = json.loads(wire.encode_batch([fin, ok]))
+    bad = json.loads(batchwire.encode_batch([fin, ok]))
     bad[0][-1] = 7  # a tail that is not text is dropped with its reason, the rest is kept
-    msgs, errors = wire.decode_frame(json.dumps(bad).encode())
+    msgs, errors = batchwire.decode_frame(json.dumps(bad).encode())
     assert msgs == [ok] and "IterationFinished" in errors[0]
 
 

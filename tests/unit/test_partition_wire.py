@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from hpilot.governor.core.jobspec import parse_job
-from hpilot.partition import wire
+from hpilot.partition import batchwire, wire
 from hpilot.partition.messages import (
     CancelJob,
     IterationFinished,
@@ -85,12 +85,12 @@ def test_reports_travel_in_one_frame_and_keep_their_order() -> None:
             IterationStarted("k", 0, "n2[0]", "/w", 1, 2, 1, None),
             IterationFinished("k", 0, -9, 2.0, 3.0, "n2[0]", "/w", 1, "killed", True),
             wire.Heartbeat(5.0)]
-    frame = wire.encode_batch(msgs)
+    frame = batchwire.encode_batch(msgs)
     assert frame.startswith(b"[")
-    back, errors = wire.decode_frame(frame)
+    back, errors = batchwire.decode_frame(frame)
     assert back == msgs and errors == []
     one = [wire.Heartbeat(1.0)]
-    assert wire.decode_frame(wire.encode_batch(one)) == (one, [])  # a single message keeps its plain form
+    assert batchwire.decode_frame(batchwire.encode_batch(one)) == (one, [])  # a single message keeps its plain form
 
 
 @pytest.mark.parametrize("bad", [
@@ -104,11 +104,11 @@ def test_a_bad_record_in_a_batch_is_dropped_alone(bad: object) -> None:
     import json
 
     good = ["s", "j", 1, "n1[0]", "/wd", 1.0, 2.0, 1, 99]
-    msgs, errors = wire.decode_frame(json.dumps([good, bad, good]).encode())
+    msgs, errors = batchwire.decode_frame(json.dumps([good, bad, good]).encode())
     assert len(msgs) == 2 and all(isinstance(m, IterationStarted) and m.pid == 99 for m in msgs)
     assert len(errors) == 1 and errors[0]
     with pytest.raises(wire.WireError):
-        wire.decode_frame(b"[1, 2")
+        batchwire.decode_frame(b"[1, 2")
 
 
 @pytest.mark.parametrize("column,cell", [
@@ -124,10 +124,10 @@ def test_a_bad_record_in_a_batch_is_dropped_alone(bad: object) -> None:
 def test_a_batch_with_one_bad_cell_is_dropped_whole(column: int, cell: Any) -> None:
     good = ["S", "j", [0, 1, 2], ["n0[0]", "n0[1]", "n0[2]"], ["/w", "/w", "/w"], [1.0, 1.0, 1.0], [2.0, 2, 2.5],
             [None, 12, None], 3]
-    msgs, errors = wire.decode_frame(json.dumps([good]).encode())
+    msgs, errors = batchwire.decode_frame(json.dumps([good]).encode())
     assert not errors and msgs[0].pids == (None, 12, None) and msgs[0].started == (2.0, 2, 2.5)
     bad = list(good)
     bad[column] = list(good[column])
     bad[column][1] = cell
-    msgs, errors = wire.decode_frame(json.dumps([good, bad]).encode())
+    msgs, errors = batchwire.decode_frame(json.dumps([good, bad]).encode())
     assert len(msgs) == 1 and len(errors) == 1 and "IterationsStarted" in errors[0], (msgs, errors)
