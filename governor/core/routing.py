@@ -296,8 +296,13 @@ class Router:
             c = cost(rec)
             left = len(e.its) - e.pos
             offer = [Candidate(s.name, s.credit(), s.cores, e.given.get(s.name, 0) * c) for s in cands]
-            if left * c >= sum(o.credit for o in offer):  # plenty left: only where a message is worth it
+            if left * c > sum(o.credit for o in offer):  # plenty left: only where a message is worth it
                 offer = [o for o, s in zip(offer, cands) if s.wants(c)]
+                if not offer:
+                    keep.append(e)
+                    if not any(s.wants(1) for s in live):
+                        break  # nobody wants work now: the next report refills (no scan of the queue)
+                    continue
             # (else the end of this work: every partition with room takes part in evening it out)
             for name, n in self.placement.split(left, c, offer):
                 batch = e.its[e.pos:e.pos + n]
