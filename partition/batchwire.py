@@ -162,9 +162,7 @@ def _floats_out(col: Sequence[float]) -> Any:
         packed = array("d", col)
     except TypeError:
         return list(col)
-    if not _LITTLE:
-        packed.byteswap()
-    return {"f": base64.b64encode(packed.tobytes()).decode("ascii")}
+    return {"f": _pack(packed)}
 
 
 def _floats_in(raw: Any, n: int) -> Optional[Tuple[float, ...]]:
@@ -172,17 +170,9 @@ def _floats_in(raw: Any, n: int) -> Optional[Tuple[float, ...]]:
         return tuple(raw) if len(raw) == n and _all_numbers(raw) else None
     if not (isinstance(raw, dict) and raw.keys() == {"f"} and isinstance(raw["f"], str)):
         return None
-    try:
-        data = base64.b64decode(raw["f"], validate=True)
-    except (ValueError, TypeError):
-        return None
-    if len(data) != 8 * n:
-        return None
-    col = array("d")
-    col.frombytes(data)
-    if not _LITTLE:
-        col.byteswap()
-    return tuple(col) if math.isfinite(sum(col)) else None  # no NaN, no infinity (nor sums that overflow)
+    col = _unpack(raw["f"], "d", n)
+    # no NaN, no infinity (nor sums that overflow)
+    return tuple(col) if col is not None and math.isfinite(sum(col)) else None
 
 
 def _strs_out(col: Sequence[str]) -> Any:
@@ -192,10 +182,7 @@ def _strs_out(col: Sequence[str]) -> Any:
     if len(table) * 2 > len(col):
         return list(col)
     number = {s: i for i, s in enumerate(table)}
-    idx = array("i", map(number.__getitem__, col))
-    if not _LITTLE:
-        idx.byteswap()
-    return {"k": table, "i": base64.b64encode(idx.tobytes()).decode("ascii")}
+    return {"k": table, "i": _pack(array("i", map(number.__getitem__, col)))}
 
 
 def _strs_in(raw: Any, n: int) -> Optional[Tuple[str, ...]]:
@@ -209,19 +196,32 @@ def _strs_in(raw: Any, n: int) -> Optional[Tuple[str, ...]]:
     if raw.keys() != {"k", "i"} or not isinstance(table, list) or not isinstance(packed, str) \
             or not set(map(type, table)) <= _STR:
         return None
-    try:
-        data = base64.b64decode(packed, validate=True)
-    except (ValueError, TypeError):
-        return None
-    if len(data) != 4 * n:
-        return None
-    idx = array("i")
-    idx.frombytes(data)
-    if not _LITTLE:
-        idx.byteswap()
-    if n and (min(idx) < 0 or max(idx) >= len(table)):
+    idx = _unpack(packed, "i", n)
+    if idx is None or (n and (min(idx) < 0 or max(idx) >= len(table))):
         return None
     return tuple(map(table.__getitem__, idx))
+
+
+def _pack(col: array) -> str:
+    """A column's bytes, little-endian, as base64 text."""
+    if not _LITTLE:
+        col.byteswap()
+    return base64.b64encode(col.tobytes()).decode("ascii")
+
+
+def _unpack(text: str, typecode: str, n: int) -> Optional[array]:
+    """The column of ``n`` cells that :func:`_pack` made, or None if ``text`` is not one."""
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (ValueError, TypeError):
+        return None
+    col = array(typecode)
+    if len(data) != col.itemsize * n:
+        return None
+    col.frombytes(data)
+    if not _LITTLE:
+        col.byteswap()
+    return col
 
 
 def _pids_out(col: Sequence[Optional[int]]) -> Any:
