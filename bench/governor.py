@@ -101,7 +101,7 @@ def _phases(log_path: str) -> Dict[str, float]:
     """From the governor's service.log: the first partition manager's start to the last
     registration (``register_s``), the first registration to "finishing" (``work_s``), and the
     steady phase, from "every partition registered" to "finishing": the governor's CPU then
-    (``steady_cpu_s``) and the iterations that finished in it (``steady_tasks``).  Start-up
+    (``steady_cpu_s``) and the iterations finished before it (``steady_done_before``).  Start-up
     (each partition manager's start and registration) grows with the number of partitions;
     the steady phase is what each iteration costs with all of them at work."""
     def stamp(line: str) -> float:

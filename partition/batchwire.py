@@ -30,9 +30,7 @@ from hpilot.partition.wire import (
     encode,
 )
 
-# A partition reports every iteration's start and end.  One frame per report, each a
-# generic record, cost the governor more in decoding than in handling; so a loop
-# pass's reports travel as one frame: a JSON array of positional records,
+# The frame: a JSON array of positional records,
 # ["s", ...IterationStarted fields] and ["f", ...IterationFinished fields], and a job's
 # batches as columns, ["S", job, its, allocations, wds, scheduled, started, pids, cores]
 # and ["F", job, its, allocations, wds, started, finished, cores] (anything else in its

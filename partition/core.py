@@ -13,7 +13,7 @@ import dataclasses
 import itertools
 import posixpath
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.frozen import fast_init
@@ -37,6 +37,7 @@ from hpilot.partition.messages import (
     Work,
 )
 from hpilot.partition.resources import ResourceSet
+from hpilot.partition.variables import Template
 
 
 @fast_init
@@ -157,7 +158,7 @@ class PartitionCore:
 
     def handle(self, ev: Event) -> List[Action]:
         if isinstance(ev, TaskEnded):
-            return self._ended(ev.exit)
+            return self.task_ended(ev.exit)
         if isinstance(ev, TaskStarted):
             return self.task_started(ev.task_id, ev.pid, ev.now)
         if isinstance(ev, Schedule):
@@ -268,9 +269,9 @@ class PartitionCore:
             argv=models.command(ex, values, alloc, self.cfg.env, files),
             env=models.environment(self.cfg.env, ex, values, alloc, name, files),
             wd=wd,
-            stdin=None if ex.stdin is None else _in_wd(wd, ex.stdin.fill(values)),  # most tasks have none
-            stdout=None if ex.stdout is None else _in_wd(wd, ex.stdout.fill(values)),
-            stderr=None if ex.stderr is None else _in_wd(wd, ex.stderr.fill(values)),
+            stdin=_in_wd(wd, ex.stdin, values),
+            stdout=_in_wd(wd, ex.stdout, values),
+            stderr=_in_wd(wd, ex.stderr, values),
             cpus=cpus,
             walltime=spec.resources.wt,
             node=alloc.slots[0].node,
@@ -290,9 +291,6 @@ class PartitionCore:
                                  run.alloc.ncores, pid)]
 
     def task_ended(self, ex: TaskExit) -> List[Action]:
-        return self._ended(ex)
-
-    def _ended(self, ex: TaskExit) -> List[Action]:
         run = self.running.pop(ex.task_id, None)
         if run is None:
             return []
@@ -454,7 +452,9 @@ def _alloc_values(alloc: Allocation) -> Dict[str, str]:
     return got
 
 
-def _in_wd(wd: str, path: Optional[str]) -> Optional[str]:
-    if path is None:
+def _in_wd(wd: str, t: Optional[Template], values: Mapping[str, str]) -> Optional[str]:
+    """A task's stdin/stdout/stderr path, filled and inside its wd unless absolute (most have none)."""
+    if t is None:
         return None
+    path = t.fill(values)
     return path if posixpath.isabs(path) else posixpath.join(wd, path)

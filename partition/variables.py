@@ -107,6 +107,3 @@ def _merge_literals(pieces: list[Piece], text: str) -> Tuple[Piece, ...]:
             merged.append(p)
     return tuple(merged)
 
-
-def fill_optional(t: Optional[Template], values: Mapping[str, str]) -> Optional[str]:
-    return None if t is None else t.fill(values)

@@ -26,6 +26,12 @@ _EXECUTING_RUN = bytes((_EXECUTING,))
 _SUCCEED_RUN = bytes((_SUCCEED,))
 
 
+def _slices(its: Sequence[int], first: int, count: int) -> Optional[List[Tuple[int, int]]]:
+    """``its`` as slices of a job's state bytes, when it is a few runs (:func:`runs_in`)."""
+    pieces = runs_in(its, first, count)
+    return None if pieces is None else [(its[i] - first, its[i] - first + j - i) for i, j in pieces]
+
+
 def _codes(states: bytearray, slices: List[Tuple[int, int]]) -> Dict[int, int]:
     """How many iterations of the ``states[lo:hi]`` slices are in each state (its code)."""
     moved: Dict[int, int] = {}
@@ -114,9 +120,8 @@ class JobRecord:
     def start_many(self, its: Sequence[int]) -> None:
         """Iterations start (QUEUED or SCHEDULED -> EXECUTING): a batch, its counts moved once."""
         states, first = self.it_states, self.task.it_start
-        pieces = runs_in(its, first, len(states))
-        if pieces is not None:  # the usual batch, runs of iterations: counted and written in C
-            slices = [(its[i] - first, its[i] - first + j - i) for i, j in pieces]
+        slices = _slices(its, first, len(states))
+        if slices is not None:  # the usual batch, runs of iterations: counted and written in C
             moved = _codes(states, slices)
             moved.pop(_EXECUTING, None)
             for lo, hi in slices:
@@ -136,9 +141,8 @@ class JobRecord:
         """Running iterations ended well (-> SUCCEED), a batch; an iteration already final keeps
         its end (a repeated report).  Returns the iterations that changed."""
         states, first = self.it_states, self.task.it_start
-        pieces = runs_in(its, first, len(states))
-        if pieces is not None:
-            slices = [(its[i] - first, its[i] - first + j - i) for i, j in pieces]
+        slices = _slices(its, first, len(states))
+        if slices is not None:
             moved = _codes(states, slices)
             if _FINAL_CODES.isdisjoint(moved):  # none final yet: the whole batch changes, in C
                 for lo, hi in slices:
