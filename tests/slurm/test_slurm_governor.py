@@ -24,7 +24,9 @@ pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm")]
 def test_w1_over_two_slurm_partitions(tmp_path: Path) -> None:
     reqs = write_requests(tmp_path / "r.json", submit(
         {"name": "w1", "iteration": {"stop": 2000}, "execution": {"exec": "/bin/true"}},
-        {"name": "probe", "iteration": {"stop": 8}, "execution": {"script": "echo $SLURMD_NODENAME",
+        # each probe holds its core a moment: 8 of them cannot all run on one node of 2 cores,
+        # whichever partition gets them (an instant echo could, one after the other)
+        {"name": "probe", "iteration": {"stop": 8}, "execution": {"script": "echo $SLURMD_NODENAME; sleep 0.5",
                                                                   "stdout": "probe.${it}"}}))
     p = salloc(["run", str(reqs), "--wd", str(tmp_path), "--slurm-partition-nodes", "2", "--report-format",
                 "json"], tmp_path, timeout=110)
