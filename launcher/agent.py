@@ -287,8 +287,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
     agent = Agent(args.connect, args.node, keys, args.grace, args.misses, args.hello_timeout, stats, output)
 
+    stopped_by: List[int] = []
+
     def on_signal(signum: int, frame: object) -> None:
         agent.stop = f"signal {signal.Signals(signum).name}"
+        stopped_by.append(signum)
 
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, on_signal)
@@ -305,7 +308,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             status = agent.run()
     finally:
         agent.close()
-    return status
+    # stopped by a signal: the shell's 128 + its number, so that the manager reads a stop
+    # signal (the allocation ending) from the exit alone, should it see the exit before the
+    # goodbye (both race to it; under load the exit won, and the node was lost at once)
+    return 128 + stopped_by[0] if stopped_by else status
 
 
 if __name__ == "__main__":

@@ -409,7 +409,7 @@ class AgentPool:
             st.pidfd = -1
             code = st.proc.wait()
             n += 1
-            why = f"its agent's process ended (exit code {code}){_last_words(st.log_path)}"
+            why = f"its agent's process ended ({_exit_status(code)}){_last_words(st.log_path)}"
             if st.lost is None and st.stopping is None:
                 if -code in STOP_SIGNALS or code - 128 in STOP_SIGNALS:
                     self._stopping(st, why)
@@ -485,6 +485,16 @@ def _stop(proc: Optional[subprocess.Popen], wait: float) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _exit_status(code: int) -> str:
+    """An exit code as a user reads it: a signal named (killed by it, or the shell's 128 + its
+    number, which an agent stopped by a signal returns)."""
+    for number, how in ((-code, "killed by"), (code - 128, "stopped by")):
+        if number > 0:
+            with contextlib.suppress(ValueError):
+                return f"exit code {code}: {how} signal {signal.Signals(number).name}"
+    return f"exit code {code}"
 
 
 def _last_words(path: str) -> str:

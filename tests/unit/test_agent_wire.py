@@ -247,6 +247,25 @@ def test_an_agent_stopped_by_sigterm_leaves_its_node_a_moment_later(pool: AgentP
 
 
 @pytest.mark.shell
+def test_a_sigterm_exit_seen_before_the_goodbye_still_holds_the_node(pool: AgentPool, tmp_path: Path) -> None:
+    """The agent's goodbye and its exit race to the manager: when the exit is seen first (under
+    load it was, now and then), its code alone says "stop signal" (128 + SIGTERM), and the node
+    is held as for the goodbye, not lost at once."""
+    rec: Recorder = pool.rec  # type: ignore[attr-defined]
+    pool.launch(req("t1", "a", ("/bin/true",), str(tmp_path)))
+    pump(pool, lambda: rec.exits, what="a task's end (the agent is at work)")
+    proc = pool.nodes["a"].proc
+    assert proc is not None
+    os.kill(proc.pid, signal.SIGTERM)
+    wait_for(lambda: proc.poll() is not None, 10, "the agent to exit")
+    assert proc.returncode == 128 + signal.SIGTERM
+    wait_for(lambda: pool._check_exits() > 0, 10, "the manager to see the exit")  # before any goodbye is read
+    node = pool.nodes["a"]
+    assert node.lost is None and node.stopping is not None, node.lost
+    assert "stopped by signal SIGTERM" in node.stopping[1]
+
+
+@pytest.mark.shell
 def test_agent_dies_with_a_silent_service(tmp_path: Path) -> None:
     """The service stops talking (as after kill -9): the agent kills its task and exits."""
     rec = Recorder()
