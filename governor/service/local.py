@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional
 
 import zmq
 from hpilot.governor.service import qcgevents
-from hpilot.governor.service.net import MAX_MESSAGE, WELCOME, Endpoints, NetInterface
+from hpilot.governor.service.net import MAX_MESSAGE, Endpoints, NetInterface
 from hpilot.launcher.private import write_private
 
 log = logging.getLogger("hpilot.local")
@@ -66,7 +66,7 @@ class LocalPort(NetInterface):
         self.router.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
         self.pub: Optional[zmq.Socket] = self.ctx.socket(zmq.XPUB)
         self.pub.setsockopt(zmq.LINGER, 0)
-        self.pub.setsockopt(zmq.XPUB_WELCOME_MSG, WELCOME)
+        self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # the welcome: as NetInterface's
         self.pub.setsockopt(zmq.SNDHWM, 100_000)
         self.topics = qcgevents.Topics()  # QCG-PilotJob topics someone subscribed to (as NetInterface)
         self.instance_id: Optional[str] = None
@@ -103,20 +103,13 @@ class LocalPort(NetInterface):
         """Someone is subscribed to events (so they are worth building)."""
         return bool(self._subscribed)
 
-    def drain_subscriptions(self) -> None:
-        """Read the XPUB's (un)subscriptions: who listens decides whether events are made."""
-        if self.pub is None:
-            return
-        while True:
-            try:
-                msg = self.pub.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self.topics.update(msg)
-            if msg[:1] == b"\x01":
-                self._subscribed.add(msg[1:])
-            elif msg[:1] == b"\x00":
-                self._subscribed.discard(msg[1:])
+    def subscription(self, msg: bytes) -> None:
+        """Who listens decides whether events are made."""
+        super().subscription(msg)
+        if msg[:1] == b"\x01":
+            self._subscribed.add(msg[1:])
+        elif msg[:1] == b"\x00":
+            self._subscribed.discard(msg[1:])
 
     def write_address(self, run_dir_path: str) -> str:
         path = os.path.join(run_dir_path, LOCAL_FILE)

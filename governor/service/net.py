@@ -4,7 +4,12 @@ Requests arrive on a ROUTER socket, which accepts QCG-PilotJob's REQ clients
 unchanged (same JSON in, same JSON out) and serves many clients at once.  Events
 leave on an XPUB socket; its welcome message tells a new subscriber that its
 subscription is in place, so a client can subscribe, then query, then wait for
-events without a window in which a finish could be missed.
+events without a window in which a finish could be missed.  The service sends the
+welcome itself, once it has read the subscription (:meth:`NetInterface.drain_subscriptions`):
+ZeroMQ's own welcome (``XPUB_WELCOME_MSG``) leaves when the connection is made, and the
+subscription can reach the XPUB after it, so that a client which submitted on seeing it
+now and then missed its job's first event.  Every subscriber to the welcome's topic sees
+every new subscriber's welcome: one more is no news.
 
 Security: bound to loopback, requests are accepted as QCG-PilotJob accepts them
 (plain JSON: QCG's clients have no keys; loopback is shared by the node's users).
@@ -145,7 +150,7 @@ class NetInterface:
             pub_address = None
             if publish:
                 self.pub = self._socket(zmq.XPUB, "event")
-                self.pub.setsockopt(zmq.XPUB_WELCOME_MSG, WELCOME)
+                self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscription, a welcome each
                 self.pub.setsockopt(zmq.SNDHWM, 100_000)
                 self.pub.setsockopt(zmq.MAXMSGSIZE, 4096)  # subscribers send subscriptions only
                 pub_address = _bind(self.pub, bind_host, pub_port, port_min, port_max, "event", shown)
@@ -302,14 +307,24 @@ class NetInterface:
                     self.pub.send(frame.encode(), zmq.NOBLOCK)
 
     def drain_subscriptions(self) -> None:
-        """XPUB hands us (un)subscription messages: they tell which QCG-PilotJob topics are wanted."""
+        """XPUB hands us (un)subscription messages: they tell which QCG-PilotJob topics are
+        wanted; a subscription read here is in place, so its welcome goes out now."""
         if self.pub is None:
             return
+        welcome = False
         while True:
             try:
-                self.topics.update(self.pub.recv(zmq.NOBLOCK))
+                msg = self.pub.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                break
+            self.subscription(msg)
+            welcome = welcome or msg[:1] == b"\x01"
+        if welcome:
+            with contextlib.suppress(zmq.Again):
+                self.pub.send(WELCOME, zmq.NOBLOCK)
+
+    def subscription(self, msg: bytes) -> None:
+        self.topics.update(msg)
 
     def close(self) -> None:
         for s in (self.router, self.pub):

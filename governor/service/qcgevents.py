@@ -24,8 +24,8 @@ TOPICS = (b"JST", b"JFI", b"IST", b"IFI", b"NOJ")
 
 class Topics:
     """The QCG-PilotJob topics someone subscribed to, from an XPUB socket's subscription
-    messages (``\\x01topic`` subscribes, ``\\x00topic`` unsubscribes; without XPUB_VERBOSE
-    only the first subscription and the last unsubscription of a topic come through)."""
+    messages (``\\x01topic`` subscribes, ``\\x00topic`` unsubscribes; the XPUB is verbose:
+    every subscription comes through, but only the last unsubscription of a topic)."""
 
     def __init__(self) -> None:
         self.wanted: Set[bytes] = set()

@@ -200,6 +200,30 @@ def test_a_killed_run_is_a_quick_clear_error(tmp_path: Path, runs: List[Run]) ->
         res.wait(30)
 
 
+def test_the_welcome_comes_once_the_subscription_is_read(tmp_path: Path) -> None:
+    """A subscriber's welcome means its subscription is in place: the service sends it after
+    reading the subscription, and what it publishes from then on reaches the subscriber (ZeroMQ's
+    own welcome left on connecting, before the XPUB had the subscription: a job's first event
+    could be lost to a client that submitted on seeing it)."""
+    port = LocalPort(str(tmp_path))
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    try:
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(port.endpoints.pub or "")
+        wait_for(lambda: port.pub is not None and port.pub.poll(10) != 0, 10, "the subscription")
+        assert sub.poll(200) == 0, "a welcome before the service read the subscription"
+        port.drain_subscriptions()
+        assert sub.poll(5000), "no welcome"
+        assert sub.recv_multipart() == [b"hpilot-welcome"]
+        port.publish({"event": "job", "job": "j", "state": "QUEUED", "time": 1.0})
+        assert sub.poll(5000), "the event after the welcome did not come"
+        assert sub.recv_multipart()[0] == b"job"
+    finally:
+        sub.close(0)
+        port.close()
+
+
 def test_events_are_built_only_while_someone_listens(tmp_path: Path) -> None:
     port = LocalPort(str(tmp_path))
     ctx = zmq.Context.instance()
