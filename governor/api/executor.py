@@ -24,14 +24,16 @@ import ast
 import concurrent.futures
 import contextlib
 import json
+import logging
 import string
 import threading
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from hpilot.governor.api.jobs import InvalidJobDescriptionError, Jobs, QCGPJMAError
-from hpilot.governor.api.manager import FINAL, WELCOME, LocalManager, Manager, parse_event
+from hpilot.governor.api.manager import FINAL, LocalManager, Manager, parse_event
 
+log = logging.getLogger("hpilot.api")
 Template = Callable[[], Tuple[str, Dict[str, Any]]]
 
 
@@ -229,15 +231,18 @@ class Executor:
             return _info_data(asker, name)
 
         assert self._manager.pub_address, "the service publishes no events"
-        sub = self._manager.event_socket(self._manager.pub_address)
+        sub = self._manager.event_socket(self._manager.pub_address, 10)
+        self._ready.set()
+        while sub is None and not self._stop.is_set():  # the futures complete on events only
+            log.warning("no event welcome from %s: subscribing again", self._manager.pub_address)
+            sub = self._manager.event_socket(self._manager.pub_address, 10)
+        if sub is None:
+            return
         try:
             while not self._stop.is_set():
                 if not sub.poll(200):
                     continue
                 frames = sub.recv_multipart()
-                if frames[0] == WELCOME:
-                    self._ready.set()
-                    continue
                 ev = parse_event(frames)
                 if ev is None or ev["event"] != "job":
                     continue

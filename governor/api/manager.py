@@ -25,6 +25,7 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import zmq
+from hpilot.governor import welcome
 from hpilot.governor.api.jobs import (
     ConnectionError,
     InternalError,
@@ -39,7 +40,6 @@ from hpilot.launcher import curve, safejson
 log = logging.getLogger("hpilot.api")
 
 FINAL = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
-WELCOME = b"hpilot-welcome"
 CLIENT_KEY_ENV = "HPILOT_CLIENT_KEY"
 CLIENT_KEY_FILE = "client.key"
 # what the service sends back: answers may list every job, events are small
@@ -184,26 +184,26 @@ class Manager:
         if self.keys is not None:
             curve.connect_with(sock, self.keys)
 
-    def event_socket(self, pub: str) -> zmq.Socket:
-        """A SUB socket connected to the service's events (job state changes and the welcome)."""
+    def event_socket(self, pub: str, timeout: float) -> Optional[zmq.Socket]:
+        """A SUB socket on the service's job events, once its subscription is in place (its
+        welcome came: :mod:`welcome`); None if no welcome came within ``timeout`` seconds."""
         sub = self._ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.RCVHWM, 100_000)
         sub.setsockopt(zmq.MAXMSGSIZE, EVENT_LIMITS.max_bytes)
-        sub.setsockopt(zmq.SUBSCRIBE, b"job")
-        sub.setsockopt(zmq.SUBSCRIBE, WELCOME)
         self._secure(sub)
         sub.connect(pub)
-        return sub
+        if welcome.wait(sub, welcome.subscribe(sub, [b"job"]), timeout):
+            return sub
+        sub.close(0)
+        return None
 
     def _subscribe(self, pub: str, timeout: float) -> None:
-        sub = self.event_socket(pub)
-        if sub.poll(int(timeout * 1000)):
-            sub.recv_multipart()  # the welcome: our subscription is now live
+        sub = self.event_socket(pub, timeout)
+        if sub is not None:
             self._sub = sub
         else:
             log.warning("no event welcome from %s in %ss; waits fall back to status queries", pub, timeout)
-            sub.close(0)
 
     def send_request(self, request: Dict[str, Any], per_job: bool = False) -> Dict[str, Any]:
         """Send any request and return the validated response (code 0), else raise.

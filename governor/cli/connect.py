@@ -21,9 +21,9 @@ import time
 from typing import Any, Dict, List, Optional
 
 import zmq
+from hpilot.governor import welcome
 from hpilot.governor.errors import UserError
 
-WELCOME = b"hpilot-welcome"
 AUX = ".hpilot"
 KEY_ENV = "HPILOT_CLIENT_KEY"  # the run's client key file, needed by a service off loopback (CURVE)
 KEY_FILE = "client.key"
@@ -228,13 +228,10 @@ class Client:
         sub.setsockopt(zmq.LINGER, 0)
         self._secure(sub)
         sub.setsockopt(zmq.RCVHWM, 100_000)
-        for t in [*topics, WELCOME]:
-            sub.setsockopt(zmq.SUBSCRIBE, t)
         sub.connect(pub)
-        if not sub.poll(int(timeout * 1000)):
+        if not welcome.wait(sub, welcome.subscribe(sub, topics), timeout):  # the subscription is in place
             sub.close(0)
             return False
-        sub.recv_multipart()  # the welcome: the subscription is in place
         self.sub = sub
         return True
 

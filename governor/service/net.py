@@ -5,11 +5,11 @@ unchanged (same JSON in, same JSON out) and serves many clients at once.  Events
 leave on an XPUB socket; its welcome message tells a new subscriber that its
 subscription is in place, so a client can subscribe, then query, then wait for
 events without a window in which a finish could be missed.  The service sends the
-welcome itself, once it has read the subscription (:meth:`NetInterface.drain_subscriptions`):
-ZeroMQ's own welcome (``XPUB_WELCOME_MSG``) leaves when the connection is made, and the
-subscription can reach the XPUB after it, so that a client which submitted on seeing it
-now and then missed its job's first event.  Every subscriber to the welcome's topic sees
-every new subscriber's welcome: one more is no news.
+welcome itself, once it has read the subscription (:meth:`NetInterface.drain_subscriptions`;
+the protocol is :mod:`hpilot.governor.welcome`): ZeroMQ's own welcome
+(``XPUB_WELCOME_MSG``) leaves when the connection is made, and the subscription can reach
+the XPUB after it, so that a client which submitted on seeing it now and then missed its
+job's first event.
 
 Security: bound to loopback, requests are accepted as QCG-PilotJob accepts them
 (plain JSON: QCG's clients have no keys; loopback is shared by the node's users).
@@ -40,6 +40,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import zmq
 from hpilot.governor.service import qcgevents
+from hpilot.governor.welcome import WELCOME
 from hpilot.launcher import curve, safejson
 from hpilot.launcher.private import write_private
 
@@ -48,7 +49,6 @@ log = logging.getLogger("hpilot.net")
 MAX_MESSAGE = 64 * 1024 * 1024  # a bigger frame closes that client's connection, not the service
 # QCG's job descriptions nest about eight deep (attributes are the user's own); 64 is plenty
 REQUEST_LIMITS = safejson.Limits(max_bytes=MAX_MESSAGE, max_depth=64, max_digits=100)
-WELCOME = b"hpilot-welcome"
 ADDRESS_FILE = "address"
 CLIENT_KEY_ENV = "HPILOT_CLIENT_KEY"  # tasks find the run's client key file here
 ERROR = 1  # QCG-PilotJob's error code
@@ -311,17 +311,18 @@ class NetInterface:
         wanted; a subscription read here is in place, so its welcome goes out now."""
         if self.pub is None:
             return
-        welcome = False
+        welcomes: List[bytes] = []
         while True:
             try:
                 msg = self.pub.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
             self.subscription(msg)
-            welcome = welcome or msg[:1] == b"\x01"
-        if welcome:
+            if msg[:1] == b"\x01" and (msg[1:].startswith(WELCOME) or msg == b"\x01"):
+                welcomes.append(msg[1:] or WELCOME)  # a client's own welcome; everything: the plain one
+        for topic in welcomes:
             with contextlib.suppress(zmq.Again):
-                self.pub.send(WELCOME, zmq.NOBLOCK)
+                self.pub.send(topic, zmq.NOBLOCK)
 
     def subscription(self, msg: bytes) -> None:
         self.topics.update(msg)

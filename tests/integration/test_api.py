@@ -520,7 +520,7 @@ def test_events_are_published_to_a_raw_subscriber(manager: LocalManager) -> None
             frames = sub.recv_multipart()
             if len(frames) == 1 and frames[0][:4] in (b"JST ", b"JFI ", b"IST ", b"IFI ", b"NOJ "):
                 continue  # QCG-PilotJob's events, one frame each (tests/integration/test_qcg_client.py)
-            if frames == [b"hpilot-welcome"]:
+            if len(frames) == 1 and frames[0].startswith(b"hpilot-welcome"):
                 continue  # another subscriber's welcome
             assert len(frames) == 2, frames
             topic, body = frames

@@ -20,6 +20,7 @@ from typing import Iterator, List
 
 import pytest
 import zmq
+from hpilot.governor import welcome
 from hpilot.governor.service.local import LocalPort
 
 from tests.conftest import HPILOT, wait_for, write_requests
@@ -221,6 +222,31 @@ def test_the_welcome_comes_once_the_subscription_is_read(tmp_path: Path) -> None
         assert sub.recv_multipart()[0] == b"job"
     finally:
         sub.close(0)
+        port.close()
+
+
+def test_each_client_gets_its_own_welcome_and_no_other(tmp_path: Path) -> None:
+    """A client's welcome answers its own welcome subscription: a second client connecting does
+    not wake the first (a welcome for all would make every waiting client ask again)."""
+    port = LocalPort(str(tmp_path))
+    ctx = zmq.Context.instance()
+    socks = [ctx.socket(zmq.SUB) for _ in range(2)]
+    try:
+        mine = []
+        for sub in socks:
+            sub.connect(port.endpoints.pub or "")
+            mine.append(welcome.subscribe(sub, [b"job"]))
+            wait_for(lambda: port.pub is not None and port.pub.poll(10) != 0, 10, "the subscriptions")
+            port.drain_subscriptions()
+            assert welcome.wait(sub, mine[-1], 5), "no welcome"
+        assert mine[0] != mine[1]
+        assert socks[0].poll(200) == 0, "the first client saw the second one's welcome"
+        port.publish({"event": "job", "job": "j", "state": "QUEUED", "time": 1.0})
+        for sub in socks:
+            assert sub.poll(5000) and sub.recv_multipart()[0] == b"job"
+    finally:
+        for sub in socks:
+            sub.close(0)
         port.close()
 
 
