@@ -48,7 +48,3 @@ def wait(sub: zmq.Socket, mine: bytes, timeout: float) -> bool:
             if frames[0] == mine:
                 return True
 
-
-def is_welcome(frames: Sequence[bytes]) -> bool:
-    """Whether a received message is a welcome (one's own or, for a subscriber of everything, another's)."""
-    return len(frames) == 1 and frames[0].startswith(WELCOME)
