@@ -161,6 +161,12 @@ class LocalLauncher:
         return events
 
     def kill(self, task_id: str, reason: str) -> None:
+        # An exit that happened before the kill is the task's own end: collected first, a task
+        # that finished just as the run stopped is not reported killed (and run again on resume).
+        self.reap()
+        self._kill(task_id, reason)
+
+    def _kill(self, task_id: str, reason: str) -> None:
         for i, req in enumerate(self._queued):
             if req.task_id == task_id:  # never started: it ends here and now
                 del self._queued[i]
@@ -170,8 +176,9 @@ class LocalLauncher:
         self._feed(Kill(task_id, reason, self.clock()))
 
     def kill_all(self, reason: str) -> None:
+        self.reap()
         for task_id in [*self.core.running, *self.core.held]:
-            self.kill(task_id, reason)
+            self._kill(task_id, reason)
 
     def kill_now(self) -> None:
         """SIGKILL every task without waiting for the grace period (a second Ctrl-C)."""

@@ -394,6 +394,21 @@ def test_kill_all(h: Harness) -> None:
     assert h.exits["a"].reason == h.exits["b"].reason == "shutdown"
 
 
+@pytest.mark.parametrize("how", ["kill", "kill_all"])
+def test_a_task_that_ended_before_the_kill_ended_by_itself(h: Harness, how: str) -> None:
+    """It exited 0 before the kill came, but the launcher had not collected it yet: it
+    succeeded.  (Reported killed, a stop of the run would have it run again on resume.)"""
+    h.launch("done", ["true"])
+    pid = h.starts["done"][0]
+    wait_for(lambda: gone(pid), 10.0, "the task to exit")  # a zombie: exited, not collected
+    if how == "kill":
+        h.launcher.kill("done", "interrupted by SIGTERM")
+    else:
+        h.launcher.kill_all("interrupted by SIGTERM")
+    ex = h.wait_exit("done")
+    assert (ex.exit_code, ex.reason, ex.ok) == (0, None, True)
+
+
 def test_kill_now(h: Harness) -> None:
     h.launch("a", ["/bin/bash", "-c", "trap '' TERM; sleep 30"])
     h.launcher.kill_now()
