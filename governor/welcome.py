@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Sequence
+from typing import Optional, Sequence
 
 import zmq
 
@@ -30,6 +30,18 @@ def subscribe(sub: zmq.Socket, topics: Sequence[bytes]) -> bytes:
     mine = WELCOME + b"/" + os.urandom(8).hex().encode()
     sub.setsockopt(zmq.SUBSCRIBE, mine)
     return mine
+
+
+def answer(subscription: bytes) -> Optional[bytes]:
+    """The service's side: the welcome to publish for one message read from its XPUB (None:
+    not a welcome subscription).  A client's own welcome topic is answered by that topic; a
+    subscription to everything, by the plain welcome."""
+    if subscription[:1] != b"\x01":  # an unsubscription
+        return None
+    topic = subscription[1:]
+    if topic.startswith(WELCOME):
+        return topic
+    return WELCOME if not topic else None
 
 
 def wait(sub: zmq.Socket, mine: bytes, timeout: float) -> bool:
@@ -47,4 +59,3 @@ def wait(sub: zmq.Socket, mine: bytes, timeout: float) -> bool:
                 break
             if frames[0] == mine:
                 return True
-

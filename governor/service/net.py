@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import zmq
+from hpilot.governor import welcome
 from hpilot.governor.service import qcgevents
-from hpilot.governor.welcome import WELCOME
 from hpilot.launcher import curve, safejson
 from hpilot.launcher.private import write_private
 
@@ -318,8 +318,9 @@ class NetInterface:
             except zmq.Again:
                 break
             self.subscription(msg)
-            if msg[:1] == b"\x01" and (msg[1:].startswith(WELCOME) or msg == b"\x01"):
-                welcomes.append(msg[1:] or WELCOME)  # a client's own welcome; everything: the plain one
+            topic = welcome.answer(msg)
+            if topic is not None:
+                welcomes.append(topic)
         for topic in welcomes:
             with contextlib.suppress(zmq.Again):
                 self.pub.send(topic, zmq.NOBLOCK)
