@@ -246,15 +246,33 @@ task is the governor's and the partition's together, on one CPU."""
   with room shares what is left). The governor's cost is per message, so this keeps the
   messages per task about the same with 1 or 8 partitions.
 - A partition's reports travel as one frame of compact records, decoded with one
-  `json.loads` at the governor: at once when the partition has nothing more to do now,
-  and while it is busy (a burst of starts and ends) at most every 0.1 s, so a busy
-  partition sends few large frames.
+  `json.loads` at the governor: its progress (starts and plain successes) at most every
+  0.1 s, an exception (a failure, a cancel, a drop, a node's change) at once, and
+  everything at once when the partition has nothing queued and nothing to do. A partition
+  used to send a frame whenever it was idle, which with real tasks meant about one frame
+  per task end; the simulation's partitions follow the same rule.
 - The governor keeps each iteration's run in columns (`governor/core/runs.py`: 48 bytes per
   iteration, plus one byte of state), not as an object per run.
 - On this machine the governor and all N partition managers share the same 2 CPUs, so
   more partitions means more processes competing for them: each partition manager's
   start (a Python process, its imports, its registration) and its loop passes take CPU
-  from the others. A machine with a core per partition manager is not measured here.{phases}"""
+  from the others. A machine with a core per partition manager is not measured here.{phases}{_real_rows(res)}"""
+
+
+def _real_rows(res: Results) -> str:
+    """G-REAL: real processes, where a partition is idle between its tasks' ends."""
+    rows = [r for r in res.get("main", []) if str(r.get("workload", "")).startswith("G-REAL-")]
+    if not rows:
+        return ""
+    return "\n\n" + _table(["partitions", "tasks/s (wall)", "governor CPU µs/task, steady"], [
+        [r["workload"][len("G-REAL-"):], f"{r['tasks_per_s']:.0f}",
+         f"{r['gov_steady_cpu_us_per_task']:.1f}" if r.get("gov_steady_cpu_us_per_task") is not None else "-"]
+        for r in rows]) + """
+
+G-REAL runs real processes (`sleep 0.2`) on the same 64 cores. Their partitions are idle
+between their tasks' ends, so their frames are set by the report rule above, not by a
+burst's pace: before that rule (a frame whenever the partition was idle) a partition sent
+about a frame per task end. The governor's CPU per task here is per frame, not per iteration."""
 
 
 def _compare(res: Results) -> str:

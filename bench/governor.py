@@ -24,7 +24,9 @@ NODES = "8,8,8,8,8,8,8,8"
 THROUGHPUT_ITERS = 100_000
 BIG_ITERS = 1_000_000
 DAG_JOBS = 10_000
-QUICK = {"throughput": 10_000, "big": 100_000, "dag": 1_000}  # --quick: a tenth of each
+REAL_TASKS = 2_000
+REAL_SECONDS = 0.2  # real processes: a partition is idle between its tasks' ends (the governor's cost is per frame)
+QUICK = {"throughput": 10_000, "big": 100_000, "dag": 1_000, "real": 200}  # --quick: a tenth of each
 
 
 def _requests(jobs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -33,6 +35,11 @@ def _requests(jobs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 def _sweep(n: int) -> List[Dict[str, Any]]:
     return _requests([{"name": "sweep", "iteration": {"stop": n}, "execution": {"exec": "/bin/true"}}])
+
+
+def _sleeps(n: int, seconds: float) -> List[Dict[str, Any]]:
+    return _requests([{"name": "sleeps", "iteration": {"stop": n},
+                       "execution": {"exec": "/bin/sleep", "args": [f"{seconds:g}"]}}])
 
 
 def _dag(n: int) -> List[Dict[str, Any]]:
@@ -58,7 +65,8 @@ def _dag(n: int) -> List[Dict[str, Any]]:
     return _requests(jobs)  # whole chains and diamonds: n, or a few more
 
 
-def _run(workdir: str, name: str, requests: List[Dict[str, Any]], parts: int, repeat: int) -> Dict[str, float]:
+def _run(workdir: str, name: str, requests: List[Dict[str, Any]], parts: int, repeat: int,
+         dry: bool = True) -> Dict[str, float]:
     from bench.__main__ import timed  # the same timing and peak-memory probe as the other rows
 
     wd = os.path.join(workdir, name)
@@ -69,7 +77,7 @@ def _run(workdir: str, name: str, requests: List[Dict[str, Any]], parts: int, re
     # parts 0: the flat baseline, one manager with every node in its own process (no partition managers)
     cmd = [__import__("sys").executable, "-m", "hpilot.governor", "run", req, "--nodes", NODES] + \
         (["--partition-nodes", str(8 // parts)] if parts else []) + \
-        ["--dry-run-tasks", "0", "--log", "info", "--no-journal"]
+        (["--dry-run-tasks", "0"] if dry else []) + ["--log", "info", "--no-journal"]
     runs, phases, cpus = [], [], []
     for _ in range(repeat):
         runs.append(timed(cmd, wd))
@@ -155,7 +163,9 @@ def _row(name: str, description: str, tasks: int, r: Dict[str, float], target: s
 
 def run(repeat: int, workdir: str, file_w1_wall: float, quick: bool = False) -> List[Dict[str, Any]]:
     """G-1..G-8, G-1M and G-DAG rows, each with its flat baseline (one manager, every node in its
-    own process: what the hierarchy is measured against); ``quick`` runs a tenth of each size."""
+    own process: what the hierarchy is measured against), and G-REAL-1/8 (real processes, where a
+    partition's reports are paced by its report period, not by its tasks' ends); ``quick`` runs a
+    tenth of each size."""
     n = QUICK["throughput"] if quick else THROUGHPUT_ITERS
     big = QUICK["big"] if quick else BIG_ITERS
     dag = QUICK["dag"] if quick else DAG_JOBS
@@ -172,8 +182,7 @@ def run(repeat: int, workdir: str, file_w1_wall: float, quick: bool = False) -> 
         rows.append({**_row(f"G-{parts}", f"{n:,} dry-run iterations, {parts} partition(s)", n, r, target, met),
                      "register_s": round(r["register_s"], 3) if "register_s" in r else None,
                      "steady_per_s": round(n / r["work_s"], 1) if r.get("work_s") else None,
-                     "gov_steady_cpu_us_per_task": round(1e6 * r["steady_cpu_s"] / (n - r["steady_done_before"]), 2)
-                     if "steady_cpu_s" in r and n > r.get("steady_done_before", n) else None})
+                     "gov_steady_cpu_us_per_task": _steady(r, n)})
     rows.append(_row("G-flat", f"{n:,} dry-run iterations, one manager (the flat baseline: no partition managers)",
                      n, _run(workdir, "G-flat", _sweep(n), 0, repeat)))
     r = _run(workdir, "G-1M", _sweep(big), 8, 1)
@@ -186,4 +195,17 @@ def run(repeat: int, workdir: str, file_w1_wall: float, quick: bool = False) -> 
                      r["wall"] < 5.0, cpu=False))
     rows.append(_row("G-DAG-flat", f"{dag:,}-job DAG (chains, diamonds), dry run, one manager (the flat baseline)",
                      dag, _run(workdir, "G-DAG-flat", _dag(dag), 0, repeat), cpu=False))
+    real = QUICK["real"] if quick else REAL_TASKS
+    for parts in (1, 8):
+        r = _run(workdir, f"G-REAL-{parts}", _sleeps(real, REAL_SECONDS), parts, repeat, dry=False)
+        rows.append({**_row(f"G-REAL-{parts}", f"{real:,} tasks of `sleep {REAL_SECONDS:g}` (real processes), "
+                            f"{parts} partition(s)", real, r),
+                     "gov_steady_cpu_us_per_task": _steady(r, real)})
     return rows
+
+
+def _steady(r: Dict[str, float], n: int) -> Optional[float]:
+    """The governor's CPU per iteration finished in the steady phase (see :func:`_phases`)."""
+    if "steady_cpu_s" not in r or n <= r.get("steady_done_before", n):
+        return None
+    return round(1e6 * r["steady_cpu_s"] / (n - r["steady_done_before"]), 2)

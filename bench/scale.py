@@ -12,9 +12,11 @@ Every workload runs twice in the same run, to isolate what the hierarchy costs:
   single manager would be), its credit larger than the job.
 
 Each partition works in loop passes of ``TICK`` virtual seconds, as a partition manager
-does: it takes the ends of that pass, places what fits, and sends the pass's reports to
-the governor together; a message between the governor and a partition arrives one pass
-later (the flat partition is in the governor's process: no delay). Workloads: ``0.1s``
+does: it takes the ends of that pass, places what fits, and sends its reports as a
+partition manager does (``PartitionRunner.reports_due``): once per report period, at once
+for an exception or when it has nothing queued; a message between the governor and a
+partition arrives one pass later (the flat partition is in the governor's process: every
+pass, no delay). Workloads: ``0.1s``
 and ``1s`` tasks (uniform within 10 %), where control-plane cost shows, and ``lognormal``
 (median 60 s, sigma 0.8, capped at 1 h), the usual shape of a sweep.
 
@@ -42,7 +44,8 @@ from hpilot.governor.core.events import ClientRequest, FromPart, PartitionJoined
 from hpilot.governor.core.governor import GovernorConfig, GovernorCore
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.partition.core import PartitionConfig, PartitionCore, Schedule, TaskEnded, TaskStarted
-from hpilot.partition.messages import batched
+from hpilot.partition.manager import REPORT_EVERY
+from hpilot.partition.messages import batched, is_exception
 from hpilot.partition.models import EnvContext
 from hpilot.partition.resources import Node, ResourceSet
 
@@ -77,6 +80,9 @@ class _Sim:
         self.started: Dict[str, float] = {}
         self.to_parts: DefaultDict[str, List[Any]] = defaultdict(list)  # delivered next pass
         self.to_gov: List[Tuple[str, Any]] = []  # delivered next pass
+        # a partition manager's reports wait for its report period unless urgent (partition/manager.py)
+        self.pending: DefaultDict[str, List[Any]] = defaultdict(list)
+        self.flushed: Dict[str, float] = {}
         cfg = PartitionConfig(root_wd="/tmp", env=EnvContext(base_env={}))
         size = nodes if self.flat else NODES_PER_PARTITION
         for p in range(nodes // size):
@@ -119,21 +125,41 @@ class _Sim:
                 self.seq += 1
                 heapq.heappush(self.heap, (clock + d, self.seq, name, a.task_id))
                 reports += core.handle(TaskStarted(a.task_id, 0, clock))
-        reports = batched(reports)  # a loop pass's reports, as a partition manager sends them
         self.part_cpu += _cpu() - t0
         if self.prof_part is not None:
             self.prof_part.disable()
+        self.pending[name] += reports
+        self.flush(name, clock)
+
+    def flush(self, name: str, clock: float) -> None:
+        """Send ``name``'s waiting reports as a partition manager does (``PartitionRunner.reports_due``,
+        at the end of a pass: nothing more to do now): when its report period has passed, or at
+        once when it has nothing queued or one is an exception.  The flat partition is in the
+        governor's process: it sends every pass."""
+        waiting = self.pending.get(name)
+        if not waiting:
+            return
+        if not self.flat and clock - self.flushed.get(name, -1.0) < REPORT_EVERY - 1e-9 \
+                and self.parts[name].queued_iterations > 0 and not any(map(is_exception, waiting)):
+            return
+        del self.pending[name]
+        self.flushed[name] = clock
+        reports = batched(waiting)  # the reports since the last flush, as a partition manager sends them
         self.messages += len(reports)
         self.to_gov.extend((name, r) for r in reports)
+
+    def next_flush(self) -> Optional[float]:
+        return min((self.flushed.get(n, -1.0) + REPORT_EVERY for n in self.pending), default=None)
 
     def run(self, tasks: int) -> float:
         self.governor(ClientRequest({"request": "submit", "jobs": [
             {"name": "sweep", "iteration": {"stop": tasks}, "execution": {"exec": "/bin/true"}}]}, 0.0))
         clock = 0.0
-        while self.heap or self.to_parts or self.to_gov:
+        while self.heap or self.to_parts or self.to_gov or self.pending:
             # the next pass: now if messages wait, else when the next task ends
             if not (self.to_parts or self.to_gov):
-                clock = max(clock, self.heap[0][0])
+                due = [t for t in (self.heap[0][0] if self.heap else None, self.next_flush()) if t is not None]
+                clock = max(clock, min(due))
             ends: DefaultDict[str, List[Any]] = defaultdict(list)
             while self.heap and self.heap[0][0] <= clock:
                 end, _, name, task = heapq.heappop(self.heap)
@@ -141,6 +167,8 @@ class _Sim:
             inbox, self.to_parts = self.to_parts, defaultdict(list)
             for name in set(inbox) | set(ends):
                 self.partition(name, inbox.get(name, []) + ends.get(name, []), clock)
+            for name in list(self.pending):
+                self.flush(name, clock)
             reports, self.to_gov = self.to_gov, []
             for name, r in reports:
                 self.governor(FromPart(name, r))

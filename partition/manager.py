@@ -2,7 +2,8 @@
 
 Started by hand (``hpilot service --parent ADDRESS``) or by a governor for a group of
 nodes.  It registers (advertising its nodes and cores), takes :class:`Work` as it
-comes, reports every iteration's start and end (batched per job, one frame at a time: see _flush),
+comes, reports every iteration's start and end (batched per job, one frame per report period
+and at once for exceptions: see _flush),
 and sends a heartbeat.  Reports of finished iterations are the credit it gives back:
 the governor counts what it sent and measures the partition's rate from them.
 
@@ -51,7 +52,7 @@ ERROR = 1  # the "code" of an error response (QCG-PilotJob's)
 # A stopping manager waits this long (at most) for the answers to requests it forwarded:
 # a `finish` sent here stops this partition (the governor's Shutdown comes before its answer).
 ANSWER_GRACE = 2.0
-REPORT_EVERY = 0.1  # a partition busy without a pause still reports this often (see _flush)
+REPORT_EVERY = 0.1  # a partition's progress goes up this often (exceptions and an empty queue at once: _flush)
 
 
 class ClientPort(Protocol):
@@ -141,10 +142,10 @@ class PartitionManager:
         self.sock.send_multipart([wire.encode(msg)], zmq.NOBLOCK)
 
     def _flush(self, now: Optional[float] = None) -> None:
-        """Reports go up once this partition has nothing more to do now: at once for a task's end
-        (the governor hears of it without delay), and after a burst only when it is done (or
-        ``REPORT_EVERY`` seconds passed), as one frame: the governor's cost is per frame."""
-        if now is not None and self.runner.busy and now - self._flushed < REPORT_EVERY:
+        """Reports go up as one frame (the governor's cost is per frame) when they are due
+        (:meth:`PartitionRunner.reports_due`: once per ``REPORT_EVERY``, at once for an
+        exception or when this partition ran out of work), and always when ``now`` is None."""
+        if now is not None and not self.runner.reports_due(now - self._flushed, REPORT_EVERY):
             return
         self._flushed = time.time() if now is None else now
         msgs = self.runner.take_reports()
@@ -261,6 +262,8 @@ class PartitionManager:
                     with contextlib.suppress(zmq.Again):
                         self._send(wire.Heartbeat(now))
                 waits = [self.next_beat - now]
+                if self.runner.has_reports:  # progress held back: it goes up when its period ends
+                    waits.append(self._flushed + REPORT_EVERY - now)
                 dl = self.runner.next_deadline()
                 if dl is not None:
                     waits.append(dl - now)

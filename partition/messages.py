@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union, cast
 
 from hpilot.launcher.frozen import fast_init
 from hpilot.partition.allocator import Request, Slot
@@ -219,6 +219,19 @@ FromPartition = Union[IterationStarted, IterationFinished, IterationsDropped, Re
                       IterationsSucceeded, NodeStatus]
 FROM_PARTITION = (IterationStarted, IterationFinished, IterationsDropped, Reserved, IterationsStarted,
                   IterationsSucceeded, NodeStatus)  # every report, for isinstance
+
+
+def is_exception(report: FromPartition) -> bool:
+    """Anything beyond a plain start or success: a failure, a cancel, a drop, a node's change, a
+    reservation.  A partition manager sends these at once; plain progress waits for its report
+    period (PartitionRunner.reports_due)."""
+    kind = type(report)  # exact types, as in batched: this runs for every report
+    if kind is IterationStarted:
+        return False
+    if kind is IterationFinished:
+        end = cast(IterationFinished, report)
+        return not end.ok or end.canceled
+    return True
 
 
 def batched(reports: List[FromPartition]) -> List[FromPartition]:

@@ -23,7 +23,7 @@ from hpilot.launcher.api import Launcher, LauncherEvent, NodeChanged, TaskStarte
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.partition import core as pcore
 from hpilot.partition.core import KillTask, PartitionCore, Schedule
-from hpilot.partition.messages import FromPartition, batched
+from hpilot.partition.messages import FromPartition, batched, is_exception
 
 log = logging.getLogger("hpilot.partition")
 BURST = 32  # rounds of (launcher events -> core) per step at most, so the owner's sockets are never starved
@@ -35,6 +35,7 @@ class PartitionRunner:
         self.launcher = launcher
         self.inbox: Deque[Any] = deque()
         self._reports: List[FromPartition] = []
+        self._exception = False  # one of the reports waiting is an exception (see reports_due)
         self._dirty = False
         # no new task starts while set (a partition manager that lost sight of its governor):
         # what runs goes on, what is queued waits
@@ -49,7 +50,22 @@ class PartitionRunner:
     def take_reports(self) -> List[FromPartition]:
         """The reports since the last call, each job's starts and plain successes as one batch."""
         out, self._reports = self._reports, []
+        self._exception = False
         return batched(out) if len(out) > 1 else out
+
+    @property
+    def has_reports(self) -> bool:
+        return bool(self._reports)
+
+    def reports_due(self, since_last: float, period: float) -> bool:
+        """Whether the reports waiting should go up now, ``since_last`` seconds after the last
+        ones did: a partition manager sends its progress once per ``period``, not per task end
+        (the governor pays per frame, and an idle partition would send one per task), but at
+        once an exception, and everything when it has nothing queued and nothing to do: then the
+        governor's refill, or whoever waits on this work, should not wait a period."""
+        if not self._reports:
+            return False
+        return since_last >= period or self._exception or (not self.busy and self.core.queued_iterations == 0)
 
     @property
     def busy(self) -> bool:
@@ -101,6 +117,8 @@ class PartitionRunner:
                 self.launcher.kill(a.task_id, a.reason)
             else:
                 self._reports.append(a)
+                if not self._exception and is_exception(a):
+                    self._exception = True
 
     def next_deadline(self) -> Optional[float]:
         return 0.0 if self.busy else self.launcher.next_deadline()

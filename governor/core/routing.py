@@ -41,7 +41,7 @@ from hpilot.partition.resources import Node, ResourceSet
 log = logging.getLogger("hpilot.governor")
 PREFETCH = 2  # a partition holds at least this many times its cores: its queue never runs dry
 HORIZON = 0.3  # ... and at least what it finishes in this many seconds (its measured rate):
-# more than a busy partition's report period (0.1 s) plus the refill's round trip, or it runs
+# more than a partition's report period (0.1 s) plus the refill's round trip, or it runs
 # dry before each refill, reports at once and makes many small batches
 RATE_WINDOW = 0.2  # seconds of reports over which a partition's rate is measured
 MAX_PREFETCH = 256  # ... but never more than this many times its cores
