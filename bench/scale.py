@@ -13,7 +13,7 @@ Every workload runs twice in the same run, to isolate what the hierarchy costs:
 
 Each partition works in loop passes of ``TICK`` virtual seconds, as a partition manager
 does: it takes the ends of that pass, places what fits, and sends its reports as a
-partition manager does (``PartitionRunner.reports_due``): once per report period, at once
+partition manager does (``partition.runner.reports_due``): once per report period, at once
 for an exception or when it has nothing queued; a message between the governor and a
 partition arrives one pass later (the flat partition is in the governor's process: every
 pass, no delay). Workloads: ``0.1s``
@@ -48,6 +48,7 @@ from hpilot.partition.manager import REPORT_EVERY
 from hpilot.partition.messages import batched, is_exception
 from hpilot.partition.models import EnvContext
 from hpilot.partition.resources import Node, ResourceSet
+from hpilot.partition.runner import reports_due
 
 CORES_PER_NODE = 128
 NODES_PER_PARTITION = 16
@@ -132,15 +133,15 @@ class _Sim:
         self.flush(name, clock)
 
     def flush(self, name: str, clock: float) -> None:
-        """Send ``name``'s waiting reports as a partition manager does (``PartitionRunner.reports_due``,
-        at the end of a pass: nothing more to do now): when its report period has passed, or at
-        once when it has nothing queued or one is an exception.  The flat partition is in the
-        governor's process: it sends every pass."""
+        """Send ``name``'s waiting reports as a partition manager does (``runner.reports_due``, at
+        the end of a pass: nothing more to do now).  The flat partition is in the governor's
+        process: it sends every pass."""
         waiting = self.pending.get(name)
         if not waiting:
             return
-        if not self.flat and clock - self.flushed.get(name, -1.0) < REPORT_EVERY - 1e-9 \
-                and self.parts[name].queued_iterations > 0 and not any(map(is_exception, waiting)):
+        since = clock - self.flushed.get(name, -1.0) + 1e-9  # virtual passes: TICKs that add up to a period
+        if not self.flat and not reports_due(since, REPORT_EVERY, any(map(is_exception, waiting)),
+                                             lambda: self.parts[name].queued_iterations == 0):
             return
         del self.pending[name]
         self.flushed[name] = clock

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Dict, List, Optional, Sequence, Tuple, Union, cast
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from hpilot.launcher.frozen import fast_init
 from hpilot.partition.allocator import Request, Slot
@@ -225,12 +225,10 @@ def is_exception(report: FromPartition) -> bool:
     """Anything beyond a plain start or success: a failure, a cancel, a drop, a node's change, a
     reservation.  A partition manager sends these at once; plain progress waits for its report
     period (PartitionRunner.reports_due)."""
-    kind = type(report)  # exact types, as in batched: this runs for every report
-    if kind is IterationStarted:
+    if type(report) is IterationStarted:  # exact types, as in batched: this runs for every report
         return False
-    if kind is IterationFinished:
-        end = cast(IterationFinished, report)
-        return not end.ok or end.canceled
+    if type(report) is IterationFinished:
+        return not report.ok or report.canceled
     return True
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Any, Deque, List, Optional
+from typing import Any, Callable, Deque, List, Optional
 
 from hpilot.launcher.api import Launcher, LauncherEvent, NodeChanged, TaskStarted
 from hpilot.launcher.core import LaunchRequest, TaskExit
@@ -58,14 +58,11 @@ class PartitionRunner:
         return bool(self._reports)
 
     def reports_due(self, since_last: float, period: float) -> bool:
-        """Whether the reports waiting should go up now, ``since_last`` seconds after the last
-        ones did: a partition manager sends its progress once per ``period``, not per task end
-        (the governor pays per frame, and an idle partition would send one per task), but at
-        once an exception, and everything when it has nothing queued and nothing to do: then the
-        governor's refill, or whoever waits on this work, should not wait a period."""
+        """Whether the reports waiting should go up now (:func:`reports_due`)."""
         if not self._reports:
             return False
-        return since_last >= period or self._exception or (not self.busy and self.core.queued_iterations == 0)
+        return reports_due(since_last, period, self._exception,
+                           lambda: not self.busy and self.core.queued_iterations == 0)
 
     @property
     def busy(self) -> bool:
@@ -122,6 +119,16 @@ class PartitionRunner:
 
     def next_deadline(self) -> Optional[float]:
         return 0.0 if self.busy else self.launcher.next_deadline()
+
+
+def reports_due(since_last: float, period: float, exception: bool, drained: Callable[[], bool]) -> bool:
+    """The rule for a partition manager's waiting reports, ``since_last`` seconds after the last
+    ones went up: its progress goes once per ``period``, not per task end (the governor pays per
+    frame, and an idle partition would send one per task); an ``exception`` goes at once, and
+    so does everything when the partition is ``drained`` (nothing queued, nothing to do now):
+    then the governor's refill, or whoever waits on this work, should not wait a period.
+    (``drained`` is asked last: it counts the queue.)  The simulation's partitions use it too."""
+    return since_last >= period or exception or drained()
 
 
 def _event(ev: LauncherEvent) -> Any:
