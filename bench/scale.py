@@ -166,7 +166,7 @@ class _Sim:
                 end, _, name, task = heapq.heappop(self.heap)
                 ends[name].append(TaskEnded(TaskExit(task, 0, self.started.pop(task), end)))
             inbox, self.to_parts = self.to_parts, defaultdict(list)
-            for name in set(inbox) | set(ends):
+            for name in sorted(set(inbox) | set(ends)):  # sorted: the same run whatever the hash seed
                 self.partition(name, inbox.get(name, []) + ends.get(name, []), clock)
             for name in list(self.pending):
                 self.flush(name, clock)

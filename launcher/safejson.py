@@ -99,6 +99,8 @@ def check(data: bytes, limits: Limits = DEFAULT) -> None:
 
 
 def _check_depth(data: bytes, max_depth: int) -> None:
+    if data.count(b"[") + data.count(b"{") <= max_depth:
+        return  # no more brackets than the limit (strings' own included): no deeper, whatever their order
     s = data.translate(None, _NOT_STRUCTURE)
     if b'"' in s:  # take the strings out: a bracket in a string is text
         if b"\\" in s:  # escapes need the whole text to be read right

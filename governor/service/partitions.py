@@ -46,6 +46,7 @@ log = logging.getLogger("hpilot.partitions")
 ADDRESS_FILE = "partitions.address"
 LOST_AFTER = 6  # heartbeats missed before a partition counts as lost
 GUARD_BOUND = guard.BOUND  # a process known dead: its guard has killed its tasks within this
+EXITS_EVERY = 0.05  # seconds: how often a busy loop asks whether a partition manager of ours exited
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class PartitionLinks:
         self._count = 0
         self.ever: Set[str] = set()
         self._next_beat = 0.0
+        self._next_exits = 0.0
         self.procs: Dict[str, subprocess.Popen] = {}  # the partition managers this governor started
         self.local: Set[str] = set()  # ... as its own children (not through srun)
         self._reported: Set[str] = set()
@@ -206,8 +208,13 @@ class PartitionLinks:
 
     def tick(self, now: float) -> List[Any]:
         """Heartbeats out; partitions silent for LOST_AFTER beats, or whose process exited, are
-        lost; the fence of a lost partition is lifted once its tasks are known dead."""
-        events: List[Any] = self._exits(now)
+        lost; the fence of a lost partition is lifted once its tasks are known dead.  Exits are
+        asked at most every EXITS_EVERY: a busy loop passes once per partition frame, and a
+        wait per child in every pass cost the governor more with every partition."""
+        events: List[Any] = []
+        if now >= self._next_exits:
+            self._next_exits = now + EXITS_EVERY
+            events = self._exits(now)
         for name, at in list(self.fences.items()):
             if now >= at:
                 del self.fences[name]

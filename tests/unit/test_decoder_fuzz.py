@@ -99,6 +99,33 @@ def test_depth_is_counted_exactly() -> None:
         safejson.loads(sneaky, safejson.Limits(max_depth=7))
 
 
+def _depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+@FUZZ
+@given(JSON, st.integers(0, 6))
+def test_the_depth_limit_is_exact_with_few_brackets_or_many(value: Any, limit: int) -> None:
+    """A frame with no more brackets than the limit is passed without the depth walk (it cannot
+    nest deeper); any other is walked.  Either way: accepted exactly when no deeper than the limit."""
+    frame = json.dumps(value).encode()
+    if _depth(value) <= limit:
+        assert safejson.loads(frame, safejson.Limits(max_depth=limit)) == value
+    else:
+        with pytest.raises(safejson.DecodeError):
+            safejson.loads(frame, safejson.Limits(max_depth=limit))
+
+
+@pytest.mark.parametrize("frame", [b"[[1]", b"[1]]", b"{[}]", b"[}", b'{"a": [1}'])
+def test_unbalanced_brackets_are_refused_below_the_limit_too(frame: bytes) -> None:
+    with pytest.raises(safejson.DecodeError):
+        safejson.loads(frame)
+
+
 @FUZZ
 @given(FRAMES)
 def test_safejson_is_total(frame: bytes) -> None:
