@@ -18,7 +18,7 @@ import json
 import os
 import re
 import statistics
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 NODES = "8,8,8,8,8,8,8,8"
 THROUGHPUT_ITERS = 100_000
@@ -67,6 +67,14 @@ def _dag(n: int) -> List[Dict[str, Any]]:
 
 def _run(workdir: str, name: str, requests: List[Dict[str, Any]], parts: int, repeat: int,
          dry: bool = True) -> Dict[str, float]:
+    return _summary(_runs(workdir, name, requests, parts, repeat, dry))
+
+
+_One = Tuple[Tuple[float, float, int], Dict[str, float], Optional[float]]  # timed(), phases, governor CPU
+
+
+def _runs(workdir: str, name: str, requests: List[Dict[str, Any]], parts: int, repeat: int,
+          dry: bool = True) -> List[_One]:
     from bench.__main__ import timed  # the same timing and peak-memory probe as the other rows
 
     wd = os.path.join(workdir, name)
@@ -78,17 +86,23 @@ def _run(workdir: str, name: str, requests: List[Dict[str, Any]], parts: int, re
     cmd = [__import__("sys").executable, "-m", "hpilot.governor", "run", req, "--nodes", NODES] + \
         (["--partition-nodes", str(8 // parts)] if parts else []) + \
         (["--dry-run-tasks", "0"] if dry else []) + ["--log", "info", "--no-journal"]
-    runs, phases, cpus = [], [], []
+    out: List[_One] = []
     for _ in range(repeat):
-        runs.append(timed(cmd, wd))
-        phases.append(_phases(os.path.join(wd, ".hpilot", "latest", "service.log")))
-        cpus.append(_governor_cpu(os.path.join(wd, ".hpilot", "latest", "final_status")))
-    out = {"wall": statistics.median(r[0] for r in runs), "peak": max(r[1] for r in runs),
-           "ok": float(all(r[2] == 0 for r in runs))}
+        t = timed(cmd, wd)
+        out.append(((t[0], t[1], t[2]), _phases(os.path.join(wd, ".hpilot", "latest", "service.log")),
+                    _governor_cpu(os.path.join(wd, ".hpilot", "latest", "final_status"))))
+    return out
+
+
+def _summary(runs: List[_One]) -> Dict[str, float]:
+    """Medians over the runs of one row (peak memory: the largest; ok: every run succeeded)."""
+    out = {"wall": statistics.median(r[0][0] for r in runs), "peak": max(r[0][1] for r in runs),
+           "ok": float(all(r[0][2] == 0 for r in runs))}
+    cpus = [r[2] for r in runs]
     if all(c is not None for c in cpus):
         out["gov_cpu_s"] = statistics.median(c for c in cpus if c is not None)
     for key in ("register_s", "work_s", "steady_cpu_s", "steady_done_before"):
-        got = [p[key] for p in phases if p.get(key) is not None]
+        got = [r[1][key] for r in runs if r[1].get(key) is not None]
         if got:
             out[key] = statistics.median(got)
     return out
@@ -171,8 +185,14 @@ def run(repeat: int, workdir: str, file_w1_wall: float, quick: bool = False) -> 
     dag = QUICK["dag"] if quick else DAG_JOBS
     rows: List[Dict[str, Any]] = []
     rates: Dict[int, float] = {}
+    # the G rows are compared with one another (more partitions never slower): their runs
+    # alternate, 1, 2, 4, 8, 1, 2, ..., so that a slow minute of a shared machine falls on all
+    runs: Dict[int, List[_One]] = {parts: [] for parts in (1, 2, 4, 8)}
+    for _ in range(repeat):
+        for parts in runs:
+            runs[parts] += _runs(workdir, f"G{parts}", _sweep(n), parts, 1)
     for parts in (1, 2, 4, 8):
-        r = _run(workdir, f"G{parts}", _sweep(n), parts, repeat)
+        r = _summary(runs[parts])
         rate = rates[parts] = n / r["wall"]
         target, met = "-", None
         if parts == 4:
