@@ -184,15 +184,6 @@ def test_an_old_clients_secret_field_never_travels_on(net: NetInterface, client:
 # ---- the governor's side ----
 
 
-@pytest.fixture
-def links(tmp_path: Path) -> Iterator[PartitionLinks]:
-    lk = PartitionLinks("127.0.0.1", str(tmp_path), 1.0)
-    try:
-        yield lk
-    finally:
-        lk.close(0)
-
-
 def _dealer(links: PartitionLinks) -> zmq.Socket:
     sock = CTX.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)

@@ -6,22 +6,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 from hpilot.governor.service.partitions import EXITS_EVERY, PartitionLinks
 
 pytestmark = [pytest.mark.shell, pytest.mark.timeout(30)]
-
-
-@pytest.fixture
-def links(tmp_path: Path) -> Iterator[PartitionLinks]:
-    lk = PartitionLinks("127.0.0.1", str(tmp_path), 1.0)
-    try:
-        yield lk
-    finally:
-        lk.close(0)
 
 
 def test_an_exit_is_seen_at_the_next_check_and_not_asked_for_in_between(links: PartitionLinks) -> None:
