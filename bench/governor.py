@@ -18,7 +18,7 @@ import json
 import os
 import re
 import statistics
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional
 
 NODES = "8,8,8,8,8,8,8,8"
 THROUGHPUT_ITERS = 100_000
@@ -70,7 +70,14 @@ def _run(workdir: str, name: str, requests: List[Dict[str, Any]], parts: int, re
     return _summary(_runs(workdir, name, requests, parts, repeat, dry))
 
 
-_One = Tuple[Tuple[float, float, int], Dict[str, float], Optional[float]]  # timed(), phases, governor CPU
+class _One(NamedTuple):
+    """One run of a row: what :func:`bench.__main__.timed` measured, the log's phases, the governor's CPU."""
+
+    wall: float
+    peak_mb: float
+    exit_code: int
+    phases: Dict[str, float]
+    gov_cpu_s: Optional[float]
 
 
 def _runs(workdir: str, name: str, requests: List[Dict[str, Any]], parts: int, repeat: int,
@@ -88,21 +95,20 @@ def _runs(workdir: str, name: str, requests: List[Dict[str, Any]], parts: int, r
         (["--dry-run-tasks", "0"] if dry else []) + ["--log", "info", "--no-journal"]
     out: List[_One] = []
     for _ in range(repeat):
-        t = timed(cmd, wd)
-        out.append(((t[0], t[1], t[2]), _phases(os.path.join(wd, ".hpilot", "latest", "service.log")),
-                    _governor_cpu(os.path.join(wd, ".hpilot", "latest", "final_status"))))
+        out.append(_One(*timed(cmd, wd), _phases(os.path.join(wd, ".hpilot", "latest", "service.log")),
+                        _governor_cpu(os.path.join(wd, ".hpilot", "latest", "final_status"))))
     return out
 
 
 def _summary(runs: List[_One]) -> Dict[str, float]:
     """Medians over the runs of one row (peak memory: the largest; ok: every run succeeded)."""
-    out = {"wall": statistics.median(r[0][0] for r in runs), "peak": max(r[0][1] for r in runs),
-           "ok": float(all(r[0][2] == 0 for r in runs))}
-    cpus = [r[2] for r in runs]
+    out = {"wall": statistics.median(r.wall for r in runs), "peak": max(r.peak_mb for r in runs),
+           "ok": float(all(r.exit_code == 0 for r in runs))}
+    cpus = [r.gov_cpu_s for r in runs]
     if all(c is not None for c in cpus):
         out["gov_cpu_s"] = statistics.median(c for c in cpus if c is not None)
     for key in ("register_s", "work_s", "steady_cpu_s", "steady_done_before"):
-        got = [r[1][key] for r in runs if r[1].get(key) is not None]
+        got = [r.phases[key] for r in runs if r.phases.get(key) is not None]
         if got:
             out[key] = statistics.median(got)
     return out
