@@ -2,13 +2,16 @@
 
 A partition manager's governor and a node agent's manager are other processes, often on
 other nodes.  When one dies (``kill -9``, a crash), the kernel closes its sockets and the
-peer's connection ends at once; ZeroMQ then reconnects every 100 ms, in vain.  So a
-disconnect not followed by a new handshake within ``grace`` seconds (0.5) means the process
-is gone, and whoever depends on it stops starting work and kills its tasks, well within
-the 2 s the run's guarantee gives (heartbeats, kept as well, cover a host that vanished
-without closing anything: a crash of the whole node, a cut network).
+peer's connection ends at once; ZeroMQ then reconnects every 100 to 200 ms, in vain: the
+port is closed, each attempt is refused at once.  So the process is gone when, after a
+disconnect, ``REFUSED`` reconnects in a row were refused (about 0.3 s), or no new handshake
+came within ``grace`` seconds (0.5: a host that answers nothing, not even a refusal).
+Whoever depends on it then stops starting work and kills its tasks, well within the 1 s
+the run's guarantee gives (heartbeats, kept as well, cover a host that vanished without
+closing anything: a crash of the whole node, a cut network).
 
-A peer that is alive and reconnects (a network blip) is back well within ``grace``.
+A peer that is alive keeps its port bound for its whole life: a reconnect to it is never
+refused, and one that lost its connection in a network blip is back well within ``grace``.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from typing import Optional
 
 import zmq
 
-EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
-# ZeroMQ retries a lost connection every 100 ms: a live peer is back well within this
+# CLOSED, while down: a reconnect attempt failed (refused) and its descriptor was closed
+EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_CLOSED
+# ZeroMQ retries a lost connection every 100 to 200 ms: a live peer is back well within this
 GRACE = 0.5
+REFUSED = 2  # reconnects refused in a row: nobody listens there any more
 
 
 class UpstreamWatch:
@@ -30,6 +35,7 @@ class UpstreamWatch:
         # an address of its own: an earlier monitor of the socket (the agent's greeting) keeps its own bound
         self.monitor = sock.get_monitor_socket(EVENTS, addr=f"inproc://hpilot-upstream-{id(self):x}")
         self.down_since: Optional[float] = None
+        self.refused = 0  # reconnects refused since the disconnect
         self._sock = sock
 
     def process(self, now: float) -> None:
@@ -41,21 +47,25 @@ class UpstreamWatch:
                 event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
             except (zmq.ZMQError, ValueError):
                 return
-            if event["event"] == zmq.EVENT_DISCONNECTED:
+            kind = event["event"]
+            if kind == zmq.EVENT_DISCONNECTED:
                 if self.down_since is None:
-                    self.down_since = now
-            elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self.down_since = None
+                    self.down_since, self.refused = now, 0
+            elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.down_since, self.refused = None, 0
+            elif kind == zmq.EVENT_CLOSED and self.down_since is not None:
+                self.refused += 1
 
     @property
     def down(self) -> bool:
         return self.down_since is not None
 
     def gone(self, now: float) -> bool:
-        return self.down_since is not None and now - self.down_since >= self.grace
+        return self.down_since is not None and (self.refused >= REFUSED or now - self.down_since >= self.grace)
 
     def due_in(self, now: float) -> Optional[float]:
-        """Seconds until :meth:`gone` may turn true (None: connected)."""
+        """Seconds until :meth:`gone` may turn true by the grace alone (None: connected); a
+        refusal comes as a monitor event, which wakes the poll by itself."""
         return None if self.down_since is None else max(0.0, self.down_since + self.grace - now)
 
     def close(self) -> None:

@@ -113,16 +113,19 @@ class PartitionManager:
         self.client = client
         self.query_timeout = query_timeout
         self.address = address
-        self.launcher = make_launcher()
-        self.runner = PartitionRunner(core, self.launcher)
         self.ctx: zmq.Context = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 2000)
         self.sock.setsockopt(zmq.IDENTITY, os.urandom(16))
         self.sock.setsockopt(zmq.MAXMSGSIZE, wire.LIMITS.max_bytes)
         curve.connect_with(self.sock, keys)  # the governor admits holders of the run's partition key only
+        # Connected before the launcher starts (its agents may take seconds): a governor that
+        # dies meanwhile closes a connection that was up, which the watch sees.  Registered
+        # after: the governor counts heartbeats from then on.
         self.upstream = UpstreamWatch(self.sock)
         self.sock.connect(address)
+        self.launcher = make_launcher()
+        self.runner = PartitionRunner(core, self.launcher)
         nodes = tuple((n.name, len(n.cores)) for n in core.resources.nodes)
         self._send(wire.register(pid, socket.gethostname(), os.getpid(), nodes, tags))
         self.name = pid or "?"
@@ -327,7 +330,7 @@ class PartitionManager:
         why = None
         if self.parent_gone:
             why = f"the governor (pid {self.parent_pid}, which started this manager) is gone"
-        elif self.registered and self.upstream.gone(now):
+        elif self.upstream.gone(now):  # registered or not yet: the connection was up, its end is gone
             why = "the governor's connection closed and did not come back (its process is gone)"
         elif self.registered and now - self.last_heard > self.heartbeat * LOST_AFTER:
             why = f"the governor is silent for {now - self.last_heard:.1f}s"
