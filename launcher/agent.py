@@ -8,10 +8,10 @@ runs what it is sent through a :class:`LocalLauncher` (the same spawning, bindin
 time and kill code as local mode) and reports every start and exit.
 
 It must never outlive its manager, even after a ``kill -9`` of the manager, when nobody is
-left to tell it: when the manager's connection closes and does not come back within half a
-second (its process died: :mod:`upstream`), or when the heartbeats the manager sends every
-``heartbeat`` seconds stop for ``misses`` of them (its host vanished), the agent kills its
-tasks and exits.  SIGTERM (what Slurm sends when the agent's step ends, e.g. when ``srun``
+left to tell it: when the manager's connection closes and does not come back (its process
+died: reconnects are refused, or half a second passes; :mod:`upstream`), or when the
+heartbeats the manager sends every ``heartbeat`` seconds stop for ``misses`` of them (its
+host vanished), the agent kills its tasks and exits.  SIGTERM (what Slurm sends when the agent's step ends, e.g. when ``srun``
 dies) does the same.  Its own tasks never outlive the agent either: its launcher's guard
 (:mod:`guard`) kills them if the agent is killed.
 

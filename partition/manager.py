@@ -8,10 +8,11 @@ and sends a heartbeat.  Reports of finished iterations are the credit it gives b
 the governor counts what it sent and measures the partition's rate from them.
 
 It never outlives its governor, and stops starting work as soon as the governor is gone:
-at once when the governor started it (it watches its parent's pid), within
-``UpstreamWatch.grace`` (0.5 s) when the governor's connection closes (the governor's process
-died, wherever it ran), and after ``LOST_AFTER`` silent heartbeats when its host vanished
-without closing anything (no new work after ``PAUSE_AFTER`` of them).  Then it kills its
+at once when the governor started it (it watches its parent's pid); within about 0.3 s
+when the governor's connection closes (its process died, wherever it ran: reconnects to
+its port are refused; ``UpstreamWatch.grace``, 0.5 s, if nothing answers), registered or
+not yet; and after ``LOST_AFTER`` silent heartbeats when its host vanished without
+closing anything (no new work after ``PAUSE_AFTER`` of them).  Then it kills its
 tasks at once (SIGKILL: nobody is left to report to) and exits.  When the governor says Bye
 it stops the same way, reporting what it killed.
 SIGTERM/SIGINT drain it: it tells the governor it is leaving, finishes what it holds
