@@ -11,9 +11,9 @@ It must never outlive its manager, even after a ``kill -9`` of the manager, when
 left to tell it: when the manager's connection closes and does not come back (its process
 died: reconnects are refused, or half a second passes; :mod:`upstream`), or when the
 heartbeats the manager sends every ``heartbeat`` seconds stop for ``misses`` of them (its
-host vanished), the agent kills its tasks and exits.  SIGTERM (what Slurm sends when the agent's step ends, e.g. when ``srun``
-dies) does the same.  Its own tasks never outlive the agent either: its launcher's guard
-(:mod:`guard`) kills them if the agent is killed.
+host vanished), the agent kills its tasks and exits.  SIGTERM (what Slurm sends when the
+agent's step ends, e.g. when ``srun`` dies) does the same.  Its own tasks never outlive
+the agent either: its launcher's guard (:mod:`guard`) kills them if the agent is killed.
 
 CPU ids: a task comes with the ids of the cores the partition gave it.  Those that this
 node really has are used as they are; on a node configured with more CPUs than exist (an
