@@ -66,4 +66,4 @@ def succeeded(core: GovernorCore, part: str, rec: JobRecord, view: PartitionView
         out.extend(StateEvent({"event": "iteration", "job": rec.name, "iteration": it, "state": "SUCCEED",
                                "time": t}) for it, t in zip(applied, ends))
     core.iterations_succeeded(rec, applied, now, out)
-    core.apply(core.router.finished(part, rec, applied, now), now, out)
+    core.apply(core.router.finished(part, rec, applied, now, first=min(starts)), now, out)

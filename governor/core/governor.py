@@ -426,7 +426,8 @@ class GovernorCore:
             if reruns.again(self, rec, view, part, msg, out):  # lost under it, or a failure it may retry
                 return
             self._finished(rec, view, msg, out)
-            self.apply(self.router.finished(part, rec, (msg.iteration,), msg.finished), msg.finished, out)
+            ends = self.router.finished(part, rec, (msg.iteration,), msg.finished, first=msg.started)
+            self.apply(ends, msg.finished, out)
         elif isinstance(msg, IterationsDropped):
             state = JobState.CANCELED if msg.canceled else JobState.FAILED
             if interrupt.ends_interrupted(self, msg):

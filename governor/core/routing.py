@@ -44,7 +44,9 @@ HORIZON = 0.3  # ... and at least what it finishes in this many seconds (its mea
 # more than a partition's report period (0.1 s) plus the refill's round trip, or it runs
 # dry before each refill, reports at once and makes many small batches
 RATE_WINDOW = 0.2  # seconds of reports over which a partition's rate is measured
-MAX_PREFETCH = 256  # ... but never more than this many times its cores
+MAX_PREFETCH = 1024  # ... but never more than this many times its cores (a bound for the absurd: what a
+# partition holds is set by what it finishes, see Slot.ran_dry; at 256, dry-run partitions of 8 cores
+# hit it at a fifth of their own rate and took 5 round trips where one would do)
 
 class _Held:
     """What one partition holds of one job: the batches sent, and how many are not final."""
@@ -65,7 +67,8 @@ class Slot:
     """One partition as the Router sees it: size, credit, and what it holds."""
 
     __slots__ = ("name", "cores", "nodes", "resources", "tags", "held", "cost", "draining", "sent", "done",
-                 "joined", "_win_start", "_win_done", "_win_base", "limit", "metered")
+                 "joined", "_win_start", "_win_done", "_win_base", "limit", "metered", "_ep_first", "_ep_done",
+                 "_starved")
 
     def __init__(self, ev: PartitionJoined) -> None:
         self.name = ev.name
@@ -83,14 +86,20 @@ class Slot:
         self._win_done = 0
         self._win_base = 0  # what the report that opened the window counted (it ended before it)
         self.metered = ev.credit is None
+        self._ep_first: Optional[float] = None  # earliest start of what it finished since it last held nothing
+        self._ep_done = 0  # ... and how many those are
+        self._starved = False  # it ran dry in this window while work was waiting (see ran_dry)
         self.limit = self.cores * PREFETCH if ev.credit is None else ev.credit
 
-    def measure(self, n: int, now: float) -> None:
+    def measure(self, n: int, now: float, first: Optional[float] = None) -> None:
         """Count ``n`` iterations finished at ``now`` (the partition's clock); every
         RATE_WINDOW, the rate sets how much the partition may hold: a fast partition (short
         tasks) gets big batches and few round trips, a slow one no more than it can start."""
         if not self.metered:
             return
+        if first is not None and (self._ep_first is None or first < self._ep_first):
+            self._ep_first = first
+        self._ep_done += n
         if self._win_start is None:
             self._win_start, self._win_base = now, n
         self._win_done += n
@@ -98,7 +107,11 @@ class Slot:
         if span >= RATE_WINDOW:
             rate = self._win_done / span
             self._win_start, self._win_done, self._win_base = now, 0, 0
-            self.limit = min(max(self.cores * PREFETCH, int(rate * HORIZON)), self.cores * MAX_PREFETCH)
+            limit = min(max(self.cores * PREFETCH, int(rate * HORIZON)), self.cores * MAX_PREFETCH)
+            # a window in which it ran dry with work waiting measured the governor's pace, not
+            # the partition's: it may grow the limit, never shrink it
+            self.limit = max(self.limit, limit) if self._starved else limit
+            self._starved = False
         elif self._win_done >= self.limit and span > 0:
             # a whole buffer done in less than a window: it is faster than its limit says, so the
             # limit grows now (2x at most, and no more than its rate says), not a window later: from
@@ -108,6 +121,23 @@ class Slot:
             # later than one flat partition: credit grew past what the tail could even out)
             rate = (self._win_done - self._win_base) / span  # what ended after the window opened
             self.limit = max(self.limit, min(int(rate * HORIZON), self.limit * 2, self.cores * MAX_PREFETCH))
+
+    def ran_dry(self, now: float, waiting: bool) -> None:
+        """It finished all it held (at ``now``, its clock).  If work was waiting, it idled
+        for want of work: the rate measured over a window is then the governor's pace, and a
+        buffer sized by it stays small however fast the partition is (the more partitions, the
+        smaller each one's share of the pace: 8 partitions made 8 times the round trips, and
+        the governor pays per message).  Its own rate is what it finished since it last held
+        nothing, over the time from the first of those starts to now: the limit grows to
+        HORIZON of that (2x at most per time it runs dry).  With real tasks that rate is what
+        its cores finish when busy, so a buffer sized by it still drains in HORIZON."""
+        first, done = self._ep_first, self._ep_done
+        self._ep_first, self._ep_done = None, 0
+        if not (self.metered and waiting) or first is None or now <= first:
+            return
+        self._starved = True
+        rate = done / (now - first)
+        self.limit = max(self.limit, min(int(rate * HORIZON), self.limit * 2, self.cores * MAX_PREFETCH))
 
     def credit(self) -> int:
         return 0 if self.draining else self.limit - self.cost
@@ -348,8 +378,9 @@ class Router:
     # ---- reports that concern routing ----
 
     def finished(self, part: str, rec: JobRecord, its: Sequence[int], now: float,
-                 refill: bool = True) -> List[Decision]:
-        """Iterations ``its`` of ``rec`` that ``part`` held reached a final state (or left it)."""
+                 refill: bool = True, first: Optional[float] = None) -> List[Decision]:
+        """Iterations ``its`` of ``rec`` that ``part`` held reached a final state (or left it);
+        ``first``: the earliest of their starts (the partition's clock), for its own rate."""
         slot = self.slots.get(part)
         if slot is None or not its:
             return []
@@ -362,7 +393,9 @@ class Router:
                     out.extend(self.spanning.ended(rec, it, now, self))
         if n:
             slot.release(rec, n, cost(rec))
-            slot.measure(n, now)
+            slot.measure(n, now, first)
+            if slot.cost == 0:
+                slot.ran_dry(now, bool(self.ready))
         # refill in batches: once half of the partition's buffer is free (it still holds
         # a core's worth of work per core then, so it never idles), not per iteration
         if refill and self.ready and slot.wants(1):

@@ -19,7 +19,13 @@ from hpilot.governor.core.governor import GovernorConfig, GovernorCore
 from hpilot.governor.core.placement import Candidate, Placement
 from hpilot.governor.core.routing import HORIZON, MAX_PREFETCH, PREFETCH, RATE_WINDOW
 from hpilot.governor.core.states import JobState
-from hpilot.partition.messages import IterationFinished, IterationStarted, Work
+from hpilot.partition.messages import (
+    IterationFinished,
+    IterationsStarted,
+    IterationsSucceeded,
+    IterationStarted,
+    Work,
+)
 
 
 def test_split_in_proportion_to_credit_and_never_beyond() -> None:
@@ -79,6 +85,18 @@ class Gov:
     def run(self, part: str, job: str, it: int, ok: bool = True, at: float = 3.0) -> None:
         self.feed(FromPart(part, IterationStarted(job, it, "n[0]", "/wd", at - 1.0, at - 1.0)))
         self.feed(FromPart(part, IterationFinished(job, it, 0 if ok else 1, at - 1.0, at, "n[0]", "/wd")))
+
+    def run_all(self, part: str, job: str, its: List[int], started: float, ended: float) -> None:
+        """A partition's report of a pass: ``its`` started at ``started`` and ended by ``ended``."""
+        n = len(its)
+        cols = (("n[0]",) * n, ("/wd",) * n)
+        self.feed(FromPart(part, IterationsStarted(job, tuple(its), *cols, (started,) * n, (started,) * n,
+                                                   (None,) * n, n)))
+        self.feed(FromPart(part, IterationsSucceeded(job, tuple(its), *cols, (started,) * n, (ended,) * n, n)))
+
+    def limit(self, part: str) -> int:
+        assert self.core.router is not None
+        return self.core.router.slots[part].limit
 
     def outstanding(self, part: str) -> int:
         assert self.core.router is not None
@@ -286,3 +304,51 @@ def test_single_iteration_jobs_take_whatever_credit_is_left(tmp_path: Path) -> N
     for job in jobs("p1")[:4]:  # half of p1 free: a refill, and p2's one free core gets a job too
         g.run("p1", job, 0)
     assert len(jobs("p1")) == 4 * PREFETCH + 4 and len(jobs("p2")) == 4 * PREFETCH + 1
+
+
+def _paced(g: Gov, took: float, passes: int) -> List[int]:
+    """A partition of 8 cores that the governor feeds once every 0.3 s (its pace); each batch
+    takes the partition ``took`` seconds: the sizes of the batches it got."""
+    sizes: List[int] = []
+    t = 10.0
+    for _ in range(passes):
+        batch = g.work("p1")[sum(sizes):]
+        sizes.append(len(batch))
+        g.run_all("p1", "a", batch, t, t + took)
+        t += 0.3
+    return sizes
+
+
+def test_a_partition_idle_for_want_of_work_gets_what_it_can_finish_not_the_governors_pace(tmp_path: Path) -> None:
+    """It ran dry with work waiting, so the rate over a window measured the governor's pace:
+    sized by it, each of 8 partitions got an eighth of the pace and made 8 times the round
+    trips.  Its own rate (a batch ended 1 ms after it started) lets its batches grow, twice per
+    time it runs dry, up to its ceiling; windows in which it ran dry do not shrink them."""
+    g = Gov(tmp_path)
+    g.submit(_job("a", 100_000))
+    g.feed(PartitionJoined("p1", (("n1", 8),)))
+    sizes = _paced(g, 0.001, 12)
+    ceiling = 8 * MAX_PREFETCH
+    assert sizes[0] == 8 * PREFETCH and sizes[-2:] == [ceiling, ceiling]
+    assert all(b >= min(2 * a, ceiling) for a, b in zip(sizes, sizes[1:])), sizes
+
+
+def test_a_partition_busy_all_the_time_it_holds_work_is_not_given_more(tmp_path: Path) -> None:
+    """The same pace, but each batch keeps the partition busy the whole 0.3 s: its own rate is
+    the pace, and the batch stays what the window measures (about twice its cores)."""
+    g = Gov(tmp_path)
+    g.submit(_job("a", 100_000))
+    g.feed(PartitionJoined("p1", (("n1", 8),)))
+    sizes = _paced(g, 0.3, 8)
+    assert max(sizes) <= 2 * 8 * PREFETCH, sizes
+
+
+def test_running_dry_at_the_end_of_the_work_does_not_grow_the_batches(tmp_path: Path) -> None:
+    """Nothing waiting: the partition is idle because the work is done, not for want of it."""
+    g = Gov(tmp_path)
+    g.submit(_job("a", 8 * PREFETCH))
+    g.feed(PartitionJoined("p1", (("n1", 8),)))
+    g.run_all("p1", "a", g.work("p1"), 10.0, 10.001)
+    assert g.limit("p1") == 8 * PREFETCH
+    g.submit(_job("b", 1000))
+    assert len([s for s in g.sent if s.partition == "p1"]) == 2 and len(g.work("p1")) == 2 * 8 * PREFETCH
