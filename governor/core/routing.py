@@ -45,8 +45,8 @@ HORIZON = 0.3  # ... and at least what it finishes in this many seconds (its mea
 # dry before each refill, reports at once and makes many small batches
 RATE_WINDOW = 0.2  # seconds of reports over which a partition's rate is measured
 MAX_PREFETCH = 1024  # ... but never more than this many times its cores (a bound for the absurd: what a
-# partition holds is set by what it finishes, see Slot.ran_dry; at 256, dry-run partitions of 8 cores
-# hit it at a fifth of their own rate and took 5 round trips where one would do)
+# partition holds is set by what it finishes, see Slot.ran_dry; at 256, the G rows' dry-run partitions
+# of 8 cores hit it at about half of what their own rate gives)
 
 class _Held:
     """What one partition holds of one job: the batches sent, and how many are not final."""
@@ -126,8 +126,8 @@ class Slot:
         """It finished all it held (at ``now``, its clock).  If work was waiting, it idled
         for want of work: the rate measured over a window is then the governor's pace, and a
         buffer sized by it stays small however fast the partition is (the more partitions, the
-        smaller each one's share of the pace: 8 partitions made 8 times the round trips, and
-        the governor pays per message).  Its own rate is what it finished since it last held
+        smaller each one's share of the pace: 8 partitions sent the governor about 7 times the
+        frames of one, and it pays per frame).  Its own rate is what it finished since it last held
         nothing, over the time from the first of those starts to now: the limit grows to
         HORIZON of that (2x at most per time it runs dry).  With real tasks that rate is what
         its cores finish when busy, so a buffer sized by it still drains in HORIZON."""
