@@ -119,8 +119,12 @@ class Slot:
             # window closed (every round trip is a report and a grant the governor pays for).
             # (4x a step cut a few more round trips but made 0.1 s tasks at 1,024 nodes end 2.5%
             # later than one flat partition: credit grew past what the tail could even out)
-            rate = (self._win_done - self._win_base) / span  # what ended after the window opened
-            self.limit = max(self.limit, min(int(rate * HORIZON), self.limit * 2, self.cores * MAX_PREFETCH))
+            self._grow((self._win_done - self._win_base) / span)  # what ended after the window opened
+
+    def _grow(self, rate: float) -> None:
+        """Grow the limit now, before a window closes: to HORIZON of ``rate``, but at most 2x a
+        step and never past the ceiling (one rule for both ways a partition shows it is faster)."""
+        self.limit = max(self.limit, min(int(rate * HORIZON), self.limit * 2, self.cores * MAX_PREFETCH))
 
     def ran_dry(self, now: float, waiting: bool) -> None:
         """It finished all it held (at ``now``, its clock).  If work was waiting, it idled
@@ -136,8 +140,7 @@ class Slot:
         if not (self.metered and waiting) or first is None or now <= first:
             return
         self._starved = True
-        rate = done / (now - first)
-        self.limit = max(self.limit, min(int(rate * HORIZON), self.limit * 2, self.cores * MAX_PREFETCH))
+        self._grow(done / (now - first))
 
     def credit(self) -> int:
         return 0 if self.draining else self.limit - self.cost
