@@ -40,6 +40,7 @@ from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
 from hpilot.launcher.output import OutputStreams
 from hpilot.launcher.upstream import UpstreamWatch
+from hpilot.launcher.vigil import Vigil, excused
 
 log = logging.getLogger("hpilot.agent")
 
@@ -156,8 +157,14 @@ class Agent:
             upstream.close()
 
     def _loop(self, poller: zmq.Poller, upstream: UpstreamWatch) -> int:
+        vigil = Vigil(2 * self.heartbeat)  # a pass waits a heartbeat at most
         while self.stop is None:
             now = time.monotonic()
+            away = vigil.away(now)
+            if away:
+                log.warning("agent %s did not run for %.1fs (the machine stalled, or the job was suspended): not "
+                            "counted as the service's silence", self.node, away + vigil.most)
+                self.last_heard = excused(self.last_heard, away, now)
             if now - self.last_heard > self.heartbeat * self.misses:
                 self.stop = f"no word from the service for {now - self.last_heard:.1f}s (it is gone)"
                 break

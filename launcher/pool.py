@@ -41,6 +41,7 @@ from hpilot.launcher.api import LauncherEvent, NodeChanged, TaskStarted
 from hpilot.launcher.core import HOLD, STOP_SIGNALS, LaunchRequest, TaskExit
 from hpilot.launcher.local import LocalLauncher
 from hpilot.launcher.output import OutputStreams
+from hpilot.launcher.vigil import Vigil, excused
 
 log = logging.getLogger("hpilot.pool")
 
@@ -145,6 +146,7 @@ class AgentPool:
         self._fenced: List[Tuple[float, List[TaskExit]]] = []  # a lost node's task exits: (report at, exits)
         self.agent_extra = list(agent_extra)  # e.g. stats_args(): statistics written by the agents
         self.heartbeat = heartbeat
+        self.vigil = Vigil(2 * heartbeat)  # its owner's loop waits for next_deadline: a heartbeat at most
         self.misses = misses
         self.nodes: Dict[str, _Node] = {n: _Node(n) for n in nodes}
         self._by_ident: Dict[bytes, _Node] = {}
@@ -298,6 +300,13 @@ class AgentPool:
 
     def poll(self) -> List[LauncherEvent]:
         self._receive()
+        mono = time.monotonic()
+        away = self.vigil.away(mono)
+        if away:
+            log.warning("the node pool was not polled for %.1fs (the machine stalled, or the job was suspended): "
+                        "not counted as its agents' silence", away + self.vigil.most)
+            for st in self.nodes.values():
+                st.last_heard = excused(st.last_heard, away, mono)
         self._check_exits()
         for st in list(self.nodes.values()):
             held = st.held

@@ -41,6 +41,7 @@ import zmq
 from hpilot.launcher import curve, safejson
 from hpilot.launcher.api import LauncherFactory, poll_targets
 from hpilot.launcher.upstream import UpstreamWatch, parent_watch
+from hpilot.launcher.vigil import Vigil, excused
 from hpilot.partition import batchwire, wire
 from hpilot.partition.core import PartitionCore
 from hpilot.partition.messages import CancelJob, Release, Reserve, RunReserved, Shutdown, Work
@@ -134,6 +135,7 @@ class PartitionManager:
         self.registered = False
         self.register_by = time.time() + register_timeout
         self.last_heard = time.time()
+        self.vigil = Vigil(2 * self.heartbeat)  # a pass waits a heartbeat at most
         self.next_beat = 0.0
         self.leaving = False
         self.stop: Optional[str] = None  # why the loop ends
@@ -165,6 +167,7 @@ class PartitionManager:
             self.registered = True
             self.name = msg.name
             self.heartbeat = msg.heartbeat
+            self.vigil.most = 2 * msg.heartbeat
             log.info("registered with %s as partition %s", self.address, msg.name)
         elif isinstance(msg, wire.Refused):
             raise ManagerError(f"the governor refused this partition: {msg.reason}")
@@ -242,6 +245,11 @@ class PartitionManager:
         try:
             while True:
                 now = time.time()
+                away = self.vigil.away(now)
+                if away:
+                    log.warning("this manager did not run for %.1fs (the machine stalled, or the job was suspended): "
+                                "not counted as the governor's silence", away + self.vigil.most)
+                    self.last_heard = excused(self.last_heard, away, now)
                 if self.stop is None:
                     self._governor_gone(now)  # before anything starts: a gone governor gets no new task
                 self.runner.step()

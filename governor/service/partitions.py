@@ -39,6 +39,7 @@ from hpilot.governor.core.governor import ERROR
 from hpilot.governor.service.net import REQUEST_LIMITS, bind, resolve_iface
 from hpilot.launcher import curve, guard, safejson
 from hpilot.launcher.private import open_private, write_private
+from hpilot.launcher.vigil import Vigil, excused
 from hpilot.partition import batchwire, wire
 from hpilot.partition.messages import FROM_PARTITION
 
@@ -87,6 +88,8 @@ class PartitionLinks:
         self.local: Set[str] = set()  # ... as its own children (not through srun)
         self._reported: Set[str] = set()
         self.fences: Dict[str, float] = {}  # lost partition -> when its tasks are known dead
+        self.vigil = Vigil(2 * heartbeat)  # a pass waits a heartbeat at most (next_deadline)
+        self.gone: Dict[str, str] = {}  # partition -> why it left or was lost (it never comes back)
 
     def sockets(self) -> List[Any]:
         return [self.router]
@@ -138,6 +141,7 @@ class PartitionLinks:
         elif isinstance(msg, wire.Bye):
             log.info("partition %s left: %s", link.name, msg.reason)
             self._forget(link)
+            self.gone[link.name] = f"left: {msg.reason}"
             events.append(PartitionGone(link.name, f"left: {msg.reason}", True, now))
         elif not isinstance(msg, wire.Heartbeat):
             log.warning("partition %s: unexpected %s dropped", link.name, type(msg).__name__)
@@ -220,6 +224,12 @@ class PartitionLinks:
                 del self.fences[name]
                 log.info("partition %s: its tasks are known dead; what it held runs again", name)
                 events.append(FenceLifted(name, now))
+        away = self.vigil.away(now)
+        if away:
+            log.warning("this governor did not run for %.1fs (the machine stalled, or the job was suspended): "
+                        "not counted as its partitions' silence", away + self.vigil.most)
+            for link in self.by_name.values():
+                link.last = excused(link.last, away, now)
         if now < self._next_beat:
             return events
         self._next_beat = now + self.heartbeat
@@ -251,6 +261,7 @@ class PartitionLinks:
         that is dead (killed now if it still runs) within its guard's bound; any other when a live
         manager that lost its governor would have killed its tasks."""
         self._forget(link)
+        self.gone[link.name] = reason
         events.append(PartitionGone(link.name, reason, False, now))
         p = self.procs.get(link.name)
         if p is not None and link.name in self.local:
@@ -268,6 +279,23 @@ class PartitionLinks:
     def _forget(self, link: _Link) -> None:
         self.by_ident.pop(link.ident, None)
         self.by_name.pop(link.name, None)
+
+    def all_gone(self) -> Optional[str]:
+        """Why no partition will ever run anything again, or None: every partition this governor
+        started left, was lost or exited before it registered, and what they ran is known dead (no
+        fence is up).  Then the work left can only wait for the allocation's end (a partition
+        declared lost is told to stop if it comes back, and nothing starts new ones), so the run
+        stops resumably instead (service.py).  A governor that started none (its partitions
+        register from elsewhere) waits for them as before."""
+        if not self.procs or self.by_name or self.fences:
+            return None
+        why = dict(self.gone)
+        for name, p in self.procs.items():
+            if name not in why:
+                if p.poll() is None:
+                    return None  # it may still register
+                why[name] = f"its process exited before it registered (exit code {p.returncode})"
+        return "; ".join(f"{name}: {reason}" for name, reason in sorted(why.items()))
 
     def missing(self) -> List[str]:
         """Partitions this governor started that never registered."""

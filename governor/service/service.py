@@ -292,6 +292,7 @@ class Service:
                         else:
                             self._to_gov(ev)
                     self._maybe_settled(now)
+                    self._all_partitions_gone()
                 self.report.maybe_flush()
                 if self.journal is not None:
                     self.journal.flush()
@@ -328,6 +329,15 @@ class Service:
             log.info("every partition registered: %d iteration(s) finished (governor cpu %.3f s)",
                      sum(rec.finished_count for rec in self.gov.registry), time.process_time())
         self._to_gov(Settled())
+
+    def _all_partitions_gone(self) -> None:
+        """No partition left to run anything (partitions.py, all_gone): stop resumably, naming them."""
+        if self.links is None or self.gov.interrupted is not None or self._finish is not None:
+            return
+        why = self.links.all_gone()
+        if why is not None:
+            log.error("every partition is gone (%s): stopping the run (resumable)", why)
+            self.interrupt(f"interrupted: every partition is gone ({why})")
 
     def _done(self) -> bool:
         if self._finish is None:

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import stat
+import subprocess
 from pathlib import Path
 from typing import Any, List, Tuple
 
@@ -280,6 +281,34 @@ def test_agent_dies_with_a_silent_service(tmp_path: Path) -> None:
         wait_for(lambda: agent.poll() is not None, 10, "the agent to exit on its own")
         wait_for(lambda: not _alive(task_pid), 5, "the task to be killed by its agent")
         assert "no word from the service" in (tmp_path / "agents" / "agent-a.log").read_text()
+    finally:
+        p.close()
+
+
+@pytest.mark.shell
+def test_a_stall_of_the_service_and_its_agent_loses_neither(tmp_path: Path) -> None:
+    """Both stop running for 10 heartbeats (the service by not polling its pool, the agent by
+    SIGSTOP), as in a machine's stall or ``scontrol suspend``: neither may count the other's
+    silence over it (launcher/vigil.py).  The agent wakes first and must not give up its
+    service; then the pool polls again and must not lose the agent's node; the task ends 0."""
+    rec = Recorder()
+    p = make_pool(tmp_path, rec, nodes=("a",), heartbeat=0.2, misses=3)
+    try:
+        p.launch(req("t", "a", ("/bin/sleep", "3"), str(tmp_path)))
+        pump(p, lambda: rec.starts, what="the start")
+        agent = p.nodes["a"].proc
+        assert agent is not None
+        os.kill(agent.pid, signal.SIGSTOP)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # the stall: a stimulus of a set length
+            agent.wait(2.0)
+        os.kill(agent.pid, signal.SIGCONT)
+        log_text = lambda: (tmp_path / "agents" / "agent-a.log").read_text()  # noqa: E731
+        wait_for(lambda: "did not run for" in log_text() or "no word from the service" in log_text(), 10,
+                 "the agent to see its pause")
+        pump(p, lambda: rec.exits, timeout=20, what="the task's end")
+        assert [(e.task_id, e.exit_code) for e in rec.exits] == [("t", 0)], rec.exits
+        assert not [n for n in rec.nodes if not n[1]], rec.nodes
+        assert agent.poll() is None
     finally:
         p.close()
 

@@ -1,0 +1,131 @@
+"""A run that stops running for a while, and a run that loses every partition.
+
+A stall: every process of the run stopped (SIGSTOP) for longer than the heartbeat watch allows,
+then continued, as a machine that stalls or ``scontrol suspend`` / ``resume`` do (Slurm stops
+every process of the job).  No peer could be heard meanwhile, so no peer may be declared lost for
+it (launcher/vigil.py).  CI saw the governor of this very workload wake after such a stall, declare
+both of its partitions lost, and wait forever.  The order of waking is the test's: the governor
+first (it must not lose its partitions), or the partition managers first (they must not give up
+their governor); the other one is continued once the first has logged what it made of the pause.
+
+Every partition lost: the run cannot go on, so it stops resumably at once (exit 75, the reason
+names each partition), instead of waiting for the allocation's end; the resume runs the rest.
+Counted by marker files (tests/killing.py), as in test_kill.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+from pathlib import Path
+from typing import List, Set
+
+import psutil
+import pytest
+
+from tests.conftest import latest_run, run_hpilot, wait_for
+from tests.integration.test_kill import EXPECTED, NAMES, _final_status, _nothing_left, _start, _workload
+from tests.killing import Executions, finished_in_journal, journal_has, kill_time, run_processes, tag_env
+
+pytestmark = pytest.mark.integration
+
+GOVERNOR = ["--nodes", "2,2", "--partition-nodes", "1", "--partition-heartbeat", "0.5"]  # lost after 3 s
+STALL = 4.5  # seconds every process of the run is stopped: longer than 6 heartbeats
+
+
+def _signal(pids: List[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _partition_logs(wd: Path) -> List[Path]:
+    return sorted((wd / ".hpilot" / "partitions").glob("*/service.log"))
+
+
+def _logged(paths: List[Path], *needles: str) -> bool:
+    texts = [p.read_text(errors="replace") if p.exists() else "" for p in paths]
+    return bool(texts) and all(any(n in t for n in needles) for t in texts)
+
+
+@pytest.mark.parametrize("first", ["governor", "partitions"])
+def test_a_stall_of_the_whole_run_loses_nothing(wd: Path, first: str) -> None:
+    _workload(wd)
+    env = tag_env()
+    tag = env["HPILOT_TEST_TAG"]
+    proc = _start(wd, GOVERNOR, env)
+    try:
+        wait_for(lambda: journal_has(wd, b'"t":"started"') or proc.poll() is not None, 30, "tasks to start")
+        assert proc.poll() is None
+        stopped: Set[int] = set()
+        for _ in range(2):  # twice: what started while the first pass went round is stopped too
+            more = [p for p in run_processes(tag) if p not in stopped]
+            _signal(more, signal.SIGSTOP)
+            stopped |= set(more)
+        partitions = [c.pid for c in psutil.Process(proc.pid).children() if "--id" in c.cmdline()]
+        assert len(partitions) == 2
+        # the stall: a stimulus of a set length, not a wait for something
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=STALL)
+        gov_log = [latest_run(wd) / "service.log"]
+        if first == "governor":
+            _signal([proc.pid], signal.SIGCONT)
+            # it tells its own pause from its partitions' silence, or (the bug) declares them lost
+            wait_for(lambda: _logged(gov_log, "this governor did not run for", "lost: silent"), 30,
+                     "the governor to see its pause")
+        else:
+            _signal(partitions, signal.SIGCONT)
+            wait_for(lambda: _logged(_partition_logs(wd), "this manager did not run for", "the governor is silent"),
+                     30, "the partition managers to see their pause")
+        _signal(sorted(stopped), signal.SIGCONT)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            _signal(run_processes(tag), signal.SIGCONT)
+            proc.kill()
+            proc.wait()
+    logs = "".join(p.read_text() for p in [latest_run(wd) / "service.log", *_partition_logs(wd)])
+    assert "lost" not in logs and "silent" not in logs, logs[-3000:]
+    Executions.read(wd, NAMES).check(EXPECTED, set(), None)
+    assert all(n == 1 for n in finished_in_journal(wd).values())
+    _nothing_left(tag)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_partition_killed_the_run_stops_resumably_then_the_resume_runs_the_rest(wd: Path, seed: int) -> None:
+    _workload(wd)
+    env = tag_env()
+    proc = _start(wd, GOVERNOR, env)
+    killed_at = None
+    try:
+        wait_for(lambda: len([c for c in psutil.Process(proc.pid).children() if "--id" in c.cmdline()]) == 2, 30,
+                 "both partition managers")
+        partitions = [c for c in psutil.Process(proc.pid).children() if "--id" in c.cmdline()]
+        try:
+            proc.wait(timeout=random.Random(seed).uniform(0.5, 2.5))
+        except subprocess.TimeoutExpired:
+            killed_at = kill_time()
+            for p in partitions:
+                p.kill()
+        assert killed_at is not None, "the run ended before the kill"
+        assert proc.wait(timeout=30) == 75  # not a wait for the allocation's end
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _nothing_left(env["HPILOT_TEST_TAG"])
+    status = _final_status(wd)
+    left = status["interrupted"]["left_to_resume"]  # type: ignore[index]
+    assert left > 0
+    reason = str(status["reason"])
+    assert reason.startswith("interrupted: every partition is gone (p1: its process exited"), reason
+    assert "; p2: its process exited" in reason, reason
+    seen_done = set(finished_in_journal(wd))
+    resumed = run_hpilot(["resume", ".", "--no-progress"], cwd=wd, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    Executions.read(wd, NAMES).check(EXPECTED, seen_done, killed_at)
+    assert _final_status(wd)["iterations"]["succeeded"] == len(EXPECTED)  # type: ignore[index]
+    assert all(n == 1 for n in finished_in_journal(wd).values())
