@@ -157,14 +157,10 @@ class Agent:
             upstream.close()
 
     def _loop(self, poller: zmq.Poller, upstream: UpstreamWatch) -> int:
-        vigil = Vigil(2 * self.heartbeat)  # a pass waits a heartbeat at most
+        vigil = Vigil(2 * self.heartbeat, log, f"agent {self.node}", "the service's")  # a pass waits a beat at most
         while self.stop is None:
             now = time.monotonic()
-            away = vigil.away(now)
-            if away:
-                log.warning("agent %s did not run for %.1fs (the machine stalled, or the job was suspended): not "
-                            "counted as the service's silence", self.node, away + vigil.most)
-                self.last_heard = excused(self.last_heard, away, now)
+            self.last_heard = excused(self.last_heard, vigil.away(now), now)
             if now - self.last_heard > self.heartbeat * self.misses:
                 self.stop = f"no word from the service for {now - self.last_heard:.1f}s (it is gone)"
                 break

@@ -146,7 +146,8 @@ class AgentPool:
         self._fenced: List[Tuple[float, List[TaskExit]]] = []  # a lost node's task exits: (report at, exits)
         self.agent_extra = list(agent_extra)  # e.g. stats_args(): statistics written by the agents
         self.heartbeat = heartbeat
-        self.vigil = Vigil(2 * heartbeat)  # its owner's loop waits for next_deadline: a heartbeat at most
+        # its owner's loop waits for next_deadline: a heartbeat at most
+        self.vigil = Vigil(2 * heartbeat, log, "the node pool", "its agents'")
         self.misses = misses
         self.nodes: Dict[str, _Node] = {n: _Node(n) for n in nodes}
         self._by_ident: Dict[bytes, _Node] = {}
@@ -303,8 +304,6 @@ class AgentPool:
         mono = time.monotonic()
         away = self.vigil.away(mono)
         if away:
-            log.warning("the node pool was not polled for %.1fs (the machine stalled, or the job was suspended): "
-                        "not counted as its agents' silence", away + self.vigil.most)
             for st in self.nodes.values():
                 st.last_heard = excused(st.last_heard, away, mono)
         self._check_exits()

@@ -14,25 +14,31 @@ off every peer's silence.
 
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 
 class Vigil:
     """``most``: the longest a loop pass of the watcher may take when it runs (its longest
     wait, with room for the pass's own work).  A longer gap between passes is the watcher's own
-    absence, less ``most`` (it may have listened for that long)."""
+    absence, less ``most`` (it may have listened for that long).  ``who`` and ``whose`` name
+    the watcher and its peers in the warning a pause logs to ``log``."""
 
-    __slots__ = ("most", "_last")
+    __slots__ = ("most", "_last", "_log", "_says")
 
-    def __init__(self, most: float) -> None:
+    def __init__(self, most: float, log: logging.Logger, who: str, whose: str) -> None:
         self.most = most
         self._last: Optional[float] = None
+        self._log = log
+        self._says = (f"{who} did not run for %.1fs (the machine stalled, or the job was suspended): "
+                      f"not counted as {whose} silence")
 
     def away(self, now: float) -> float:
         """Seconds this process was away since its previous pass (0.0 when it was not)."""
         last, self._last = self._last, now
         if last is None or now - last <= self.most:
             return 0.0
+        self._log.warning(self._says, now - last)
         return now - last - self.most
 
 

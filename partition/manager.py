@@ -135,7 +135,7 @@ class PartitionManager:
         self.registered = False
         self.register_by = time.time() + register_timeout
         self.last_heard = time.time()
-        self.vigil = Vigil(2 * self.heartbeat)  # a pass waits a heartbeat at most
+        self.vigil = Vigil(2 * self.heartbeat, log, "this manager", "the governor's")  # a pass waits a beat at most
         self.next_beat = 0.0
         self.leaving = False
         self.stop: Optional[str] = None  # why the loop ends
@@ -245,11 +245,7 @@ class PartitionManager:
         try:
             while True:
                 now = time.time()
-                away = self.vigil.away(now)
-                if away:
-                    log.warning("this manager did not run for %.1fs (the machine stalled, or the job was suspended): "
-                                "not counted as the governor's silence", away + self.vigil.most)
-                    self.last_heard = excused(self.last_heard, away, now)
+                self.last_heard = excused(self.last_heard, self.vigil.away(now), now)
                 if self.stop is None:
                     self._governor_gone(now)  # before anything starts: a gone governor gets no new task
                 self.runner.step()

@@ -88,7 +88,7 @@ class PartitionLinks:
         self.local: Set[str] = set()  # ... as its own children (not through srun)
         self._reported: Set[str] = set()
         self.fences: Dict[str, float] = {}  # lost partition -> when its tasks are known dead
-        self.vigil = Vigil(2 * heartbeat)  # a pass waits a heartbeat at most (next_deadline)
+        self.vigil = Vigil(2 * heartbeat, log, "this governor", "its partitions'")  # a pass waits a beat at most
         self.gone: Dict[str, str] = {}  # partition -> why it left or was lost (it never comes back)
 
     def sockets(self) -> List[Any]:
@@ -226,8 +226,6 @@ class PartitionLinks:
                 events.append(FenceLifted(name, now))
         away = self.vigil.away(now)
         if away:
-            log.warning("this governor did not run for %.1fs (the machine stalled, or the job was suspended): "
-                        "not counted as its partitions' silence", away + self.vigil.most)
             for link in self.by_name.values():
                 link.last = excused(link.last, away, now)
         if now < self._next_beat:
