@@ -49,6 +49,7 @@ from hpilot.partition.runner import PartitionRunner
 
 log = logging.getLogger("hpilot.partition.manager")
 LOST_AFTER = 6
+REREAD_EVERY = 60.0  # seconds between reads of the allocation's end while work waits for it (scontrol)
 PAUSE_AFTER = 2  # silent heartbeats after which no new task starts (until the governor is heard again)
 ERROR = 1  # the "code" of an error response (QCG-PilotJob's)
 # A stopping manager waits this long (at most) for the answers to requests it forwarded:
@@ -109,8 +110,10 @@ class PartitionManager:
     def __init__(self, address: str, keys: curve.PeerKeys, pid: str, tags: Tuple[str, ...], core: PartitionCore,
                  make_launcher: LauncherFactory, register_timeout: float = 30.0,
                  client: Optional[ClientPort] = None, query_timeout: float = 60.0,
-                 parent_pid: Optional[int] = None) -> None:
+                 parent_pid: Optional[int] = None, reread_deadline: Optional[Callable[[], float]] = None) -> None:
         self.core = core
+        self.reread_deadline = reread_deadline  # the allocation's end, read again (governor/service/stop.py)
+        self._reread_at = 0.0
         self.parent_pid = parent_pid  # the governor, when it started this manager as its child
         self.client = client
         self.query_timeout = query_timeout
@@ -245,7 +248,9 @@ class PartitionManager:
         try:
             while True:
                 now = time.time()
-                self.last_heard = excused(self.last_heard, self.vigil.away(now), now)
+                away = self.vigil.away(now)
+                self.last_heard = excused(self.last_heard, away, now)
+                self._deadline(now, away > 0)
                 if self.stop is None:
                     self._governor_gone(now)  # before anything starts: a gone governor gets no new task
                 self.runner.step()
@@ -328,6 +333,16 @@ class PartitionManager:
                 os.close(parent_fd)
         log.info("partition %s exits: %s", self.name, self.stop)
         return self.exit_code
+
+    def _deadline(self, now: float, paused: bool) -> None:
+        """The allocation's end moves when the job was suspended, or its time limit changed: read
+        it again after a pause of this manager, and every REREAD_EVERY while work waits for it."""
+        if self.reread_deadline is None or not (paused or (self.core.held_back and now >= self._reread_at)):
+            return
+        self._reread_at = now + REREAD_EVERY
+        stop_at = self.reread_deadline()
+        if stop_at != self.core.cfg.deadline:
+            self.runner.set_deadline(stop_at)
 
     def _governor_gone(self, now: float) -> bool:
         """Whether the governor is gone (then: no new work, tasks killed at once, exit); while

@@ -14,6 +14,7 @@ to its governor from its own loop.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -68,6 +69,11 @@ class PartitionRunner:
     def busy(self) -> bool:
         """Something is still to do now: the owner must not sleep."""
         return bool(self.inbox) or (self._dirty and not self.paused)
+
+    def set_deadline(self, deadline: Optional[float]) -> None:
+        """The allocation's end moved (governor/service/stop.py): what waited for it is placed again."""
+        self.core.cfg = dataclasses.replace(self.core.cfg, deadline=deadline)
+        self._dirty = True
 
     def unpause(self) -> None:
         if self.paused:

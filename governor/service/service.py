@@ -53,7 +53,7 @@ from hpilot.governor.service.partitions import ForwardedQuery, PartitionLinks
 from hpilot.governor.service.progress import Progress
 from hpilot.governor.service.report import JobReport, write_final_status
 from hpilot.governor.service.rundir import RunDir
-from hpilot.governor.service.stop import allocation_deadline
+from hpilot.governor.service.stop import AllocationEnd, allocation_deadline
 from hpilot.launcher import curve
 from hpilot.launcher.api import LauncherFactory, poll_targets
 from hpilot.launcher.private import WriteFailure
@@ -128,7 +128,8 @@ class Service:
         self.links: Optional[PartitionLinks] = None
         self.inproc: Optional[PartitionRunner] = None
         self._finish_by: Optional[float] = None
-        self.deadline = allocation_deadline(opts, resources)  # in an allocation: when to stop (stop.py)
+        deadline = allocation_deadline(opts, resources)  # in an allocation: when to stop (stop.py)
+        self.end = AllocationEnd(deadline) if deadline else None
         if governor:
             # partitions started by srun run on other nodes: loopback would not reach them
             iface = "0.0.0.0" if opts.slurm_partition_nodes and opts.net_iface == "127.0.0.1" else opts.net_iface
@@ -138,8 +139,10 @@ class Service:
                              binding=resources.binding, in_allocation=slurm, aux_dir=run_dir.path("hostfiles"))
             part = PartitionCore(resources, PartitionConfig(
                 self.root_wd, env, models_for(slurm), uniq_prefix=run_dir.uniq,
-                deadline=self.deadline.stop_at if self.deadline else None))
+                deadline=deadline.stop_at if deadline else None))
             self.inproc = PartitionRunner(part, (make_launcher or local_launcher(opts))())
+            if self.end is not None:
+                self.end.inproc = self.inproc
             nodes = tuple((n.name, len(n.cores)) for n in resources.nodes)
             self._to_gov(PartitionJoined(PART, nodes, now=self.started, credit=LOCAL_CREDIT))
         self.report = JobReport(run_dir.path(opts.report_file), opts.report_format, opts.report_flush,
@@ -367,8 +370,8 @@ class Service:
             waits.append(sync)
         if self.progress is not None:
             waits.append(self.progress.due_in())
-        if self.deadline is not None and self.gov.interrupted is None:
-            waits.append(self.deadline.stop_at - now)
+        if self.end is not None and self.gov.interrupted is None:
+            waits.append(self.end.deadline.stop_at - now)
         if self.links is not None:
             waits.append(min(self.links.next_deadline() - now, 0.2 if self._finish else 60.0))
         return max(0.0, min(waits)) if waits else None
@@ -422,18 +425,11 @@ class Service:
     def _stop_in_time(self) -> None:
         """In an allocation: stop resumably --stop-before seconds ahead of its end, or at once when
         all that is left cannot end before then (every queued task's wall time is too long)."""
-        if self.deadline is None or self.gov.interrupted is not None or self._finish is not None:
+        if self.end is None or self.gov.interrupted is not None or self._finish is not None:
             return
-        if time.time() >= self.deadline.stop_at:
-            log.warning("%s: stopping", self.deadline.reason)
-            self.interrupt(self.deadline.reason)
-            return
-        inproc = self.inproc
-        if (inproc is not None and not inproc.busy and inproc.launcher.running == 0 and inproc.core.held_back
-                and inproc.core.held_back == inproc.core.queued_iterations and not self.gov.router.ready):
-            reason = (f"{self.deadline.reason}: the {inproc.core.held_back} iteration(s) left cannot end before "
-                      "then (their wall time)")
-            log.warning("%s: stopping now", reason)
+        reason = self.end.why_stop(time.time(), bool(self.gov.router.ready))
+        if reason is not None:
+            log.warning("%s: stopping", reason)
             self.interrupt(reason)
 
     def interrupt(self, reason: str) -> None:

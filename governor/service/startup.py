@@ -324,7 +324,7 @@ def serve_partition(opts: Options) -> int:
     slurm = resources.source == "slurm"
     env = EnvContext(base_env=dict(os.environ), envschema=opts.envschema, address=None, binding=resources.binding,
                      in_allocation=slurm, aux_dir=run_dir.path("hostfiles"))
-    from hpilot.governor.service.stop import allocation_deadline
+    from hpilot.governor.service.stop import EndWatch, allocation_deadline
 
     deadline = allocation_deadline(opts, resources)  # a task that cannot end in this allocation waits
     core = PartitionCore(resources, PartitionConfig(opts.wd, env, models_for(slurm), uniq_prefix=run_dir.uniq,
@@ -334,7 +334,8 @@ def serve_partition(opts: Options) -> int:
     try:
         mgr = PartitionManager(address, keys, opts.id or "", tags, core, launcher_for(opts, resources, run_dir),
                                opts.partition_register_timeout, client=net,
-                               query_timeout=opts.partition_query_timeout, parent_pid=opts.parent_pid)
+                               query_timeout=opts.partition_query_timeout, parent_pid=opts.parent_pid,
+                               reread_deadline=EndWatch(deadline) if deadline else None)
         return mgr.run()
     except ManagerError as e:
         log.error("%s", e)
