@@ -8,6 +8,9 @@ both of its partitions lost, and wait forever.  The order of waking is the test'
 first (it must not lose its partitions), or the partition managers first (they must not give up
 their governor); the other one is continued once the first has logged what it made of the pause.
 
+A partition manager that stops alone (hung) while the governor runs is silent, and lost: the
+vigil must not excuse that.
+
 Every partition lost: the run cannot go on, so it stops resumably at once (exit 75, the reason
 names each partition), instead of waiting for the allocation's end; the resume runs the rest.
 Counted by marker files (tests/killing.py), as in test_kill.py.
@@ -129,3 +132,48 @@ def test_every_partition_killed_the_run_stops_resumably_then_the_resume_runs_the
     Executions.read(wd, NAMES).check(EXPECTED, seen_done, killed_at)
     assert _final_status(wd)["iterations"]["succeeded"] == len(EXPECTED)  # type: ignore[index]
     assert all(n == 1 for n in finished_in_journal(wd).values())
+
+
+def _logged_at(path: Path, needle: str) -> float:
+    """When a line of a service.log that holds ``needle`` was written (its local-time stamp)."""
+    import datetime
+
+    for line in path.read_text().splitlines():
+        if needle in line:
+            return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    raise AssertionError(f"no {needle!r} in {path}")
+
+
+def test_a_hung_partition_manager_is_lost_and_the_run_goes_on(wd: Path) -> None:
+    """The other side of the vigil: a partition manager that stops (SIGSTOP: hung, its node
+    stalled) while the governor runs is silent, and is lost after 6 heartbeats (3 s); the governor
+    kills it, its guard kills its tasks, and what it held runs again on the other partition.  An
+    iteration may run twice only if its first run ended while the manager was stopped (nobody
+    could report that end) or within the guard's bound after the governor's kill."""
+    _workload(wd)
+    env = tag_env()
+    proc = _start(wd, GOVERNOR, env)
+    try:
+        wait_for(lambda: journal_has(wd, b'"t":"started"') or proc.poll() is not None, 30, "tasks to start")
+        (p1,) = [c for c in psutil.Process(proc.pid).children() if "--id" in c.cmdline() and "p1" in c.cmdline()]
+        stopped_at = kill_time()
+        p1.suspend()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = latest_run(wd) / "service.log"
+    lost_at = _logged_at(log, "partition p1 lost: silent for")
+    # 6 beats of 0.5 s from its last frame (sent at most a beat before the stop), checked once a beat
+    assert 2.4 <= lost_at - stopped_at <= 6.0, lost_at - stopped_at
+    ends = Executions.read(wd, NAMES).ends
+    assert set(ends) == EXPECTED, sorted(EXPECTED ^ set(ends))[:10]
+    for task, at in ends.items():
+        assert len(at) <= 2, f"{task} ran {len(at)} times"
+        if len(at) == 2:
+            first = at[0] - stopped_at
+            assert stopped_at <= at[0] <= lost_at + 1.0, f"{task} ran twice, its first end {first:+.3f}s from the stop"
+    assert all(n == 1 for n in finished_in_journal(wd).values())
+    assert _final_status(wd)["iterations"]["succeeded"] == len(EXPECTED)  # type: ignore[index]
+    _nothing_left(env["HPILOT_TEST_TAG"])
