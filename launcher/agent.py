@@ -160,7 +160,6 @@ class Agent:
         vigil = Vigil(2 * self.heartbeat, log, f"agent {self.node}", "the service's")  # a pass waits a beat at most
         while self.stop is None:
             now = time.monotonic()
-            self.last_heard = excused(self.last_heard, vigil.away(now), now)
             if now - self.last_heard > self.heartbeat * self.misses:
                 self.stop = f"no word from the service for {now - self.last_heard:.1f}s (it is gone)"
                 break
@@ -181,6 +180,11 @@ class Agent:
             if down is not None:
                 waits.append(down)
             ready = dict(poller.poll(max(0, int(min(waits) * 1000)) + 1))
+            woke = time.monotonic()
+            away = vigil.away(woke)
+            if away:  # before anything else runs: the silence and the wall times move on by the pause
+                self.last_heard = excused(self.last_heard, away, woke)
+                self.launcher.paused(away)
             if upstream.monitor in ready:
                 upstream.process(time.monotonic())
             if self.wake_fd is not None and self.wake_fd in ready:

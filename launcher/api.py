@@ -64,6 +64,10 @@ class Launcher(Protocol):
 
     def kill_now(self) -> None: ...
 
+    def paused(self, seconds: float) -> None:
+        """Its owner did not run for ``seconds`` (its vigil saw the job suspended, the machine
+        stalled): wall-time deadlines move on by as much."""
+
     def poll(self) -> List[LauncherEvent]:
         """Start what was launched, collect what happened, run what is due; the events."""
 

@@ -106,7 +106,16 @@ class Tick:
     now: float
 
 
-Event = Union[Launch, Spawned, SpawnFailed, Exited, Kill, Tick]
+@fast_init
+@dataclass(frozen=True)
+class Paused:
+    """The launcher's owner did not run for ``seconds`` (launcher/vigil.py): a suspended job's
+    tasks were stopped with it, so the pause is not their wall time."""
+
+    seconds: float
+
+
+Event = Union[Launch, Spawned, SpawnFailed, Exited, Kill, Tick, Paused]
 
 # ---- actions out ----
 
@@ -195,6 +204,13 @@ class LauncherCore:
             return self._term(ev.task_id, target, ev.reason, ev.now)
         if isinstance(ev, Tick):
             return self._tick(ev.now)
+        if isinstance(ev, Paused):
+            for run in self._timed.values():  # wall times, and the grace of a SIGTERM sent, move on
+                if run.kill_at is not None and run.kill_at != float("inf"):
+                    run.kill_at += ev.seconds
+                elif run.deadline is not None:
+                    run.deadline += ev.seconds
+            return []
         raise TypeError(f"launcher: unknown event {ev!r}")
 
     def _term(self, task_id: str, run: _Run, reason: str, now: float) -> List[Action]:

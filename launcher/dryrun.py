@@ -44,6 +44,9 @@ class DryRunLauncher:
     def kill(self, task_id: str, reason: str) -> None:
         self._killed.add(task_id)
 
+    def paused(self, seconds: float) -> None:
+        """Dry-run tasks end when they are due: nothing waits on a wall time."""
+
     def kill_now(self) -> None:
         self._killed.update(t for _, t, _ in self._due)
         self._killed.update(self._starting)

@@ -31,6 +31,7 @@ from hpilot.launcher.core import (
     Launch,
     LauncherCore,
     LaunchRequest,
+    Paused,
     Report,
     Signal,
     Spawn,
@@ -179,6 +180,9 @@ class LocalLauncher:
         self.reap()
         for task_id in [*self.core.running, *self.core.held]:
             self._kill(task_id, reason)
+
+    def paused(self, seconds: float) -> None:
+        self._feed(Paused(seconds))
 
     def kill_now(self) -> None:
         """SIGKILL every task without waiting for the grace period (a second Ctrl-C)."""

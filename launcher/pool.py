@@ -285,6 +285,9 @@ class AgentPool:
                         del self._fenced[i]
                     return
 
+    def paused(self, seconds: float) -> None:
+        """The wall times of the tasks are the agents' to keep: each agent's vigil moves its own."""
+
     def kill_now(self) -> None:
         for st in self.nodes.values():
             if st.ready:

@@ -249,7 +249,9 @@ class PartitionManager:
             while True:
                 now = time.time()
                 away = self.vigil.away(now)
-                self.last_heard = excused(self.last_heard, away, now)
+                if away:
+                    self.last_heard = excused(self.last_heard, away, now)
+                    self.launcher.paused(away)
                 self._deadline(now, away > 0)
                 if self.stop is None:
                     self._governor_gone(now)  # before anything starts: a gone governor gets no new task

@@ -58,7 +58,10 @@ def _state(job: str) -> str:
 
 
 def test_a_suspended_and_resumed_job_loses_nothing(tmp_path: Path) -> None:
-    jobs = [{"name": "sweep", "iteration": {"stop": SWEEP},
+    """``long``'s two tasks run 4 s of their 7 s wall time, across the suspension: stopped with
+    the job, they have not used the suspended time (their agents move the wall times on)."""
+    jobs = [{"name": "long", "iteration": {"stop": 2}, "resources": {"wt": "7s"}, "execution": {"script": mark("4")}},
+            {"name": "sweep", "iteration": {"stop": SWEEP},
              "execution": {"script": mark("0.$(( (${it} * 7) % 9 + 1 ))")}}]
     write_requests(tmp_path / "jobs.json", [{"request": "submit", "jobs": jobs},
                                             {"request": "control", "command": "finishAfterAllTasksDone"}])
@@ -69,6 +72,7 @@ def test_a_suspended_and_resumed_job_loses_nothing(tmp_path: Path) -> None:
         wait_for(lambda: marks.exists() and len(marks.read_text().splitlines()) >= 4, 120, "some work done")
         subprocess.run(["scontrol", "suspend", job], check=True, timeout=30)
         assert _state(job) == "S"
+        assert "long:" not in marks.read_text()  # its tasks are in the middle of their 4 s
         time.sleep(SUSPENDED)  # the suspension's length: a stimulus, not a wait for something
         subprocess.run(["scontrol", "resume", job], check=True, timeout=30)
         wait_for(lambda: _state(job) == "", 120, "the job to end")
@@ -78,8 +82,9 @@ def test_a_suspended_and_resumed_job_loses_nothing(tmp_path: Path) -> None:
     assert "Traceback" not in said
     status = json.loads((latest_run(tmp_path) / "final_status").read_text())
     assert status["exit_status"] == 0, said
-    assert status["iterations"]["succeeded"] == SWEEP
-    Executions.read(tmp_path, {}).check({f"sweep:{i}" for i in range(SWEEP)}, set(), None)  # once each
+    assert status["iterations"]["succeeded"] == SWEEP + 2
+    expected = {f"sweep:{i}" for i in range(SWEEP)} | {"long:0", "long:1"}
+    Executions.read(tmp_path, {}).check(expected, set(), None)  # once each
     assert all(n == 1 for n in finished_in_journal(tmp_path).values())
     gov = (latest_run(tmp_path) / "service.log").read_text()
     parts = [p.read_text() for p in sorted((tmp_path / ".hpilot" / "partitions").glob("*/service.log"))]

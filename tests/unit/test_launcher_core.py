@@ -13,6 +13,7 @@ from hpilot.launcher.core import (
     Launch,
     LauncherCore,
     LaunchRequest,
+    Paused,
     Report,
     Signal,
     Spawn,
@@ -117,6 +118,19 @@ def test_wall_time_exit_after_term() -> None:
     assert ex.reason == "wall time of 0.5s exceeded"
     assert core.next_deadline() is None
     assert core.handle(Tick(100.0)) == []
+
+
+def test_a_pause_of_the_owner_is_not_wall_time() -> None:
+    """A suspended job's tasks were stopped too: the wall time, and a SIGTERM's grace, move on."""
+    core = LauncherCore(grace=3.0)
+    started(core, walltime=10.0, now=0.0)
+    assert core.handle(Paused(6.0)) == []
+    assert core.next_deadline() == 16.0
+    assert core.handle(Tick(15.0)) == []
+    assert core.handle(Tick(16.0)) == [Signal("t", signal.SIGTERM)]
+    core.handle(Paused(2.0))  # stopped again within the grace: SIGKILL 3 s of its own time after the SIGTERM
+    assert core.handle(Tick(20.0)) == []
+    assert core.handle(Tick(21.0)) == [Signal("t", signal.SIGKILL)]
 
 
 def test_wall_time_exit_code_zero_after_term_still_has_reason() -> None:
