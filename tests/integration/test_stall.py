@@ -19,6 +19,7 @@ Counted by marker files (tests/killing.py), as in test_kill.py.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -31,7 +32,7 @@ import pytest
 
 from tests.conftest import latest_run, run_hpilot, wait_for
 from tests.integration.test_kill import EXPECTED, NAMES, _final_status, _nothing_left, _start, _workload
-from tests.killing import Executions, finished_in_journal, journal_has, kill_time, run_processes, tag_env
+from tests.killing import Executions, finished_in_journal, journal_has, kill_time, mark, run_processes, tag_env
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +55,24 @@ def _logged(paths: List[Path], *needles: str) -> bool:
     return bool(texts) and all(any(n in t for n in needles) for t in texts)
 
 
+def _with_long(wd: Path) -> Set[str]:
+    """test_kill's workload, and ``long``: two tasks of 6 sleeps of 0.5 s with a wall time of
+    6 s, started first, so the stall (4.5 s) comes in their middle.  (Steps: a stopped
+    ``sleep`` ends when it is continued if its time has passed, so one long sleep would hide
+    the stall.)  The stall is not their wall time: the partition managers move it on by the
+    pause they saw; without that they are killed, about 7 s into their 6 s."""
+    _workload(wd)
+    requests = json.loads((wd / "jobs.json").read_text())
+    steps = "0.5; sleep 0.5; sleep 0.5; sleep 0.5; sleep 0.5; sleep 0.5"
+    long = {"name": "long", "iteration": {"stop": 2}, "resources": {"wt": "6s"}, "execution": {"script": mark(steps)}}
+    requests[0]["jobs"].insert(0, long)
+    (wd / "jobs.json").write_text(json.dumps(requests))
+    return EXPECTED | {"long:0", "long:1"}
+
+
 @pytest.mark.parametrize("first", ["governor", "partitions"])
 def test_a_stall_of_the_whole_run_loses_nothing(wd: Path, first: str) -> None:
-    _workload(wd)
+    expected = _with_long(wd)
     env = tag_env()
     tag = env["HPILOT_TEST_TAG"]
     proc = _start(wd, GOVERNOR, env)
@@ -92,8 +108,9 @@ def test_a_stall_of_the_whole_run_loses_nothing(wd: Path, first: str) -> None:
             proc.wait()
     logs = "".join(p.read_text() for p in [latest_run(wd) / "service.log", *_partition_logs(wd)])
     assert "lost" not in logs and "silent" not in logs, logs[-3000:]
-    Executions.read(wd, NAMES).check(EXPECTED, set(), None)
+    Executions.read(wd, NAMES).check(expected, set(), None)
     assert all(n == 1 for n in finished_in_journal(wd).values())
+    assert _final_status(wd)["iterations"]["succeeded"] == len(expected)  # type: ignore[index]
     _nothing_left(tag)
 
 
