@@ -25,7 +25,7 @@ import random
 import signal
 import subprocess
 from pathlib import Path
-from typing import List, Set
+from typing import Dict, List, Set
 
 import psutil
 import pytest
@@ -48,6 +48,17 @@ def _signal(pids: List[int], sig: int) -> None:
 
 def _partition_logs(wd: Path) -> List[Path]:
     return sorted((wd / ".hpilot" / "partitions").glob("*/service.log"))
+
+
+def _start_registered(wd: Path, env: Dict[str, str]) -> subprocess.Popen:
+    """A governor run whose two partitions have both registered (CI once stopped a run while one
+    was still starting: it never got to its loop, so it had no pause to see, and the other one was
+    lost with the governor that the test kept stopped)."""
+    proc = _start(wd, GOVERNOR, env)
+    wait_for(lambda: _logged([latest_run(wd) / "service.log"], "every partition registered") or proc.poll() is not None,
+             60, "both partitions to register")
+    assert proc.poll() is None
+    return proc
 
 
 def _logged(paths: List[Path], *needles: str) -> bool:
@@ -75,7 +86,7 @@ def test_a_stall_of_the_whole_run_loses_nothing(wd: Path, first: str) -> None:
     expected = _with_long(wd)
     env = tag_env()
     tag = env["HPILOT_TEST_TAG"]
-    proc = _start(wd, GOVERNOR, env)
+    proc = _start_registered(wd, env)
     try:
         wait_for(lambda: journal_has(wd, b'"t":"started"') or proc.poll() is not None, 30, "tasks to start")
         assert proc.poll() is None
@@ -118,7 +129,7 @@ def test_a_stall_of_the_whole_run_loses_nothing(wd: Path, first: str) -> None:
 def test_every_partition_killed_the_run_stops_resumably_then_the_resume_runs_the_rest(wd: Path, seed: int) -> None:
     _workload(wd)
     env = tag_env()
-    proc = _start(wd, GOVERNOR, env)
+    proc = _start_registered(wd, env)
     killed_at = None
     try:
         wait_for(lambda: len([c for c in psutil.Process(proc.pid).children() if "--id" in c.cmdline()]) == 2, 30,
@@ -169,7 +180,7 @@ def test_a_hung_partition_manager_is_lost_and_the_run_goes_on(wd: Path) -> None:
     could report that end) or within the guard's bound after the governor's kill."""
     _workload(wd)
     env = tag_env()
-    proc = _start(wd, GOVERNOR, env)
+    proc = _start_registered(wd, env)
     try:
         wait_for(lambda: journal_has(wd, b'"t":"started"') or proc.poll() is not None, 30, "tasks to start")
         (p1,) = [c for c in psutil.Process(proc.pid).children() if "--id" in c.cmdline() and "p1" in c.cmdline()]
