@@ -32,7 +32,17 @@ import pytest
 
 from tests.conftest import latest_run, run_hpilot, wait_for
 from tests.integration.test_kill import EXPECTED, NAMES, _final_status, _nothing_left, _start, _workload
-from tests.killing import Executions, finished_in_journal, journal_has, kill_time, mark, run_processes, tag_env
+from tests.killing import (
+    BOUND,
+    UNSEEN,
+    Executions,
+    finished_in_journal,
+    journal_has,
+    kill_time,
+    mark,
+    run_processes,
+    tag_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -177,7 +187,8 @@ def test_a_hung_partition_manager_is_lost_and_the_run_goes_on(wd: Path) -> None:
     stalled) while the governor runs is silent, and is lost after 6 heartbeats (3 s); the governor
     kills it, its guard kills its tasks, and what it held runs again on the other partition.  An
     iteration may run twice only if its first run ended while the manager was stopped (nobody
-    could report that end) or within the guard's bound after the governor's kill."""
+    could report that end, nor one in the second before) or within the guard's bound after the
+    governor's kill."""
     _workload(wd)
     env = tag_env()
     proc = _start_registered(wd, env)
@@ -205,8 +216,9 @@ def test_a_hung_partition_manager_is_lost_and_the_run_goes_on(wd: Path) -> None:
     for task, at in ends.items():
         assert len(at) <= 2, f"{task} ran {len(at)} times"
         if len(at) == 2:
-            first = at[0] - stopped_at
-            assert stopped_at <= at[0] <= lost_at + 1.0, f"{task} ran twice, its first end {first:+.3f}s from the stop"
+            first = at[0] - stopped_at  # an end in the second before the stop may not have been reported yet
+            assert stopped_at - UNSEEN <= at[0] <= lost_at + BOUND, f"{task} ran twice, its first end {first:+.3f}s " \
+                "from the stop"
     assert all(n == 1 for n in finished_in_journal(wd).values())
     assert _final_status(wd)["iterations"]["succeeded"] == len(EXPECTED)  # type: ignore[index]
     _nothing_left(env["HPILOT_TEST_TAG"])
