@@ -14,7 +14,13 @@ import sys
 from array import array
 from typing import Any, List, Optional, Sequence, Tuple
 
-from hpilot.partition.messages import IterationFinished, IterationsStarted, IterationsSucceeded, IterationStarted
+from hpilot.partition.messages import (
+    IterationFinished,
+    IterationsRan,
+    IterationsStarted,
+    IterationsSucceeded,
+    IterationStarted,
+)
 from hpilot.partition.wire import (
     _WHOLE,
     TOP,
@@ -33,8 +39,9 @@ from hpilot.partition.wire import (
 # The frame: a JSON array of positional records,
 # ["s", ...IterationStarted fields] and ["f", ...IterationFinished fields], and a job's
 # batches as columns, ["S", job, its, allocations, wds, scheduled, started, pids, cores]
-# and ["F", job, its, allocations, wds, started, finished, cores] (anything else in its
-# generic form).  Decoding checks each record's fields by position; a bad
+# and ["F", job, its, allocations, wds, started, finished, cores], and those that did both in
+# the pass as ["R", job, its, allocations, wds, scheduled, started, begun or null, finished,
+# pids, cores] (anything else in its generic form).  Decoding checks each record's fields by position; a bad
 # record is dropped with its reason and the rest of the batch is kept.
 
 _STARTED = ("job", "iteration", "allocation", "wd", "scheduled", "started", "cores", "pid")
@@ -42,9 +49,13 @@ _FINISHED = ("job", "iteration", "exit_code", "started", "finished", "allocation
              "canceled")
 
 
+_BATCHES = (IterationsStarted, IterationsSucceeded, IterationsRan)
+
+
 def encode_batch(msgs: Sequence[Message]) -> bytes:
-    """Many messages, one frame (a single message still gets its plain form)."""
-    if len(msgs) == 1:
+    """Many messages, one frame (a single message gets its plain form, but for a batch: its
+    columns are packed only in a frame)."""
+    if len(msgs) == 1 and type(msgs[0]) not in _BATCHES:
         return encode(msgs[0])
     items: List[Any] = []
     for m in msgs:
@@ -62,6 +73,11 @@ def encode_batch(msgs: Sequence[Message]) -> bytes:
         elif type(m) is IterationsSucceeded:
             items.append(["F", m.job, _its_out(m.iterations), _strs_out(m.allocations), _strs_out(m.wds),
                           _floats_out(m.started), _floats_out(m.finished), m.cores])
+        elif type(m) is IterationsRan:
+            items.append(["R", m.job, _its_out(m.iterations), _strs_out(m.allocations), _strs_out(m.wds),
+                          _floats_out(m.scheduled), _floats_out(m.started),
+                          None if m.begun is None else _floats_out(m.begun), _floats_out(m.finished),
+                          _pids_out(m.pids), m.cores])
         elif type(m) in TOP:
             items.append(_out(m))
         else:
@@ -111,6 +127,8 @@ def _compact(item: Any) -> Message:
         return _columns(IterationsStarted, vals, item)
     if tag == "F" and len(vals) == 7:
         return _columns(IterationsSucceeded, vals, item)
+    if tag == "R" and len(vals) == 10:
+        return _columns(IterationsRan, vals, item)
     raise WireError(f"unknown compact record {str(item)[:80]}")
 
 
@@ -119,14 +137,13 @@ def _columns(cls: Any, vals: List[Any], item: Any) -> Message:
     column is a JSON list, or one of the packed forms of :func:`_its_out` and the others."""
     job, cores = vals[0], vals[-1]
     its = _its_in(vals[1])
-    kinds = (_strs_in, _strs_in, _floats_in, _floats_in, _pids_in) if cls is IterationsStarted else \
-        (_strs_in, _strs_in, _floats_in, _floats_in)
+    kinds = _KINDS[cls]
     cols = None
     if its is not None and isinstance(job, str) and _whole(cores):
         cols = [read(col, len(its)) for read, col in zip(kinds, vals[2:-1])]
     if cols is None or any(c is None for c in cols):
         raise WireError(f"{cls.__name__}: bad field(s) in {str(item)[:200]}")
-    return cls(job, its, *cols, cores)
+    return cls(job, its, *(None if c is _ABSENT else c for c in cols), cores)
 
 
 # Packed columns.  A partition reports a job's starts and ends of a pass as columns, and
@@ -265,3 +282,15 @@ def _all_numbers(col: List[Any]) -> bool:
 
 _whole = _is_whole
 _num = _is_number
+_ABSENT: Any = object()  # an optional column sent as null (None: a bad column)
+
+
+def _maybe_floats_in(raw: Any, n: int) -> Any:
+    return _ABSENT if raw is None else _floats_in(raw, n)
+
+
+_KINDS: Any = {
+    IterationsStarted: (_strs_in, _strs_in, _floats_in, _floats_in, _pids_in),
+    IterationsSucceeded: (_strs_in, _strs_in, _floats_in, _floats_in),
+    IterationsRan: (_strs_in, _strs_in, _floats_in, _floats_in, _maybe_floats_in, _floats_in, _pids_in),
+}

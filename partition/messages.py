@@ -138,6 +138,35 @@ class IterationsSucceeded:
 
 @fast_init
 @dataclass(frozen=True)
+class IterationsRan:
+    """Iterations of one job that started and succeeded within one loop pass (short tasks, dry
+    runs): their start and their success as one batch, so the governor decodes and dispatches
+    one record where it took two.  ``begun`` is each success's own start time, None when it is
+    ``started`` (as it nearly always is)."""
+
+    job: str
+    iterations: Tuple[int, ...]
+    allocations: Tuple[str, ...]
+    wds: Tuple[str, ...]
+    scheduled: Tuple[float, ...]
+    started: Tuple[float, ...]
+    begun: Optional[Tuple[float, ...]]
+    finished: Tuple[float, ...]
+    pids: Tuple[Optional[int], ...]
+    cores: int
+
+    def as_started(self) -> IterationsStarted:
+        return IterationsStarted(self.job, self.iterations, self.allocations, self.wds, self.scheduled,
+                                 self.started, self.pids, self.cores)
+
+    def as_succeeded(self) -> IterationsSucceeded:
+        begun = self.started if self.begun is None else self.begun
+        return IterationsSucceeded(self.job, self.iterations, self.allocations, self.wds, begun, self.finished,
+                                   self.cores)
+
+
+@fast_init
+@dataclass(frozen=True)
 class IterationsDropped:
     """Iterations that never started: impossible (FAILED) or canceled while queued."""
 
@@ -216,9 +245,9 @@ class Reserved:
 
 ToPartition = Union[Work, CancelJob, Shutdown, Reserve, RunReserved, Release]
 FromPartition = Union[IterationStarted, IterationFinished, IterationsDropped, Reserved, IterationsStarted,
-                      IterationsSucceeded, NodeStatus]
+                      IterationsSucceeded, IterationsRan, NodeStatus]
 FROM_PARTITION = (IterationStarted, IterationFinished, IterationsDropped, Reserved, IterationsStarted,
-                  IterationsSucceeded, NodeStatus)  # every report, for isinstance
+                  IterationsSucceeded, IterationsRan, NodeStatus)  # every report, for isinstance
 
 
 def is_exception(report: FromPartition) -> bool:
@@ -233,9 +262,10 @@ def is_exception(report: FromPartition) -> bool:
 
 
 def batched(reports: List[FromPartition]) -> List[FromPartition]:
-    """One loop pass's reports with each job's starts and plain successes as one batch each:
-    the starts first, then the successes, then the rest in their order (a start always
-    arrives before its iteration's end)."""
+    """One loop pass's reports with each job's starts and plain successes as batches: the
+    iterations that both started and succeeded in the pass as one :class:`IterationsRan`,
+    then the other starts, then the other successes, then the rest in their order (a start
+    always arrives before its iteration's end)."""
     starts: Dict[str, List[IterationStarted]] = {}
     oks: Dict[str, List[IterationFinished]] = {}
     rest: List[FromPartition] = []
@@ -247,14 +277,40 @@ def batched(reports: List[FromPartition]) -> List[FromPartition]:
         else:
             rest.append(r)
     out: List[FromPartition] = []
-    for job, ss in starts.items():  # rows to columns in C (zip), not a generator per column
-        its, allocs, wds, scheduled, started, pids = zip(*map(_STARTED_ROW, ss))
-        out.append(IterationsStarted(job, its, allocs, wds, scheduled, started, pids, sum(map(_CORES, ss))))
+    for job, ss in starts.items():
+        ss, fs = _ran(job, ss, oks.get(job, []), out)
+        oks[job] = fs
+        if ss:  # rows to columns in C (zip), not a generator per column
+            its, allocs, wds, scheduled, started, pids = zip(*map(_STARTED_ROW, ss))
+            out.append(IterationsStarted(job, its, allocs, wds, scheduled, started, pids, sum(map(_CORES, ss))))
     for job, fs in oks.items():
-        its, allocs, wds, begun, ended = zip(*map(_SUCCEEDED_ROW, fs))
-        out.append(IterationsSucceeded(job, its, allocs, wds, begun, ended, sum(map(_CORES, fs))))
+        if fs:
+            its, allocs, wds, begun, ended = zip(*map(_SUCCEEDED_ROW, fs))
+            out.append(IterationsSucceeded(job, its, allocs, wds, begun, ended, sum(map(_CORES, fs))))
     out.extend(rest)
     return out
+
+
+def _ran(job: str, ss: List[IterationStarted], fs: List[IterationFinished], out: List[FromPartition]
+         ) -> Tuple[List[IterationStarted], List[IterationFinished]]:
+    """Append the job's iterations that started and succeeded in this pass as one batch;
+    return the starts and the successes left.  A pass that starts an iteration twice (a run
+    lost and started again) pairs nothing: its order matters, so it keeps the plain form."""
+    if not fs:
+        return ss, fs
+    at = {s.iteration: s for s in ss}
+    if len(at) != len(ss):
+        return ss, fs
+    pairs = [(at.pop(f.iteration), f) for f in fs if f.iteration in at]
+    if not pairs:
+        return ss, fs
+    started_, ended = zip(*pairs)
+    its, allocs, wds, scheduled, started, pids = zip(*map(_STARTED_ROW, started_))
+    begun = tuple(f.started for f in ended)
+    out.append(IterationsRan(job, its, allocs, wds, scheduled, started, None if begun == started else begun,
+                             tuple(f.finished for f in ended), pids, sum(map(_CORES, started_))))
+    paired = {f.iteration for f in ended}
+    return list(at.values()), [f for f in fs if f.iteration not in paired]
 
 
 _STARTED_ROW = attrgetter("iteration", "allocation", "wd", "scheduled", "started", "pid")

@@ -35,6 +35,7 @@ from hpilot.partition.messages import (
     CancelJob,
     IterationFinished,
     IterationsDropped,
+    IterationsRan,
     IterationsStarted,
     IterationsSucceeded,
     IterationStarted,
@@ -127,16 +128,17 @@ class Bye:
 
 _CLASSES = (Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob,
             Shutdown, IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release, Reserved,
-            IterationsStarted, IterationsSucceeded, NodeStatus, TaskSpec, Execution, Resources, ResourceSize,
+            IterationsStarted, IterationsSucceeded, IterationsRan, NodeStatus, TaskSpec, Execution, Resources,
+            ResourceSize,
             IterSchedulerSpec, Template, Request, Slot)
 _TYPES: Dict[str, Type[Any]] = {c.__name__: c for c in _CLASSES}
 _NAMES: Dict[Type[Any], Tuple[str, ...]] = {c: tuple(f.name for f in fields(c)) for c in _CLASSES}
 TOP = (Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob, Shutdown,
        IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release, Reserved,
-       IterationsStarted, IterationsSucceeded, NodeStatus)
+       IterationsStarted, IterationsSucceeded, IterationsRan, NodeStatus)
 Message = Union[Register, Leaving, ClientQuery, Registered, Refused, ClientAnswer, Heartbeat, Bye, Work, CancelJob,
                 Shutdown, IterationStarted, IterationFinished, IterationsDropped, Reserve, RunReserved, Release,
-                Reserved, IterationsStarted, IterationsSucceeded, NodeStatus]
+                Reserved, IterationsStarted, IterationsSucceeded, IterationsRan, NodeStatus]
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 # A Work message nests about a dozen deep; a loop pass's reports fit in a few megabytes.
 LIMITS = safejson.Limits(max_bytes=256 * 1024 * 1024, max_depth=32)
@@ -243,9 +245,16 @@ def _work_rule(w: Work) -> Optional[str]:
     return None if inside else "iterations outside the job's"
 
 
+def _columns_rule(b: Union[IterationsStarted, IterationsSucceeded, IterationsRan]) -> Optional[str]:
+    n = len(b.iterations)
+    cols = [getattr(b, f.name) for f in fields(b) if f.name not in ("job", "iterations", "cores")]
+    return None if all(c is None or len(c) == n for c in cols) else "columns of different lengths"
+
+
 _RULES: Dict[Type[Any], Callable[[Any], Optional[str]]] = {
     Execution: _execution_rule, IterSchedulerSpec: _scheduler_rule, ResourceSize: _size_rule, TaskSpec: _spec_rule,
-    Work: _work_rule,
+    Work: _work_rule, IterationsStarted: _columns_rule, IterationsSucceeded: _columns_rule,
+    IterationsRan: _columns_rule,
 }
 
 

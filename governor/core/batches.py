@@ -1,7 +1,8 @@
 """A partition's reports as batches: the governor's cost grows with batches, not iterations.
 
 A partition sends one loop pass's starts of a job as one :class:`IterationsStarted` and
-its plain successes (exit 0, no reason) as one :class:`IterationsSucceeded`, in columns.
+its plain successes (exit 0, no reason) as one :class:`IterationsSucceeded`, in columns, and
+the iterations that did both within the pass as one :class:`IterationsRan`.
 Here each batch is applied in one pass over its columns: the state bytes and the run
 columns are written in a tight loop, the counts, the accounting, the journal record and
 the job's own state once per batch.  Everything that is not plain (a failure, a cancel, a
@@ -17,7 +18,7 @@ from hpilot.governor.core import records
 from hpilot.governor.core.events import Action, Record, StateEvent
 from hpilot.governor.core.registry import JobRecord
 from hpilot.governor.core.states import JobState
-from hpilot.partition.messages import IterationsStarted, IterationsSucceeded
+from hpilot.partition.messages import IterationsRan, IterationsStarted, IterationsSucceeded
 
 if TYPE_CHECKING:
     from hpilot.governor.core.governor import GovernorCore, PartitionView
@@ -67,3 +68,10 @@ def succeeded(core: GovernorCore, part: str, rec: JobRecord, view: PartitionView
                                "time": t}) for it, t in zip(applied, ends))
     core.iterations_succeeded(rec, applied, now, out)
     core.apply(core.router.finished(part, rec, applied, now, first=min(starts)), now, out)
+
+
+def ran(core: GovernorCore, part: str, rec: JobRecord, view: PartitionView, msg: IterationsRan,
+        out: List[Action]) -> None:
+    """Started and succeeded within one pass: the same as the two batches, one after the other."""
+    started(core, rec, view, msg.as_started(), out)
+    succeeded(core, part, rec, view, msg.as_succeeded(), out)

@@ -45,6 +45,7 @@ from hpilot.partition.messages import (
     FromPartition,
     IterationFinished,
     IterationsDropped,
+    IterationsRan,
     IterationsStarted,
     IterationsSucceeded,
     IterationStarted,
@@ -443,6 +444,8 @@ class GovernorCore:
             batches.started(self, rec, view, msg, out)
         elif isinstance(msg, IterationsSucceeded):
             batches.succeeded(self, part, rec, view, msg, out)
+        elif isinstance(msg, IterationsRan):
+            batches.ran(self, part, rec, view, msg, out)
         elif isinstance(msg, Reserved):
             self.apply(self.router.reserved(part, msg, msg.now), msg.now, out)
 

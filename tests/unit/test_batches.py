@@ -15,6 +15,7 @@ from hpilot.governor.service.resume import restore
 from hpilot.partition import batchwire
 from hpilot.partition.messages import (
     IterationFinished,
+    IterationsRan,
     IterationsStarted,
     IterationsSucceeded,
     IterationStarted,
@@ -131,4 +132,57 @@ def test_a_pass_keeps_each_start_before_its_end() -> None:
     pass_: List[Any] = starts("s", [0], 1.0) + ends("s", [0], 2.0) + starts("s", [1], 2.0)
     msgs = batched(pass_)
     kinds: List[Tuple[str, Tuple[int, ...]]] = [(type(m).__name__, m.iterations) for m in msgs]
-    assert kinds == [("IterationsStarted", (0, 1)), ("IterationsSucceeded", (0,))]
+    assert kinds == [("IterationsRan", (0,)), ("IterationsStarted", (1,))]
+
+
+def test_what_starts_and_succeeds_in_one_pass_is_one_batch() -> None:
+    same = [IterationFinished("s", it, 0, 5.0, 6.0, f"n1[{it % 4}]", "/wd", 1) for it in (3, 1)]
+    msgs = batched(starts("s", [0, 1, 2, 3], 5.0) + same + ends("s", [9], 6.0))
+    kinds = [(type(m).__name__, m.iterations) for m in msgs]
+    assert kinds == [("IterationsRan", (3, 1)), ("IterationsStarted", (0, 2)), ("IterationsSucceeded", (9,))]
+    ran = msgs[0]
+    assert isinstance(ran, IterationsRan) and ran.begun is None and ran.pids == (103, 101) and ran.cores == 2
+    assert ran.as_succeeded().started == (5.0, 5.0) and ran.finished == (6.0, 6.0)
+    other = batched(starts("s", [4], 5.0) + ends("s", [4], 7.0))[0]  # the end's own start differs: kept
+    assert isinstance(other, IterationsRan) and other.begun == (6.0,) and other.as_succeeded().started == (6.0,)
+    twice = starts("s", [5], 1.0) + starts("s", [5], 2.0) + ends("s", [5], 3.0)
+    assert [type(m) for m in batched(twice)] == [IterationsStarted, IterationsSucceeded], "order matters: no pair"
+
+
+def test_a_ran_batch_gives_what_its_start_and_success_give(tmp_path: Path) -> None:
+    def run(split: bool) -> Tuple[Any, List[bytes]]:
+        core = make_core(tmp_path, nodes="n1:4")
+        core.journaling = True
+        recs: List[bytes] = []
+        from hpilot.governor.core.events import ClientRequest
+
+        core.handle(ClientRequest({"request": "submit", "jobs": [jobdesc("s", iterations=3)]}, 1.0))
+        ran = batched(starts("s", [0, 1, 2], 2.0) + ends("s", [0, 1, 2], 3.0))[0]
+        assert isinstance(ran, IterationsRan)
+        msgs: List[Any] = [ran.as_started(), ran.as_succeeded()] if split else [ran]
+        for m in msgs:
+            recs.extend(a.data for a in core.handle(FromPart("p0", m)) if isinstance(a, Record))
+            core.validate()
+        return core, recs
+
+    (one, one_recs), (two, two_recs) = run(False), run(True)
+    a, b = one.registry.get("s"), two.registry.get("s")
+    assert a is not None and b is not None and a.state is b.state is JobState.SUCCEED
+    def cols(r: Any) -> Tuple[Any, ...]:
+        return (r.allocation, r.wd, r.scheduled, r.started, r.finished, r.exit_code)
+
+    assert [cols(a.runs[i]) for i in range(3)] == [cols(b.runs[i]) for i in range(3)]
+    assert cols(a.runs[2]) == ("n1[2]", "/wd", 1.5, 2.0, 3.0, 0)
+    assert one_recs == two_recs
+
+
+def test_a_ran_batch_crosses_the_wire_packed_even_alone() -> None:
+    for msg in (batched(starts("s", [0, 1, 2], 5.0) + ends("s", [0, 1, 2], 6.0))[0],
+                IterationsRan("s", (7,), ("a",), ("/w",), (1.0,), (2.0,), None, (3.0,), (None,), 1)):
+        frame = batchwire.encode_batch([msg])
+        assert frame.startswith(b'[["R"'), frame[:40]
+        assert batchwire.decode_frame(frame) == ([msg], [])
+    raw = json.loads(batchwire.encode_batch([msg]))
+    raw[0][7] = {"f": "AAAA"}  # a begun column of the wrong length: dropped, with its reason
+    got, errors = batchwire.decode_frame(json.dumps(raw).encode())
+    assert got == [] and "IterationsRan" in errors[0]

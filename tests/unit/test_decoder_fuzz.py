@@ -28,6 +28,7 @@ from hpilot.partition.messages import (
     CancelJob,
     IterationFinished,
     IterationsDropped,
+    IterationsRan,
     IterationsStarted,
     IterationsSucceeded,
     IterationStarted,
@@ -393,7 +394,9 @@ def test_a_decoded_work_never_fails_the_partition_core(frame: bytes) -> None:
 PACKED_MSGS = [IterationsStarted("s", (4, 5, 6, 7, 8), ("n0[0]", "n0[1]", "n0[0]", "n0[1]", "n0[0]"), ("/w",) * 5,
                                  (1.0, 1.25, 1.5, 1.75, 2.0), (1.5, 1.5, 2.0, 2.0, 2.5), (None,) * 5, 5),
                IterationsSucceeded("s", (9, 3, 1), ("a", "a", "a"), ("/w", "/v", "/w"), (1.0, 2.0, 3.0),
-                                   (1.5, 2.5, 3.5), 3)]
+                                   (1.5, 2.5, 3.5), 3),
+               IterationsRan("s", (10, 11, 12), ("a", "b", "a"), ("/w",) * 3, (1.0, 1.0, 1.0), (2.0, 2.0, 2.0),
+                             (2.0, 2.5, 2.5), (3.0, 3.0, 3.0), (7, 8, 9), 3)]
 PACKED = batchwire.encode_batch(PACKED_MSGS)
 
 
