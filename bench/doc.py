@@ -127,8 +127,8 @@ Notes on the columns:
   task "succeeds" as soon as its partition manager starts it), so they measure the
   control plane: the governor, routing by credit, the wire and the partition managers,
   local processes over `--nodes 8,8,8,8,8,8,8,8 --partition-nodes 8/N`.  G-1 to G-8 are
-  compared with one another, so their runs alternate (1, 2, 4, 8, 1, 2, ...): each row is
-  the median of its runs."""
+  compared with one another, so their runs alternate (1, 2, 4, 8, 1, 2, ...), at least
+  five rounds whatever `--repeat` says: each row is the median of its runs."""
 
 
 def _wrapper(res: Results) -> str:

@@ -333,8 +333,9 @@ TARGETS: List[Target] = [
     Target(16, "governor CPU per task, 1 to 8 partitions (G rows, real processes)", "flat or falling",
            _partitions_cpu, "what is left is per report: a busy partition reports several times a second "
            "whatever its size, so 8 partitions send several times the frames of one, and each frame has a "
-           "fixed cost (decoding, the core's handling, ZeroMQ's I/O thread); between runs of this shared "
-           "machine the ratio moves by more than the 10 % allowed. The whole run adds "
+           "fixed cost (decoding, the core's handling, ZeroMQ's I/O thread); even as the median of five "
+           "alternating rounds, the ratio on this shared machine can move by more than the 10 % allowed. The "
+           "whole run adds "
            "each partition manager's start and registration.", "main"),
     Target(16, "1,000,000 iterations over 8 partitions", "governor peak < 100 MB",
            _field("G-1M", "peak_mb", "{:.0f} MB", lambda v: v < 100, sized=True),

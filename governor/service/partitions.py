@@ -192,16 +192,18 @@ class PartitionLinks:
 
     # ---- out ----
 
-    def send(self, name: str, msg: Any) -> None:
+    def send(self, name: str, *msgs: Any) -> None:
+        """Messages to one partition, in one multipart (a frame each): one send, one wake-up of
+        the partition, however many the governor had for it in one pass."""
         link = self.by_name.get(name)
         if link is None:
-            log.warning("message for partition %s, which is gone, dropped", name)
+            log.warning("%d message(s) for partition %s, which is gone, dropped", len(msgs), name)
             return
-        self._send(link.ident, msg)
+        self._send(link.ident, *msgs)
 
-    def _send(self, ident: bytes, msg: Any) -> None:
+    def _send(self, ident: bytes, *msgs: Any) -> None:
         try:
-            self.router.send_multipart([ident, wire.encode(msg)], zmq.NOBLOCK)
+            self.router.send_multipart([ident, *map(wire.encode, msgs)], zmq.NOBLOCK)
         except (zmq.Again, zmq.ZMQError) as e:
             log.warning("cannot send to a partition: %s", e)
 

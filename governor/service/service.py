@@ -196,6 +196,7 @@ class Service:
         self._carry_out(self.gov.handle(ev), on_reply)
 
     def _carry_out(self, actions: List[Any], on_reply: Optional[Callable[[Reply], None]] = None) -> None:
+        outbox: Dict[str, List[Any]] = {}  # per partition, in order: sent as one multipart at the end
         for a in actions:
             if isinstance(a, Record):
                 if self.journal is not None:
@@ -204,7 +205,7 @@ class Service:
                 if self.inproc is not None and a.partition == PART:
                     self.inproc.deliver(a.message)  # handled in the loop, after the answer
                 elif self.links is not None:
-                    self.links.send(a.partition, a.message)
+                    outbox.setdefault(a.partition, []).append(a.message)
             elif isinstance(a, StateEvent):
                 if self.net is not None:
                     self.net.publish(a.event)
@@ -218,6 +219,9 @@ class Service:
             elif isinstance(a, FinishService):
                 log.info("finishing: %s (cpu %.3f s)", a.reason, time.process_time())
                 self._finish = self._finish or a.reason
+        if self.links is not None:
+            for part, msgs in outbox.items():
+                self.links.send(part, *msgs)
 
     def _pump(self) -> None:
         """The in-process partition's work: its reports go to the governor core, whose
