@@ -28,8 +28,6 @@ from hpilot.partition.messages import FromPartition, batched, is_exception
 
 log = logging.getLogger("hpilot.partition")
 BURST = 32  # rounds of (launcher events -> core) per step at most, so the owner's sockets are never starved
-REPORT_EVERY = 0.1  # one partition's progress goes up this often (exceptions and an empty queue at once)
-REPORT_MOST = 1.0  # ... and however many partitions share a governor, at least this often
 
 
 class PartitionRunner:
@@ -137,18 +135,6 @@ def reports_due(since_last: float, period: float, exception: bool, drained: Call
     then the governor's refill, or whoever waits on this work, should not wait a period.
     (``drained`` is asked last: it counts the queue.)  The simulation's partitions use it too."""
     return since_last >= period or exception or drained()
-
-
-def report_period(partitions: int) -> float:
-    """How often each of ``partitions`` partition managers sends its plain progress: together they
-    send the governor about 1 / REPORT_EVERY progress frames a second, however many they are.
-    The governor's cost is per frame (a decode, a grant, a loop pass; the iterations in a frame
-    cost little more), so with one period for all, 8 partitions cost it 1.4x the CPU per
-    iteration of one.  What waits is only plain progress: failures, cancels and an emptied
-    queue go at once (:func:`reports_due`), and the governor gives each partition enough work
-    to last its period (governor/core/routing.py, ``Slot``).  At most REPORT_MOST, so that a
-    client's view of a large run is never more than a second behind."""
-    return min(REPORT_EVERY * max(1, partitions), REPORT_MOST)
 
 
 def _event(ev: LauncherEvent) -> Any:

@@ -40,9 +40,9 @@ from hpilot.partition.resources import Node, ResourceSet
 
 log = logging.getLogger("hpilot.governor")
 PREFETCH = 2  # a partition holds at least this many times its cores: its queue never runs dry
-HORIZON = 0.2  # ... and at least what it finishes (its measured rate) in its report period and this many
-# seconds more (the refill's round trip), or it runs dry before each refill, reports at once and
-# makes many small batches
+HORIZON = 0.3  # ... and at least what it finishes in this many seconds (its measured rate):
+# more than a partition's report period (0.1 s) plus the refill's round trip, or it runs
+# dry before each refill, reports at once and makes many small batches
 RATE_WINDOW = 0.2  # seconds of reports over which a partition's rate is measured
 MAX_PREFETCH = 1024  # ... but never more than this many times its cores (a bound for the absurd: what a
 # partition holds is set by what it finishes, see Slot.ran_dry; at 256, the G rows' dry-run partitions
@@ -68,7 +68,7 @@ class Slot:
 
     __slots__ = ("name", "cores", "nodes", "resources", "tags", "held", "cost", "draining", "sent", "done",
                  "joined", "_win_start", "_win_done", "_win_base", "limit", "metered", "_ep_first", "_ep_done",
-                 "_starved", "horizon")
+                 "_starved")
 
     def __init__(self, ev: PartitionJoined) -> None:
         self.name = ev.name
@@ -90,9 +90,6 @@ class Slot:
         self._ep_done = 0  # ... and how many those are
         self._starved = False  # it ran dry in this window while work was waiting (see ran_dry)
         self.limit = self.cores * PREFETCH if ev.credit is None else ev.credit
-        # what it holds should last until its next report and that report's round trip
-        # (runner.report_period: the more partitions, the less often each one reports)
-        self.horizon = ev.report_every + HORIZON
 
     def measure(self, n: int, now: float, first: Optional[float] = None) -> None:
         """Count ``n`` iterations finished at ``now`` (the partition's clock); every
@@ -110,7 +107,7 @@ class Slot:
         if span >= RATE_WINDOW:
             rate = self._win_done / span
             self._win_start, self._win_done, self._win_base = now, 0, 0
-            limit = min(max(self.cores * PREFETCH, int(rate * self.horizon)), self.cores * MAX_PREFETCH)
+            limit = min(max(self.cores * PREFETCH, int(rate * HORIZON)), self.cores * MAX_PREFETCH)
             # a window in which it ran dry with work waiting measured the governor's pace, not
             # the partition's: it may grow the limit, never shrink it
             self.limit = max(self.limit, limit) if self._starved else limit
@@ -125,9 +122,9 @@ class Slot:
             self._grow((self._win_done - self._win_base) / span)  # what ended after the window opened
 
     def _grow(self, rate: float) -> None:
-        """Grow the limit now, before a window closes: to ``horizon`` of ``rate``, but at most 2x a
+        """Grow the limit now, before a window closes: to HORIZON of ``rate``, but at most 2x a
         step and never past the ceiling (one rule for both ways a partition shows it is faster)."""
-        self.limit = max(self.limit, min(int(rate * self.horizon), self.limit * 2, self.cores * MAX_PREFETCH))
+        self.limit = max(self.limit, min(int(rate * HORIZON), self.limit * 2, self.cores * MAX_PREFETCH))
 
     def ran_dry(self, now: float, waiting: bool) -> None:
         """It finished all it held (at ``now``, its clock).  If work was waiting, it idled
@@ -136,8 +133,8 @@ class Slot:
         smaller each one's share of the pace: 8 partitions sent the governor about 7 times the
         frames of one, and it pays per frame).  Its own rate is what it finished since it last held
         nothing, over the time from the first of those starts to now: the limit grows to
-        ``horizon`` of that (2x at most per time it runs dry).  With real tasks that rate is what
-        its cores finish when busy, so a buffer sized by it still drains in ``horizon``."""
+        HORIZON of that (2x at most per time it runs dry).  With real tasks that rate is what
+        its cores finish when busy, so a buffer sized by it still drains in HORIZON."""
         first, done = self._ep_first, self._ep_done
         self._ep_first, self._ep_done = None, 0
         if not (self.metered and waiting) or first is None or now <= first:

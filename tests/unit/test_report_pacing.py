@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from hpilot.governor.core.events import PartitionJoined
-from hpilot.governor.core.routing import HORIZON, RATE_WINDOW, Slot
 from hpilot.launcher.dryrun import DryRunLauncher
 from hpilot.partition.core import PartitionConfig, PartitionCore
 from hpilot.partition.messages import (
@@ -25,7 +23,7 @@ from hpilot.partition.messages import (
 )
 from hpilot.partition.models import EnvContext
 from hpilot.partition.resources import local_resources
-from hpilot.partition.runner import REPORT_EVERY, REPORT_MOST, PartitionRunner, report_period
+from hpilot.partition.runner import PartitionRunner
 from hpilot.partition.spec import Execution, Resources, ResourceSize
 from hpilot.partition.variables import compile_template
 
@@ -110,25 +108,3 @@ def test_the_simulation_reports_as_a_partition_manager_does() -> None:
     flat = scale.simulate(32, "flat", "1s", tasks_per_core=2)
     assert gov["messages_per_task"] < 0.015, gov
     assert gov["makespan_s"] <= flat["makespan_s"] * 1.01, (gov, flat)
-
-
-def test_the_partitions_of_one_governor_share_its_report_budget() -> None:
-    """Together a governor's partitions send it about 1 / REPORT_EVERY progress frames a second:
-    each one reports less often the more they are, and never less than once a REPORT_MOST."""
-    assert report_period(0) == report_period(1) == REPORT_EVERY
-    assert report_period(8) == pytest.approx(8 * REPORT_EVERY)
-    assert report_period(4) < report_period(8) <= REPORT_MOST
-    assert report_period(64) == report_period(1024) == REPORT_MOST
-
-
-def test_a_partition_that_reports_less_often_is_given_work_for_its_period() -> None:
-    """What a partition holds lasts until its next report and that report's round trip: a slot
-    of 8 partitions' period, measured at the same rate, may hold more than a slot of one's."""
-    one = Slot(PartitionJoined("a", (("n1", 64),), report_every=report_period(1)))
-    eight = Slot(PartitionJoined("b", (("n2", 64),), report_every=report_period(8)))
-    for s in (one, eight):
-        s.measure(0, 0.0)
-        s.measure(2000, RATE_WINDOW)  # 10,000 iterations a second
-    assert one.limit == int(10_000 * (REPORT_EVERY + HORIZON))
-    assert eight.limit == int(10_000 * (8 * REPORT_EVERY + HORIZON))
-    assert eight.limit >= 10_000 * report_period(8)
