@@ -44,10 +44,11 @@ from hpilot.governor.core.events import ClientRequest, FromPart, PartitionJoined
 from hpilot.governor.core.governor import GovernorConfig, GovernorCore
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.partition.core import PartitionConfig, PartitionCore, Schedule, TaskEnded, TaskStarted
-from hpilot.partition.messages import IterationFinished, IterationStarted, batched, is_exception
+from hpilot.partition.manager import REPORT_EVERY
+from hpilot.partition.messages import batched, is_exception
 from hpilot.partition.models import EnvContext
 from hpilot.partition.resources import Node, ResourceSet
-from hpilot.partition.runner import report_period, reports_due, running_low
+from hpilot.partition.runner import reports_due
 
 CORES_PER_NODE = 128
 NODES_PER_PARTITION = 16
@@ -85,13 +86,12 @@ class _Sim:
         self.flushed: Dict[str, float] = {}
         cfg = PartitionConfig(root_wd="/tmp", env=EnvContext(base_env={}))
         size = nodes if self.flat else NODES_PER_PARTITION
-        self.period = report_period(nodes // size)  # as a governor tells its partition managers
         for p in range(nodes // size):
             names = [f"n{p * size + i}" for i in range(size)]
             rs = ResourceSet(tuple(Node(n, tuple(range(CORES_PER_NODE))) for n in names), False, "simulated")
             self.parts[f"p{p}"] = PartitionCore(rs, cfg)
             self.governor(PartitionJoined(f"p{p}", tuple((n, CORES_PER_NODE) for n in names), (), 0.0,
-                                          LOCAL_CREDIT if self.flat else None, self.period))
+                                          LOCAL_CREDIT if self.flat else None))
 
     def governor(self, ev: Any) -> None:
         if self.prof_gov is not None:
@@ -140,11 +140,8 @@ class _Sim:
         if not waiting:
             return
         since = clock - self.flushed.get(name, -1.0) + 1e-9  # virtual passes: TICKs that add up to a period
-        part = self.parts[name]
-        if not self.flat and not reports_due(since, self.period, any(map(is_exception, waiting)),
-                                             lambda: part.queued_iterations == 0,
-                                             lambda: _part_ended(part, waiting)
-                                             or running_low(part.queued_iterations, _starts(waiting), since)):
+        if not self.flat and not reports_due(since, REPORT_EVERY, any(map(is_exception, waiting)),
+                                             lambda: self.parts[name].queued_iterations == 0):
             return
         del self.pending[name]
         self.flushed[name] = clock
@@ -153,7 +150,7 @@ class _Sim:
         self.to_gov.extend((name, r) for r in reports)
 
     def next_flush(self) -> Optional[float]:
-        return min((self.flushed.get(n, -1.0) + self.period for n in self.pending), default=None)
+        return min((self.flushed.get(n, -1.0) + REPORT_EVERY for n in self.pending), default=None)
 
     def run(self, tasks: int) -> float:
         self.governor(ClientRequest({"request": "submit", "jobs": [
@@ -245,16 +242,6 @@ def saturation(nodes: int, passes: int = 3, seed: int = 1) -> Dict[str, Any]:
 
 # CPU time of this thread, not wall time: the figures hold on a machine others are using
 _cpu = time.thread_time
-
-
-def _starts(reports: List[Any]) -> int:
-    """The starts among a partition's waiting reports: as a partition manager counts its tasks started."""
-    return sum(1 for r in reports if type(r) is IterationStarted)
-
-
-def _part_ended(part: PartitionCore, reports: List[Any]) -> bool:
-    """A job's last iteration in this partition ended: as a partition manager sees it (runner)."""
-    return any(not part.holds(r.job) for r in reports if type(r) is IterationFinished)
 
 
 def _rss_mb() -> float:

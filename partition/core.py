@@ -147,7 +147,6 @@ class PartitionCore:
         self.allocator = Allocator(resources)
         self.queue: List[_Pending] = []
         self.running: Dict[str, _Running] = {}
-        self._running_jobs: Dict[str, int] = {}  # job -> its tasks running here (see holds)
         self._canceling: Set[str] = set()
         self.reservations: Dict[Tuple[str, int], _Reservation] = {}
         self._uniq = itertools.count(1)
@@ -263,7 +262,6 @@ class PartitionCore:
             values["itval"] = spec.it_value(it)
         wd = posixpath.join(root, ex.wd.fill(values)) if ex.wd is not None else root
         self.running[name] = _Running(spec, it, own, wd, now, full)
-        self._running_jobs[spec.job] = self._running_jobs.get(spec.job, 0) + 1
         cpus = tuple(c for s in alloc.slots for c in s.cores) if self.cfg.env.binding else None
         files = models.with_files(ex, alloc, self.cfg.env)
         return LaunchRequest(
@@ -296,11 +294,6 @@ class PartitionCore:
         run = self.running.pop(ex.task_id, None)
         if run is None:
             return []
-        left = self._running_jobs[run.spec.job] - 1
-        if left:
-            self._running_jobs[run.spec.job] = left
-        else:
-            del self._running_jobs[run.spec.job]
         self.allocator.release(run.alloc)
         for slot in run.alloc.slots:
             if slot.node in self.down:
@@ -422,11 +415,6 @@ class PartitionCore:
 
     # ---- for tests and status ----
 
-    def holds(self, job: str) -> bool:
-        """Whether any of ``job``'s iterations still runs or waits here: once none does, its
-        part here has ended, and its end may be what another job waits on."""
-        return job in self._running_jobs or any(p.spec.job == job for p in self.queue)
-
     @property
     def queued_iterations(self) -> int:
         return sum(len(p.its) - p.pos for p in self.queue)
@@ -442,10 +430,6 @@ class PartitionCore:
         assert used == self.allocator.used_cores, (
             f"running tasks hold {used} cores, allocator says {self.allocator.used_cores}")
         assert self._canceling <= set(self.running), "canceling a task that is not running"
-        jobs: Dict[str, int] = {}
-        for r in self.running.values():
-            jobs[r.spec.job] = jobs.get(r.spec.job, 0) + 1
-        assert jobs == self._running_jobs, f"running tasks per job {jobs}, counted {self._running_jobs}"
 
 
 def _usable(allocator: Allocator, node: str, up: bool, held: Sequence[int]) -> None:

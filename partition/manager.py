@@ -2,8 +2,8 @@
 
 Started by hand (``hpilot service --parent ADDRESS``) or by a governor for a group of
 nodes.  It registers (advertising its nodes and cores), takes :class:`Work` as it
-comes, reports every iteration's start and end (batched per job, one frame per report period,
-which the governor sets at registration, and at once for exceptions: see _flush),
+comes, reports every iteration's start and end (batched per job, one frame per report period
+and at once for exceptions: see _flush),
 and sends a heartbeat.  Reports of finished iterations are the credit it gives back:
 the governor counts what it sent and measures the partition's rate from them.
 
@@ -45,7 +45,7 @@ from hpilot.launcher.vigil import Vigil, excused
 from hpilot.partition import batchwire, wire
 from hpilot.partition.core import PartitionCore
 from hpilot.partition.messages import CancelJob, Release, Reserve, RunReserved, Shutdown, Work
-from hpilot.partition.runner import REPORT_EVERY, PartitionRunner
+from hpilot.partition.runner import PartitionRunner
 
 log = logging.getLogger("hpilot.partition.manager")
 LOST_AFTER = 6
@@ -55,6 +55,7 @@ ERROR = 1  # the "code" of an error response (QCG-PilotJob's)
 # A stopping manager waits this long (at most) for the answers to requests it forwarded:
 # a `finish` sent here stops this partition (the governor's Shutdown comes before its answer).
 ANSWER_GRACE = 2.0
+REPORT_EVERY = 0.1  # a partition's progress goes up this often (exceptions and an empty queue at once: _flush)
 
 
 class ClientPort(Protocol):
@@ -145,16 +146,15 @@ class PartitionManager:
         self._answers_by: Optional[float] = None
         self.parent_gone = False
         self._flushed = 0.0  # when reports last went up
-        self.report_every = REPORT_EVERY  # until the governor says (wire.Registered)
 
     def _send(self, msg: Any) -> None:
         self.sock.send_multipart([wire.encode(msg)], zmq.NOBLOCK)
 
     def _flush(self, now: Optional[float] = None) -> None:
         """Reports go up as one frame (the governor's cost is per frame) when they are due
-        (:meth:`PartitionRunner.reports_due`: once per ``report_every``, at once for an
+        (:meth:`PartitionRunner.reports_due`: once per ``REPORT_EVERY``, at once for an
         exception or when this partition ran out of work), and always when ``now`` is None."""
-        if now is not None and not self.runner.reports_due(now - self._flushed, self.report_every):
+        if now is not None and not self.runner.reports_due(now - self._flushed, REPORT_EVERY):
             return
         self._flushed = time.time() if now is None else now
         msgs = self.runner.take_reports()
@@ -170,10 +170,8 @@ class PartitionManager:
             self.registered = True
             self.name = msg.name
             self.heartbeat = msg.heartbeat
-            self.report_every = msg.report_every
             self.vigil.most = 2 * msg.heartbeat
-            log.info("registered with %s as partition %s (progress every %.1f s)", self.address, msg.name,
-                     msg.report_every)
+            log.info("registered with %s as partition %s", self.address, msg.name)
         elif isinstance(msg, wire.Refused):
             raise ManagerError(f"the governor refused this partition: {msg.reason}")
         elif isinstance(msg, (Work, CancelJob, Shutdown, Reserve, RunReserved, Release)):
@@ -280,7 +278,7 @@ class PartitionManager:
                         self._send(wire.Heartbeat(now))
                 waits = [self.next_beat - now]
                 if self.runner.has_reports:  # progress held back: it goes up when its period ends
-                    waits.append(self._flushed + self.report_every - now)
+                    waits.append(self._flushed + REPORT_EVERY - now)
                 dl = self.runner.next_deadline()
                 if dl is not None:
                     waits.append(dl - now)

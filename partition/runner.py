@@ -18,19 +18,16 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from typing import Any, Callable, Deque, List, Optional, Set
+from typing import Any, Callable, Deque, List, Optional
 
 from hpilot.launcher.api import Launcher, LauncherEvent, NodeChanged, TaskStarted
 from hpilot.launcher.core import LaunchRequest, TaskExit
 from hpilot.partition import core as pcore
 from hpilot.partition.core import KillTask, PartitionCore, Schedule
-from hpilot.partition.messages import FromPartition, IterationFinished, batched, is_exception
+from hpilot.partition.messages import FromPartition, batched, is_exception
 
 log = logging.getLogger("hpilot.partition")
 BURST = 32  # rounds of (launcher events -> core) per step at most, so the owner's sockets are never starved
-REPORT_EVERY = 0.1  # one partition's progress goes up this often (exceptions and an empty queue at once)
-REPORT_MOST = 1.0  # ... and however many partitions share a governor, at least this often
-REFILL = 0.2  # seconds a refill may take to arrive (a report's round trip): the queue should last that long
 
 
 class PartitionRunner:
@@ -40,9 +37,6 @@ class PartitionRunner:
         self.inbox: Deque[Any] = deque()
         self._reports: List[FromPartition] = []
         self._exception = False  # one of the reports waiting is an exception (see reports_due)
-        self._starts = 0  # tasks started since the reports last went up (the pace the queue drains at)
-        self._ended: Set[str] = set()  # jobs with an iteration ended since they were last looked at
-        self._job_done = False  # ... and one of them has nothing left here (see reports_due)
         self._dirty = False
         # no new task starts while set (a partition manager that lost sight of its governor):
         # what runs goes on, what is queued waits
@@ -58,9 +52,6 @@ class PartitionRunner:
         """The reports since the last call, each job's starts and plain successes as one batch."""
         out, self._reports = self._reports, []
         self._exception = False
-        self._starts = 0
-        self._ended.clear()
-        self._job_done = False
         return batched(out) if len(out) > 1 else out
 
     @property
@@ -72,18 +63,7 @@ class PartitionRunner:
         if not self._reports:
             return False
         return reports_due(since_last, period, self._exception,
-                           lambda: not self.busy and self.core.queued_iterations == 0,
-                           lambda: self._part_ended() or running_low(self.core.queued_iterations, self._starts,
-                                                                     since_last))
-
-    def _part_ended(self) -> bool:
-        """Whether a job's last iteration here ended since the reports last went up: another
-        job may wait on it, and should not wait a long period for it."""
-        if not self._job_done and self._ended:
-            holds = self.core.holds
-            self._job_done = not all(holds(job) for job in self._ended)
-            self._ended.clear()
-        return self._job_done
+                           lambda: not self.busy and self.core.queued_iterations == 0)
 
     @property
     def busy(self) -> bool:
@@ -124,7 +104,6 @@ class PartitionRunner:
         core, carry_out = self.core, self._carry_out
         for ev in events:  # in their order, as through the inbox
             if isinstance(ev, TaskStarted):
-                self._starts += 1
                 carry_out(core.task_started(ev.task_id, ev.pid, ev.now))
             elif isinstance(ev, TaskExit) and not ev.reason:
                 carry_out(core.task_ended(ev))
@@ -141,8 +120,6 @@ class PartitionRunner:
                 self.launcher.kill(a.task_id, a.reason)
             else:
                 self._reports.append(a)
-                if kind is IterationFinished:
-                    self._ended.add(a.job)
                 if not self._exception and is_exception(a):
                     self._exception = True
 
@@ -150,40 +127,14 @@ class PartitionRunner:
         return 0.0 if self.busy else self.launcher.next_deadline()
 
 
-def reports_due(since_last: float, period: float, exception: bool, drained: Callable[[], bool],
-                low: Callable[[], bool] = lambda: False) -> bool:
+def reports_due(since_last: float, period: float, exception: bool, drained: Callable[[], bool]) -> bool:
     """The rule for a partition manager's waiting reports, ``since_last`` seconds after the last
     ones went up: its progress goes once per ``period``, not per task end (the governor pays per
     frame, and an idle partition would send one per task); an ``exception`` goes at once, and
     so does everything when the partition is ``drained`` (nothing queued, nothing to do now):
-    then the governor's refill, or whoever waits on this work, should not wait a period.  A
-    queue running ``low`` (:func:`running_low`), or a job whose last iteration here ended (a
-    job that depends on it may be waiting), sends it after REPORT_EVERY even when the period is
-    longer: the refill must arrive before the cores have nothing to start, and a workflow of
-    many small jobs moves as it did with frequent reports.
-    (``drained`` and ``low`` are asked last: they count the queue.)  The simulation's
-    partitions use it too."""
-    return (since_last >= period or exception or drained()
-            or (since_last >= REPORT_EVERY and period > REPORT_EVERY and low()))
-
-
-def running_low(queued: int, starts: int, since_last: float) -> bool:
-    """Whether ``queued`` iterations last less than REFILL at the pace of ``starts`` in the
-    ``since_last`` seconds since the last report (what the governor's refill takes to come)."""
-    return since_last > 0 and queued * since_last < starts * REFILL
-
-
-def report_period(partitions: int) -> float:
-    """How often each of ``partitions`` partition managers sends its plain progress: together they
-    send the governor about 1 / REPORT_EVERY progress frames a second, however many they are.
-    The governor's cost is per frame (a decode, a grant, a loop pass; the iterations in a frame
-    cost little more), so with one period for all, 8 partitions cost it 1.4x the CPU per
-    iteration of one.  What waits is only plain progress: failures, cancels, an emptied queue
-    go at once, and a queue running low after REPORT_EVERY (:func:`reports_due`); the governor
-    gives each partition enough work to last its period and a refill's round trip
-    (governor/core/routing.py, ``Slot``).  At most REPORT_MOST, so that a client's view of a
-    large run is never more than a second behind."""
-    return min(REPORT_EVERY * max(1, partitions), REPORT_MOST)
+    then the governor's refill, or whoever waits on this work, should not wait a period.
+    (``drained`` is asked last: it counts the queue.)  The simulation's partitions use it too."""
+    return since_last >= period or exception or drained()
 
 
 def _event(ev: LauncherEvent) -> Any:

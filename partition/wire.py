@@ -98,7 +98,6 @@ class ClientQuery:
 class Registered:
     name: str
     heartbeat: float  # seconds between heartbeats, each way
-    report_every: float = 0.1  # seconds between this partition's progress reports (runner.report_period)
 
 
 @dataclass(frozen=True)
@@ -246,10 +245,6 @@ def _work_rule(w: Work) -> Optional[str]:
     return None if inside else "iterations outside the job's"
 
 
-def _registered_rule(r: Registered) -> Optional[str]:
-    return None if 0 < r.report_every <= 60 else "report_every must be in (0, 60] seconds"
-
-
 def _columns_rule(b: Union[IterationsStarted, IterationsSucceeded, IterationsRan]) -> Optional[str]:
     n = len(b.iterations)
     cols = [getattr(b, f.name) for f in fields(b) if f.name not in ("job", "iterations", "cores")]
@@ -259,7 +254,7 @@ def _columns_rule(b: Union[IterationsStarted, IterationsSucceeded, IterationsRan
 _RULES: Dict[Type[Any], Callable[[Any], Optional[str]]] = {
     Execution: _execution_rule, IterSchedulerSpec: _scheduler_rule, ResourceSize: _size_rule, TaskSpec: _spec_rule,
     Work: _work_rule, IterationsStarted: _columns_rule, IterationsSucceeded: _columns_rule,
-    IterationsRan: _columns_rule, Registered: _registered_rule,
+    IterationsRan: _columns_rule,
 }
 
 

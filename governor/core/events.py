@@ -13,7 +13,6 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 from hpilot.launcher.frozen import fast_init
 from hpilot.partition.messages import FromPartition, ToPartition
-from hpilot.partition.runner import REPORT_EVERY
 
 # ---- events: the outside world ----
 
@@ -38,15 +37,13 @@ class FromPart:
 class PartitionJoined:
     """A partition registered. ``credit`` None: the Router meters its work by its measured
     rate; a number: it may hold that many cores' worth (the in-process partition of a single
-    manager takes whole ranges, so it gets more than any job can have).  ``report_every``: how
-    often it reports its progress (the work it holds should last that long)."""
+    manager takes whole ranges, so it gets more than any job can have)."""
 
     name: str
     nodes: Tuple[Tuple[str, int], ...]
     tags: Tuple[str, ...] = ()
     now: float = 0.0
     credit: Optional[int] = None
-    report_every: float = REPORT_EVERY
 
 
 @fast_init

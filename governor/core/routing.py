@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections import deque
 from typing import Deque, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -38,13 +37,12 @@ from hpilot.partition.allocator import why_never_fits
 from hpilot.partition.iterplan import PlanError, request_for
 from hpilot.partition.messages import CancelJob, Reserved
 from hpilot.partition.resources import Node, ResourceSet
-from hpilot.partition.runner import REFILL, REPORT_EVERY
 
 log = logging.getLogger("hpilot.governor")
 PREFETCH = 2  # a partition holds at least this many times its cores: its queue never runs dry
-HORIZON = REFILL  # ... and at least what it finishes (its measured rate) in its report period and this
-# many seconds more (the refill's round trip), or it runs dry before each refill, reports at once and
-# makes many small batches
+HORIZON = 0.3  # ... and at least what it finishes in this many seconds (its measured rate):
+# more than a partition's report period (0.1 s) plus the refill's round trip, or it runs
+# dry before each refill, reports at once and makes many small batches
 RATE_WINDOW = 0.2  # seconds of reports over which a partition's rate is measured
 MAX_PREFETCH = 1024  # ... but never more than this many times its cores (a bound for the absurd: what a
 # partition holds is set by what it finishes, see Slot.ran_dry; at 256, the G rows' dry-run partitions
@@ -70,7 +68,7 @@ class Slot:
 
     __slots__ = ("name", "cores", "nodes", "resources", "tags", "held", "cost", "draining", "sent", "done",
                  "joined", "_win_start", "_win_done", "_win_base", "limit", "metered", "_ep_first", "_ep_done",
-                 "_starved", "horizon", "window", "step")
+                 "_starved")
 
     def __init__(self, ev: PartitionJoined) -> None:
         self.name = ev.name
@@ -92,17 +90,6 @@ class Slot:
         self._ep_done = 0  # ... and how many those are
         self._starved = False  # it ran dry in this window while work was waiting (see ran_dry)
         self.limit = self.cores * PREFETCH if ev.credit is None else ev.credit
-        # what it holds should last until its next report and that report's round trip
-        # (runner.report_period: the more partitions, the less often each one reports)
-        self.horizon = ev.report_every + HORIZON
-        # its rate is measured over a window as much longer as its period: over 0.2 s, the ends of
-        # a wave of 1 s tasks (within 0.2 s of each other) read as 5 times their rate, and a
-        # deeper horizon turned that into more than two waves held, ending some partitions a
-        # wave late (8 partitions, 0.8 s reports: 8.92 s where one flat partition took 8.61 s)
-        self.window = RATE_WINDOW + max(0.0, ev.report_every - REPORT_EVERY)
-        # one that reports less often grows its limit less often: 4x a step, not 2x (its tail is
-        # evened out by room(); with 2x, 8 dry-run partitions made 123 reports, with 4x 95)
-        self.step = 2 if self.horizon <= REPORT_EVERY + HORIZON else 4
 
     def measure(self, n: int, now: float, first: Optional[float] = None) -> None:
         """Count ``n`` iterations finished at ``now`` (the partition's clock); every
@@ -117,10 +104,10 @@ class Slot:
             self._win_start, self._win_base = now, n
         self._win_done += n
         span = now - self._win_start
-        if span >= self.window:
+        if span >= RATE_WINDOW:
             rate = self._win_done / span
             self._win_start, self._win_done, self._win_base = now, 0, 0
-            limit = min(max(self.cores * PREFETCH, int(rate * self.horizon)), self.cores * MAX_PREFETCH)
+            limit = min(max(self.cores * PREFETCH, int(rate * HORIZON)), self.cores * MAX_PREFETCH)
             # a window in which it ran dry with work waiting measured the governor's pace, not
             # the partition's: it may grow the limit, never shrink it
             self.limit = max(self.limit, limit) if self._starved else limit
@@ -135,9 +122,9 @@ class Slot:
             self._grow((self._win_done - self._win_base) / span)  # what ended after the window opened
 
     def _grow(self, rate: float) -> None:
-        """Grow the limit now, before a window closes: to ``horizon`` of ``rate``, but at most ``step``
-        times and never past the ceiling (one rule for both ways a partition shows it is faster)."""
-        self.limit = max(self.limit, min(int(rate * self.horizon), self.limit * self.step, self.cores * MAX_PREFETCH))
+        """Grow the limit now, before a window closes: to HORIZON of ``rate``, but at most 2x a
+        step and never past the ceiling (one rule for both ways a partition shows it is faster)."""
+        self.limit = max(self.limit, min(int(rate * HORIZON), self.limit * 2, self.cores * MAX_PREFETCH))
 
     def ran_dry(self, now: float, waiting: bool) -> None:
         """It finished all it held (at ``now``, its clock).  If work was waiting, it idled
@@ -146,8 +133,8 @@ class Slot:
         smaller each one's share of the pace: 8 partitions sent the governor about 7 times the
         frames of one, and it pays per frame).  Its own rate is what it finished since it last held
         nothing, over the time from the first of those starts to now: the limit grows to
-        ``horizon`` of that (2x at most per time it runs dry).  With real tasks that rate is what
-        its cores finish when busy, so a buffer sized by it still drains in ``horizon``."""
+        HORIZON of that (2x at most per time it runs dry).  With real tasks that rate is what
+        its cores finish when busy, so a buffer sized by it still drains in HORIZON."""
         first, done = self._ep_first, self._ep_done
         self._ep_first, self._ep_done = None, 0
         if not (self.metered and waiting) or first is None or now <= first:
@@ -157,19 +144,6 @@ class Slot:
 
     def credit(self) -> int:
         return 0 if self.draining else self.limit - self.cost
-
-    def room(self, share: int) -> int:
-        """Its credit for work of which ``share`` would bring it to its cores' part of the whole.  A partition
-        that reports less often than REPORT_EVERY holds work for longer (``horizon``), but only
-        while the work is plentiful: what it takes beyond the credit it would have at
-        REPORT_EVERY is bounded by its share, so the end of a job is spread over every
-        partition as with frequent reports, not taken by whichever reports first (the
-        simulation's 8 partitions of 0.1 s tasks, 0.8 s reports: 1.73 s against 0.90 s)."""
-        credit = self.credit()
-        if self.horizon <= REPORT_EVERY + HORIZON:
-            return credit
-        frequent = max(self.cores * PREFETCH, int(self.limit * (REPORT_EVERY + HORIZON) / self.horizon)) - self.cost
-        return min(credit, max(frequent, share))
 
     def wants(self, cost: int) -> bool:
         """Whether a grant is worth a message: the partition is empty, or half of its buffer (and
@@ -354,10 +328,7 @@ class Router:
                 continue
             c = cost(rec)
             left = len(e.its) - e.pos
-            given = e.given
-            level = (sum(given.values()) + left) / sum(s.cores for s in cands)  # of this work, per core
-            offer = [Candidate(s.name, s.room(max(0, math.ceil(level * s.cores) - given.get(s.name, 0)) * c), s.cores,
-                               given.get(s.name, 0) * c) for s in cands]
+            offer = [Candidate(s.name, s.credit(), s.cores, e.given.get(s.name, 0) * c) for s in cands]
             if left * c > sum(o.credit for o in offer):  # plenty left: only where a message is worth it
                 offer = [o for o, s in zip(offer, cands) if s.wants(c)]
                 if not offer:

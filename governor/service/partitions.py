@@ -42,7 +42,6 @@ from hpilot.launcher.private import open_private, write_private
 from hpilot.launcher.vigil import Vigil, excused
 from hpilot.partition import batchwire, wire
 from hpilot.partition.messages import FROM_PARTITION
-from hpilot.partition.runner import report_period
 
 log = logging.getLogger("hpilot.partitions")
 ADDRESS_FILE = "partitions.address"
@@ -82,7 +81,6 @@ class PartitionLinks:
         self.by_ident: Dict[bytes, _Link] = {}
         self.by_name: Dict[str, _Link] = {}
         self._count = 0
-        self.expected = 0  # partition managers this governor started (others may register by hand)
         self.ever: Set[str] = set()
         self._next_beat = 0.0
         self._next_exits = 0.0
@@ -189,10 +187,8 @@ class PartitionLinks:
         self.ever.add(name)
         log.info("partition %s registered from %s (pid %d): %s (governor cpu %.3f s)", name, msg.host, msg.pid,
                  ", ".join(f"{n}:{c}" for n, c in msg.nodes), time.process_time())
-        period = report_period(max(self.expected, len(self.by_name)))
-        self._send(ident, wire.Registered(name, self.heartbeat, period))
-        events.append(PartitionJoined(name, tuple((str(n), int(c)) for n, c in msg.nodes), tuple(msg.tags), now,
-                                      report_every=period))
+        self._send(ident, wire.Registered(name, self.heartbeat))
+        events.append(PartitionJoined(name, tuple((str(n), int(c)) for n, c in msg.nodes), tuple(msg.tags), now))
 
     # ---- out ----
 
@@ -315,7 +311,6 @@ class PartitionLinks:
               srun: bool = False, first_node: Optional[Dict[str, str]] = None) -> None:
         """One partition manager per group: (name, extra command-line arguments)."""
         first_node = first_node or {}
-        self.expected += len(groups)
         env = dict(os.environ)
         env[wire.KEY_ENV] = self.keys.path
         env.pop("HPILOT_CLIENT_KEY", None)

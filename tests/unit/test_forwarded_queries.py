@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 import zmq
-from hpilot.governor.core.events import ClientRequest, PartitionJoined
+from hpilot.governor.core.events import ClientRequest
 from hpilot.governor.service.net import NetInterface
 from hpilot.governor.service.partitions import ForwardedQuery, PartitionLinks
 from hpilot.launcher import curve
@@ -29,12 +29,8 @@ from hpilot.launcher.dryrun import DryRunLauncher
 from hpilot.partition import wire
 from hpilot.partition.core import PartitionConfig, PartitionCore
 from hpilot.partition.manager import PartitionManager
-from hpilot.partition.messages import TaskSpec, Work
 from hpilot.partition.models import EnvContext
 from hpilot.partition.resources import local_resources
-from hpilot.partition.runner import report_period
-from hpilot.partition.spec import Execution, Resources
-from hpilot.partition.variables import compile_template
 
 pytestmark = [pytest.mark.shell, pytest.mark.timeout(30)]
 CTX = zmq.Context.instance()
@@ -239,22 +235,6 @@ def test_links_turn_a_forwarded_query_into_a_client_request(links: PartitionLink
         sock.close(0)
 
 
-def test_a_partition_is_told_its_report_period_by_how_many_the_governor_started(links: PartitionLinks) -> None:
-    """8 partition managers started (spawn): each reports its progress every 0.8 s, so the
-    governor gets as many progress frames as from one; the Router is told the same period."""
-    links.expected = 8  # as spawn() counts the managers it starts
-    sock = _dealer(links)
-    try:
-        sock.send(wire.encode(wire.register("p", "h", 1, (("n", 1),), ())))
-        [joined] = _events(links)
-        told = _next(sock)
-        assert isinstance(told, wire.Registered) and told.report_every == pytest.approx(report_period(8))
-        assert told.report_every > 0.7
-        assert isinstance(joined, PartitionJoined) and joined.report_every == told.report_every
-    finally:
-        sock.close(0)
-
-
 def test_links_ignore_queries_from_unregistered_partitions(links: PartitionLinks) -> None:
     sock = _dealer(links)
     try:
@@ -308,39 +288,4 @@ def test_partition_manager_forwards_and_survives_a_malformed_answer(tmp_path: Pa
     finally:
         mgr.launcher.close()
         mgr.sock.close(0)
-        gov.close(0)
-
-
-def test_partition_manager_reports_as_often_as_its_governor_says(tmp_path: Path) -> None:
-    """Told 0.8 s at registration: plain progress with work still queued is held for 0.8 s, not
-    the 0.1 s a partition manager starts with."""
-    gov = CTX.socket(zmq.ROUTER)
-    gov.setsockopt(zmq.LINGER, 0)
-    (tmp_path / "gov").mkdir()
-    keys = curve.RunKeys.of(str(tmp_path / "gov")).issue("partition")
-    curve.serve(gov, keys.server, [keys.peer_public], "partition")
-    port = gov.bind_to_random_port("tcp://127.0.0.1")
-    core = PartitionCore(local_resources("1"), PartitionConfig(str(tmp_path), EnvContext(base_env=dict(os.environ))))
-    mgr = PartitionManager(f"tcp://127.0.0.1:{port}", curve.read_peer_keys(keys.path), "p", (), core,
-                           lambda: DryRunLauncher(3600.0))
-    try:
-        assert gov.poll(5000)
-        ident, frame = gov.recv_multipart()
-        assert isinstance(wire.decode(frame), wire.Register)
-        assert mgr.report_every == pytest.approx(0.1)
-        gov.send_multipart([ident, wire.encode(wire.Registered("p", 1.0, 0.8))])
-        _until("the registration", lambda: mgr.sock.poll(10) and (mgr._recv() or True) and mgr.registered)
-        assert mgr.report_every == pytest.approx(0.8)
-        spec = TaskSpec("s", Execution(exec=compile_template("/bin/true")), Resources(), True, 0, 3)
-        mgr.runner.deliver(Work(spec, range(3), 0.0))
-        mgr.runner.step()  # one starts (it "runs" an hour), two wait: progress, not an exception
-        assert mgr.runner.has_reports and core.queued_iterations == 2
-        mgr._flushed = 100.0
-        mgr._flush(100.5)  # within 0.8 s: held
-        assert mgr.runner.has_reports and not gov.poll(50)
-        mgr._flush(100.81)
-        assert not mgr.runner.has_reports and gov.poll(5000)
-    finally:
-        mgr.sock.close(0)
-        mgr.launcher.close()
         gov.close(0)

@@ -26,7 +26,6 @@ from hpilot.partition.messages import (
     IterationStarted,
     Work,
 )
-from hpilot.partition.runner import REPORT_EVERY
 
 
 def test_split_in_proportion_to_credit_and_never_beyond() -> None:
@@ -211,7 +210,7 @@ def test_a_fast_partition_holds_what_it_finishes_in_the_horizon_a_slow_one_its_c
     for k, it in enumerate(g.work("slow")[:8]):  # "slow": 8 over a second
         g.run("slow", "a", it, at=10.0 + 0.125 * (k + 1))
     assert g.outstanding("fast") > 4 * PREFETCH * 10
-    assert g.outstanding("fast") <= min(int(2000 * 1.2 * (REPORT_EVERY + HORIZON)), 4 * MAX_PREFETCH)
+    assert g.outstanding("fast") <= min(int(2000 * 1.2 * HORIZON), 4 * MAX_PREFETCH)
     assert g.outstanding("slow") <= 4 * PREFETCH
 
 
@@ -268,7 +267,7 @@ def test_a_partition_that_ends_its_whole_buffer_within_a_window_grows_at_once() 
     slower = Slot(PartitionJoined("q", (("n1", 64),)))  # a whole buffer in 0.18 s: as its rate says
     slower.measure(128, 0.0)
     slower.measure(128, 0.18)
-    assert slower.limit == int(128 / 0.18 * slower.horizon) < 2 * 128
+    assert slower.limit == int(128 / 0.18 * HORIZON) < 2 * 128
 
 
 def test_a_report_does_not_scan_the_ready_queue_when_no_partition_wants_work(tmp_path: Path) -> None:
