@@ -71,6 +71,16 @@ def _start_registered(wd: Path, env: Dict[str, str]) -> subprocess.Popen:
     return proc
 
 
+def _spawning(managers: List[int]) -> List[int]:
+    """The children of ``managers`` that are still copies of them: between vfork and exec."""
+    out = []
+    for pid in managers:
+        with contextlib.suppress(psutil.Error):
+            parent = psutil.Process(pid)
+            out += [c.pid for c in parent.children() if c.cmdline() == parent.cmdline()]
+    return out
+
+
 def _logged(paths: List[Path], *needles: str) -> bool:
     texts = [p.read_text(errors="replace") if p.exists() else "" for p in paths]
     return bool(texts) and all(any(n in t for n in needles) for t in texts)
@@ -117,7 +127,9 @@ def test_a_stall_of_the_whole_run_loses_nothing(wd: Path, first: str) -> None:
             wait_for(lambda: _logged(gov_log, "this governor did not run for", "lost: silent"), 30,
                      "the governor to see its pause")
         else:
-            _signal(partitions, signal.SIGCONT)
+            # with each manager, a task it was spawning: posix_spawn's vfork child, stopped before its
+            # exec, holds its parent (state D) until it runs again, as Slurm's resume of a whole job does
+            _signal(partitions + _spawning(partitions), signal.SIGCONT)
             wait_for(lambda: _logged(_partition_logs(wd), "this manager did not run for", "the governor is silent"),
                      30, "the partition managers to see their pause")
         _signal(sorted(stopped), signal.SIGCONT)
